@@ -1,0 +1,42 @@
+/*
+ * cli/cli.h: the busymirror command line. Each command is a function that
+ * parses its own options (getopt_long) and returns a process exit code.
+ */
+#ifndef BM_CLI_CLI_H
+#define BM_CLI_CLI_H
+
+#include "core/config.h"
+#include "core/store.h"
+
+#include <stdio.h>
+
+typedef struct bm_cli {
+    bm_config_t cfg;
+    const char *config_path; /* NULL: defaults only */
+    bm_store_t *store;       /* opened on first use by bm_cli_store() */
+    const char *prog;
+} bm_cli_t;
+
+typedef struct bm_cli_command {
+    const char *name;
+    int (*run)(bm_cli_t *cli, int argc, char **argv);
+    const char *summary;
+    const char *usage; /* options, one per line, printed by --help */
+} bm_cli_command_t;
+
+/* Opens the store named by the config (exit code on failure, message printed). */
+int bm_cli_store(bm_cli_t *cli, bm_store_t **out);
+/* Prints "busymirror COMMAND: <message>" and a hint to stderr; returns BM_EXIT_USAGE. */
+int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prints a command's help to f. */
+void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f);
+/* Shared getopt loop prologue: handles -h/--help and unknown options; returns
+ * -1 to continue, or an exit code. */
+const bm_cli_command_t *bm_cli_find(const char *name);
+
+/* Commands (cli/cmd_*.c). */
+int bm_cmd_config(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv);
+
+#endif

@@ -1,0 +1,21 @@
+/* cli/cmd_config.c: `busymirror config check|keys`. */
+#include "cli/cli.h"
+#include "core/util.h"
+
+#include <string.h>
+
+int bm_cmd_config(bm_cli_t *cli, int argc, char **argv)
+{
+    const bm_cli_command_t *self = bm_cli_find("config");
+    if (argc != 2)
+        return bm_cli_usage_error(self, "expected 'check' or 'keys'");
+    if (strcmp(argv[1], "check") == 0) {
+        bm_config_print(&cli->cfg, stdout);
+        return BM_EXIT_OK;
+    }
+    if (strcmp(argv[1], "keys") == 0) {
+        bm_config_print_keys(stdout);
+        return BM_EXIT_OK;
+    }
+    return bm_cli_usage_error(self, "unknown subcommand '%s'", argv[1]);
+}

@@ -1,0 +1,168 @@
+/* cli/main.c: global options, the command table and dispatch. */
+#include "bm_build.h"
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const bm_cli_command_t commands[] = {
+    {"serve", bm_cmd_unavailable, "run gateway, sync workers and renewer", ""},
+    {"sync", bm_cmd_unavailable, "mirror busy time now",
+     "  --account-id NAME   only this account's calendars\n"
+     "  --calendar-id ID    only this calendar\n"
+     "  --force-full        ignore sync tokens, list everything\n"
+     "  --dry-run           print planned operations, write nothing\n"
+     "  --verbose           progress per calendar and one line per operation\n"
+     "  --timeout SECONDS   stop cleanly after this long\n"},
+    {"reset", bm_cmd_unavailable, "remove every block from a calendar", ""},
+    {"cleanup", bm_cmd_unavailable, "remove orphaned blocks and old log entries", ""},
+    {"poll", bm_cmd_unavailable, "poll calendars without push once", ""},
+    {"account", bm_cmd_unavailable, "add, log in, list and remove Google accounts", ""},
+    {"calendar", bm_cmd_unavailable, "discover, enable, disable and list calendars", ""},
+    {"status", bm_cmd_unavailable, "health of every calendar and account", ""},
+    {"dlq", bm_cmd_unavailable, "list, retry and purge dead letters", ""},
+    {"undo", bm_cmd_unavailable, "re-create what a reset, cleanup or removal deleted", ""},
+    {"config", bm_cmd_config, "validate the configuration (config check)",
+     "  check               validate and print the effective config, secrets masked\n"
+     "  keys                list every key with its default\n"},
+};
+static const size_t n_commands = sizeof(commands) / sizeof(commands[0]);
+
+const bm_cli_command_t *bm_cli_find(const char *name)
+{
+    for (size_t i = 0; i < n_commands; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void print_help(FILE *f)
+{
+    fprintf(f,
+            "usage: busymirror [-c FILE] COMMAND [OPTIONS]\n"
+            "\n"
+            "Mirrors every real commitment of each enabled Google calendar into the others\n"
+            "of its group as a private \"Busy\" block.\n"
+            "\n"
+            "options:\n"
+            "  -c, --config FILE   configuration file (or BUSYMIRROR_CONFIG)\n"
+            "  -h, --help          this help; COMMAND --help for a command's\n"
+            "  -V, --version       print the version\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < n_commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nconfiguration keys:\n");
+    bm_config_print_keys(f);
+    fprintf(f, "\nexit codes: 0 ok, 1 failure, 2 usage, 69 not available, 75 busy (try later),\n"
+               "            78 bad configuration\n");
+}
+
+void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f)
+{
+    fprintf(f, "usage: busymirror [-c FILE] %s [OPTIONS]\n\n%s\n", cmd->name, cmd->summary);
+    if (cmd->usage[0] != '\0')
+        fprintf(f, "\noptions:\n%s", cmd->usage);
+    fprintf(f, "  -h, --help          this help\n");
+}
+
+int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "busymirror%s%s: ", cmd != NULL ? " " : "", cmd != NULL ? cmd->name : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see 'busymirror %s--help')\n", cmd != NULL ? cmd->name : "");
+    return BM_EXIT_USAGE;
+}
+
+int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
+{
+    char err[512];
+    if (cli->store == NULL && bm_store_open(cli->cfg.store.path, &cli->store, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        return BM_EXIT_FAIL;
+    }
+    *out = cli->store;
+    return BM_EXIT_OK;
+}
+
+int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv)
+{
+    fprintf(stderr, "busymirror: '%s' is not available in this version yet\n", argv[0]);
+    return BM_EXIT_UNAVAILABLE;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    bm_cli_t cli = {.prog = argv[0]};
+    int rc = BM_EXIT_OK;
+    char err[1024];
+    int c;
+
+    signal(SIGPIPE, SIG_IGN);
+    bm_config_init(&cli.cfg);
+    /* '+': stop at the command name; the command parses the rest. */
+    while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            cli.config_path = optarg;
+            break;
+        case 'h':
+            print_help(stdout);
+            goto out;
+        case 'V':
+            printf("busymirror %s\n", BM_VERSION);
+            goto out;
+        default:
+            rc = bm_cli_usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+            goto out;
+        }
+    }
+    if (optind >= argc) {
+        print_help(stderr);
+        rc = BM_EXIT_USAGE;
+        goto out;
+    }
+    const bm_cli_command_t *cmd = bm_cli_find(argv[optind]);
+    if (cmd == NULL) {
+        rc = bm_cli_usage_error(NULL, "unknown command '%s'", argv[optind]);
+        goto out;
+    }
+    for (int i = optind + 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            bm_cli_print_command_help(cmd, stdout);
+            goto out;
+        }
+    }
+    if (cli.config_path == NULL)
+        cli.config_path = getenv("BUSYMIRROR_CONFIG");
+    if (cli.config_path != NULL && cli.config_path[0] != '\0' &&
+        bm_config_load(&cli.cfg, cli.config_path, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        rc = BM_EXIT_CONFIG;
+        goto out;
+    }
+    bm_log_set_level((bm_log_level_t)cli.cfg.log.level);
+    bm_log_add_secret(cli.cfg.google.client_secret);
+    optind++; /* the command's own getopt starts after its name */
+    argc -= optind - 1;
+    argv += optind - 1;
+    optind = 1;
+    rc = cmd->run(&cli, argc, argv);
+out:
+    if (cli.store != NULL)
+        bm_store_close(cli.store);
+    bm_config_dispose(&cli.cfg);
+    return rc;
+}

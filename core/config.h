@@ -1,0 +1,98 @@
+/*
+ * core/config.h: busymirror's configuration, read from an INI file (libinih).
+ *
+ * One declarative table (bm_config_keys) lists every key with its type,
+ * default, bounds and help text; parsing, validation, `config check` and the
+ * documentation all come from it. Strings in bm_config_t are owned by the
+ * struct and released by bm_config_dispose().
+ */
+#ifndef BM_CORE_CONFIG_H
+#define BM_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct bm_config {
+    struct {
+        char *path;
+        char *key_file;
+    } store;
+    struct {
+        char *client_id;
+        char *client_secret;
+        char *api_base_url;
+        char *batch_url;
+        char *token_url;
+        char *auth_url;
+    } google;
+    struct {
+        char *listen;
+        char *tls_cert;
+        char *tls_key;
+        char *public_url;
+        int threads;
+    } gateway;
+    struct {
+        int workers;
+        int batch_size;
+    } engine;
+    struct {
+        int past_days;
+        int future_days;
+        char *block_summary;
+        bool respect_deleted_blocks;
+        int poll_interval;
+    } sync;
+    struct {
+        int level;
+        int retention_days;
+    } log;
+    char *source; /* the file it was read from, or NULL for defaults only */
+} bm_config_t;
+
+typedef enum {
+    BM_CFG_STRING,
+    BM_CFG_PATH,   /* relative paths resolve against the config file's folder */
+    BM_CFG_URL,    /* http:// or https:// */
+    BM_CFG_INT,    /* bounded by min..max */
+    BM_CFG_BOOL,   /* true/false/yes/no/on/off/1/0 */
+    BM_CFG_LEVEL,  /* a log level name */
+    BM_CFG_LISTEN, /* host:port */
+} bm_cfg_type_t;
+
+typedef struct bm_config_key {
+    const char *section;
+    const char *name;
+    bm_cfg_type_t type;
+    const char *def; /* default as text; NULL means unset */
+    size_t offset;   /* into bm_config_t */
+    long min, max;   /* for BM_CFG_INT */
+    bool secret;     /* masked by `config check` */
+    const char *help;
+} bm_config_key_t;
+
+extern const bm_config_key_t bm_config_keys[];
+extern const size_t bm_config_n_keys;
+
+/* Fills cfg with every default. */
+void bm_config_init(bm_config_t *cfg);
+void bm_config_dispose(bm_config_t *cfg);
+
+/*
+ * Reads path over the defaults already in cfg. On error returns BM_EINVAL (bad
+ * key or value: err says "file:line: [section] key: problem") or BM_EIO
+ * (unreadable file), and cfg is left with the defaults only.
+ */
+int bm_config_load(bm_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Sets one key from text, as if read from a file (used by tests and flags). */
+int bm_config_set(bm_config_t *cfg, const char *section, const char *name, const char *value,
+                  char *err, size_t errlen);
+
+/* Prints the effective configuration as INI, secrets masked. */
+void bm_config_print(const bm_config_t *cfg, FILE *out);
+/* Prints the table of keys with defaults and help (for --help and README). */
+void bm_config_print_keys(FILE *out);
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * core/event.c: Google Calendar event JSON (yajl tree) to bm_event_t, and
+ * RFC 3339 time parsing/formatting.
+ */
+#include "core/event.h"
+#include "core/util.h"
+
+#include <libical/ical.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_tree.h>
+
+/* ---- civil calendar arithmetic (proleptic Gregorian, H. Hinnant's algorithms) ---- */
+
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int dim[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dim[m - 1];
+}
+
+/* Reads exactly n digits; -1 when any is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* The parts of an RFC 3339 text. has_offset is false for a bare local date-time. */
+typedef struct rfc3339 {
+    int year, mon, day, hour, min, sec;
+    bool is_date;
+    bool has_offset;
+    int offset_s; /* local = UTC + offset */
+} rfc3339_t;
+
+static int split_rfc3339(const char *s, rfc3339_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (s == NULL || strlen(s) < 10)
+        return BM_EINVAL;
+    t->year = digits(s, 4);
+    t->mon = digits(s + 5, 2);
+    t->day = digits(s + 8, 2);
+    if (t->year < 0 || s[4] != '-' || t->mon < 1 || t->mon > 12 || s[7] != '-' || t->day < 1 ||
+        t->day > days_in_month(t->year, t->mon))
+        return BM_EINVAL;
+    if (s[10] == '\0') {
+        t->is_date = true;
+        t->has_offset = true;
+        return BM_OK;
+    }
+    if (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
+        return BM_EINVAL;
+    const char *p = s + 11;
+    if (strlen(p) < 8)
+        return BM_EINVAL;
+    t->hour = digits(p, 2);
+    t->min = digits(p + 3, 2);
+    t->sec = digits(p + 6, 2);
+    if (t->hour < 0 || t->hour > 23 || p[2] != ':' || t->min < 0 || t->min > 59 || p[5] != ':' ||
+        t->sec < 0 || t->sec > 60) /* 60: a leap second */
+        return BM_EINVAL;
+    p += 8;
+    if (*p == '.') { /* fractions are dropped: busymirror works in whole seconds */
+        p++;
+        if (*p < '0' || *p > '9')
+            return BM_EINVAL;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == '\0')
+        return BM_OK; /* local time: the caller needs a time zone */
+    t->has_offset = true;
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+        return BM_OK;
+    if ((*p != '+' && *p != '-') || strlen(p) != 6 || p[3] != ':')
+        return BM_EINVAL;
+    int oh = digits(p + 1, 2), om = digits(p + 4, 2);
+    if (oh < 0 || oh > 23 || om < 0 || om > 59)
+        return BM_EINVAL;
+    t->offset_s = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+    return BM_OK;
+}
+
+static int64_t rfc3339_epoch_utc(const rfc3339_t *t)
+{
+    return days_from_civil(t->year, t->mon, t->day) * 86400 + t->hour * 3600 + t->min * 60 +
+           t->sec - t->offset_s;
+}
+
+int bm_time_parse(const char *s, int64_t *out)
+{
+    rfc3339_t t;
+    int rc = split_rfc3339(s, &t);
+    if (rc != BM_OK)
+        return rc;
+    if (!t.has_offset)
+        return BM_EINVAL;
+    *out = rfc3339_epoch_utc(&t);
+    return BM_OK;
+}
+
+int bm_time_parse_tz(const char *s, const char *time_zone, int64_t *out)
+{
+    rfc3339_t t;
+    int rc = split_rfc3339(s, &t);
+    if (rc != BM_OK)
+        return rc;
+    if (t.has_offset) {
+        *out = rfc3339_epoch_utc(&t);
+        return BM_OK;
+    }
+    if (time_zone == NULL || *time_zone == '\0')
+        return BM_EINVAL;
+    if (strcmp(time_zone, "UTC") == 0 || strcmp(time_zone, "Etc/UTC") == 0) {
+        *out = rfc3339_epoch_utc(&t);
+        return BM_OK;
+    }
+    icaltimezone *zone = icaltimezone_get_builtin_timezone(time_zone);
+    if (zone == NULL)
+        return BM_EINVAL;
+    struct icaltimetype it = icaltime_null_time();
+    it.year = t.year;
+    it.month = t.mon;
+    it.day = t.day;
+    it.hour = t.hour;
+    it.minute = t.min;
+    it.second = t.sec;
+    it.is_date = 0;
+    it.zone = zone;
+    *out = (int64_t)icaltime_as_timet_with_zone(it, zone);
+    return BM_OK;
+}
+
+void bm_time_format(int64_t t, char *buf, size_t len)
+{
+    int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+    int64_t rem = t - days * 86400;
+    int64_t y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    snprintf(buf, len, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)y, m, d, (int)(rem / 3600),
+             (int)(rem / 60 % 60), (int)(rem % 60));
+}
+
+void bm_date_format(int64_t t, char *buf, size_t len)
+{
+    char full[40];
+    bm_time_format(t, full, sizeof(full));
+    char *tee = strchr(full, 'T');
+    if (tee != NULL)
+        *tee = '\0';
+    snprintf(buf, len, "%s", full);
+}
+
+/* ---- events ---- */
+
+static yajl_val field(yajl_val obj, const char *name)
+{
+    if (!YAJL_IS_OBJECT(obj))
+        return NULL;
+    for (size_t i = 0; i < obj->u.object.len; i++)
+        if (strcmp(obj->u.object.keys[i], name) == 0)
+            return obj->u.object.values[i];
+    return NULL;
+}
+
+/* A string member; BM_EINVAL when present but not a string (null counts as absent). */
+static int get_str(yajl_val obj, const char *name, char **out, char *err, size_t errlen)
+{
+    yajl_val v = field(obj, name);
+    if (v == NULL || YAJL_IS_NULL(v))
+        return BM_OK;
+    if (!YAJL_IS_STRING(v))
+        return bm_err(err, errlen, BM_EINVAL, "event field %s is not a string", name);
+    free(*out);
+    *out = bm_strdup(YAJL_GET_STRING(v));
+    return BM_OK;
+}
+
+static int parse_evtime(yajl_val obj, const char *name, bm_evtime_t *t, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    yajl_val v = field(obj, name);
+    if (v == NULL || YAJL_IS_NULL(v))
+        goto out;
+    if (!YAJL_IS_OBJECT(v)) {
+        rc = bm_err(err, errlen, BM_EINVAL, "event field %s is not an object", name);
+        goto out;
+    }
+    if ((rc = get_str(v, "date", &t->date, err, errlen)) != BM_OK ||
+        (rc = get_str(v, "dateTime", &t->date_time, err, errlen)) != BM_OK ||
+        (rc = get_str(v, "timeZone", &t->time_zone, err, errlen)) != BM_OK)
+        goto out;
+    if (t->date_time != NULL) {
+        if (bm_time_parse_tz(t->date_time, t->time_zone, &t->epoch) != BM_OK) {
+            rc = bm_err(err, errlen, BM_EINVAL, "%s.dateTime: bad time \"%.64s\"%s%.64s", name,
+                        t->date_time, t->time_zone ? " in " : "",
+                        t->time_zone ? t->time_zone : "");
+            goto out;
+        }
+    } else if (t->date != NULL) {
+        if (strlen(t->date) != 10 || bm_time_parse(t->date, &t->epoch) != BM_OK) {
+            rc = bm_err(err, errlen, BM_EINVAL, "%s.date: bad date \"%.64s\"", name, t->date);
+            goto out;
+        }
+    } else {
+        rc = bm_err(err, errlen, BM_EINVAL, "%s has neither date nor dateTime", name);
+        goto out;
+    }
+out:
+    return rc;
+}
+
+static void evtime_dispose(bm_evtime_t *t)
+{
+    free(t->date);
+    free(t->date_time);
+    free(t->time_zone);
+    memset(t, 0, sizeof(*t));
+}
+
+void bm_event_dispose(bm_event_t *ev)
+{
+    if (ev == NULL)
+        return;
+    free(ev->id);
+    free(ev->status);
+    free(ev->transparency);
+    free(ev->visibility);
+    free(ev->event_type);
+    free(ev->summary);
+    free(ev->etag);
+    free(ev->updated);
+    free(ev->ical_uid);
+    evtime_dispose(&ev->start);
+    evtime_dispose(&ev->end);
+    for (size_t i = 0; i < ev->n_recurrence; i++)
+        free(ev->recurrence[i]);
+    free(ev->recurrence);
+    free(ev->recurring_event_id);
+    evtime_dispose(&ev->original_start);
+    free(ev->self_response);
+    free(ev->marker);
+    free(ev->marker_src);
+    memset(ev, 0, sizeof(*ev));
+}
+
+static int parse_recurrence(yajl_val obj, bm_event_t *ev, char *err, size_t errlen)
+{
+    yajl_val v = field(obj, "recurrence");
+    if (v == NULL || YAJL_IS_NULL(v))
+        return BM_OK;
+    if (!YAJL_IS_ARRAY(v))
+        return bm_err(err, errlen, BM_EINVAL, "event field recurrence is not an array");
+    size_t n = v->u.array.len;
+    ev->recurrence = bm_calloc(n, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        yajl_val line = v->u.array.values[i];
+        if (!YAJL_IS_STRING(line))
+            return bm_err(err, errlen, BM_EINVAL, "recurrence[%zu] is not a string", i);
+        ev->recurrence[ev->n_recurrence++] = bm_strdup(YAJL_GET_STRING(line));
+    }
+    return BM_OK;
+}
+
+static int parse_attendees(yajl_val obj, bm_event_t *ev, char *err, size_t errlen)
+{
+    yajl_val v = field(obj, "attendees");
+    if (v == NULL || !YAJL_IS_ARRAY(v))
+        return BM_OK;
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        yajl_val a = v->u.array.values[i];
+        yajl_val self = field(a, "self");
+        if (self != NULL && YAJL_IS_TRUE(self))
+            return get_str(a, "responseStatus", &ev->self_response, err, errlen);
+    }
+    return BM_OK;
+}
+
+static int parse_markers(yajl_val obj, bm_event_t *ev, char *err, size_t errlen)
+{
+    yajl_val priv = field(field(obj, "extendedProperties"), "private");
+    if (priv == NULL || !YAJL_IS_OBJECT(priv))
+        return BM_OK;
+    int rc = get_str(priv, BM_MARKER_KEY, &ev->marker, err, errlen);
+    if (rc == BM_OK)
+        rc = get_str(priv, BM_MARKER_SRC_KEY, &ev->marker_src, err, errlen);
+    return rc;
+}
+
+int bm_event_parse(const void *yajl_obj, bm_event_t *ev, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    yajl_val obj = (yajl_val)yajl_obj;
+    memset(ev, 0, sizeof(*ev));
+    if (obj == NULL || !YAJL_IS_OBJECT(obj)) {
+        rc = bm_err(err, errlen, BM_EINVAL, "event is not a JSON object");
+        goto out;
+    }
+    if ((rc = get_str(obj, "id", &ev->id, err, errlen)) != BM_OK)
+        goto out;
+    if (ev->id == NULL || ev->id[0] == '\0') {
+        rc = bm_err(err, errlen, BM_EINVAL, "event has no id");
+        goto out;
+    }
+    struct {
+        const char *name;
+        char **dst;
+    } strs[] = {
+        {"status", &ev->status},
+        {"transparency", &ev->transparency},
+        {"visibility", &ev->visibility},
+        {"eventType", &ev->event_type},
+        {"summary", &ev->summary},
+        {"etag", &ev->etag},
+        {"updated", &ev->updated},
+        {"iCalUID", &ev->ical_uid},
+        {"recurringEventId", &ev->recurring_event_id},
+    };
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        if ((rc = get_str(obj, strs[i].name, strs[i].dst, err, errlen)) != BM_OK)
+            goto out;
+    if (ev->transparency == NULL)
+        ev->transparency = bm_strdup("opaque");
+    if (ev->event_type == NULL)
+        ev->event_type = bm_strdup("default");
+    if ((rc = parse_evtime(obj, "start", &ev->start, err, errlen)) != BM_OK ||
+        (rc = parse_evtime(obj, "end", &ev->end, err, errlen)) != BM_OK ||
+        (rc = parse_evtime(obj, "originalStartTime", &ev->original_start, err, errlen)) != BM_OK ||
+        (rc = parse_recurrence(obj, ev, err, errlen)) != BM_OK ||
+        (rc = parse_attendees(obj, ev, err, errlen)) != BM_OK ||
+        (rc = parse_markers(obj, ev, err, errlen)) != BM_OK)
+        goto out;
+out:
+    if (rc != BM_OK)
+        bm_event_dispose(ev);
+    return rc;
+}
+
+int bm_event_parse_json(const char *json, size_t len, bm_event_t *ev, char *err, size_t errlen)
+{
+    int rc;
+    char perr[256];
+    char *text = bm_strndup(json, len); /* yajl_tree_parse wants NUL-terminated text */
+    yajl_val root = yajl_tree_parse(text, perr, sizeof(perr));
+    memset(ev, 0, sizeof(*ev));
+    if (root == NULL) {
+        char *nl = strchr(perr, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        rc = bm_err(err, errlen, BM_EINVAL, "event JSON: %s", perr);
+        goto out;
+    }
+    rc = bm_event_parse(root, ev, err, errlen);
+out:
+    yajl_tree_free(root);
+    free(text);
+    return rc;
+}
+
+bool bm_event_is_all_day(const bm_event_t *ev)
+{
+    return ev->start.date != NULL && ev->start.date_time == NULL;
+}

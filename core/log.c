@@ -1,0 +1,167 @@
+#include "core/log.h"
+#include "core/util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+int bm_log_threshold = BM_LOG_INFO;
+
+#define MAX_SECRETS 64
+#define LINE_MAX_LEN 8192
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static FILE *log_stream;
+static char *secrets[MAX_SECRETS];
+static size_t n_secrets;
+
+static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
+
+int bm_log_level_parse(const char *s)
+{
+    for (int i = 0; i <= BM_LOG_OFF; i++)
+        if (strcasecmp(s, level_names[i]) == 0)
+            return i;
+    if (strcasecmp(s, "warning") == 0)
+        return BM_LOG_WARN;
+    return -1;
+}
+
+const char *bm_log_level_name(bm_log_level_t lvl)
+{
+    return (unsigned)lvl <= BM_LOG_OFF ? level_names[lvl] : "?";
+}
+
+void bm_log_set_level(bm_log_level_t lvl)
+{
+    bm_log_threshold = (int)lvl;
+}
+
+void bm_log_set_stream(FILE *f)
+{
+    pthread_mutex_lock(&log_mu);
+    log_stream = f;
+    pthread_mutex_unlock(&log_mu);
+}
+
+void bm_log_add_secret(const char *value)
+{
+    if (value == NULL || strlen(value) < 6)
+        return;
+    pthread_mutex_lock(&log_mu);
+    for (size_t i = 0; i < n_secrets; i++) {
+        if (strcmp(secrets[i], value) == 0)
+            goto out;
+    }
+    if (n_secrets == MAX_SECRETS) { /* forget the oldest: newest tokens matter most */
+        free(secrets[0]);
+        memmove(secrets, secrets + 1, sizeof(secrets[0]) * (MAX_SECRETS - 1));
+        n_secrets--;
+    }
+    secrets[n_secrets++] = bm_strdup(value);
+out:
+    pthread_mutex_unlock(&log_mu);
+}
+
+/* Caller holds log_mu. */
+static void scrub_locked(const char *src, char *dst, size_t dstlen)
+{
+    size_t o = 0;
+    while (*src != '\0' && o + 1 < dstlen) {
+        size_t hit = 0;
+        for (size_t i = 0; i < n_secrets; i++) {
+            size_t l = strlen(secrets[i]);
+            if (strncmp(src, secrets[i], l) == 0) {
+                hit = l;
+                break;
+            }
+        }
+        if (hit > 0) {
+            for (const char *m = "***"; *m != '\0' && o + 1 < dstlen; m++)
+                dst[o++] = *m;
+            src += hit;
+        } else {
+            dst[o++] = *src++;
+        }
+    }
+    dst[o] = '\0';
+}
+
+void bm_log_scrub(const char *src, char *dst, size_t dstlen)
+{
+    if (dstlen == 0)
+        return;
+    pthread_mutex_lock(&log_mu);
+    scrub_locked(src, dst, dstlen);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static int key_is_secret(const char *key)
+{
+    static const char *words[] = {"token", "secret", "password", "authorization", "code_verifier"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasestr(key, words[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+static void append_value(bm_buf_t *line, const char *v)
+{
+    int quote = *v == '\0';
+    for (const char *p = v; *p != '\0'; p++)
+        if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20)
+            quote = 1;
+    if (!quote) {
+        bm_buf_puts(line, v);
+        return;
+    }
+    bm_buf_puts(line, "\"");
+    for (const char *p = v; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            bm_buf_printf(line, "\\%c", *p);
+        else if (*p == '\n')
+            bm_buf_puts(line, "\\n");
+        else if ((unsigned char)*p < 0x20)
+            bm_buf_printf(line, "\\x%02x", (unsigned char)*p);
+        else
+            bm_buf_append(line, p, 1);
+    }
+    bm_buf_puts(line, "\"");
+}
+
+void bm__log_emit(bm_log_level_t lvl, const bm_kv_t *kvs, size_t n_kvs)
+{
+    struct timespec ts;
+    struct tm tm;
+    char stamp[40];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+
+    bm_buf_t line;
+    bm_buf_init(&line, LINE_MAX_LEN);
+    bm_buf_printf(&line, "ts=%s level=%s", stamp, bm_log_level_name(lvl));
+    for (size_t i = 0; i < n_kvs; i++) {
+        bm_buf_printf(&line, " %s=", kvs[i].key);
+        if (kvs[i].s == NULL)
+            bm_buf_printf(&line, "%lld", (long long)kvs[i].i);
+        else if (key_is_secret(kvs[i].key))
+            bm_buf_puts(&line, "***");
+        else
+            append_value(&line, kvs[i].s);
+    }
+
+    char *out = bm_malloc(LINE_MAX_LEN + 2);
+    pthread_mutex_lock(&log_mu);
+    scrub_locked(line.data != NULL ? line.data : "", out, LINE_MAX_LEN);
+    strcat(out, "\n");
+    FILE *f = log_stream != NULL ? log_stream : stderr;
+    fputs(out, f);
+    fflush(f);
+    pthread_mutex_unlock(&log_mu);
+    free(out);
+    bm_buf_dispose(&line);
+}

@@ -1,0 +1,54 @@
+/*
+ * core/log.h: logfmt logging on stderr, one line per event.
+ *
+ *   BM_LOG(BM_LOG_INFO, BM_MSG("sync done"), BM_KS("calendar", id), BM_KI("inserted", n));
+ *
+ * The level is tested before any formatting. Values are quoted when needed.
+ * Secrets never reach a line: every value registered with bm_log_add_secret()
+ * is replaced by "***" wherever it appears (message or values), and values of
+ * keys that name a secret (token, secret, password, authorization) are masked.
+ */
+#ifndef BM_CORE_LOG_H
+#define BM_CORE_LOG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { BM_LOG_DEBUG = 0, BM_LOG_INFO, BM_LOG_WARN, BM_LOG_ERROR, BM_LOG_OFF } bm_log_level_t;
+
+typedef struct bm_kv {
+    const char *key;
+    const char *s;   /* string value, or NULL for an integer */
+    int64_t i;
+} bm_kv_t;
+
+#define BM_MSG(m)   ((bm_kv_t){"msg", (m), 0})
+#define BM_KS(k, v) ((bm_kv_t){(k), (v) != NULL ? (const char *)(v) : "", 0})
+#define BM_KI(k, v) ((bm_kv_t){(k), NULL, (int64_t)(v)})
+
+extern int bm_log_threshold;
+
+/* The first pair is the message (BM_MSG). */
+#define BM_LOG(lvl, ...)                                                                           \
+    do {                                                                                           \
+        if ((int)(lvl) >= bm_log_threshold) {                                                      \
+            const bm_kv_t bm__kvs[] = {__VA_ARGS__};                                               \
+            bm__log_emit((lvl), bm__kvs, sizeof(bm__kvs) / sizeof(bm__kvs[0]));                    \
+        }                                                                                          \
+    } while (0)
+
+void bm__log_emit(bm_log_level_t lvl, const bm_kv_t *kvs, size_t n_kvs);
+
+/* Parses "debug|info|warn|error|off"; -1 when unknown. */
+int bm_log_level_parse(const char *s);
+const char *bm_log_level_name(bm_log_level_t lvl);
+void bm_log_set_level(bm_log_level_t lvl);
+/* Sends lines to f instead of stderr (tests); NULL restores stderr. */
+void bm_log_set_stream(FILE *f);
+/* Registers a secret value to be scrubbed from every later line. The string is
+ * copied; values shorter than 6 characters are ignored (too likely to be words). */
+void bm_log_add_secret(const char *value);
+/* Copies src to dst (dstlen) with every registered secret replaced by "***". */
+void bm_log_scrub(const char *src, char *dst, size_t dstlen);
+
+#endif

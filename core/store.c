@@ -1,0 +1,734 @@
+/*
+ * core/store.c: every SQL statement of busymirror.
+ *
+ * Statements are prepared once per connection and cached by the address of
+ * their (static) SQL text. Schema changes are forward migrations, applied in
+ * order at open; PRAGMA user_version records the newest applied.
+ */
+#include "core/store.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STMT_CACHE 128
+
+struct bm_store {
+    sqlite3 *db;
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } cache[STMT_CACHE];
+};
+
+/* ---- migrations ---- */
+
+static const char *const migrations[] = {
+    /* 1: the base schema */
+    "CREATE TABLE accounts("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  email TEXT,"
+    "  refresh_token_enc BLOB,"
+    "  state INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE calendars("
+    "  id INTEGER PRIMARY KEY,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    "  gcal_id TEXT NOT NULL,"
+    "  summary TEXT, time_zone TEXT, access_role TEXT,"
+    "  is_primary INTEGER NOT NULL DEFAULT 0,"
+    "  enabled INTEGER NOT NULL DEFAULT 0,"
+    "  group_name TEXT NOT NULL DEFAULT 'default',"
+    "  role INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE(account_id, gcal_id));"
+    "CREATE INDEX calendars_gcal ON calendars(gcal_id);"
+    "CREATE INDEX calendars_group ON calendars(group_name, enabled);"
+    "CREATE TABLE sync_state("
+    "  calendar_id INTEGER PRIMARY KEY REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  sync_token TEXT,"
+    "  last_full_sync INTEGER, last_incr_sync INTEGER,"
+    "  mode INTEGER NOT NULL DEFAULT 0,"
+    "  last_result TEXT, last_error TEXT, last_sync_at INTEGER);"
+    /* the local mirror of each source calendar's events */
+    "CREATE TABLE source_events("
+    "  calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  event_id TEXT NOT NULL,"
+    "  busy INTEGER NOT NULL,"
+    "  shape TEXT,"
+    "  recurring_event_id TEXT,"
+    "  updated TEXT,"
+    "  PRIMARY KEY(calendar_id, event_id)) WITHOUT ROWID;"
+    /* one row per block busymirror owns (or wants) in a target calendar */
+    "CREATE TABLE blocks("
+    "  target_calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  block_id TEXT NOT NULL,"
+    "  source_calendar_id INTEGER NOT NULL,"
+    "  source_event_id TEXT NOT NULL,"
+    "  master_block_id TEXT,"
+    "  shape TEXT,"
+    "  body TEXT,"
+    "  created INTEGER NOT NULL DEFAULT 0,"
+    "  state INTEGER NOT NULL DEFAULT 0,"
+    "  etag TEXT,"
+    "  updated_at INTEGER,"
+    "  PRIMARY KEY(target_calendar_id, block_id)) WITHOUT ROWID;"
+    "CREATE INDEX blocks_source ON blocks(source_calendar_id, source_event_id);"
+    "CREATE TABLE outbox("
+    "  id INTEGER PRIMARY KEY,"
+    "  target_calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  block_id TEXT NOT NULL,"
+    "  op INTEGER NOT NULL,"
+    "  is_instance INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_at INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  UNIQUE(target_calendar_id, block_id));"
+    "CREATE INDEX outbox_due ON outbox(target_calendar_id, is_instance, next_at);"
+    /* the queue: at most one pending and one running job per calendar */
+    "CREATE TABLE jobs("
+    "  id INTEGER PRIMARY KEY,"
+    "  calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  state INTEGER NOT NULL,"
+    "  reason TEXT,"
+    "  enqueued_at INTEGER NOT NULL,"
+    "  run_at INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  coalesced INTEGER NOT NULL DEFAULT 0,"
+    "  lease_owner TEXT, lease_expires INTEGER,"
+    "  last_error TEXT,"
+    "  UNIQUE(calendar_id, state));"
+    "CREATE INDEX jobs_due ON jobs(state, run_at);"
+    "CREATE TABLE channels("
+    "  id TEXT PRIMARY KEY,"
+    "  calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  resource_id TEXT,"
+    "  token_enc BLOB,"
+    "  expiration INTEGER,"
+    "  created_at INTEGER NOT NULL,"
+    "  stopped_at INTEGER);"
+    "CREATE INDEX channels_calendar ON channels(calendar_id);"
+    "CREATE TABLE sync_log("
+    "  id INTEGER PRIMARY KEY,"
+    "  calendar_id INTEGER,"
+    "  started_at INTEGER NOT NULL,"
+    "  duration_ms INTEGER,"
+    "  kind TEXT,"
+    "  listed INTEGER, inserted INTEGER, updated INTEGER, deleted INTEGER,"
+    "  api_calls INTEGER,"
+    "  result TEXT, error TEXT);"
+    "CREATE INDEX sync_log_calendar ON sync_log(calendar_id, started_at);"
+    "CREATE INDEX sync_log_time ON sync_log(started_at);"
+    "CREATE TABLE leases(name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    "  expires_at INTEGER NOT NULL) WITHOUT ROWID;",
+
+    /* 2: dead letters and the audit log (deletions by reset, cleanup, removal) */
+    "CREATE TABLE dead_letters("
+    "  id INTEGER PRIMARY KEY,"
+    "  target_calendar_id INTEGER REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  block_id TEXT NOT NULL,"
+    "  op INTEGER NOT NULL,"
+    "  is_instance INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL,"
+    "  error TEXT,"
+    "  failed_at INTEGER NOT NULL);"
+    "CREATE INDEX dead_letters_time ON dead_letters(failed_at);"
+    "CREATE TABLE audit_log("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL,"
+    "  at INTEGER NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  account_id INTEGER,"
+    "  gcal_id TEXT,"
+    "  block_id TEXT,"
+    "  content TEXT,"
+    "  undone_at INTEGER);"
+    "CREATE INDEX audit_run ON audit_log(run_id);"
+    "CREATE INDEX audit_time ON audit_log(at);",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
+               "BM_STORE_SCHEMA_VERSION must match the migrations");
+
+/* ---- helpers ---- */
+
+static int db_err(bm_store_t *st, char *err, size_t errlen, const char *what)
+{
+    return bm_err(err, errlen, BM_ESTORE, "store: %s: %s", what, sqlite3_errmsg(st->db));
+}
+
+/* The cached statement for sql (a static string), reset and unbound. */
+static sqlite3_stmt *stmt(bm_store_t *st, const char *sql)
+{
+    size_t h = ((uintptr_t)sql >> 3) % STMT_CACHE;
+    for (size_t i = 0; i < STMT_CACHE; i++) {
+        size_t k = (h + i) % STMT_CACHE;
+        if (st->cache[k].sql == sql) {
+            sqlite3_reset(st->cache[k].stmt);
+            sqlite3_clear_bindings(st->cache[k].stmt);
+            return st->cache[k].stmt;
+        }
+        if (st->cache[k].sql == NULL) {
+            sqlite3_stmt *s = NULL;
+            if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) !=
+                SQLITE_OK)
+                return NULL;
+            st->cache[k].sql = sql;
+            st->cache[k].stmt = s;
+            return s;
+        }
+    }
+    abort(); /* more distinct statements than STMT_CACHE: raise it */
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v == NULL)
+        sqlite3_bind_null(s, i);
+    else
+        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+}
+
+static char *col_dup(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t != NULL ? bm_strdup((const char *)t) : NULL;
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_done(bm_store_t *st, sqlite3_stmt *s, char *err, size_t errlen, const char *what)
+{
+    int rc = sqlite3_step(s);
+    int ret = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? BM_OK : db_err(st, err, errlen, what);
+    sqlite3_reset(s);
+    return ret;
+}
+
+#define PREP(var, sql)                                                                             \
+    sqlite3_stmt *var = stmt(st, sql);                                                             \
+    if (var == NULL)                                                                               \
+        return db_err(st, err, errlen, "prepare");
+
+/* ---- open, migrate, close ---- */
+
+static int migrate(bm_store_t *st, int target, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    char *msg = NULL;
+    int version = bm_store_schema_version(st);
+    if (version > BM_STORE_SCHEMA_VERSION)
+        return bm_err(err, errlen, BM_ESTORE,
+                      "store: database schema %d is newer than this busymirror (%d): upgrade it",
+                      version, BM_STORE_SCHEMA_VERSION);
+    for (int v = version; v < target; v++) {
+        char *sql = bm_sprintf("BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
+                               migrations[v], v + 1);
+        int s = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
+        free(sql);
+        if (s != SQLITE_OK) {
+            rc = bm_err(err, errlen, BM_ESTORE, "store: migration to schema %d failed: %s", v + 1,
+                        msg != NULL ? msg : sqlite3_errstr(s));
+            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+            goto out;
+        }
+        BM_LOG(BM_LOG_DEBUG, BM_MSG("schema migrated"), BM_KI("version", v + 1));
+    }
+out:
+    sqlite3_free(msg);
+    return rc;
+}
+
+int bm_store_open_at(const char *path, int version, bm_store_t **out, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    bm_store_t *st = bm_calloc(1, sizeof(*st));
+    char *msg = NULL;
+
+    /* Create the file ourselves so that it (and SQLite's -wal/-shm, which copy
+     * its mode) is 0600 from the first byte. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", path, strerror(errno));
+        goto out;
+    }
+    close(fd);
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
+        SQLITE_OK) {
+        rc = bm_err(err, errlen, BM_ESTORE, "store: %s: %s", path,
+                    st->db != NULL ? sqlite3_errmsg(st->db) : "cannot open");
+        goto out;
+    }
+    sqlite3_busy_timeout(st->db, 10000);
+    if (sqlite3_exec(st->db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        rc = bm_err(err, errlen, BM_ESTORE, "store: %s: %s", path, msg);
+        goto out;
+    }
+    rc = migrate(st, version, err, errlen);
+out:
+    sqlite3_free(msg);
+    if (rc != BM_OK) {
+        bm_store_close(st);
+        st = NULL;
+    }
+    *out = st;
+    return rc;
+}
+
+int bm_store_open(const char *path, bm_store_t **out, char *err, size_t errlen)
+{
+    return bm_store_open_at(path, BM_STORE_SCHEMA_VERSION, out, err, errlen);
+}
+
+void bm_store_close(bm_store_t *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        sqlite3_finalize(st->cache[i].stmt);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+int bm_store_schema_version(bm_store_t *st)
+{
+    sqlite3_stmt *s = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+int bm_store_begin(bm_store_t *st, char *err, size_t errlen)
+{
+    PREP(s, "BEGIN IMMEDIATE");
+    return exec_done(st, s, err, errlen, "begin");
+}
+
+int bm_store_commit(bm_store_t *st, char *err, size_t errlen)
+{
+    PREP(s, "COMMIT");
+    return exec_done(st, s, err, errlen, "commit");
+}
+
+void bm_store_rollback(bm_store_t *st)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- accounts ---- */
+
+#define ACCOUNT_COLS "id, name, email, refresh_token_enc, state, created_at"
+
+static void read_account(sqlite3_stmt *s, bm_account_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = sqlite3_column_int64(s, 0);
+    a->name = col_dup(s, 1);
+    a->email = col_dup(s, 2);
+    int n = sqlite3_column_bytes(s, 3);
+    if (n > 0) {
+        a->refresh_token_enc = bm_malloc((size_t)n);
+        memcpy(a->refresh_token_enc, sqlite3_column_blob(s, 3), (size_t)n);
+        a->refresh_token_enc_len = (size_t)n;
+    }
+    a->state = (bm_account_state_t)sqlite3_column_int(s, 4);
+    a->created_at = sqlite3_column_int64(s, 5);
+}
+
+int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
+                         const unsigned char *token_enc, size_t token_enc_len, int64_t *id_out,
+                         char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO accounts(name, email, refresh_token_enc, created_at) VALUES(?,?,?,?)");
+    bind_text(s, 1, name);
+    bind_text(s, 2, email);
+    sqlite3_bind_blob(s, 3, token_enc, (int)token_enc_len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, bm_now());
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_CONSTRAINT)
+        return bm_err(err, errlen, BM_EEXIST, "account '%s' already exists", name);
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "add account");
+    if (id_out != NULL)
+        *id_out = sqlite3_last_insert_rowid(st->db);
+    return BM_OK;
+}
+
+static int account_get(bm_store_t *st, sqlite3_stmt *s, bm_account_t *out, const char *what,
+                       char *err, size_t errlen)
+{
+    int rc = sqlite3_step(s);
+    int ret = BM_OK;
+    if (rc == SQLITE_ROW)
+        read_account(s, out);
+    else if (rc == SQLITE_DONE)
+        ret = bm_err(err, errlen, BM_ENOTFOUND, "no account '%s'", what);
+    else
+        ret = db_err(st, err, errlen, "get account");
+    sqlite3_reset(s);
+    return ret;
+}
+
+int bm_store_account_get(bm_store_t *st, const char *name, bm_account_t *out, char *err,
+                         size_t errlen)
+{
+    PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts WHERE name = ?");
+    bind_text(s, 1, name);
+    return account_get(st, s, out, name, err, errlen);
+}
+
+int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, char *err,
+                               size_t errlen)
+{
+    char what[32];
+    PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?");
+    sqlite3_bind_int64(s, 1, id);
+    snprintf(what, sizeof(what), "#%lld", (long long)id);
+    return account_get(st, s, out, what, err, errlen);
+}
+
+int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *err,
+                          size_t errlen)
+{
+    PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY name");
+    size_t cap = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = bm_realloc(*out, cap * sizeof(**out));
+        }
+        read_account(s, &(*out)[(*n)++]);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        bm_store_accounts_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_err(st, err, errlen, "list accounts");
+    }
+    return BM_OK;
+}
+
+int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t state, char *err,
+                               size_t errlen)
+{
+    PREP(s, "UPDATE accounts SET state = ? WHERE id = ?");
+    sqlite3_bind_int(s, 1, (int)state);
+    sqlite3_bind_int64(s, 2, id);
+    return exec_done(st, s, err, errlen, "set account state");
+}
+
+int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *token_enc,
+                               size_t len, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE accounts SET refresh_token_enc = ?, state = 0 WHERE id = ?");
+    sqlite3_bind_blob(s, 1, token_enc, (int)len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, id);
+    return exec_done(st, s, err, errlen, "set account token");
+}
+
+int bm_store_account_set_email(bm_store_t *st, int64_t id, const char *email, char *err,
+                               size_t errlen)
+{
+    PREP(s, "UPDATE accounts SET email = ? WHERE id = ?");
+    bind_text(s, 1, email);
+    sqlite3_bind_int64(s, 2, id);
+    return exec_done(st, s, err, errlen, "set account email");
+}
+
+int bm_store_account_remove(bm_store_t *st, int64_t id, char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM accounts WHERE id = ?");
+    sqlite3_bind_int64(s, 1, id);
+    return exec_done(st, s, err, errlen, "remove account");
+}
+
+void bm_account_dispose(bm_account_t *a)
+{
+    free(a->name);
+    free(a->email);
+    free(a->refresh_token_enc);
+    memset(a, 0, sizeof(*a));
+}
+
+void bm_store_accounts_free(bm_account_t *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bm_account_dispose(&a[i]);
+    free(a);
+}
+
+/* ---- calendars ---- */
+
+static const char *const role_names[] = {"both", "source", "target"};
+
+const char *bm_role_name(bm_role_t r)
+{
+    return (unsigned)r < 3 ? role_names[r] : "?";
+}
+
+int bm_role_parse(const char *s, bm_role_t *out)
+{
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(s, role_names[i]) == 0) {
+            *out = (bm_role_t)i;
+            return BM_OK;
+        }
+    }
+    return BM_EINVAL;
+}
+
+#define CALENDAR_SELECT                                                                            \
+    "SELECT c.id, c.account_id, a.name, c.gcal_id, c.summary, c.time_zone, c.access_role,"         \
+    " c.is_primary, c.enabled, c.group_name, c.role, s.sync_token, s.last_full_sync,"              \
+    " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at"                       \
+    " FROM calendars c JOIN accounts a ON a.id = c.account_id"                                     \
+    " LEFT JOIN sync_state s ON s.calendar_id = c.id "
+
+static void read_calendar(sqlite3_stmt *s, bm_calendar_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->id = sqlite3_column_int64(s, 0);
+    c->account_id = sqlite3_column_int64(s, 1);
+    c->account_name = col_dup(s, 2);
+    c->gcal_id = col_dup(s, 3);
+    c->summary = col_dup(s, 4);
+    c->time_zone = col_dup(s, 5);
+    c->access_role = col_dup(s, 6);
+    c->primary = sqlite3_column_int(s, 7) != 0;
+    c->enabled = sqlite3_column_int(s, 8) != 0;
+    c->group_name = col_dup(s, 9);
+    c->role = (bm_role_t)sqlite3_column_int(s, 10);
+    c->sync_token = col_dup(s, 11);
+    c->last_full_sync = sqlite3_column_int64(s, 12);
+    c->last_incr_sync = sqlite3_column_int64(s, 13);
+    c->mode = (bm_mode_t)sqlite3_column_int(s, 14);
+    c->last_result = col_dup(s, 15);
+    c->last_error = col_dup(s, 16);
+    c->last_sync_at = sqlite3_column_int64(s, 17);
+}
+
+static int read_calendars(bm_store_t *st, sqlite3_stmt *s, bm_calendar_t **out, size_t *n,
+                          char *err, size_t errlen)
+{
+    size_t cap = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = bm_realloc(*out, cap * sizeof(**out));
+        }
+        read_calendar(s, &(*out)[(*n)++]);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        bm_store_calendars_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_err(st, err, errlen, "list calendars");
+    }
+    return BM_OK;
+}
+
+int bm_store_calendar_upsert(bm_store_t *st, int64_t account_id, const char *gcal_id,
+                             const char *summary, const char *time_zone, const char *access_role,
+                             bool primary, int64_t *id_out, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO calendars(account_id, gcal_id, summary, time_zone, access_role,"
+            " is_primary) VALUES(?,?,?,?,?,?)"
+            " ON CONFLICT(account_id, gcal_id) DO UPDATE SET summary = excluded.summary,"
+            " time_zone = excluded.time_zone, access_role = excluded.access_role,"
+            " is_primary = excluded.is_primary"
+            " RETURNING id");
+    sqlite3_bind_int64(s, 1, account_id);
+    bind_text(s, 2, gcal_id);
+    bind_text(s, 3, summary);
+    bind_text(s, 4, time_zone);
+    bind_text(s, 5, access_role);
+    sqlite3_bind_int(s, 6, primary);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && id_out != NULL)
+        *id_out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "upsert calendar");
+}
+
+int bm_store_calendar_get(bm_store_t *st, int64_t id, bm_calendar_t *out, char *err,
+                          size_t errlen)
+{
+    PREP(s, CALENDAR_SELECT "WHERE c.id = ?");
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    int ret = BM_OK;
+    if (rc == SQLITE_ROW)
+        read_calendar(s, out);
+    else if (rc == SQLITE_DONE)
+        ret = bm_err(err, errlen, BM_ENOTFOUND, "no calendar #%lld", (long long)id);
+    else
+        ret = db_err(st, err, errlen, "get calendar");
+    sqlite3_reset(s);
+    return ret;
+}
+
+int bm_store_calendar_list(bm_store_t *st, int64_t account_id, const char *gcal_id,
+                           bool enabled_only, bm_calendar_t **out, size_t *n, char *err,
+                           size_t errlen)
+{
+    PREP(s, CALENDAR_SELECT "WHERE (?1 = 0 OR c.account_id = ?1) AND (?2 IS NULL OR c.gcal_id = ?2)"
+                            " AND (?3 = 0 OR c.enabled = 1) ORDER BY a.name, c.gcal_id");
+    sqlite3_bind_int64(s, 1, account_id);
+    bind_text(s, 2, gcal_id);
+    sqlite3_bind_int(s, 3, enabled_only);
+    return read_calendars(st, s, out, n, err, errlen);
+}
+
+int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, const char *group,
+                                  bm_role_t role, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE calendars SET enabled = ?, group_name = COALESCE(?, group_name), role = ?"
+            " WHERE id = ?");
+    sqlite3_bind_int(s, 1, enabled);
+    bind_text(s, 2, group);
+    sqlite3_bind_int(s, 3, (int)role);
+    sqlite3_bind_int64(s, 4, id);
+    return exec_done(st, s, err, errlen, "enable calendar");
+}
+
+int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calendar_t **out,
+                              size_t *n, char *err, size_t errlen)
+{
+    PREP(s, CALENDAR_SELECT "WHERE c.enabled = 1 AND c.group_name = ? AND c.role IN (0, 2)"
+                            " AND c.id <> ? ORDER BY c.id");
+    bind_text(s, 1, cal->group_name);
+    sqlite3_bind_int64(s, 2, cal->id);
+    return read_calendars(st, s, out, n, err, errlen);
+}
+
+void bm_calendar_dispose(bm_calendar_t *c)
+{
+    free(c->account_name);
+    free(c->gcal_id);
+    free(c->summary);
+    free(c->time_zone);
+    free(c->access_role);
+    free(c->group_name);
+    free(c->sync_token);
+    free(c->last_result);
+    free(c->last_error);
+    memset(c, 0, sizeof(*c));
+}
+
+void bm_store_calendars_free(bm_calendar_t *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bm_calendar_dispose(&c[i]);
+    free(c);
+}
+
+/* ---- sync state ---- */
+
+int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sync_token,
+                             bool full, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO sync_state(calendar_id, sync_token, last_full_sync, last_incr_sync)"
+            " VALUES(?1, ?2, CASE WHEN ?3 THEN ?4 END, CASE WHEN ?3 THEN NULL ELSE ?4 END)"
+            " ON CONFLICT(calendar_id) DO UPDATE SET sync_token = ?2,"
+            " last_full_sync = CASE WHEN ?3 THEN ?4 ELSE last_full_sync END,"
+            " last_incr_sync = CASE WHEN ?3 THEN last_incr_sync ELSE ?4 END");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    bind_text(s, 2, sync_token);
+    sqlite3_bind_int(s, 3, full);
+    sqlite3_bind_int64(s, 4, bm_now());
+    return exec_done(st, s, err, errlen, "save sync state");
+}
+
+int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result,
+                         const char *error, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO sync_state(calendar_id, last_result, last_error, last_sync_at)"
+            " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(calendar_id) DO UPDATE SET"
+            " last_result = ?2, last_error = ?3, last_sync_at = ?4");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    bind_text(s, 2, result);
+    bind_text(s, 3, error);
+    sqlite3_bind_int64(s, 4, bm_now());
+    return exec_done(st, s, err, errlen, "save sync result");
+}
+
+int bm_store_sync_state_reset(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE sync_state SET sync_token = NULL WHERE calendar_id = ?");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    return exec_done(st, s, err, errlen, "reset sync state");
+}
+
+/* ---- leases ---- */
+
+/* Whether owner "pid@host" names a process of this host that is gone. */
+static bool owner_is_dead(const char *owner)
+{
+    char host[256];
+    const char *at = strchr(owner, '@');
+    if (at == NULL || gethostname(host, sizeof(host)) != 0 || strcmp(at + 1, host) != 0)
+        return false;
+    long pid = strtol(owner, NULL, 10);
+    return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int bm_store_lease_take(bm_store_t *st, const char *name, const char *owner, int ttl_s, char *err,
+                        size_t errlen)
+{
+    int64_t now = bm_now();
+    PREP(q, "SELECT owner, expires_at FROM leases WHERE name = ?");
+    bind_text(q, 1, name);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        const char *holder = (const char *)sqlite3_column_text(q, 0);
+        int64_t expires = sqlite3_column_int64(q, 1);
+        if (strcmp(holder, owner) != 0 && expires > now && !owner_is_dead(holder)) {
+            int ret = bm_err(err, errlen, BM_EBUSY, "%s is held by %s for %llds more", name,
+                             holder, (long long)(expires - now));
+            sqlite3_reset(q);
+            return ret;
+        }
+    } else if (rc != SQLITE_DONE) {
+        sqlite3_reset(q);
+        return db_err(st, err, errlen, "read lease");
+    }
+    sqlite3_reset(q);
+    PREP(s, "INSERT INTO leases(name, owner, expires_at) VALUES(?1, ?2, ?3)"
+            " ON CONFLICT(name) DO UPDATE SET owner = ?2, expires_at = ?3");
+    bind_text(s, 1, name);
+    bind_text(s, 2, owner);
+    sqlite3_bind_int64(s, 3, now + ttl_s);
+    return exec_done(st, s, err, errlen, "take lease");
+}
+
+int bm_store_lease_release(bm_store_t *st, const char *name, const char *owner)
+{
+    sqlite3_stmt *s = stmt(st, "DELETE FROM leases WHERE name = ? AND owner = ?");
+    if (s == NULL)
+        return BM_ESTORE;
+    bind_text(s, 1, name);
+    bind_text(s, 2, owner);
+    return exec_done(st, s, NULL, 0, "release lease");
+}

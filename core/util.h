@@ -1,0 +1,90 @@
+/*
+ * core/util.h: error codes, allocation wrappers, bounded buffers, clocks.
+ *
+ * Allocation failure of small objects aborts (as h2o_mem_alloc does): callers
+ * never check bm_malloc & co. Everything returned by bm_strdup/bm_sprintf and
+ * a bm_buf_t's data is owned by the caller and released with free()/bm_buf_dispose.
+ */
+#ifndef BM_CORE_UTIL_H
+#define BM_CORE_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes: 0 is success, every failure is negative. */
+enum {
+    BM_OK = 0,
+    BM_EINVAL = -1,     /* bad input (config, argument, malformed data) */
+    BM_EIO = -2,        /* file or network I/O failed */
+    BM_ESTORE = -3,     /* SQLite failed */
+    BM_ENOTFOUND = -4,  /* no such account, calendar, row */
+    BM_EEXIST = -5,     /* already there */
+    BM_EBUSY = -6,      /* a lease is held by someone else */
+    BM_EGONE = -7,      /* 410: the sync token is no longer valid */
+    BM_EAUTH = -8,      /* the account needs a new login (invalid_grant) */
+    BM_ETRANSIENT = -9, /* worth retrying later (5xx, 429, rate limits, network) */
+    BM_EAPI = -10,      /* a permanent API error (400, 403 forbidden, ...) */
+    BM_ETOOBIG = -11,   /* a bounded buffer would overflow */
+    BM_ECANCELED = -12, /* stopped by a signal or a deadline */
+    BM_ECRYPTO = -13,   /* key missing or wrong, ciphertext corrupt */
+};
+
+/* Process exit codes (sysexits.h values where one fits). */
+enum {
+    BM_EXIT_OK = 0,
+    BM_EXIT_FAIL = 1,
+    BM_EXIT_USAGE = 2,
+    BM_EXIT_UNAVAILABLE = 69,
+    BM_EXIT_SOFTWARE = 70,
+    BM_EXIT_TEMPFAIL = 75,
+    BM_EXIT_CONFIG = 78,
+};
+
+/* Short name of an error code, e.g. "transient". */
+const char *bm_strerror(int code);
+
+void *bm_malloc(size_t n);
+void *bm_calloc(size_t count, size_t n);
+void *bm_realloc(void *p, size_t n);
+char *bm_strdup(const char *s);          /* NULL in, NULL out */
+char *bm_strndup(const char *s, size_t n);
+char *bm_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* snprintf into err[errlen] when err is not NULL; always returns `code`. */
+int bm_err(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * A growable byte buffer with a hard maximum. data is always NUL-terminated.
+ * Appending past max fails with BM_ETOOBIG and leaves the buffer as it was.
+ */
+typedef struct bm_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+} bm_buf_t;
+
+void bm_buf_init(bm_buf_t *b, size_t max);
+void bm_buf_dispose(bm_buf_t *b);
+void bm_buf_reset(bm_buf_t *b);
+int bm_buf_append(bm_buf_t *b, const void *p, size_t n);
+int bm_buf_puts(bm_buf_t *b, const char *s);
+int bm_buf_printf(bm_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Takes the data out of the buffer (caller frees), leaving it empty. */
+char *bm_buf_steal(bm_buf_t *b);
+
+/* Wall clock in seconds / milliseconds since the epoch; monotonic milliseconds. */
+int64_t bm_now(void);
+int64_t bm_now_ms(void);
+int64_t bm_mono_ms(void);
+
+/* Constant-time comparison of two NUL-terminated strings (length leaks, content doesn't). */
+int bm_consttime_streq(const char *a, const char *b);
+
+/* Reads a whole small file (at most max bytes) into *out (caller frees), trailing
+ * whitespace stripped. */
+int bm_read_file(const char *path, size_t max, char **out, char *err, size_t errlen);
+
+#endif

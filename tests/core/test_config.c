@@ -1,0 +1,133 @@
+/* tests/core/test_config.c: defaults, parsing, and one clear error per bad file. */
+#include "core/config.h"
+#include "core/util.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char path[64];
+
+static void write_cfg(const char *text)
+{
+    strcpy(path, "/tmp/bm_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+START_TEST(defaults_match_the_table)
+{
+    bm_config_t c;
+    bm_config_init(&c);
+    ck_assert_str_eq(c.google.api_base_url, "https://www.googleapis.com/calendar/v3");
+    ck_assert_str_eq(c.google.batch_url, "https://www.googleapis.com/batch/calendar/v3");
+    ck_assert_str_eq(c.google.token_url, "https://oauth2.googleapis.com/token");
+    ck_assert_int_eq(c.engine.batch_size, 50);
+    ck_assert_str_eq(c.sync.block_summary, "Busy");
+    ck_assert(!c.sync.respect_deleted_blocks);
+    ck_assert_ptr_null(c.google.client_secret);
+    bm_config_dispose(&c);
+}
+END_TEST
+
+START_TEST(file_values_override_and_paths_resolve)
+{
+    write_cfg("; comment\n[store]\npath = state.db\nkey_file = /abs/k.key\n"
+              "[engine]\nbatch_size = 100\n[sync]\nrespect_deleted_blocks = yes\n"
+              "block_summary = Occupied\n[log]\nlevel = debug\n");
+    bm_config_t c;
+    char err[256];
+    bm_config_init(&c);
+    ck_assert_int_eq(bm_config_load(&c, path, err, sizeof(err)), BM_OK);
+    ck_assert_str_eq(c.store.path, "/tmp/state.db");
+    ck_assert_str_eq(c.store.key_file, "/abs/k.key");
+    ck_assert_int_eq(c.engine.batch_size, 100);
+    ck_assert(c.sync.respect_deleted_blocks);
+    ck_assert_str_eq(c.sync.block_summary, "Occupied");
+    ck_assert_int_eq(c.log.level, 0);
+    bm_config_dispose(&c);
+    unlink(path);
+}
+END_TEST
+
+/* Each bad file gives one error naming file:line and the key, and no changes. */
+static const struct {
+    const char *text;
+    const char *expect;
+} bad[] = {
+    {"[engine]\nworkers = 2\nbatch_size = 5000\n", ":3: [engine] batch_size: \"5000\" is not a whole number from 1 to 1000"},
+    {"[engine]\nworkerz = 2\n", ":2: [engine] workerz: unknown key"},
+    {"[nope]\nx = 1\n", ":2: [nope] x: unknown key"},
+    {"[sync]\nrespect_deleted_blocks = maybe\n", ":2: [sync] respect_deleted_blocks: \"maybe\" is not true or false"},
+    {"[google]\napi_base_url = ftp://x\n", ":2: [google] api_base_url: \"ftp://x\" is not an http(s) URL"},
+    {"[gateway]\nlisten = 8443\n", ":2: [gateway] listen: \"8443\" is not host:port"},
+    {"[log]\nlevel = loud\n", ":2: [log] level: \"loud\" is not one of"},
+    {"[sync]\npast_days = 7x\n", ":2: [sync] past_days: \"7x\" is not a whole number"},
+    {"[sync]\nthis line has no equals sign\n", ":2: syntax error"},
+};
+
+START_TEST(bad_values_name_file_line_and_key)
+{
+    bm_config_t c;
+    char err[512];
+    write_cfg(bad[_i].text);
+    bm_config_init(&c);
+    ck_assert_int_eq(bm_config_load(&c, path, err, sizeof(err)), BM_EINVAL);
+    ck_assert_msg(strstr(err, bad[_i].expect) != NULL, "got: %s", err);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "no file name in: %s", err);
+    ck_assert_int_eq(c.engine.batch_size, 50); /* defaults only after a failure */
+    ck_assert_int_eq(c.engine.workers, 2);
+    bm_config_dispose(&c);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(unreadable_file_is_an_io_error)
+{
+    bm_config_t c;
+    char err[512];
+    bm_config_init(&c);
+    ck_assert_int_eq(bm_config_load(&c, "/nonexistent/busymirror.ini", err, sizeof(err)), BM_EIO);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/busymirror.ini"));
+    bm_config_dispose(&c);
+}
+END_TEST
+
+START_TEST(print_masks_secrets)
+{
+    bm_config_t c;
+    char err[256], *out = NULL;
+    size_t len = 0;
+    bm_config_init(&c);
+    ck_assert_int_eq(bm_config_set(&c, "google", "client_secret", "GOCSPX-very-secret", err,
+                                   sizeof(err)),
+                     BM_OK);
+    FILE *f = open_memstream(&out, &len);
+    bm_config_print(&c, f);
+    fclose(f);
+    ck_assert_ptr_null(strstr(out, "GOCSPX-very-secret"));
+    ck_assert_ptr_nonnull(strstr(out, "client_secret = ********"));
+    ck_assert_ptr_nonnull(strstr(out, "batch_size = 50"));
+    free(out);
+    bm_config_dispose(&c);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, defaults_match_the_table);
+    tcase_add_test(tc, file_values_override_and_paths_resolve);
+    tcase_add_loop_test(tc, bad_values_name_file_line_and_key, 0, sizeof(bad) / sizeof(bad[0]));
+    tcase_add_test(tc, unreadable_file_is_an_io_error);
+    tcase_add_test(tc, print_masks_secrets);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#include "check_main.h"

@@ -1,0 +1,216 @@
+/* tests/core/test_store.c: file mode, migrations from older schemas, accounts,
+ * calendars, targets, sync state, leases. */
+#include "core/store.h"
+#include "core/util.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[64], db[128];
+static char err[512];
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/bm_test_store_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(db, sizeof(db), "%s/bm.db", dir);
+}
+
+static void teardown(void)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static bm_store_t *open_db(void)
+{
+    bm_store_t *st = NULL;
+    ck_assert_msg(bm_store_open(db, &st, err, sizeof(err)) == BM_OK, "%s", err);
+    return st;
+}
+
+START_TEST(database_is_created_0600_in_wal_mode)
+{
+    bm_store_t *st = open_db();
+    struct stat sb;
+    ck_assert_int_eq(stat(db, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0600);
+    ck_assert_int_eq(bm_store_schema_version(st), BM_STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(bm_store_account_add(st, "w", NULL, NULL, 0, NULL, err, sizeof(err)), BM_OK);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", db);
+    ck_assert_int_eq(stat(wal, &sb), 0); /* WAL mode writes a -wal file */
+    ck_assert_int_eq(sb.st_mode & 0777, 0600);
+    bm_store_close(st);
+}
+END_TEST
+
+START_TEST(old_schema_migrates_forward_keeping_data)
+{
+    bm_store_t *st = NULL;
+    int64_t acc, cal;
+    ck_assert_int_eq(bm_store_open_at(db, 1, &st, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_schema_version(st), 1);
+    ck_assert_int_eq(bm_store_account_add(st, "work", "me@work.example",
+                                          (const unsigned char *)"\x01\x02", 2, &acc, err,
+                                          sizeof(err)),
+                     BM_OK);
+    ck_assert_int_eq(bm_store_calendar_upsert(st, acc, "me@work.example", "Work", "UTC", "owner",
+                                              true, &cal, err, sizeof(err)),
+                     BM_OK);
+    bm_store_close(st);
+
+    st = open_db();
+    ck_assert_int_eq(bm_store_schema_version(st), BM_STORE_SCHEMA_VERSION);
+    bm_account_t a;
+    ck_assert_int_eq(bm_store_account_get(st, "work", &a, err, sizeof(err)), BM_OK);
+    ck_assert_str_eq(a.email, "me@work.example");
+    ck_assert_uint_eq(a.refresh_token_enc_len, 2);
+    bm_account_dispose(&a);
+    bm_calendar_t c;
+    ck_assert_int_eq(bm_store_calendar_get(st, cal, &c, err, sizeof(err)), BM_OK);
+    ck_assert_str_eq(c.summary, "Work");
+    bm_calendar_dispose(&c);
+    bm_store_close(st);
+}
+END_TEST
+
+START_TEST(newer_schema_is_refused)
+{
+    bm_store_t *st = open_db();
+    bm_store_close(st);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "sqlite3 %s 'PRAGMA user_version = 99' 2>/dev/null", db);
+    if (system(cmd) != 0)
+        return; /* no sqlite3 shell: nothing to check */
+    ck_assert_int_eq(bm_store_open(db, &st, err, sizeof(err)), BM_ESTORE);
+    ck_assert_ptr_nonnull(strstr(err, "newer"));
+}
+END_TEST
+
+START_TEST(accounts_are_unique_by_name)
+{
+    bm_store_t *st = open_db();
+    int64_t id;
+    ck_assert_int_eq(bm_store_account_add(st, "a", NULL, NULL, 0, &id, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_account_add(st, "a", NULL, NULL, 0, NULL, err, sizeof(err)),
+                     BM_EEXIST);
+    ck_assert_int_eq(bm_store_account_set_state(st, id, BM_ACCOUNT_NEEDS_LOGIN, err, sizeof(err)),
+                     BM_OK);
+    bm_account_t a;
+    ck_assert_int_eq(bm_store_account_get(st, "a", &a, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(a.state, BM_ACCOUNT_NEEDS_LOGIN);
+    bm_account_dispose(&a);
+    ck_assert_int_eq(bm_store_account_get(st, "zz", &a, err, sizeof(err)), BM_ENOTFOUND);
+    bm_store_close(st);
+}
+END_TEST
+
+START_TEST(targets_are_enabled_group_members_that_receive)
+{
+    bm_store_t *st = open_db();
+    int64_t acc, c1, c2, c3, c4;
+    ck_assert_int_eq(bm_store_account_add(st, "a", NULL, NULL, 0, &acc, err, sizeof(err)), BM_OK);
+    bm_store_calendar_upsert(st, acc, "one", "1", NULL, NULL, false, &c1, err, sizeof(err));
+    bm_store_calendar_upsert(st, acc, "two", "2", NULL, NULL, false, &c2, err, sizeof(err));
+    bm_store_calendar_upsert(st, acc, "three", "3", NULL, NULL, false, &c3, err, sizeof(err));
+    bm_store_calendar_upsert(st, acc, "four", "4", NULL, NULL, false, &c4, err, sizeof(err));
+    bm_store_calendar_set_enabled(st, c1, true, NULL, BM_ROLE_BOTH, err, sizeof(err));
+    bm_store_calendar_set_enabled(st, c2, true, NULL, BM_ROLE_TARGET, err, sizeof(err));
+    bm_store_calendar_set_enabled(st, c3, true, NULL, BM_ROLE_SOURCE, err, sizeof(err));
+    bm_store_calendar_set_enabled(st, c4, true, "other", BM_ROLE_BOTH, err, sizeof(err));
+
+    bm_calendar_t self, *t = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(bm_store_calendar_get(st, c3, &self, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_calendar_targets(st, &self, &t, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 2); /* one (both) and two (target); not itself, not another group */
+    ck_assert_str_eq(t[0].gcal_id, "one");
+    ck_assert_str_eq(t[1].gcal_id, "two");
+    bm_store_calendars_free(t, n);
+    bm_calendar_dispose(&self);
+
+    /* a rediscovery keeps enabled/group/role */
+    ck_assert_int_eq(bm_store_calendar_upsert(st, acc, "four", "Four!", "UTC", "owner", false,
+                                              NULL, err, sizeof(err)),
+                     BM_OK);
+    ck_assert_int_eq(bm_store_calendar_get(st, c4, &self, err, sizeof(err)), BM_OK);
+    ck_assert_str_eq(self.summary, "Four!");
+    ck_assert_str_eq(self.group_name, "other");
+    ck_assert(self.enabled);
+    bm_calendar_dispose(&self);
+    bm_store_close(st);
+}
+END_TEST
+
+START_TEST(sync_state_round_trips)
+{
+    bm_store_t *st = open_db();
+    int64_t acc, c1;
+    bm_store_account_add(st, "a", NULL, NULL, 0, &acc, err, sizeof(err));
+    bm_store_calendar_upsert(st, acc, "one", "1", NULL, NULL, false, &c1, err, sizeof(err));
+    ck_assert_int_eq(bm_store_sync_state_save(st, c1, "tok1", true, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_sync_result(st, c1, "ok", NULL, err, sizeof(err)), BM_OK);
+    bm_calendar_t c;
+    bm_store_calendar_get(st, c1, &c, err, sizeof(err));
+    ck_assert_str_eq(c.sync_token, "tok1");
+    ck_assert_int_gt(c.last_full_sync, 0);
+    ck_assert_int_eq(c.last_incr_sync, 0);
+    ck_assert_str_eq(c.last_result, "ok");
+    bm_calendar_dispose(&c);
+    ck_assert_int_eq(bm_store_sync_state_reset(st, c1, err, sizeof(err)), BM_OK);
+    bm_store_calendar_get(st, c1, &c, err, sizeof(err));
+    ck_assert_ptr_null(c.sync_token);
+    bm_calendar_dispose(&c);
+    bm_store_close(st);
+}
+END_TEST
+
+START_TEST(lease_excludes_live_owners_only)
+{
+    bm_store_t *st = open_db();
+    char host[256], me[300], dead[300];
+    gethostname(host, sizeof(host));
+    snprintf(me, sizeof(me), "%d@%s", (int)getpid(), host);
+    ck_assert_int_eq(bm_store_lease_take(st, "cal:1", me, 60, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_lease_take(st, "cal:1", me, 60, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_lease_take(st, "cal:1", "1@elsewhere", 60, err, sizeof(err)),
+                     BM_EBUSY);
+    ck_assert_int_eq(bm_store_lease_release(st, "cal:1", me), BM_OK);
+    ck_assert_int_eq(bm_store_lease_take(st, "cal:1", "1@elsewhere", 60, err, sizeof(err)), BM_OK);
+
+    /* a holder on this host whose process is gone loses the lease at once */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    snprintf(dead, sizeof(dead), "%d@%s", (int)pid, host);
+    ck_assert_int_eq(bm_store_lease_take(st, "cal:2", dead, 60, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_lease_take(st, "cal:2", me, 60, err, sizeof(err)), BM_OK);
+    bm_store_close(st);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, database_is_created_0600_in_wal_mode);
+    tcase_add_test(tc, old_schema_migrates_forward_keeping_data);
+    tcase_add_test(tc, newer_schema_is_refused);
+    tcase_add_test(tc, accounts_are_unique_by_name);
+    tcase_add_test(tc, targets_are_enabled_group_members_that_receive);
+    tcase_add_test(tc, sync_state_round_trips);
+    tcase_add_test(tc, lease_excludes_live_owners_only);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#include "check_main.h"
