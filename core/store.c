@@ -64,7 +64,7 @@ static const char *const migrations[] = {
     "  busy INTEGER NOT NULL,"
     "  shape TEXT,"
     "  recurring_event_id TEXT,"
-    "  updated TEXT,"
+    "  seen INTEGER NOT NULL DEFAULT 1,"
     "  PRIMARY KEY(calendar_id, event_id)) WITHOUT ROWID;"
     /* one row per block busymirror owns (or wants) in a target calendar */
     "CREATE TABLE blocks("
@@ -731,4 +731,436 @@ int bm_store_lease_release(bm_store_t *st, const char *name, const char *owner)
     bind_text(s, 1, name);
     bind_text(s, 2, owner);
     return exec_done(st, s, NULL, 0, "release lease");
+}
+
+/* ---- the mirror of source events ---- */
+
+int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id,
+                        bm_source_t *out, char *err, size_t errlen)
+{
+    PREP(s, "SELECT busy, shape, recurring_event_id FROM source_events"
+            " WHERE calendar_id = ? AND event_id = ?");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    bind_text(s, 2, event_id);
+    int rc = sqlite3_step(s);
+    int ret = BM_OK;
+    if (rc == SQLITE_ROW) {
+        out->event_id = bm_strdup(event_id);
+        out->busy = sqlite3_column_int(s, 0) != 0;
+        out->shape = col_dup(s, 1);
+        out->recurring_event_id = col_dup(s, 2);
+    } else {
+        ret = rc == SQLITE_DONE ? BM_ENOTFOUND : db_err(st, err, errlen, "get source event");
+    }
+    sqlite3_reset(s);
+    return ret;
+}
+
+int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *src, char *err,
+                        size_t errlen)
+{
+    PREP(s, "INSERT INTO source_events(calendar_id, event_id, busy, shape, recurring_event_id,"
+            " seen) VALUES(?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT(calendar_id, event_id) DO UPDATE"
+            " SET busy = ?3, shape = ?4, recurring_event_id = ?5, seen = 1");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    bind_text(s, 2, src->event_id);
+    sqlite3_bind_int(s, 3, src->busy);
+    bind_text(s, 4, src->shape);
+    bind_text(s, 5, src->recurring_event_id);
+    return exec_done(st, s, err, errlen, "put source event");
+}
+
+int bm_store_source_delete(bm_store_t *st, int64_t calendar_id, const char *event_id, char *err,
+                           size_t errlen)
+{
+    PREP(s, "DELETE FROM source_events WHERE calendar_id = ? AND event_id = ?");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    bind_text(s, 2, event_id);
+    return exec_done(st, s, err, errlen, "delete source event");
+}
+
+int bm_store_source_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE source_events SET seen = 0 WHERE calendar_id = ?");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    return exec_done(st, s, err, errlen, "unmark source events");
+}
+
+int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **out, size_t *n,
+                           char *err, size_t errlen)
+{
+    PREP(s, "SELECT event_id, busy, shape, recurring_event_id FROM source_events"
+            " WHERE calendar_id = ? AND seen = 0");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    size_t cap = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = bm_realloc(*out, cap * sizeof(**out));
+        }
+        bm_source_t *r = &(*out)[(*n)++];
+        r->event_id = col_dup(s, 0);
+        r->busy = sqlite3_column_int(s, 1) != 0;
+        r->shape = col_dup(s, 2);
+        r->recurring_event_id = col_dup(s, 3);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        bm_store_sources_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_err(st, err, errlen, "list unseen source events");
+    }
+    return BM_OK;
+}
+
+int bm_store_source_count(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
+                          size_t errlen)
+{
+    PREP(s, "SELECT count(*) FROM source_events WHERE calendar_id = ? AND busy = 1");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    int rc = sqlite3_step(s);
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count source events");
+}
+
+void bm_source_dispose(bm_source_t *r)
+{
+    free(r->event_id);
+    free(r->shape);
+    free(r->recurring_event_id);
+    memset(r, 0, sizeof(*r));
+}
+
+void bm_store_sources_free(bm_source_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bm_source_dispose(&r[i]);
+    free(r);
+}
+
+/* ---- blocks ---- */
+
+#define BLOCK_COLS                                                                                 \
+    "target_calendar_id, block_id, source_calendar_id, source_event_id, master_block_id, shape,"   \
+    " body, created, state, etag"
+
+static void read_block(sqlite3_stmt *s, bm_block_t *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->target_calendar_id = sqlite3_column_int64(s, 0);
+    b->block_id = col_dup(s, 1);
+    b->source_calendar_id = sqlite3_column_int64(s, 2);
+    b->source_event_id = col_dup(s, 3);
+    b->master_block_id = col_dup(s, 4);
+    b->shape = col_dup(s, 5);
+    b->body = col_dup(s, 6);
+    b->created = sqlite3_column_int(s, 7) != 0;
+    b->state = (bm_block_state_t)sqlite3_column_int(s, 8);
+    b->etag = col_dup(s, 9);
+}
+
+static int read_blocks(bm_store_t *st, sqlite3_stmt *s, bm_block_t **out, size_t *n, char *err,
+                       size_t errlen)
+{
+    size_t cap = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = bm_realloc(*out, cap * sizeof(**out));
+        }
+        read_block(s, &(*out)[(*n)++]);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        bm_store_blocks_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_err(st, err, errlen, "list blocks");
+    }
+    return BM_OK;
+}
+
+int bm_store_block_get(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                       bm_block_t *out, char *err, size_t errlen)
+{
+    PREP(s, "SELECT " BLOCK_COLS " FROM blocks WHERE target_calendar_id = ? AND block_id = ?");
+    sqlite3_bind_int64(s, 1, target_calendar_id);
+    bind_text(s, 2, block_id);
+    int rc = sqlite3_step(s);
+    int ret = BM_OK;
+    if (rc == SQLITE_ROW)
+        read_block(s, out);
+    else
+        ret = rc == SQLITE_DONE ? BM_ENOTFOUND : db_err(st, err, errlen, "get block");
+    sqlite3_reset(s);
+    return ret;
+}
+
+int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO blocks(" BLOCK_COLS ", updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+            " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET source_calendar_id = ?3,"
+            " source_event_id = ?4, master_block_id = ?5, shape = ?6, body = ?7, created = ?8,"
+            " state = ?9, etag = ?10, updated_at = ?11");
+    sqlite3_bind_int64(s, 1, b->target_calendar_id);
+    bind_text(s, 2, b->block_id);
+    sqlite3_bind_int64(s, 3, b->source_calendar_id);
+    bind_text(s, 4, b->source_event_id);
+    bind_text(s, 5, b->master_block_id);
+    bind_text(s, 6, b->shape);
+    bind_text(s, 7, b->body);
+    sqlite3_bind_int(s, 8, b->created);
+    sqlite3_bind_int(s, 9, (int)b->state);
+    bind_text(s, 10, b->etag);
+    sqlite3_bind_int64(s, 11, bm_now());
+    return exec_done(st, s, err, errlen, "put block");
+}
+
+int bm_store_block_delete(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                          char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM blocks WHERE target_calendar_id = ?1 AND (block_id = ?2"
+            " OR master_block_id = ?2)");
+    sqlite3_bind_int64(s, 1, target_calendar_id);
+    bind_text(s, 2, block_id);
+    return exec_done(st, s, err, errlen, "delete block");
+}
+
+int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                           bool created, const char *etag, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE blocks SET created = ?3, etag = COALESCE(?4, etag), updated_at = ?5"
+            " WHERE target_calendar_id = ?1 AND block_id = ?2");
+    sqlite3_bind_int64(s, 1, target_calendar_id);
+    bind_text(s, 2, block_id);
+    sqlite3_bind_int(s, 3, created);
+    bind_text(s, 4, etag);
+    sqlite3_bind_int64(s, 5, bm_now());
+    return exec_done(st, s, err, errlen, "mark block applied");
+}
+
+int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
+                               const char *source_event_id, bm_block_t **out, size_t *n,
+                               char *err, size_t errlen)
+{
+    PREP(s, "SELECT " BLOCK_COLS " FROM blocks WHERE source_calendar_id = ?1"
+            " AND (?2 IS NULL OR source_event_id = ?2) ORDER BY target_calendar_id, block_id");
+    sqlite3_bind_int64(s, 1, source_calendar_id);
+    bind_text(s, 2, source_event_id);
+    return read_blocks(st, s, out, n, err, errlen);
+}
+
+int bm_store_blocks_in_target(bm_store_t *st, int64_t target_calendar_id, bm_block_t **out,
+                              size_t *n, char *err, size_t errlen)
+{
+    PREP(s, "SELECT " BLOCK_COLS " FROM blocks WHERE target_calendar_id = ? ORDER BY block_id");
+    sqlite3_bind_int64(s, 1, target_calendar_id);
+    return read_blocks(st, s, out, n, err, errlen);
+}
+
+int bm_store_block_count(bm_store_t *st, int64_t target_calendar_id, int64_t *n, char *err,
+                         size_t errlen)
+{
+    PREP(s, "SELECT count(*) FROM blocks WHERE (?1 = 0 OR target_calendar_id = ?1)"
+            " AND created = 1 AND shape IS NOT NULL AND master_block_id IS NULL");
+    sqlite3_bind_int64(s, 1, target_calendar_id);
+    int rc = sqlite3_step(s);
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count blocks");
+}
+
+void bm_block_dispose(bm_block_t *b)
+{
+    free(b->block_id);
+    free(b->source_event_id);
+    free(b->master_block_id);
+    free(b->shape);
+    free(b->body);
+    free(b->etag);
+    memset(b, 0, sizeof(*b));
+}
+
+void bm_store_blocks_free(bm_block_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bm_block_dispose(&b[i]);
+    free(b);
+}
+
+/* ---- the outbox ---- */
+
+int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                        bm_outbox_op_t op, bool is_instance, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO outbox(target_calendar_id, block_id, op, is_instance, created_at)"
+            " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(target_calendar_id, block_id) DO UPDATE"
+            " SET op = ?3, is_instance = ?4, attempts = 0, next_at = 0, last_error = NULL");
+    sqlite3_bind_int64(s, 1, target_calendar_id);
+    bind_text(s, 2, block_id);
+    sqlite3_bind_int(s, 3, (int)op);
+    sqlite3_bind_int(s, 4, is_instance);
+    sqlite3_bind_int64(s, 5, bm_now());
+    return exec_done(st, s, err, errlen, "put outbox item");
+}
+
+int bm_store_outbox_remove(bm_store_t *st, int64_t id, char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM outbox WHERE id = ?");
+    sqlite3_bind_int64(s, 1, id);
+    return exec_done(st, s, err, errlen, "remove outbox item");
+}
+
+int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
+                        size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen)
+{
+    /* An instance override waits until its series block exists in Google. */
+    PREP(s, "SELECT o.id, o.target_calendar_id, c.gcal_id, o.block_id, o.op, o.is_instance,"
+            " o.attempts, b.body, COALESCE(b.created, 0), b.master_block_id"
+            " FROM outbox o JOIN calendars c ON c.id = o.target_calendar_id"
+            " LEFT JOIN blocks b ON b.target_calendar_id = o.target_calendar_id"
+            "  AND b.block_id = o.block_id"
+            " WHERE c.account_id = ?1 AND o.is_instance = ?2 AND o.next_at <= ?3"
+            "  AND (o.is_instance = 0 OR EXISTS (SELECT 1 FROM blocks m"
+            "   WHERE m.target_calendar_id = o.target_calendar_id"
+            "   AND m.block_id = b.master_block_id AND m.created = 1))"
+            " ORDER BY o.id LIMIT ?4");
+    sqlite3_bind_int64(s, 1, account_id);
+    sqlite3_bind_int(s, 2, instances);
+    sqlite3_bind_int64(s, 3, now_ms);
+    sqlite3_bind_int64(s, 4, (int64_t)limit);
+    size_t cap = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = bm_realloc(*out, cap * sizeof(**out));
+        }
+        bm_outbox_item_t *it = &(*out)[(*n)++];
+        memset(it, 0, sizeof(*it));
+        it->id = sqlite3_column_int64(s, 0);
+        it->target_calendar_id = sqlite3_column_int64(s, 1);
+        it->target_gcal_id = col_dup(s, 2);
+        it->block_id = col_dup(s, 3);
+        it->op = (bm_outbox_op_t)sqlite3_column_int(s, 4);
+        it->is_instance = sqlite3_column_int(s, 5) != 0;
+        it->attempts = sqlite3_column_int(s, 6);
+        it->body = col_dup(s, 7);
+        it->created = sqlite3_column_int(s, 8) != 0;
+        it->master_block_id = col_dup(s, 9);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        bm_store_outbox_items_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_err(st, err, errlen, "read outbox");
+    }
+    return BM_OK;
+}
+
+int bm_store_outbox_retry_later(bm_store_t *st, int64_t id, int attempts, int64_t next_at_ms,
+                                const char *error, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE outbox SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int(s, 2, attempts);
+    sqlite3_bind_int64(s, 3, next_at_ms);
+    bind_text(s, 4, error);
+    return exec_done(st, s, err, errlen, "reschedule outbox item");
+}
+
+int bm_store_outbox_to_dead_letters(bm_store_t *st, const bm_outbox_item_t *it, const char *error,
+                                    char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO dead_letters(target_calendar_id, block_id, op, is_instance, attempts,"
+            " error, failed_at) VALUES(?,?,?,?,?,?,?)");
+    sqlite3_bind_int64(s, 1, it->target_calendar_id);
+    bind_text(s, 2, it->block_id);
+    sqlite3_bind_int(s, 3, (int)it->op);
+    sqlite3_bind_int(s, 4, it->is_instance);
+    sqlite3_bind_int(s, 5, it->attempts + 1);
+    bind_text(s, 6, error);
+    sqlite3_bind_int64(s, 7, bm_now());
+    int rc = exec_done(st, s, err, errlen, "add dead letter");
+    return rc != BM_OK ? rc : bm_store_outbox_remove(st, it->id, err, errlen);
+}
+
+int bm_store_outbox_stats(bm_store_t *st, int64_t *pending, int64_t *next_due_ms, char *err,
+                          size_t errlen)
+{
+    PREP(s, "SELECT count(*), min(next_at) FROM outbox");
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *pending = sqlite3_column_int64(s, 0);
+        *next_due_ms = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "outbox stats");
+}
+
+int bm_store_outbox_accounts(bm_store_t *st, int64_t **ids, size_t *n, char *err, size_t errlen)
+{
+    PREP(s, "SELECT DISTINCT c.account_id FROM outbox o JOIN calendars c"
+            " ON c.id = o.target_calendar_id ORDER BY 1");
+    size_t cap = 0;
+    int rc;
+    *ids = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *ids = bm_realloc(*ids, cap * sizeof(**ids));
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+        return db_err(st, err, errlen, "outbox accounts");
+    }
+    return BM_OK;
+}
+
+void bm_store_outbox_items_free(bm_outbox_item_t *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].target_gcal_id);
+        free(items[i].block_id);
+        free(items[i].body);
+        free(items[i].master_block_id);
+    }
+    free(items);
+}
+
+/* ---- sync log ---- */
+
+int bm_store_sync_log_add(bm_store_t *st, const bm_sync_log_t *l, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO sync_log(calendar_id, started_at, duration_ms, kind, listed, inserted,"
+            " updated, deleted, api_calls, result, error) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+    sqlite3_bind_int64(s, 1, l->calendar_id);
+    sqlite3_bind_int64(s, 2, l->started_at);
+    sqlite3_bind_int64(s, 3, l->duration_ms);
+    bind_text(s, 4, l->kind);
+    sqlite3_bind_int64(s, 5, l->listed);
+    sqlite3_bind_int64(s, 6, l->inserted);
+    sqlite3_bind_int64(s, 7, l->updated);
+    sqlite3_bind_int64(s, 8, l->deleted);
+    sqlite3_bind_int64(s, 9, l->api_calls);
+    bind_text(s, 10, l->result);
+    bind_text(s, 11, l->error);
+    return exec_done(st, s, err, errlen, "add sync log");
 }

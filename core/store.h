@@ -125,4 +125,113 @@ int bm_store_lease_take(bm_store_t *st, const char *name, const char *owner, int
                         size_t errlen);
 int bm_store_lease_release(bm_store_t *st, const char *name, const char *owner);
 
+/* ---- the local mirror of source events ---- */
+typedef struct bm_source {
+    char *event_id;
+    bool busy;   /* mirrored: busy and inside the window */
+    char *shape; /* bm_plan_shape of the event when busy, else NULL */
+    char *recurring_event_id;
+} bm_source_t;
+
+int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id,
+                        bm_source_t *out, char *err, size_t errlen); /* BM_ENOTFOUND */
+/* Inserts or replaces, marking the row seen. */
+int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *src, char *err,
+                        size_t errlen);
+int bm_store_source_delete(bm_store_t *st, int64_t calendar_id, const char *event_id, char *err,
+                           size_t errlen);
+/* Full listings: unmark every row, put what is listed, then read what was not. */
+int bm_store_source_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
+int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **out, size_t *n,
+                           char *err, size_t errlen);
+int bm_store_source_count(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
+                          size_t errlen);
+void bm_source_dispose(bm_source_t *r);
+void bm_store_sources_free(bm_source_t *r, size_t n);
+
+/* ---- blocks: what busymirror owns (or wants) in each target calendar ---- */
+typedef enum { BM_BLOCK_LIVE = 0, BM_BLOCK_USER_DELETED = 1 } bm_block_state_t;
+
+typedef struct bm_block {
+    int64_t target_calendar_id;
+    char *block_id; /* Google event id (an instance id for an occurrence override) */
+    int64_t source_calendar_id;
+    char *source_event_id;
+    char *master_block_id; /* set on occurrence overrides: the series block */
+    char *shape;           /* desired busy shape; NULL = the block must go */
+    char *body;            /* desired JSON body (for puts) */
+    bool created;          /* exists in Google (an insert succeeded or answered 409) */
+    bm_block_state_t state;
+    char *etag;
+} bm_block_t;
+
+int bm_store_block_get(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                       bm_block_t *out, char *err, size_t errlen); /* BM_ENOTFOUND */
+int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t errlen);
+/* Deletes the block row and the rows of its occurrence overrides. */
+int bm_store_block_delete(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                          char *err, size_t errlen);
+int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                           bool created, const char *etag, char *err, size_t errlen);
+/* Blocks made from one source event (NULL: from the whole source calendar). */
+int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
+                               const char *source_event_id, bm_block_t **out, size_t *n,
+                               char *err, size_t errlen);
+int bm_store_blocks_in_target(bm_store_t *st, int64_t target_calendar_id, bm_block_t **out,
+                              size_t *n, char *err, size_t errlen);
+/* Live series/single blocks held in a target (0: everywhere). */
+int bm_store_block_count(bm_store_t *st, int64_t target_calendar_id, int64_t *n, char *err,
+                         size_t errlen);
+void bm_block_dispose(bm_block_t *b);
+void bm_store_blocks_free(bm_block_t *b, size_t n);
+
+/* ---- the outbox: block writes planned but not yet applied ---- */
+typedef enum { BM_OUTBOX_PUT = 1, BM_OUTBOX_DELETE = 2 } bm_outbox_op_t;
+
+typedef struct bm_outbox_item {
+    int64_t id;
+    int64_t target_calendar_id;
+    char *target_gcal_id;
+    char *block_id;
+    bm_outbox_op_t op;
+    bool is_instance;
+    int attempts;
+    char *body;    /* the block's desired body (puts) */
+    bool created;  /* the block exists in Google: a put is an update */
+    char *master_block_id;
+} bm_outbox_item_t;
+
+/* Plans a write; replaces any pending one for the same block (attempts reset). */
+int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                        bm_outbox_op_t op, bool is_instance, char *err, size_t errlen);
+int bm_store_outbox_remove(bm_store_t *st, int64_t id, char *err, size_t errlen);
+/* Up to limit items due at now_ms for targets of one account; occurrence
+ * overrides (instances) only once their series block exists. */
+int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
+                        size_t limit, bm_outbox_item_t **out, size_t *n, char *err,
+                        size_t errlen);
+int bm_store_outbox_retry_later(bm_store_t *st, int64_t id, int attempts, int64_t next_at_ms,
+                                const char *error, char *err, size_t errlen);
+/* Moves an item to the dead letters. */
+int bm_store_outbox_to_dead_letters(bm_store_t *st, const bm_outbox_item_t *it, const char *error,
+                                    char *err, size_t errlen);
+int bm_store_outbox_stats(bm_store_t *st, int64_t *pending, int64_t *next_due_ms, char *err,
+                          size_t errlen);
+/* Accounts owning a target with pending items (*ids malloc'd). */
+int bm_store_outbox_accounts(bm_store_t *st, int64_t **ids, size_t *n, char *err, size_t errlen);
+void bm_store_outbox_items_free(bm_outbox_item_t *items, size_t n);
+
+/* ---- sync log ---- */
+typedef struct bm_sync_log {
+    int64_t calendar_id;
+    int64_t started_at;
+    int64_t duration_ms;
+    const char *kind; /* full | incremental | drain */
+    int64_t listed, inserted, updated, deleted, api_calls;
+    const char *result; /* ok | error code name */
+    const char *error;
+} bm_sync_log_t;
+
+int bm_store_sync_log_add(bm_store_t *st, const bm_sync_log_t *l, char *err, size_t errlen);
+
 #endif
