@@ -31,12 +31,24 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Prints a command's help to f. */
 void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f);
-/* Shared getopt loop prologue: handles -h/--help and unknown options; returns
- * -1 to continue, or an exit code. */
 const bm_cli_command_t *bm_cli_find(const char *name);
+
+/* Looks up an account by name / a calendar by Google id (and account name, or
+ * NULL). On failure prints an error naming the candidates and returns the exit
+ * code (2 for unknown or ambiguous ids); the row is the caller's to dispose. */
+int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out);
+int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name,
+                    bm_calendar_t *out);
+/* Seals a refresh token for account name under the key file (created on first
+ * use); prints the error and returns a BM_E* code on failure. */
+int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsigned char **out,
+                      size_t *out_len);
 
 /* Commands (cli/cmd_*.c). */
 int bm_cmd_config(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_account(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_calendar(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv);
 
 #endif

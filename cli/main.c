@@ -12,18 +12,31 @@
 
 static const bm_cli_command_t commands[] = {
     {"serve", bm_cmd_unavailable, "run gateway, sync workers and renewer", ""},
-    {"sync", bm_cmd_unavailable, "mirror busy time now",
+    {"sync", bm_cmd_sync, "mirror busy time now, once (for cron or by hand)",
      "  --account-id NAME   only this account's calendars\n"
      "  --calendar-id ID    only this calendar\n"
      "  --force-full        ignore sync tokens, list everything\n"
      "  --dry-run           print planned operations, write nothing\n"
      "  --verbose           progress per calendar and one line per operation\n"
-     "  --timeout SECONDS   stop cleanly after this long\n"},
+     "  --timeout SECONDS   stop cleanly after this long\n"
+     "\nexit codes: 0 all synced; 1 some calendars failed (or --timeout hit); 2 usage;\n"
+     "75 another sync holds a calendar's lease; 78 bad configuration\n"},
     {"reset", bm_cmd_unavailable, "remove every block from a calendar", ""},
     {"cleanup", bm_cmd_unavailable, "remove orphaned blocks and old log entries", ""},
     {"poll", bm_cmd_unavailable, "poll calendars without push once", ""},
-    {"account", bm_cmd_unavailable, "add, log in, list and remove Google accounts", ""},
-    {"calendar", bm_cmd_unavailable, "discover, enable, disable and list calendars", ""},
+    {"account", bm_cmd_account, "add and list Google accounts",
+     "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
+     "                      store an account; its refresh token is encrypted at rest\n"
+     "  list                name, e-mail, calendars and state of every account\n"},
+    {"calendar", bm_cmd_calendar, "discover, enable, disable and list calendars",
+     "  discover --account-id NAME\n"
+     "                      read the account's calendar list from Google\n"
+     "  enable --calendar-id ID [--account-id NAME] [--group G] [--role both|source|target]\n"
+     "                      mirror this calendar with the others of its group (default\n"
+     "                      'default'); source: only gives, target: only receives\n"
+     "  disable --calendar-id ID [--account-id NAME]\n"
+     "                      stop mirroring it and remove the blocks it gave and got\n"
+     "  list [--account-id NAME]\n"},
     {"status", bm_cmd_unavailable, "health of every calendar and account", ""},
     {"dlq", bm_cmd_unavailable, "list, retry and purge dead letters", ""},
     {"undo", bm_cmd_unavailable, "re-create what a reset, cleanup or removal deleted", ""},
@@ -43,18 +56,17 @@ const bm_cli_command_t *bm_cli_find(const char *name)
 
 static void print_help(FILE *f)
 {
-    fprintf(f,
-            "usage: busymirror [-c FILE] COMMAND [OPTIONS]\n"
-            "\n"
-            "Mirrors every real commitment of each enabled Google calendar into the others\n"
-            "of its group as a private \"Busy\" block.\n"
-            "\n"
-            "options:\n"
-            "  -c, --config FILE   configuration file (or BUSYMIRROR_CONFIG)\n"
-            "  -h, --help          this help; COMMAND --help for a command's\n"
-            "  -V, --version       print the version\n"
-            "\n"
-            "commands:\n");
+    fprintf(f, "usage: busymirror [-c FILE] COMMAND [OPTIONS]\n"
+               "\n"
+               "Mirrors every real commitment of each enabled Google calendar into the others\n"
+               "of its group as a private \"Busy\" block.\n"
+               "\n"
+               "options:\n"
+               "  -c, --config FILE   configuration file (or BUSYMIRROR_CONFIG)\n"
+               "  -h, --help          this help; COMMAND --help for a command's\n"
+               "  -V, --version       print the version\n"
+               "\n"
+               "commands:\n");
     for (size_t i = 0; i < n_commands; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nconfiguration keys:\n");
@@ -85,7 +97,8 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
 int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
 {
     char err[512];
-    if (cli->store == NULL && bm_store_open(cli->cfg.store.path, &cli->store, err, sizeof(err)) != BM_OK) {
+    if (cli->store == NULL &&
+        bm_store_open(cli->cfg.store.path, &cli->store, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror: %s\n", err);
         return BM_EXIT_FAIL;
     }

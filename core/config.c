@@ -47,8 +47,8 @@ const bm_config_key_t bm_config_keys[] = {
      "mirror events starting at most this many days ahead"},
     {"sync", "block_summary", BM_CFG_STRING, "Busy", OFF(sync.block_summary), 0, 0, false,
      "title of every busy block"},
-    {"sync", "respect_deleted_blocks", BM_CFG_BOOL, "false", OFF(sync.respect_deleted_blocks), 0,
-     0, false, "leave blocks a person deleted alone instead of restoring them"},
+    {"sync", "respect_deleted_blocks", BM_CFG_BOOL, "false", OFF(sync.respect_deleted_blocks), 0, 0,
+     false, "leave blocks a person deleted alone instead of restoring them"},
     {"sync", "poll_interval", BM_CFG_INT, "300", OFF(sync.poll_interval), 10, 86400, false,
      "seconds between polls of a calendar without push"},
     {"log", "level", BM_CFG_LEVEL, "info", OFF(log.level), 0, 0, false,
@@ -104,22 +104,23 @@ static int set_key(bm_config_t *cfg, const bm_config_key_t *k, const char *value
         errno = 0;
         long v = strtol(value, &end, 10);
         if (errno != 0 || end == value || *end != '\0' || v < k->min || v > k->max)
-            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not a whole number from %ld to %ld",
-                          k->section, k->name, value, k->min, k->max);
+            return bm_err(err, errlen, BM_EINVAL,
+                          "[%s] %s: \"%s\" is not a whole number from %ld to %ld", k->section,
+                          k->name, value, k->min, k->max);
         *(int *)(base + k->offset) = (int)v;
         return BM_OK;
     }
     case BM_CFG_BOOL:
         if (parse_bool(value, (bool *)(base + k->offset)) != 0)
-            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not true or false", k->section,
-                          k->name, value);
+            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not true or false",
+                          k->section, k->name, value);
         return BM_OK;
     case BM_CFG_LEVEL: {
         int l = bm_log_level_parse(value);
         if (l < 0)
             return bm_err(err, errlen, BM_EINVAL,
-                          "[%s] %s: \"%s\" is not one of debug, info, warn, error, off",
-                          k->section, k->name, value);
+                          "[%s] %s: \"%s\" is not one of debug, info, warn, error, off", k->section,
+                          k->name, value);
         *(int *)(base + k->offset) = l;
         return BM_OK;
     }
@@ -236,8 +237,8 @@ int bm_config_load(bm_config_t *cfg, const char *path, char *err, size_t errlen)
     if (lc.rc != BM_OK) {
         rc = lc.rc;
     } else if (line > 0) {
-        rc = bm_err(err, errlen, BM_EINVAL, "%s:%d: syntax error (expected [section] or key = value)",
-                    path, line);
+        rc = bm_err(err, errlen, BM_EINVAL,
+                    "%s:%d: syntax error (expected [section] or key = value)", path, line);
     } else if (line < 0) {
         rc = bm_err(err, errlen, BM_EIO, "%s: cannot parse", path);
     }

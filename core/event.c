@@ -227,8 +227,7 @@ static int parse_evtime(yajl_val obj, const char *name, bm_evtime_t *t, char *er
     if (t->date_time != NULL) {
         if (bm_time_parse_tz(t->date_time, t->time_zone, &t->epoch) != BM_OK) {
             rc = bm_err(err, errlen, BM_EINVAL, "%s.dateTime: bad time \"%.64s\"%s%.64s", name,
-                        t->date_time, t->time_zone ? " in " : "",
-                        t->time_zone ? t->time_zone : "");
+                        t->date_time, t->time_zone ? " in " : "", t->time_zone ? t->time_zone : "");
             goto out;
         }
     } else if (t->date != NULL) {

@@ -38,8 +38,8 @@ typedef struct bm_event {
     bm_evtime_t original_start;
     char *self_response; /* responseStatus of the attendee with self:true, else NULL */
     /* extendedProperties.private values busymirror writes on its blocks */
-    char *marker;      /* value of "busymirror" (non-NULL means: a busymirror block) */
-    char *marker_src;  /* value of "busymirror_src": source calendar and event */
+    char *marker;     /* value of "busymirror" (non-NULL means: a busymirror block) */
+    char *marker_src; /* value of "busymirror_src": source calendar and event */
 } bm_event_t;
 
 /* Private extended property keys (at most 44 characters, Google drops longer). */

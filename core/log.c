@@ -9,7 +9,7 @@
 
 int bm_log_threshold = BM_LOG_INFO;
 
-#define MAX_SECRETS 64
+#define MAX_SECRETS  64
 #define LINE_MAX_LEN 8192
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -135,11 +135,12 @@ void bm__log_emit(bm_log_level_t lvl, const bm_kv_t *kvs, size_t n_kvs)
 {
     struct timespec ts;
     struct tm tm;
-    char stamp[40];
+    char stamp[96];
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (long)(ts.tv_nsec / 1000000) % 1000);
 
     bm_buf_t line;
     bm_buf_init(&line, LINE_MAX_LEN);

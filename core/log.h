@@ -14,11 +14,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { BM_LOG_DEBUG = 0, BM_LOG_INFO, BM_LOG_WARN, BM_LOG_ERROR, BM_LOG_OFF } bm_log_level_t;
+typedef enum {
+    BM_LOG_DEBUG = 0,
+    BM_LOG_INFO,
+    BM_LOG_WARN,
+    BM_LOG_ERROR,
+    BM_LOG_OFF
+} bm_log_level_t;
 
 typedef struct bm_kv {
     const char *key;
-    const char *s;   /* string value, or NULL for an integer */
+    const char *s; /* string value, or NULL for an integer */
     int64_t i;
 } bm_kv_t;
 

@@ -401,8 +401,7 @@ int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, ch
     return account_get(st, s, out, what, err, errlen);
 }
 
-int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *err,
-                          size_t errlen)
+int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *err, size_t errlen)
 {
     PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY name");
     size_t cap = 0;
@@ -572,8 +571,7 @@ int bm_store_calendar_upsert(bm_store_t *st, int64_t account_id, const char *gca
     return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "upsert calendar");
 }
 
-int bm_store_calendar_get(bm_store_t *st, int64_t id, bm_calendar_t *out, char *err,
-                          size_t errlen)
+int bm_store_calendar_get(bm_store_t *st, int64_t id, bm_calendar_t *out, char *err, size_t errlen)
 {
     PREP(s, CALENDAR_SELECT "WHERE c.id = ?");
     sqlite3_bind_int64(s, 1, id);
@@ -646,8 +644,8 @@ void bm_store_calendars_free(bm_calendar_t *c, size_t n)
 
 /* ---- sync state ---- */
 
-int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sync_token,
-                             bool full, char *err, size_t errlen)
+int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sync_token, bool full,
+                             char *err, size_t errlen)
 {
     PREP(s, "INSERT INTO sync_state(calendar_id, sync_token, last_full_sync, last_incr_sync)"
             " VALUES(?1, ?2, CASE WHEN ?3 THEN ?4 END, CASE WHEN ?3 THEN NULL ELSE ?4 END)"
@@ -661,8 +659,8 @@ int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sy
     return exec_done(st, s, err, errlen, "save sync state");
 }
 
-int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result,
-                         const char *error, char *err, size_t errlen)
+int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result, const char *error,
+                         char *err, size_t errlen)
 {
     PREP(s, "INSERT INTO sync_state(calendar_id, last_result, last_error, last_sync_at)"
             " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(calendar_id) DO UPDATE SET"
@@ -705,8 +703,8 @@ int bm_store_lease_take(bm_store_t *st, const char *name, const char *owner, int
         const char *holder = (const char *)sqlite3_column_text(q, 0);
         int64_t expires = sqlite3_column_int64(q, 1);
         if (strcmp(holder, owner) != 0 && expires > now && !owner_is_dead(holder)) {
-            int ret = bm_err(err, errlen, BM_EBUSY, "%s is held by %s for %llds more", name,
-                             holder, (long long)(expires - now));
+            int ret = bm_err(err, errlen, BM_EBUSY, "%s is held by %s for %llds more", name, holder,
+                             (long long)(expires - now));
             sqlite3_reset(q);
             return ret;
         }
@@ -735,8 +733,8 @@ int bm_store_lease_release(bm_store_t *st, const char *name, const char *owner)
 
 /* ---- the mirror of source events ---- */
 
-int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id,
-                        bm_source_t *out, char *err, size_t errlen)
+int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id, bm_source_t *out,
+                        char *err, size_t errlen)
 {
     PREP(s, "SELECT busy, shape, recurring_event_id FROM source_events"
             " WHERE calendar_id = ? AND event_id = ?");
@@ -817,8 +815,7 @@ int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **ou
     return BM_OK;
 }
 
-int bm_store_source_count(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
-                          size_t errlen)
+int bm_store_source_count(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err, size_t errlen)
 {
     PREP(s, "SELECT count(*) FROM source_events WHERE calendar_id = ? AND busy = 1");
     sqlite3_bind_int64(s, 1, calendar_id);
@@ -906,10 +903,11 @@ int bm_store_block_get(bm_store_t *st, int64_t target_calendar_id, const char *b
 
 int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t errlen)
 {
-    PREP(s, "INSERT INTO blocks(" BLOCK_COLS ", updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
-            " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET source_calendar_id = ?3,"
-            " source_event_id = ?4, master_block_id = ?5, shape = ?6, body = ?7, created = ?8,"
-            " state = ?9, etag = ?10, updated_at = ?11");
+    PREP(s,
+         "INSERT INTO blocks(" BLOCK_COLS ", updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+         " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET source_calendar_id = ?3,"
+         " source_event_id = ?4, master_block_id = ?5, shape = ?6, body = ?7, created = ?8,"
+         " state = ?9, etag = ?10, updated_at = ?11");
     sqlite3_bind_int64(s, 1, b->target_calendar_id);
     bind_text(s, 2, b->block_id);
     sqlite3_bind_int64(s, 3, b->source_calendar_id);
@@ -948,8 +946,8 @@ int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const cha
 }
 
 int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
-                               const char *source_event_id, bm_block_t **out, size_t *n,
-                               char *err, size_t errlen)
+                               const char *source_event_id, bm_block_t **out, size_t *n, char *err,
+                               size_t errlen)
 {
     PREP(s, "SELECT " BLOCK_COLS " FROM blocks WHERE source_calendar_id = ?1"
             " AND (?2 IS NULL OR source_event_id = ?2) ORDER BY target_calendar_id, block_id");

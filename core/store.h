@@ -50,8 +50,7 @@ int bm_store_account_get(bm_store_t *st, const char *name, bm_account_t *out, ch
 int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, char *err,
                                size_t errlen);
 /* All accounts, ordered by name; *out is a malloc'd array (bm_store_accounts_free). */
-int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *err,
-                          size_t errlen);
+int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *err, size_t errlen);
 int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t state, char *err,
                                size_t errlen);
 int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *token_enc,
@@ -96,8 +95,7 @@ int bm_role_parse(const char *s, bm_role_t *out);
 int bm_store_calendar_upsert(bm_store_t *st, int64_t account_id, const char *gcal_id,
                              const char *summary, const char *time_zone, const char *access_role,
                              bool primary, int64_t *id_out, char *err, size_t errlen);
-int bm_store_calendar_get(bm_store_t *st, int64_t id, bm_calendar_t *out, char *err,
-                          size_t errlen);
+int bm_store_calendar_get(bm_store_t *st, int64_t id, bm_calendar_t *out, char *err, size_t errlen);
 /* Calendars matching a filter: account_id 0 = any, gcal_id NULL = any,
  * enabled_only. Ordered by account name, then Google id. */
 int bm_store_calendar_list(bm_store_t *st, int64_t account_id, const char *gcal_id,
@@ -112,10 +110,10 @@ void bm_calendar_dispose(bm_calendar_t *c);
 void bm_store_calendars_free(bm_calendar_t *c, size_t n);
 
 /* Sync state. token NULL clears it (next sync lists in full). */
-int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sync_token,
-                             bool full, char *err, size_t errlen);
-int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result,
-                         const char *error, char *err, size_t errlen);
+int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sync_token, bool full,
+                             char *err, size_t errlen);
+int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result, const char *error,
+                         char *err, size_t errlen);
 int bm_store_sync_state_reset(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
 
 /* ---- leases (one sync of a calendar at a time, across processes) ---- */
@@ -133,8 +131,8 @@ typedef struct bm_source {
     char *recurring_event_id;
 } bm_source_t;
 
-int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id,
-                        bm_source_t *out, char *err, size_t errlen); /* BM_ENOTFOUND */
+int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id, bm_source_t *out,
+                        char *err, size_t errlen); /* BM_ENOTFOUND */
 /* Inserts or replaces, marking the row seen. */
 int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *src, char *err,
                         size_t errlen);
@@ -175,8 +173,8 @@ int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const cha
                            bool created, const char *etag, char *err, size_t errlen);
 /* Blocks made from one source event (NULL: from the whole source calendar). */
 int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
-                               const char *source_event_id, bm_block_t **out, size_t *n,
-                               char *err, size_t errlen);
+                               const char *source_event_id, bm_block_t **out, size_t *n, char *err,
+                               size_t errlen);
 int bm_store_blocks_in_target(bm_store_t *st, int64_t target_calendar_id, bm_block_t **out,
                               size_t *n, char *err, size_t errlen);
 /* Live series/single blocks held in a target (0: everywhere). */
@@ -196,8 +194,8 @@ typedef struct bm_outbox_item {
     bm_outbox_op_t op;
     bool is_instance;
     int attempts;
-    char *body;    /* the block's desired body (puts) */
-    bool created;  /* the block exists in Google: a put is an update */
+    char *body;   /* the block's desired body (puts) */
+    bool created; /* the block exists in Google: a put is an update */
     char *master_block_id;
 } bm_outbox_item_t;
 
@@ -208,8 +206,7 @@ int bm_store_outbox_remove(bm_store_t *st, int64_t id, char *err, size_t errlen)
 /* Up to limit items due at now_ms for targets of one account; occurrence
  * overrides (instances) only once their series block exists. */
 int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
-                        size_t limit, bm_outbox_item_t **out, size_t *n, char *err,
-                        size_t errlen);
+                        size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen);
 int bm_store_outbox_retry_later(bm_store_t *st, int64_t id, int attempts, int64_t next_at_ms,
                                 const char *error, char *err, size_t errlen);
 /* Moves an item to the dead letters. */

@@ -47,7 +47,7 @@ const char *bm_strerror(int code);
 void *bm_malloc(size_t n);
 void *bm_calloc(size_t count, size_t n);
 void *bm_realloc(void *p, size_t n);
-char *bm_strdup(const char *s);          /* NULL in, NULL out */
+char *bm_strdup(const char *s); /* NULL in, NULL out */
 char *bm_strndup(const char *s, size_t n);
 char *bm_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

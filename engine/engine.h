@@ -1,11 +1,76 @@
 /*
- * engine/engine.h: synchronising calendars: change detection, planning busy
- * blocks, the outbox and its drain. (Work in progress: see engine/plan.h for
- * the pure planner.)
+ * engine/engine.h: synchronising calendars.
+ *
+ * A bm_engine_t syncs calendars one at a time on the store connection it is
+ * given (one engine per thread): it takes the calendar's lease, lists what
+ * changed (incremental with the stored sync token, full without one, after a
+ * 410, when forced, or once a day so events entering the window are seen),
+ * plans block writes for every target, and commits mirror, blocks, outbox and
+ * the new sync token in one transaction. bm_engine_drain() then applies the
+ * outbox in batch requests.
+ *
+ * The engine borrows cfg and store (they must outlive it) and owns its Google
+ * client and the decrypted refresh tokens (wiped on free).
  */
 #ifndef BM_ENGINE_ENGINE_H
 #define BM_ENGINE_ENGINE_H
 
+#include "core/config.h"
+#include "core/store.h"
 #include "engine/plan.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct bm_engine bm_engine_t;
+
+typedef struct bm_engine_opts {
+    const bm_config_t *cfg;
+    bool dry_run;             /* plan and print, write nothing anywhere */
+    bool verbose;             /* a line per calendar and per operation on out */
+    bool force_full;          /* ignore sync tokens */
+    bool progress;            /* a live progress line on out (a TTY) */
+    FILE *out;                /* where dry-run and verbose lines go; NULL: stdout */
+    const volatile int *stop; /* nonzero: stop cleanly (outbox intact) */
+} bm_engine_opts_t;
+
+/* What a run did, summed over calendars. */
+typedef struct bm_engine_totals {
+    int calendars_ok;
+    int calendars_failed;
+    int calendars_busy; /* lease held elsewhere */
+    int64_t listed;
+    int64_t planned_inserts, planned_updates, planned_deletes;
+    int64_t applied, dead_letters, pending;
+} bm_engine_totals_t;
+
+int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, char *err,
+                  size_t errlen);
+void bm_engine_free(bm_engine_t *e);
+void bm_engine_totals(const bm_engine_t *e, bm_engine_totals_t *out);
+/* API requests made so far (token requests included). */
+long bm_engine_api_calls(const bm_engine_t *e);
+
+/* calendarList.list of an account into the store. */
+int bm_engine_discover(bm_engine_t *e, const bm_account_t *acct, size_t *n_found, char *err,
+                       size_t errlen);
+
+/* Syncs one calendar into its targets (lists, plans, commits; does not drain).
+ * BM_EBUSY when another process holds its lease. */
+int bm_engine_sync_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err, size_t errlen);
+
+/* Applies the outbox until it is empty or only holds items that wait longer
+ * than a run should (those stay for the next run). */
+int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen);
+
+/* Syncs every enabled calendar matching the filter (account_id 0 / gcal_id NULL
+ * = all), then drains. Returns 0 when all synced, BM_EBUSY when only lease
+ * conflicts failed, or the first error. */
+int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, char *err,
+                       size_t errlen);
+
+/* Plans the deletion of every block made from cal and every block living in
+ * cal (it is leaving its group), then drains. */
+int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err, size_t errlen);
 
 #endif

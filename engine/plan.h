@@ -40,8 +40,10 @@ typedef struct bm_plan_opts {
 /*
  * Whether ev makes its calendar's owner busy: status confirmed or tentative,
  * transparency opaque, not declined by the attendee marked self, an event type
- * in the mask, and not a busymirror block. *reason gets a static word
- * ("busy", "cancelled", "transparent", "declined", "event_type", "block").
+ * in the mask, and not a busymirror block. *reason (may be NULL) gets a static
+ * word ("busy", "cancelled", "tentative", "transparent", "declined",
+ * "event_type", "block"); "tentative" when tentative events are not busy.
+ * Absent status counts as confirmed; an eventType unknown to us is not busy.
  */
 bool bm_plan_is_busy(const bm_event_t *ev, const bm_plan_opts_t *o, const char **reason);
 
@@ -77,5 +79,16 @@ char *bm_plan_block_body(const bm_event_t *src, const char *block_id, const char
  * a title, description or attendee edit does not change it.
  */
 char *bm_plan_shape(const bm_event_t *ev);
+
+/* What the outbox must do for one (source event, target) pair. */
+typedef enum { BM_OP_NONE = 0, BM_OP_PUT, BM_OP_DELETE } bm_op_kind_t;
+
+/*
+ * Compares the shape a block should have with the shape last written.
+ * desired_shape NULL = no block wanted; current_shape NULL = no block recorded.
+ * PUT when a block is wanted and none is recorded or it differs; DELETE when
+ * none is wanted but one is recorded; NONE otherwise.
+ */
+bm_op_kind_t bm_plan_diff(const char *desired_shape, const char *current_shape);
 
 #endif

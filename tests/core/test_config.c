@@ -59,11 +59,14 @@ static const struct {
     const char *text;
     const char *expect;
 } bad[] = {
-    {"[engine]\nworkers = 2\nbatch_size = 5000\n", ":3: [engine] batch_size: \"5000\" is not a whole number from 1 to 1000"},
+    {"[engine]\nworkers = 2\nbatch_size = 5000\n",
+     ":3: [engine] batch_size: \"5000\" is not a whole number from 1 to 1000"},
     {"[engine]\nworkerz = 2\n", ":2: [engine] workerz: unknown key"},
     {"[nope]\nx = 1\n", ":2: [nope] x: unknown key"},
-    {"[sync]\nrespect_deleted_blocks = maybe\n", ":2: [sync] respect_deleted_blocks: \"maybe\" is not true or false"},
-    {"[google]\napi_base_url = ftp://x\n", ":2: [google] api_base_url: \"ftp://x\" is not an http(s) URL"},
+    {"[sync]\nrespect_deleted_blocks = maybe\n",
+     ":2: [sync] respect_deleted_blocks: \"maybe\" is not true or false"},
+    {"[google]\napi_base_url = ftp://x\n",
+     ":2: [google] api_base_url: \"ftp://x\" is not an http(s) URL"},
     {"[gateway]\nlisten = 8443\n", ":2: [gateway] listen: \"8443\" is not host:port"},
     {"[log]\nlevel = loud\n", ":2: [log] level: \"loud\" is not one of"},
     {"[sync]\npast_days = 7x\n", ":2: [sync] past_days: \"7x\" is not a whole number"},
@@ -103,9 +106,9 @@ START_TEST(print_masks_secrets)
     char err[256], *out = NULL;
     size_t len = 0;
     bm_config_init(&c);
-    ck_assert_int_eq(bm_config_set(&c, "google", "client_secret", "GOCSPX-very-secret", err,
-                                   sizeof(err)),
-                     BM_OK);
+    ck_assert_int_eq(
+        bm_config_set(&c, "google", "client_secret", "GOCSPX-very-secret", err, sizeof(err)),
+        BM_OK);
     FILE *f = open_memstream(&out, &len);
     bm_config_print(&c, f);
     fclose(f);

@@ -137,8 +137,8 @@ START_TEST(targets_are_enabled_group_members_that_receive)
     bm_calendar_dispose(&self);
 
     /* a rediscovery keeps enabled/group/role */
-    ck_assert_int_eq(bm_store_calendar_upsert(st, acc, "four", "Four!", "UTC", "owner", false,
-                                              NULL, err, sizeof(err)),
+    ck_assert_int_eq(bm_store_calendar_upsert(st, acc, "four", "Four!", "UTC", "owner", false, NULL,
+                                              err, sizeof(err)),
                      BM_OK);
     ck_assert_int_eq(bm_store_calendar_get(st, c4, &self, err, sizeof(err)), BM_OK);
     ck_assert_str_eq(self.summary, "Four!");
@@ -197,6 +197,109 @@ START_TEST(lease_excludes_live_owners_only)
 }
 END_TEST
 
+/* Two calendars of one account: a source and a target. */
+static bm_store_t *two_calendars(int64_t *acc, int64_t *src, int64_t *dst)
+{
+    bm_store_t *st = open_db();
+    bm_store_account_add(st, "a", NULL, NULL, 0, acc, err, sizeof(err));
+    bm_store_calendar_upsert(st, *acc, "src", NULL, NULL, NULL, false, src, err, sizeof(err));
+    bm_store_calendar_upsert(st, *acc, "dst", NULL, NULL, NULL, false, dst, err, sizeof(err));
+    return st;
+}
+
+START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
+{
+    int64_t acc, src, dst;
+    bm_store_t *st = two_calendars(&acc, &src, &dst);
+    bm_block_t master = {.target_calendar_id = dst,
+                         .block_id = "m0000",
+                         .source_calendar_id = src,
+                         .source_event_id = "ev",
+                         .shape = "s1",
+                         .body = "{}"};
+    bm_block_t occ = {.target_calendar_id = dst,
+                      .block_id = "m0000_20261125T100000Z",
+                      .source_calendar_id = src,
+                      .source_event_id = "ev_1",
+                      .master_block_id = "m0000",
+                      .shape = "cancelled"};
+    ck_assert_int_eq(bm_store_block_put(st, &master, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_block_put(st, &occ, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_outbox_put(st, dst, "m0000", BM_OUTBOX_PUT, false, err, sizeof(err)),
+                     BM_OK);
+    ck_assert_int_eq(
+        bm_store_outbox_put(st, dst, occ.block_id, BM_OUTBOX_DELETE, true, err, sizeof(err)),
+        BM_OK);
+    /* a second plan for the same block replaces the first */
+    ck_assert_int_eq(bm_store_outbox_put(st, dst, "m0000", BM_OUTBOX_PUT, false, err, sizeof(err)),
+                     BM_OK);
+    int64_t pending, next;
+    bm_store_outbox_stats(st, &pending, &next, err, sizeof(err));
+    ck_assert_int_eq(pending, 2);
+
+    bm_outbox_item_t *items;
+    size_t n;
+    ck_assert_int_eq(
+        bm_store_outbox_due(st, acc, true, bm_now_ms(), 10, &items, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 0); /* the occurrence waits for its series */
+    bm_store_outbox_items_free(items, n);
+    ck_assert_int_eq(
+        bm_store_outbox_due(st, acc, false, bm_now_ms(), 10, &items, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(items[0].body, "{}");
+    ck_assert(!items[0].created);
+    ck_assert_str_eq(items[0].target_gcal_id, "dst");
+    ck_assert_int_eq(bm_store_block_applied(st, dst, "m0000", true, NULL, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_outbox_remove(st, items[0].id, err, sizeof(err)), BM_OK);
+    bm_store_outbox_items_free(items, n);
+    ck_assert_int_eq(
+        bm_store_outbox_due(st, acc, true, bm_now_ms(), 10, &items, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert(items[0].is_instance);
+    ck_assert_int_eq(items[0].op, BM_OUTBOX_DELETE);
+
+    /* backed off: not due now; then dead */
+    ck_assert_int_eq(bm_store_outbox_retry_later(st, items[0].id, 3, bm_now_ms() + 60000, "503",
+                                                 err, sizeof(err)),
+                     BM_OK);
+    bm_outbox_item_t *later;
+    size_t n_later;
+    bm_store_outbox_due(st, acc, true, bm_now_ms(), 10, &later, &n_later, err, sizeof(err));
+    ck_assert_uint_eq(n_later, 0);
+    bm_store_outbox_items_free(later, n_later);
+    ck_assert_int_eq(bm_store_outbox_to_dead_letters(st, &items[0], "HTTP 400", err, sizeof(err)),
+                     BM_OK);
+    bm_store_outbox_items_free(items, n);
+    bm_store_outbox_stats(st, &pending, &next, err, sizeof(err));
+    ck_assert_int_eq(pending, 0);
+
+    /* deleting a series block forgets its occurrence overrides */
+    ck_assert_int_eq(bm_store_block_delete(st, dst, "m0000", err, sizeof(err)), BM_OK);
+    bm_block_t b;
+    ck_assert_int_eq(bm_store_block_get(st, dst, occ.block_id, &b, err, sizeof(err)), BM_ENOTFOUND);
+    bm_store_close(st);
+}
+END_TEST
+
+START_TEST(full_listing_sweep_finds_unseen_sources)
+{
+    int64_t acc, src, dst;
+    bm_store_t *st = two_calendars(&acc, &src, &dst);
+    bm_source_t a = {"a", true, "s", NULL}, b = {"b", true, "s", NULL};
+    bm_store_source_put(st, src, &a, err, sizeof(err));
+    bm_store_source_put(st, src, &b, err, sizeof(err));
+    ck_assert_int_eq(bm_store_source_unmark(st, src, err, sizeof(err)), BM_OK);
+    bm_store_source_put(st, src, &a, err, sizeof(err)); /* listed again */
+    bm_source_t *gone;
+    size_t n;
+    ck_assert_int_eq(bm_store_source_unseen(st, src, &gone, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(gone[0].event_id, "b");
+    bm_store_sources_free(gone, n);
+    bm_store_close(st);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("store");
@@ -209,6 +312,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, targets_are_enabled_group_members_that_receive);
     tcase_add_test(tc, sync_state_round_trips);
     tcase_add_test(tc, lease_excludes_live_owners_only);
+    tcase_add_test(tc, outbox_keeps_one_item_per_block_and_gates_occurrences);
+    tcase_add_test(tc, full_listing_sweep_finds_unseen_sources);
     suite_add_tcase(s, tc);
     return s;
 }

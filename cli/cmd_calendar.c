@@ -1,0 +1,208 @@
+/* cli/cmd_calendar.c: `busymirror calendar discover|enable|disable|list`. */
+#include "cli/cli.h"
+#include "core/util.h"
+#include "engine/engine.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct cal_args {
+    const char *account;
+    const char *calendar;
+    const char *group;
+    const char *role;
+} cal_args_t;
+
+static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t *a,
+                 bool group_role)
+{
+    static const struct option opts[] = {{"account-id", required_argument, NULL, 'a'},
+                                         {"calendar-id", required_argument, NULL, 'c'},
+                                         {"group", required_argument, NULL, 'g'},
+                                         {"role", required_argument, NULL, 'r'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    memset(a, 0, sizeof(*a));
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            a->account = optarg;
+            break;
+        case 'c':
+            a->calendar = optarg;
+            break;
+        case 'g':
+        case 'r':
+            if (!group_role)
+                return bm_cli_usage_error(self, "%s takes no --%s", argv[0],
+                                          c == 'g' ? "group" : "role");
+            if (c == 'g')
+                a->group = optarg;
+            else
+                a->role = optarg;
+            break;
+        default:
+            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc)
+        return bm_cli_usage_error(self, "unexpected argument '%s'", argv[optind]);
+    return -1;
+}
+
+static int new_engine(bm_cli_t *cli, bm_engine_t **e)
+{
+    bm_store_t *st;
+    char err[512];
+    int rc = bm_cli_store(cli, &st);
+    if (rc != BM_EXIT_OK)
+        return rc;
+    bm_engine_opts_t o = {.cfg = &cli->cfg};
+    if (bm_engine_new(&o, st, e, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        return BM_EXIT_FAIL;
+    }
+    return BM_EXIT_OK;
+}
+
+static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
+{
+    bm_account_t acct = {0};
+    bm_engine_t *e = NULL;
+    char err[512];
+    size_t n = 0;
+    if (a->account == NULL || a->calendar != NULL)
+        return bm_cli_usage_error(self, "discover needs --account-id NAME");
+    int rc = bm_cli_account(cli, a->account, &acct);
+    if (rc == BM_EXIT_OK)
+        rc = new_engine(cli, &e);
+    if (rc != BM_EXIT_OK)
+        goto out;
+    if (bm_engine_discover(e, &acct, &n, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror calendar discover: %s\n", err);
+        rc = BM_EXIT_FAIL;
+        goto out;
+    }
+    printf("%zu calendars found for %s; enable them with busymirror calendar enable "
+           "--calendar-id ID\n",
+           n, a->account);
+out:
+    bm_engine_free(e);
+    bm_account_dispose(&acct);
+    return rc;
+}
+
+static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a, bool enable)
+{
+    bm_calendar_t cal = {0}, *group = NULL;
+    size_t n_group = 0;
+    bm_engine_t *e = NULL;
+    bm_role_t role = BM_ROLE_BOTH;
+    char err[512];
+    if (a->calendar == NULL)
+        return bm_cli_usage_error(self, "%s needs --calendar-id ID", enable ? "enable" : "disable");
+    if (a->role != NULL && bm_role_parse(a->role, &role) != BM_OK)
+        return bm_cli_usage_error(self, "--role must be both, source or target, not '%s'", a->role);
+    int rc = bm_cli_calendar(cli, a->calendar, a->account, &cal);
+    if (rc != BM_EXIT_OK)
+        return rc;
+    if (a->role == NULL)
+        role = cal.role;
+    if (bm_store_calendar_set_enabled(cli->store, cal.id, enable, a->group, role, err,
+                                      sizeof(err)) != BM_OK)
+        goto fail;
+    if (enable) {
+        /* Members of the group gained a target: list them in full next time. */
+        bm_calendar_t now;
+        if (bm_store_calendar_get(cli->store, cal.id, &now, err, sizeof(err)) != BM_OK)
+            goto fail;
+        if (bm_store_calendar_list(cli->store, 0, NULL, true, &group, &n_group, err, sizeof(err)) ==
+            BM_OK)
+            for (size_t i = 0; i < n_group; i++)
+                if (strcmp(group[i].group_name, now.group_name) == 0)
+                    bm_store_sync_state_reset(cli->store, group[i].id, err, sizeof(err));
+        printf("calendar %s enabled (group %s, role %s)\n", now.gcal_id, now.group_name,
+               bm_role_name(now.role));
+        bm_calendar_dispose(&now);
+    } else {
+        rc = new_engine(cli, &e);
+        if (rc != BM_EXIT_OK)
+            goto out;
+        if (bm_engine_retire_calendar(e, &cal, err, sizeof(err)) != BM_OK)
+            fprintf(stderr, "busymirror: %s (the rest is removed by the next sync)\n", err);
+        printf("calendar %s disabled; its blocks are removed\n", cal.gcal_id);
+    }
+    goto out;
+fail:
+    fprintf(stderr, "busymirror: %s\n", err);
+    rc = BM_EXIT_FAIL;
+out:
+    bm_engine_free(e);
+    bm_store_calendars_free(group, n_group);
+    bm_calendar_dispose(&cal);
+    return rc;
+}
+
+static int list(bm_cli_t *cli, cal_args_t *a)
+{
+    bm_account_t acct = {0};
+    bm_calendar_t *cals = NULL;
+    size_t n = 0;
+    char err[512];
+    int rc = BM_EXIT_OK;
+    bm_store_t *st;
+    if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
+        return rc;
+    if (a->account != NULL && (rc = bm_cli_account(cli, a->account, &acct)) != BM_EXIT_OK)
+        return rc;
+    if (bm_store_calendar_list(st, acct.id, a->calendar, false, &cals, &n, err, sizeof(err)) !=
+        BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        rc = BM_EXIT_FAIL;
+        goto out;
+    }
+    printf("%-12s %-44s %-20s %-8s %-7s %-7s %-5s %-20s %s\n", "ACCOUNT", "CALENDAR", "SUMMARY",
+           "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "BLOCKS");
+    for (size_t i = 0; i < n; i++) {
+        char when[32] = "never";
+        int64_t blocks = 0;
+        bm_store_block_count(st, cals[i].id, &blocks, err, sizeof(err));
+        if (cals[i].last_sync_at > 0) {
+            time_t t = (time_t)cals[i].last_sync_at;
+            struct tm tm;
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+        }
+        printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s %lld%s%s\n", cals[i].account_name,
+               cals[i].gcal_id, cals[i].summary != NULL ? cals[i].summary : "", cals[i].group_name,
+               bm_role_name(cals[i].role), cals[i].enabled ? "yes" : "no",
+               cals[i].mode == BM_MODE_PUSH ? "push" : "poll", when, (long long)blocks,
+               cals[i].last_result != NULL ? " last=" : "",
+               cals[i].last_result != NULL ? cals[i].last_result : "");
+    }
+out:
+    bm_store_calendars_free(cals, n);
+    bm_account_dispose(&acct);
+    return rc;
+}
+
+int bm_cmd_calendar(bm_cli_t *cli, int argc, char **argv)
+{
+    const bm_cli_command_t *self = bm_cli_find("calendar");
+    cal_args_t a;
+    if (argc < 2)
+        return bm_cli_usage_error(self, "expected a subcommand: discover, enable, disable, list");
+    const char *sub = argv[1];
+    bool en = strcmp(sub, "enable") == 0;
+    int rc = parse(self, argc - 1, argv + 1, &a, en);
+    if (rc != -1)
+        return rc;
+    if (strcmp(sub, "discover") == 0)
+        return discover(cli, self, &a);
+    if (en || strcmp(sub, "disable") == 0)
+        return set_enabled(cli, self, &a, en);
+    if (strcmp(sub, "list") == 0)
+        return list(cli, &a);
+    return bm_cli_usage_error(self, "unknown subcommand '%s'", sub);
+}

@@ -1,0 +1,130 @@
+/* cli/cmd_sync.c: `busymirror sync`: mirror busy time now, once. */
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/engine.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+    stop_flag = 1;
+}
+
+int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {{"account-id", required_argument, NULL, 'a'},
+                                         {"calendar-id", required_argument, NULL, 'c'},
+                                         {"force-full", no_argument, NULL, 'f'},
+                                         {"dry-run", no_argument, NULL, 'n'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
+    const bm_cli_command_t *self = bm_cli_find("sync");
+    const char *account = NULL, *calendar = NULL;
+    bm_engine_opts_t o = {.cfg = &cli->cfg, .stop = (const volatile int *)&stop_flag};
+    bm_account_t acct = {0};
+    bm_calendar_t cal = {0};
+    bm_engine_t *e = NULL;
+    bm_store_t *st;
+    long timeout = 0;
+    char err[1024], *end;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            account = optarg;
+            break;
+        case 'c':
+            calendar = optarg;
+            break;
+        case 'f':
+            o.force_full = true;
+            break;
+        case 'n':
+            o.dry_run = true;
+            break;
+        case 'v':
+            o.verbose = true;
+            break;
+        case 't':
+            timeout = strtol(optarg, &end, 10);
+            if (*end != '\0' || timeout <= 0 || timeout > 86400)
+                return bm_cli_usage_error(self, "--timeout takes seconds from 1 to 86400, not '%s'",
+                                          optarg);
+            break;
+        default:
+            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc)
+        return bm_cli_usage_error(self, "unexpected argument '%s'", argv[optind]);
+    if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
+        return rc;
+    if (calendar != NULL) {
+        rc = bm_cli_calendar(cli, calendar, account, &cal);
+    } else if (account != NULL) {
+        rc = bm_cli_account(cli, account, &acct);
+    }
+    if (rc != BM_EXIT_OK)
+        goto out;
+
+    o.progress = o.verbose && isatty(STDOUT_FILENO);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    if (timeout > 0)
+        alarm((unsigned)timeout);
+
+    if (bm_engine_new(&o, st, &e, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror sync: %s\n", err);
+        rc = BM_EXIT_FAIL;
+        goto out;
+    }
+    int64_t t0 = bm_mono_ms();
+    int r = bm_engine_sync_all(e, calendar != NULL ? cal.account_id : acct.id,
+                               calendar != NULL ? cal.gcal_id : NULL, err, sizeof(err));
+    bm_engine_totals_t t;
+    bm_engine_totals(e, &t);
+    double secs = (double)(bm_mono_ms() - t0) / 1000.0;
+    printf("%s%d calendars synced, %d failed%s: %lld listed, %lld inserts, %lld updates, "
+           "%lld deletes planned; %lld writes applied, %lld pending, %lld dead letters; "
+           "%ld API calls in %.1f s\n",
+           o.dry_run ? "dry run (nothing written): " : "", t.calendars_ok, t.calendars_failed,
+           t.calendars_busy > 0 ? ", some busy" : "", (long long)t.listed,
+           (long long)t.planned_inserts, (long long)t.planned_updates, (long long)t.planned_deletes,
+           (long long)t.applied, (long long)t.pending, (long long)t.dead_letters,
+           bm_engine_api_calls(e), secs);
+    if (r == BM_OK) {
+        rc = t.dead_letters > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
+    } else if (r == BM_ECANCELED) {
+        fprintf(stderr,
+                "busymirror sync: stopped by %s; pending writes stay in the outbox for "
+                "the next run\n",
+                stop_signal == SIGALRM ? "--timeout" : "a signal");
+        rc = stop_signal == SIGALRM ? BM_EXIT_FAIL : 128 + (int)stop_signal;
+    } else if (r == BM_EBUSY && t.calendars_failed == 0) {
+        fprintf(stderr, "busymirror sync: %s\n", err);
+        rc = BM_EXIT_TEMPFAIL;
+    } else {
+        fprintf(stderr, "busymirror sync: %s\n", err);
+        rc = BM_EXIT_FAIL;
+    }
+out:
+    alarm(0);
+    bm_engine_free(e);
+    bm_calendar_dispose(&cal);
+    bm_account_dispose(&acct);
+    return rc;
+}

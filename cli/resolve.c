@@ -1,0 +1,71 @@
+/* cli/resolve.c: turning --account-id / --calendar-id into store rows, with
+ * errors that name the candidates. */
+#include "cli/cli.h"
+#include "core/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out)
+{
+    bm_store_t *st;
+    char err[512];
+    int rc = bm_cli_store(cli, &st);
+    if (rc != BM_EXIT_OK)
+        return rc;
+    int r = bm_store_account_get(st, name, out, err, sizeof(err));
+    if (r == BM_ENOTFOUND) {
+        bm_account_t *all = NULL;
+        size_t n = 0;
+        bm_store_account_list(st, &all, &n, err, sizeof(err));
+        fprintf(stderr, "busymirror: unknown account '%s' (accounts:", name);
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, " %s", all[i].name);
+        fprintf(stderr, "%s)\n", n == 0 ? " none yet: busymirror account add" : "");
+        bm_store_accounts_free(all, n);
+        return BM_EXIT_USAGE;
+    }
+    if (r != BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        return BM_EXIT_FAIL;
+    }
+    return BM_EXIT_OK;
+}
+
+int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name,
+                    bm_calendar_t *out)
+{
+    bm_store_t *st;
+    bm_account_t acct = {0};
+    bm_calendar_t *cals = NULL;
+    size_t n = 0;
+    char err[512];
+    int rc = bm_cli_store(cli, &st);
+    if (rc != BM_EXIT_OK)
+        return rc;
+    if (account_name != NULL && (rc = bm_cli_account(cli, account_name, &acct)) != BM_EXIT_OK)
+        return rc;
+    if (bm_store_calendar_list(st, acct.id, gcal_id, false, &cals, &n, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        rc = BM_EXIT_FAIL;
+    } else if (n == 0) {
+        fprintf(stderr,
+                "busymirror: unknown calendar '%s'%s%s (busymirror calendar discover finds "
+                "an account's calendars)\n",
+                gcal_id, account_name != NULL ? " in account " : "",
+                account_name != NULL ? account_name : "");
+        rc = BM_EXIT_USAGE;
+    } else if (n > 1) {
+        fprintf(stderr, "busymirror: calendar '%s' is in %zu accounts (", gcal_id, n);
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, "%s%s", i > 0 ? ", " : "", cals[i].account_name);
+        fprintf(stderr, "): choose one with --account-id\n");
+        rc = BM_EXIT_USAGE;
+    } else {
+        *out = cals[0];
+        memset(&cals[0], 0, sizeof(cals[0]));
+    }
+    bm_store_calendars_free(cals, n);
+    bm_account_dispose(&acct);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/*
+ * core/crypto.h: secrets at rest (refresh tokens) sealed with AES-256-GCM.
+ *
+ * The 32-byte key lives in a key file (raw bytes, mode 0600). A sealed blob is
+ *   1 version byte (BM_CRYPTO_VERSION) | 12-byte random nonce | ciphertext | 16-byte tag
+ * and the additional authenticated data is the version byte followed by the
+ * caller's aad string (e.g. "account:alice@example.com"), so a blob moved to
+ * another row or account fails to open.
+ */
+#ifndef BM_CORE_CRYPTO_H
+#define BM_CORE_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define BM_CRYPTO_KEY_LEN   32
+#define BM_CRYPTO_VERSION   1
+#define BM_CRYPTO_NONCE_LEN 12
+#define BM_CRYPTO_TAG_LEN   16
+#define BM_CRYPTO_OVERHEAD  (1 + BM_CRYPTO_NONCE_LEN + BM_CRYPTO_TAG_LEN)
+
+/*
+ * Reads the key file at path into key. When it is absent and create is true, a
+ * new random key is written with O_CREAT|O_EXCL and mode 0600. Refuses (BM_ECRYPTO,
+ * with the reason in err) a file that is not a regular file, is readable or
+ * writable by group or others, or is not exactly 32 bytes. A missing file without
+ * create is BM_ECRYPTO too; other I/O failures are BM_EIO. The caller wipes key
+ * with bm_crypto_wipe() when done.
+ */
+int bm_crypto_key_load(const char *path, bool create, unsigned char key[BM_CRYPTO_KEY_LEN],
+                       char *err, size_t errlen);
+
+/* Encrypts len bytes of plain (aad may be NULL = ""). *out (len + BM_CRYPTO_OVERHEAD
+ * bytes, caller frees with free()) gets the sealed blob. */
+int bm_crypto_seal(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *aad, const void *plain,
+                   size_t len, unsigned char **out, size_t *out_len, char *err, size_t errlen);
+
+/* Decrypts a sealed blob. *out (caller releases with bm_crypto_free(*out, *out_len))
+ * holds the plaintext plus a terminating NUL not counted in *out_len, so text comes
+ * back as a C string. BM_ECRYPTO when the key is wrong, the aad differs or the data
+ * is corrupt; nothing is returned then. */
+int bm_crypto_open(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *aad, const void *sealed,
+                   size_t len, unsigned char **out, size_t *out_len, char *err, size_t errlen);
+
+/* Wipes (OPENSSL_cleanse) and frees plaintext from bm_crypto_open; NULL is fine. */
+void bm_crypto_free(void *p, size_t len);
+/* Wipes len bytes (OPENSSL_cleanse), e.g. a key on the stack. */
+void bm_crypto_wipe(void *p, size_t len);
+
+#endif

@@ -1,0 +1,272 @@
+/* tests/core/test_crypto.c: AES-256-GCM sealing and the key file. */
+#include "core/crypto.h"
+#include "core/util.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/bm-crypto-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void key_of(unsigned char key[32], unsigned char fill)
+{
+    memset(key, fill, 32);
+}
+
+START_TEST(seal_open_round_trip)
+{
+    unsigned char key[32];
+    key_of(key, 7);
+    const char *secret = "1//0gdemo-refresh-token-Xyz_123";
+    unsigned char *sealed = NULL, *plain = NULL;
+    size_t sealed_len = 0, plain_len = 0;
+    char err[256];
+    ck_assert_int_eq(bm_crypto_seal(key, "account:alice@example.com", secret, strlen(secret),
+                                    &sealed, &sealed_len, err, sizeof(err)),
+                     0);
+    ck_assert_uint_eq(sealed_len, strlen(secret) + BM_CRYPTO_OVERHEAD);
+    ck_assert_int_eq(sealed[0], BM_CRYPTO_VERSION);
+    ck_assert_ptr_null(memmem(sealed, sealed_len, "refresh", 7)); /* not in clear */
+    ck_assert_int_eq(bm_crypto_open(key, "account:alice@example.com", sealed, sealed_len, &plain,
+                                    &plain_len, err, sizeof(err)),
+                     0);
+    ck_assert_uint_eq(plain_len, strlen(secret));
+    ck_assert_str_eq((char *)plain, secret); /* NUL-terminated */
+    bm_crypto_free(plain, plain_len);
+
+    /* two seals of the same text differ (random nonce) */
+    unsigned char *sealed2 = NULL;
+    size_t sealed2_len = 0;
+    ck_assert_int_eq(bm_crypto_seal(key, "account:alice@example.com", secret, strlen(secret),
+                                    &sealed2, &sealed2_len, err, sizeof(err)),
+                     0);
+    ck_assert(memcmp(sealed, sealed2, sealed_len) != 0);
+    free(sealed);
+    free(sealed2);
+}
+END_TEST
+
+START_TEST(seal_empty_and_null_aad)
+{
+    unsigned char key[32];
+    key_of(key, 1);
+    unsigned char *sealed = NULL, *plain = NULL;
+    size_t sealed_len = 0, plain_len = 99;
+    ck_assert_int_eq(bm_crypto_seal(key, NULL, "", 0, &sealed, &sealed_len, NULL, 0), 0);
+    ck_assert_uint_eq(sealed_len, BM_CRYPTO_OVERHEAD);
+    ck_assert_int_eq(bm_crypto_open(key, "", sealed, sealed_len, &plain, &plain_len, NULL, 0), 0);
+    ck_assert_uint_eq(plain_len, 0);
+    ck_assert_str_eq((char *)plain, "");
+    bm_crypto_free(plain, plain_len);
+    free(sealed);
+}
+END_TEST
+
+START_TEST(open_wrong_key_fails)
+{
+    unsigned char key[32], other[32];
+    key_of(key, 7);
+    key_of(other, 7);
+    other[31] ^= 1;
+    unsigned char *sealed = NULL, *plain = (unsigned char *)"x";
+    size_t sealed_len = 0, plain_len = 5;
+    char err[256] = "";
+    ck_assert_int_eq(bm_crypto_seal(key, "a", "secret", 6, &sealed, &sealed_len, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(
+        bm_crypto_open(other, "a", sealed, sealed_len, &plain, &plain_len, err, sizeof(err)),
+        BM_ECRYPTO);
+    ck_assert_ptr_null(plain);
+    ck_assert_uint_eq(plain_len, 0);
+    ck_assert_ptr_nonnull(strstr(err, "wrong key or corrupt data"));
+    ck_assert_ptr_nonnull(strstr(err, "log in again"));
+    free(sealed);
+}
+END_TEST
+
+START_TEST(open_tampered_fails)
+{
+    unsigned char key[32];
+    key_of(key, 3);
+    unsigned char *sealed = NULL, *plain = NULL;
+    size_t sealed_len = 0, plain_len = 0;
+    char err[256];
+    ck_assert_int_eq(
+        bm_crypto_seal(key, "a", "secret text", 11, &sealed, &sealed_len, err, sizeof(err)), 0);
+    /* flip every byte position in turn: nonce, ciphertext, tag (and version) */
+    for (size_t i = 0; i < sealed_len; i++) {
+        sealed[i] ^= 0x40;
+        ck_assert_int_eq(
+            bm_crypto_open(key, "a", sealed, sealed_len, &plain, &plain_len, err, sizeof(err)),
+            BM_ECRYPTO);
+        ck_assert_ptr_null(plain);
+        sealed[i] ^= 0x40;
+    }
+    /* truncated */
+    ck_assert_int_eq(
+        bm_crypto_open(key, "a", sealed, sealed_len - 1, &plain, &plain_len, err, sizeof(err)),
+        BM_ECRYPTO);
+    ck_assert_int_eq(bm_crypto_open(key, "a", sealed, 5, &plain, &plain_len, err, sizeof(err)),
+                     BM_ECRYPTO);
+    ck_assert_int_eq(
+        bm_crypto_open(key, "a", sealed, sealed_len, &plain, &plain_len, err, sizeof(err)), 0);
+    bm_crypto_free(plain, plain_len);
+    free(sealed);
+}
+END_TEST
+
+START_TEST(open_aad_mismatch_fails)
+{
+    unsigned char key[32];
+    key_of(key, 9);
+    unsigned char *sealed = NULL, *plain = NULL;
+    size_t sealed_len = 0, plain_len = 0;
+    char err[256];
+    ck_assert_int_eq(
+        bm_crypto_seal(key, "account:alice", "tok", 3, &sealed, &sealed_len, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_crypto_open(key, "account:bob", sealed, sealed_len, &plain, &plain_len, err,
+                                    sizeof(err)),
+                     BM_ECRYPTO);
+    ck_assert_int_eq(
+        bm_crypto_open(key, NULL, sealed, sealed_len, &plain, &plain_len, err, sizeof(err)),
+        BM_ECRYPTO);
+    ck_assert_ptr_null(plain);
+    free(sealed);
+}
+END_TEST
+
+START_TEST(key_file_created_0600)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/key", dir);
+    unsigned char key[32], again[32];
+    char err[256] = "";
+    umask(022);
+    ck_assert_msg(bm_crypto_key_load(path, true, key, err, sizeof(err)) == 0, "%s", err);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(st.st_size, 32);
+    /* reading it again gives the same key, create or not */
+    ck_assert_int_eq(bm_crypto_key_load(path, false, again, err, sizeof(err)), 0);
+    ck_assert(memcmp(key, again, 32) == 0);
+    ck_assert_int_eq(bm_crypto_key_load(path, true, again, err, sizeof(err)), 0);
+    ck_assert(memcmp(key, again, 32) == 0);
+    /* not all zero: it came from RAND_bytes */
+    unsigned char zero[32] = {0};
+    ck_assert(memcmp(key, zero, 32) != 0);
+    bm_crypto_wipe(key, sizeof(key));
+    ck_assert(memcmp(key, zero, 32) == 0);
+}
+END_TEST
+
+START_TEST(key_file_missing)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/absent", dir);
+    unsigned char key[32];
+    char err[256] = "";
+    ck_assert_int_eq(bm_crypto_key_load(path, false, key, err, sizeof(err)), BM_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, "does not exist"));
+    ck_assert_int_eq(access(path, F_OK), -1);
+}
+END_TEST
+
+static void write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+    ck_assert_int_eq(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+START_TEST(key_file_bad_refused)
+{
+    char path[128];
+    unsigned char key[32], bytes[64];
+    char err[256] = "";
+    memset(bytes, 'k', sizeof(bytes));
+
+    snprintf(path, sizeof(path), "%s/group", dir);
+    write_file(path, bytes, 32, 0640);
+    ck_assert_int_eq(bm_crypto_key_load(path, false, key, err, sizeof(err)), BM_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, "group or others"));
+    ck_assert_ptr_nonnull(strstr(err, "0640"));
+
+    snprintf(path, sizeof(path), "%s/world", dir);
+    write_file(path, bytes, 32, 0604);
+    ck_assert_int_eq(bm_crypto_key_load(path, true, key, err, sizeof(err)), BM_ECRYPTO);
+
+    snprintf(path, sizeof(path), "%s/short", dir);
+    write_file(path, bytes, 31, 0600);
+    ck_assert_int_eq(bm_crypto_key_load(path, false, key, err, sizeof(err)), BM_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, "31 bytes"));
+
+    snprintf(path, sizeof(path), "%s/long", dir);
+    write_file(path, bytes, 64, 0600);
+    ck_assert_int_eq(bm_crypto_key_load(path, true, key, err, sizeof(err)), BM_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, "64 bytes"));
+
+    /* a directory is not a key */
+    ck_assert_int_eq(bm_crypto_key_load(dir, false, key, err, sizeof(err)), BM_ECRYPTO);
+
+    snprintf(path, sizeof(path), "%s/good", dir);
+    write_file(path, bytes, 32, 0400);
+    ck_assert_int_eq(bm_crypto_key_load(path, false, key, err, sizeof(err)), 0);
+    ck_assert_int_eq(key[0], 'k');
+}
+END_TEST
+
+START_TEST(key_file_symlink_refused)
+{
+    char path[128], link[128];
+    unsigned char key[32], bytes[32];
+    char err[256] = "";
+    memset(bytes, 'k', sizeof(bytes));
+    snprintf(path, sizeof(path), "%s/real", dir);
+    snprintf(link, sizeof(link), "%s/link", dir);
+    write_file(path, bytes, 32, 0600);
+    ck_assert_int_eq(symlink(path, link), 0);
+    ck_assert_int_ne(bm_crypto_key_load(link, false, key, err, sizeof(err)), 0);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+    Suite *s = suite_create("crypto");
+    TCase *tc = tcase_create("seal");
+    tcase_add_test(tc, seal_open_round_trip);
+    tcase_add_test(tc, seal_empty_and_null_aad);
+    tcase_add_test(tc, open_wrong_key_fails);
+    tcase_add_test(tc, open_tampered_fails);
+    tcase_add_test(tc, open_aad_mismatch_fails);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("keyfile");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, key_file_created_0600);
+    tcase_add_test(tc, key_file_missing);
+    tcase_add_test(tc, key_file_bad_refused);
+    tcase_add_test(tc, key_file_symlink_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#include "check_main.h"

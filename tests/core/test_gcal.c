@@ -1,0 +1,1279 @@
+/*
+ * tests/core/test_gcal.c: the Google client. Pure helpers (backoff, batch codec,
+ * escaping, error parsing) and the HTTP behaviour (paging, 401 refresh,
+ * invalid_grant, retries, stop, caps, secrets) against a scripted loopback server
+ * in this file.
+ */
+#include "core/gcal.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- backoff */
+
+START_TEST(backoff_bounds)
+{
+    uint64_t rng = 12345;
+    for (int attempt = 0; attempt < 70; attempt++) {
+        long ceiling = 100;
+        for (int i = 0; i < attempt && ceiling < 30000; i++)
+            ceiling *= 2;
+        if (ceiling > 30000)
+            ceiling = 30000;
+        for (int k = 0; k < 200; k++) {
+            long d = bm_backoff_delay_ms(attempt, 100, 30000, &rng);
+            ck_assert_int_ge(d, 0);
+            ck_assert_int_le(d, ceiling);
+        }
+    }
+    ck_assert_int_eq(bm_backoff_delay_ms(3, 0, 1000, &rng), 0);
+    ck_assert_int_le(bm_backoff_delay_ms(-5, 100, 1000, &rng), 100);
+    /* huge values never overflow */
+    ck_assert_int_le(bm_backoff_delay_ms(1000, 1L << 40, 1L << 50, &rng), 1L << 50);
+}
+END_TEST
+
+START_TEST(backoff_jitter_distribution)
+{
+    /* full jitter: uniform over [0, ceiling], so roughly 10% per decile, mean ~ceiling/2 */
+    uint64_t rng = 99;
+    int buckets[10] = {0};
+    const int n = 100000;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        long d = bm_backoff_delay_ms(4, 100, 100000, &rng); /* ceiling 1600 */
+        sum += (double)d;
+        int b = (int)(d * 10 / 1601);
+        buckets[b]++;
+    }
+    for (int b = 0; b < 10; b++)
+        ck_assert_msg(buckets[b] > n / 10 * 0.9 && buckets[b] < n / 10 * 1.1, "bucket %d: %d", b,
+                      buckets[b]);
+    ck_assert_double_ge(sum / n, 760);
+    ck_assert_double_le(sum / n, 840);
+    /* the state advances: two calls differ (almost surely) and two seeds differ */
+    uint64_t a = 1, b = 2;
+    int same = 0;
+    for (int i = 0; i < 100; i++)
+        same += bm_backoff_delay_ms(10, 1000, 1000000, &a) ==
+                bm_backoff_delay_ms(10, 1000, 1000000, &b);
+    ck_assert_int_lt(same, 5);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- escaping */
+
+START_TEST(escape_ids)
+{
+    char *s = bm_gcal_escape("alice@example.com");
+    ck_assert_str_eq(s, "alice%40example.com");
+    free(s);
+    s = bm_gcal_escape("en.usa#holiday@group.v.calendar.google.com");
+    ck_assert_str_eq(s, "en.usa%23holiday%40group.v.calendar.google.com");
+    free(s);
+    s = bm_gcal_escape("a b/c?d=e&f+g%h~i_j-k");
+    ck_assert_str_eq(s, "a%20b%2Fc%3Fd%3De%26f%2Bg%25h~i_j-k");
+    free(s);
+    s = bm_gcal_escape("CAESCgoIp-7t5Y3VhAMaAQ==");
+    ck_assert_str_eq(s, "CAESCgoIp-7t5Y3VhAMaAQ%3D%3D");
+    free(s);
+    s = bm_gcal_escape("caf\xc3\xa9");
+    ck_assert_str_eq(s, "caf%C3%A9");
+    free(s);
+    s = bm_gcal_escape("");
+    ck_assert_str_eq(s, "");
+    free(s);
+    s = bm_gcal_escape(NULL);
+    ck_assert_str_eq(s, "");
+    free(s);
+}
+END_TEST
+
+START_TEST(url_path)
+{
+    const char *cases[][2] = {
+        {"https://www.googleapis.com/calendar/v3", "/calendar/v3"},
+        {"https://www.googleapis.com/calendar/v3/", "/calendar/v3"},
+        {"http://127.0.0.1:8089/calendar/v3", "/calendar/v3"},
+        {"http://127.0.0.1:8089", ""},
+        {"http://127.0.0.1:8089/", ""},
+        {"http://h/x/y?q=1", "/x/y"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *p = bm_gcal_url_path(cases[i][0]);
+        ck_assert_str_eq(p, cases[i][1]);
+        free(p);
+    }
+}
+END_TEST
+
+START_TEST(error_parse)
+{
+    char reason[64], message[128];
+    bm_gcal_error_parse("{\"error\":{\"errors\":[{\"domain\":\"usageLimits\",\"reason\":"
+                        "\"rateLimitExceeded\",\"message\":\"Rate Limit Exceeded\"}],"
+                        "\"code\":403,\"message\":\"Rate Limit Exceeded\"}}",
+                        reason, sizeof(reason), message, sizeof(message));
+    ck_assert_str_eq(reason, "rateLimitExceeded");
+    ck_assert_str_eq(message, "Rate Limit Exceeded");
+    bm_gcal_error_parse("{\"error\":\"invalid_grant\",\"error_description\":\"Token has been "
+                        "expired or revoked.\"}",
+                        reason, sizeof(reason), message, sizeof(message));
+    ck_assert_str_eq(reason, "invalid_grant");
+    ck_assert_str_eq(message, "Token has been expired or revoked.");
+    bm_gcal_error_parse("{\"error\":{\"code\":404,\"message\":\"Not Found\"}}", reason,
+                        sizeof(reason), message, sizeof(message));
+    ck_assert_str_eq(reason, "");
+    ck_assert_str_eq(message, "Not Found");
+    bm_gcal_error_parse("<html>502</html>", reason, sizeof(reason), message, sizeof(message));
+    ck_assert_str_eq(reason, "");
+    ck_assert_str_eq(message, "");
+    bm_gcal_error_parse(NULL, reason, sizeof(reason), message, sizeof(message));
+    ck_assert_str_eq(reason, "");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- batch codec */
+
+START_TEST(batch_encode_wire_format)
+{
+    bm_gcal_req_t reqs[3] = {
+        {.method = "POST",
+         .path = "/calendars/alice%40example.com/events?sendUpdates=none",
+         .body = "{\"id\":\"bm01\",\"summary\":\"Busy\"}"},
+        {.method = "DELETE", .path = "/calendars/alice%40example.com/events/bm02?sendUpdates=none"},
+        {.method = "PUT",
+         .path = "calendars/b%40x.com/events/bm03",
+         .body = "{}",
+         .if_match = "\"3412\""},
+    };
+    bm_buf_t b;
+    bm_buf_init(&b, 1 << 20);
+    ck_assert_int_eq(bm_batch_encode(reqs, 3, "/calendar/v3", "batch_xyz", &b), 0);
+    const char *want = "--batch_xyz\r\n"
+                       "Content-Type: application/http\r\n"
+                       "Content-Transfer-Encoding: binary\r\n"
+                       "Content-ID: <item-1>\r\n"
+                       "\r\n"
+                       "POST /calendar/v3/calendars/alice%40example.com/events?sendUpdates=none "
+                       "HTTP/1.1\r\n"
+                       "Content-Type: application/json; charset=UTF-8\r\n"
+                       "Content-Length: 30\r\n"
+                       "\r\n"
+                       "{\"id\":\"bm01\",\"summary\":\"Busy\"}\r\n"
+                       "--batch_xyz\r\n"
+                       "Content-Type: application/http\r\n"
+                       "Content-Transfer-Encoding: binary\r\n"
+                       "Content-ID: <item-2>\r\n"
+                       "\r\n"
+                       "DELETE /calendar/v3/calendars/alice%40example.com/events/bm02?sendUpdates="
+                       "none HTTP/1.1\r\n"
+                       "\r\n"
+                       "\r\n"
+                       "--batch_xyz\r\n"
+                       "Content-Type: application/http\r\n"
+                       "Content-Transfer-Encoding: binary\r\n"
+                       "Content-ID: <item-3>\r\n"
+                       "\r\n"
+                       "PUT /calendar/v3/calendars/b%40x.com/events/bm03 HTTP/1.1\r\n"
+                       "Content-Type: application/json; charset=UTF-8\r\n"
+                       "Content-Length: 2\r\n"
+                       "If-Match: \"3412\"\r\n"
+                       "\r\n"
+                       "{}\r\n"
+                       "--batch_xyz--\r\n";
+    ck_assert_str_eq(b.data, want);
+    ck_assert_uint_eq(b.len, strlen(want));
+    bm_buf_dispose(&b);
+}
+END_TEST
+
+START_TEST(batch_encode_rejects)
+{
+    bm_buf_t b;
+    bm_buf_init(&b, 1 << 20);
+    bm_buf_puts(&b, "keep");
+    bm_gcal_req_t ok = {.method = "GET", .path = "/x"};
+    bm_gcal_req_t bad[] = {
+        {.method = NULL, .path = "/x"},
+        {.method = "GET", .path = NULL},
+        {.method = "GET", .path = "/x y"},
+        {.method = "GET", .path = "/x\r\nEvil: 1"},
+        {.method = "GET", .path = "/x", .if_match = "\"a\"\r\nX: y"},
+        {.method = "POST", .path = "/x", .body = "--bnd inside"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        bm_gcal_req_t two[2] = {ok, bad[i]};
+        ck_assert_int_eq(bm_batch_encode(two, 2, "/calendar/v3", "bnd", &b), BM_EINVAL);
+        ck_assert_str_eq(b.data, "keep"); /* unchanged */
+    }
+    ck_assert_int_eq(bm_batch_encode(&ok, 1, "", "", &b), BM_EINVAL);
+    bm_buf_dispose(&b);
+
+    bm_buf_init(&b, 300); /* room for one request, not ten */
+    ck_assert_int_eq(bm_batch_encode(&ok, 1, "/calendar/v3", "b", &b), 0);
+    bm_gcal_req_t many[10];
+    for (int i = 0; i < 10; i++)
+        many[i] = ok;
+    ck_assert_int_eq(bm_batch_encode(many, 10, "/calendar/v3", "b", &b), BM_ETOOBIG);
+    bm_buf_dispose(&b);
+}
+END_TEST
+
+/* A response shaped like Google's. */
+static const char *GOOGLE_BATCH =
+    "--batch_nHlLLA7SZZc_AAjOXVvnmkQ\r\n"
+    "Content-Type: application/http\r\n"
+    "Content-ID: <response-item-1>\r\n"
+    "\r\n"
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: application/json; charset=UTF-8\r\n"
+    "Vary: Origin\r\n"
+    "Vary: X-Origin\r\n"
+    "Content-Length: 45\r\n"
+    "\r\n"
+    "{\n \"kind\": \"calendar#event\",\n \"id\": \"bm01\"\n}\n"
+    "\r\n"
+    "--batch_nHlLLA7SZZc_AAjOXVvnmkQ\r\n"
+    "Content-Type: application/http\r\n"
+    "Content-ID: <response-item-2>\r\n"
+    "\r\n"
+    "HTTP/1.1 204 No Content\r\n"
+    "Content-Length: 0\r\n"
+    "\r\n"
+    "\r\n"
+    "--batch_nHlLLA7SZZc_AAjOXVvnmkQ\r\n"
+    "Content-Type: application/http\r\n"
+    "Content-ID: <response-item-3>\r\n"
+    "\r\n"
+    "HTTP/1.1 409 Conflict\r\n"
+    "Content-Type: application/json; charset=UTF-8\r\n"
+    "\r\n"
+    "{\n \"error\": {\n  \"errors\": [\n   {\n    \"domain\": \"global\",\n    \"reason\": "
+    "\"duplicate\",\n    \"message\": \"The requested identifier already exists.\"\n   }\n  ],\n"
+    "  \"code\": 409,\n  \"message\": \"The requested identifier already exists.\"\n }\n}\n"
+    "\r\n"
+    "--batch_nHlLLA7SZZc_AAjOXVvnmkQ--\r\n";
+
+static const char *GOOGLE_CT = "multipart/mixed; boundary=batch_nHlLLA7SZZc_AAjOXVvnmkQ";
+
+START_TEST(batch_decode_google_response)
+{
+    bm_gcal_req_t reqs[3] = {{.method = "POST"}, {.method = "DELETE"}, {.method = "POST"}};
+    char err[256] = "";
+    ck_assert_msg(bm_batch_decode(GOOGLE_CT, GOOGLE_BATCH, strlen(GOOGLE_BATCH), reqs, 3, err,
+                                  sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_int_eq(reqs[0].status, 200);
+    ck_assert_str_eq(reqs[0].response, "{\n \"kind\": \"calendar#event\",\n \"id\": \"bm01\"\n}\n");
+    ck_assert_str_eq(reqs[0].reason, "");
+    ck_assert_int_eq(reqs[1].status, 204);
+    ck_assert_str_eq(reqs[1].response, "");
+    ck_assert_int_eq(reqs[2].status, 409);
+    ck_assert_str_eq(reqs[2].reason, "duplicate");
+    ck_assert_ptr_nonnull(strstr(reqs[2].response, "already exists"));
+    /* decoding again into the same array frees the old outputs (ASan checks) */
+    ck_assert_int_eq(
+        bm_batch_decode(GOOGLE_CT, GOOGLE_BATCH, strlen(GOOGLE_BATCH), reqs, 3, err, sizeof(err)),
+        0);
+    bm_gcal_reqs_dispose(reqs, 3);
+    ck_assert_ptr_null(reqs[0].response);
+    ck_assert_int_eq(reqs[0].status, 0);
+}
+END_TEST
+
+START_TEST(batch_decode_out_of_order_and_lf)
+{
+    /* parts out of order, matched by Content-ID; LF-only line ends; quoted boundary;
+     * a preamble; the "response-N" form without "item-" */
+    const char *body = "This is a preamble\n"
+                       "--b1\n"
+                       "Content-Type: application/http\n"
+                       "content-id: <response-item-3>\n"
+                       "\n"
+                       "HTTP/1.1 412 Precondition Failed\n"
+                       "\n"
+                       "{\"error\":{\"errors\":[{\"reason\":\"conditionNotMet\"}],\"code\":412}}\n"
+                       "--b1\n"
+                       "Content-Type: application/http\n"
+                       "Content-ID: <response-1>\n"
+                       "\n"
+                       "HTTP/1.1 200 OK\n"
+                       "\n"
+                       "{\"id\":\"one\"}\n"
+                       "--b1\n"
+                       "Content-Type: application/http\n"
+                       "Content-ID: <response-item-2>\n"
+                       "\n"
+                       "HTTP/1.1 410 Gone\n"
+                       "\n"
+                       "{\"error\":{\"errors\":[{\"reason\":\"deleted\"}],\"code\":410}}\n"
+                       "--b1--\n"
+                       "epilogue";
+    bm_gcal_req_t reqs[3] = {{0}};
+    char err[256] = "";
+    ck_assert_msg(bm_batch_decode("multipart/mixed; charset=x; boundary=\"b1\"", body, strlen(body),
+                                  reqs, 3, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_int_eq(reqs[0].status, 200);
+    ck_assert_str_eq(reqs[0].response, "{\"id\":\"one\"}");
+    ck_assert_int_eq(reqs[1].status, 410);
+    ck_assert_str_eq(reqs[1].reason, "deleted");
+    ck_assert_int_eq(reqs[2].status, 412);
+    ck_assert_str_eq(reqs[2].reason, "conditionNotMet");
+    bm_gcal_reqs_dispose(reqs, 3);
+}
+END_TEST
+
+START_TEST(batch_decode_positional)
+{
+    /* no Content-IDs: matched by position */
+    const char *body = "--zz\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 201 Created\r\n\r\n"
+                       "{\"a\":1}\r\n--zz\r\nContent-Type: application/http\r\n\r\n"
+                       "HTTP/1.1 503 Service Unavailable\r\n\r\n"
+                       "{\"error\":{\"errors\":[{\"reason\":\"backendError\"}]}}\r\n--zz--";
+    bm_gcal_req_t reqs[2] = {{0}};
+    char err[256] = "";
+    ck_assert_msg(bm_batch_decode("multipart/mixed; boundary=zz", body, strlen(body), reqs, 2, err,
+                                  sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_int_eq(reqs[0].status, 201);
+    ck_assert_str_eq(reqs[0].response, "{\"a\":1}");
+    ck_assert_int_eq(reqs[1].status, 503);
+    ck_assert_str_eq(reqs[1].reason, "backendError");
+    bm_gcal_reqs_dispose(reqs, 2);
+}
+END_TEST
+
+START_TEST(batch_decode_missing_part)
+{
+    const char *body = "--zz\r\nContent-ID: <response-item-2>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"
+                       "{}\r\n--zz--\r\n";
+    bm_gcal_req_t reqs[2] = {{0}};
+    char err[256] = "";
+    ck_assert_int_eq(bm_batch_decode("multipart/mixed; boundary=zz", body, strlen(body), reqs, 2,
+                                     err, sizeof(err)),
+                     BM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "1 parts for 2 requests"));
+    ck_assert_int_eq(reqs[0].status, 0); /* not answered */
+    ck_assert_int_eq(reqs[1].status, 200);
+    bm_gcal_reqs_dispose(reqs, 2);
+}
+END_TEST
+
+START_TEST(batch_decode_malformed)
+{
+    struct {
+        const char *ct, *body;
+    } cases[] = {
+        {NULL, "--zz\r\n\r\nHTTP/1.1 200 OK\r\n\r\n\r\n--zz--"},
+        {"application/json", "{}"},
+        {"multipart/mixed", "--zz--"},
+        {"multipart/mixed; boundary=", "--zz--"},
+        {"multipart/mixed; boundary=\"zz", "--zz--"},
+        {"multipart/mixed; boundary=zz", ""},
+        {"multipart/mixed; boundary=zz", "garbage without delimiters"},
+        {"multipart/mixed; boundary=zz", "--zz\r\nContent-Type: application/http\r\n"},
+        {"multipart/mixed; boundary=zz", "--zz\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{}"}, /* truncated */
+        {"multipart/mixed; boundary=zz", "--zz\r\n\r\nNOT HTTP\r\n\r\n\r\n--zz--"},
+        {"multipart/mixed; boundary=zz", "--zz\r\n\r\nHTTP/1.1 2x0 OK\r\n\r\n\r\n--zz--"},
+        {"multipart/mixed; boundary=zz", "--zz\r\n\r\nHTTP/1.1\r\n\r\n\r\n--zz--"},
+        {"multipart/mixed; boundary=zz", "--zz\r\n\r\n\r\n--zz--"},
+        {"multipart/mixed; boundary=zz", "--zz\r\n\r\nHTTP/1.1 200 OK\r\n\r\n\r\n--zz"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bm_gcal_req_t reqs[1] = {{0}};
+        char err[256] = "";
+        ck_assert_msg(bm_batch_decode(cases[i].ct, cases[i].body, strlen(cases[i].body), reqs, 1,
+                                      err, sizeof(err)) == BM_EINVAL,
+                      "case %zu accepted", i);
+        ck_assert_msg(err[0] != '\0', "case %zu: no message", i);
+        bm_gcal_reqs_dispose(reqs, 1);
+    }
+    /* Content-Length larger than the part: the part's rest is the body, no overread */
+    const char *body = "--zz\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n{}\r\n--zz--";
+    bm_gcal_req_t r = {0};
+    ck_assert_int_eq(
+        bm_batch_decode("multipart/mixed; boundary=zz", body, strlen(body), &r, 1, NULL, 0), 0);
+    ck_assert_str_eq(r.response, "{}");
+    bm_gcal_reqs_dispose(&r, 1);
+}
+END_TEST
+
+START_TEST(batch_round_trip_many)
+{
+    /* 1000 parts: encode, turn into a response, decode */
+    enum { N = BM_GCAL_MAX_BATCH };
+    static bm_gcal_req_t reqs[N];
+    static char paths[N][64];
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof(paths[i]), "/calendars/c/events/e%04d", i);
+        reqs[i] = (bm_gcal_req_t){.method = "DELETE", .path = paths[i]};
+    }
+    bm_buf_t enc, resp;
+    bm_buf_init(&enc, 64 << 20);
+    bm_buf_init(&resp, 64 << 20);
+    ck_assert_int_eq(bm_batch_encode(reqs, N, "/calendar/v3", "B", &enc), 0);
+    /* answer in reverse order */
+    for (int i = N - 1; i >= 0; i--)
+        bm_buf_printf(&resp,
+                      "--R\r\nContent-Type: application/http\r\nContent-ID: <response-item-%d>"
+                      "\r\n\r\nHTTP/1.1 %d X\r\n\r\n%d\r\n",
+                      i + 1, i % 2 ? 204 : 404, i);
+    bm_buf_puts(&resp, "--R--\r\n");
+    ck_assert_int_eq(
+        bm_batch_decode("multipart/mixed; boundary=R", resp.data, resp.len, reqs, N, NULL, 0), 0);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(reqs[i].status, i % 2 ? 204 : 404);
+        ck_assert_int_eq(atoi(reqs[i].response), i);
+    }
+    bm_gcal_reqs_dispose(reqs, N);
+    bm_buf_dispose(&enc);
+    bm_buf_dispose(&resp);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- loopback server */
+
+typedef struct fake_resp {
+    int status;
+    const char *headers; /* extra header lines, each ending in \r\n, or NULL */
+    const char *body;
+    size_t big; /* when nonzero: a body of this many 'a's */
+} fake_resp_t;
+
+#define FAKE_MAX 32
+
+typedef struct fake {
+    int lfd;
+    int port;
+    pthread_t th;
+    fake_resp_t resps[FAKE_MAX];
+    int n_resps;
+    int next;
+    char reqs[FAKE_MAX][16384];
+    int n_reqs;
+    int n_conns;
+} fake_t;
+
+static fake_t fake;
+
+static void *fake_main(void *ud)
+{
+    fake_t *f = ud;
+    for (;;) {
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        f->n_conns++;
+        char buf[1 << 16];
+        size_t have = 0;
+        for (;;) {
+            char *hend;
+            while ((hend = memmem(buf, have, "\r\n\r\n", 4)) == NULL) {
+                ssize_t r = read(fd, buf + have, sizeof(buf) - have - 1);
+                if (r <= 0)
+                    goto closed;
+                have += (size_t)r;
+            }
+            size_t hlen = (size_t)(hend - buf) + 4;
+            buf[have] = '\0';
+            size_t clen = 0;
+            char *cl = strcasestr(buf, "\r\nContent-Length:");
+            if (cl != NULL && cl < hend)
+                clen = strtoul(cl + 17, NULL, 10);
+            while (have < hlen + clen) {
+                ssize_t r = read(fd, buf + have, sizeof(buf) - have - 1);
+                if (r <= 0)
+                    goto closed;
+                have += (size_t)r;
+            }
+            if (f->n_reqs < FAKE_MAX) {
+                size_t n =
+                    hlen + clen < sizeof(f->reqs[0]) - 1 ? hlen + clen : sizeof(f->reqs[0]) - 1;
+                memcpy(f->reqs[f->n_reqs], buf, n);
+                f->reqs[f->n_reqs][n] = '\0';
+                f->n_reqs++;
+            }
+            memmove(buf, buf + hlen + clen, have - hlen - clen);
+            have -= hlen + clen;
+            fake_resp_t r = f->next < f->n_resps
+                                ? f->resps[f->next++]
+                                : (fake_resp_t){500, NULL, "{\"error\":\"script ended\"}", 0};
+            size_t blen = r.big ? r.big : strlen(r.body != NULL ? r.body : "");
+            char head[1024];
+            int hn = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n",
+                              r.status, blen, r.headers != NULL ? r.headers : "");
+            if (write(fd, head, (size_t)hn) != hn)
+                goto closed;
+            if (r.big) {
+                char chunk[65536];
+                memset(chunk, 'a', sizeof(chunk));
+                for (size_t sent = 0; sent < blen;) {
+                    size_t k = blen - sent < sizeof(chunk) ? blen - sent : sizeof(chunk);
+                    ssize_t w = write(fd, chunk, k);
+                    if (w <= 0)
+                        goto closed;
+                    sent += (size_t)w;
+                }
+            } else if (blen > 0 && write(fd, r.body, blen) != (ssize_t)blen) {
+                goto closed;
+            }
+        }
+closed:
+        close(fd);
+    }
+}
+
+static void fake_start(void)
+{
+    memset(&fake, 0, sizeof(fake));
+    fake.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fake.lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fake.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    ck_assert_int_eq(getsockname(fake.lfd, (struct sockaddr *)&sa, &sl), 0);
+    fake.port = ntohs(sa.sin_port);
+    ck_assert_int_eq(listen(fake.lfd, 16), 0);
+    signal(SIGPIPE, SIG_IGN); /* the client may hang up mid-body */
+}
+
+static void fake_script(const fake_resp_t *r, int n)
+{
+    ck_assert_int_le(n, FAKE_MAX);
+    memcpy(fake.resps, r, sizeof(*r) * (size_t)n);
+    fake.n_resps = n;
+    ck_assert_int_eq(pthread_create(&fake.th, NULL, fake_main, &fake), 0);
+}
+
+static const volatile int *test_stop;
+
+static bm_gcal_t *client(int max_retries)
+{
+    char api[64], batch[64], token[64], err[256] = "";
+    snprintf(api, sizeof(api), "http://127.0.0.1:%d/calendar/v3", fake.port);
+    snprintf(batch, sizeof(batch), "http://127.0.0.1:%d/batch/calendar/v3", fake.port);
+    snprintf(token, sizeof(token), "http://127.0.0.1:%d/token", fake.port);
+    bm_gcal_opts_t o = {
+        .api_base_url = api,
+        .batch_url = batch,
+        .token_url = token,
+        .client_id = "emu-client-id",
+        .client_secret = "emu-client-secret",
+        .connect_timeout_ms = 2000,
+        .timeout_ms = 10000,
+        .max_retries = max_retries,
+        .backoff_base_ms = 1,
+        .backoff_cap_ms = 5,
+        .quota_backoff_ms = 1,
+        .stop = test_stop,
+    };
+    bm_gcal_t *g = NULL;
+    ck_assert_msg(bm_gcal_new(&o, &g, err, sizeof(err)) == 0, "%s", err);
+    return g;
+}
+
+#define TOKEN_OK(tok)                                                                              \
+    {                                                                                              \
+        200, "Content-Type: application/json\r\n",                                                 \
+            "{\"access_token\":\"" tok                                                             \
+            "\",\"expires_in\":3599,\"scope\":\"https://www.googleapis.com/"                       \
+            "auth/calendar\",\"token_type\":\"Bearer\"}",                                          \
+            0                                                                                      \
+    }
+
+typedef struct pages {
+    int calls;
+    size_t total;
+    char ids[16][32];
+} pages_t;
+
+static int on_page(void *ud, bm_event_t *events, size_t n)
+{
+    pages_t *p = ud;
+    p->calls++;
+    for (size_t i = 0; i < n; i++) {
+        if (p->total < 16)
+            snprintf(p->ids[p->total], sizeof(p->ids[0]), "%s", events[i].id);
+        p->total++;
+    }
+    return 0;
+}
+
+START_TEST(list_events_pages)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {200, "Content-Type: application/json; charset=UTF-8\r\n",
+         "{\"kind\":\"calendar#events\",\"summary\":\"alice@example.com\",\"timeZone\":\"Europe/"
+         "Berlin\",\"nextPageToken\":\"CiAKGjBpNDd2Nmp2Zml2cXRwYjBpOXA=\",\"items\":["
+         "{\"id\":\"ev1\",\"status\":\"confirmed\",\"start\":{\"dateTime\":\"2026-11-24T10:00:00+"
+         "01:00\"},\"end\":{\"dateTime\":\"2026-11-24T11:00:00+01:00\"}},"
+         "{\"id\":\"bad\",\"start\":{\"dateTime\":\"never\"}},"
+         "{\"id\":\"ev2\",\"status\":\"cancelled\"}]}",
+         0},
+        {200, NULL, "{\"nextPageToken\":\"page3\",\"items\":[]}", 0},
+        {200, NULL,
+         "{\"items\":[{\"id\":\"ev3\",\"start\":{\"date\":\"2026-11-25\"},\"end\":{\"date\":"
+         "\"2026-11-26\"}}],\"nextSyncToken\":\"CPDAlvWDx70CEPDAlvWDx70CGAU=\"}",
+         0},
+    };
+    fake_script(script, 4);
+    bm_gcal_t *g = client(2);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", "alice@example.com");
+    bm_gcal_list_params_t p = {
+        .time_min = 1795478400, .time_max = 1795564800, .single_events = false};
+    pages_t pg = {0};
+    char *sync = NULL, err[256] = "";
+    int rc =
+        bm_gcal_list_events(g, &a, "alice@example.com", &p, on_page, &pg, &sync, err, sizeof(err));
+    ck_assert_msg(rc == 0, "%d %s", rc, err);
+    ck_assert_str_eq(sync, "CPDAlvWDx70CEPDAlvWDx70CGAU=");
+    ck_assert_int_eq(pg.calls, 2); /* the empty page is not reported */
+    ck_assert_int_eq(pg.total, 3); /* "bad" skipped */
+    ck_assert_str_eq(pg.ids[0], "ev1");
+    ck_assert_str_eq(pg.ids[1], "ev2");
+    ck_assert_str_eq(pg.ids[2], "ev3");
+    ck_assert_int_eq(fake.n_reqs, 4);
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "POST /token HTTP/1.1"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "grant_type=refresh_token"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "refresh_token=1%2F%2Frefresh-alice"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "client_secret=emu-client-secret"));
+    ck_assert_msg(strstr(fake.reqs[1], "GET /calendar/v3/calendars/alice%40example.com/events?"
+                                       "maxResults=2500&timeMin=2026-11-24T00:00:00Z&timeMax="
+                                       "2026-11-25T00:00:00Z HTTP/1.1") != NULL,
+                  "%s", fake.reqs[1]);
+    ck_assert_ptr_nonnull(strstr(fake.reqs[1], "Authorization: Bearer ya29.access-one"));
+    ck_assert_ptr_nonnull(
+        strstr(fake.reqs[2], "&pageToken=CiAKGjBpNDd2Nmp2Zml2cXRwYjBpOXA%3D HTTP/1.1"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[3], "&pageToken=page3 HTTP/1.1"));
+    ck_assert_ptr_null(strstr(fake.reqs[1], "pageToken"));
+    ck_assert_int_eq(fake.n_conns, 1); /* one connection reused */
+    bm_gcal_stats_t st;
+    bm_gcal_stats(g, &st);
+    ck_assert_int_eq(st.requests, 4);
+    ck_assert_int_eq(st.list_calls, 3);
+    ck_assert_int_eq(st.token_calls, 1);
+    ck_assert_int_eq(st.retries, 0);
+    free(sync);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(list_events_sync_token_gone)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {410, "Content-Type: application/json\r\n",
+         "{\"error\":{\"errors\":[{\"domain\":\"global\",\"reason\":\"fullSyncRequired\","
+         "\"message\":\"Sync token is no longer valid, a full sync is required.\"}],\"code\":410,"
+         "\"message\":\"Sync token is no longer valid, a full sync is required.\"}}",
+         0},
+    };
+    fake_script(script, 2);
+    bm_gcal_t *g = client(2);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    bm_gcal_list_params_t p = {.sync_token = "CPDA+/=",
+                               .time_min = 1795478400,
+                               .show_deleted = true,
+                               .single_events = true,
+                               .max_results = 50};
+    char *sync = (char *)"x", err[256] = "";
+    ck_assert_int_eq(
+        bm_gcal_list_events(g, &a, "primary", &p, on_page, NULL, &sync, err, sizeof(err)),
+        BM_EGONE);
+    ck_assert_ptr_null(sync);
+    ck_assert_ptr_nonnull(strstr(err, "fullSyncRequired"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[1],
+                                 "GET /calendar/v3/calendars/primary/events?maxResults=50&"
+                                 "syncToken=CPDA%2B%2F%3D&showDeleted=true&singleEvents=true "
+                                 "HTTP/1.1"));
+    ck_assert_ptr_null(strstr(fake.reqs[1], "timeMin")); /* never with a sync token */
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(unauthorized_refreshes_once)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.first-token"),
+        {401, NULL,
+         "{\"error\":{\"errors\":[{\"domain\":\"global\",\"reason\":\"authError\",\"message\":"
+         "\"Invalid Credentials\",\"locationType\":\"header\",\"location\":\"Authorization\"}],"
+         "\"code\":401,\"message\":\"Invalid Credentials\"}}",
+         0},
+        TOKEN_OK("ya29.second-token"),
+        {200, NULL, "{\"kind\":\"api#channel\",\"id\":\"ch1\",\"resourceId\":\"r1\"}", 0},
+        /* a second call: still 401 after a refresh gives up */
+        {401, NULL, "{\"error\":{\"code\":401,\"message\":\"Invalid Credentials\"}}", 0},
+        TOKEN_OK("ya29.third-token"),
+        {401, NULL, "{\"error\":{\"code\":401,\"message\":\"Invalid Credentials\"}}", 0},
+    };
+    fake_script(script, 7);
+    bm_gcal_t *g = client(2);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    long status = 0;
+    char *body = NULL, err[256] = "";
+    int rc =
+        bm_gcal_call(g, &a, "POST", "/calendars/primary/events/watch",
+                     "{\"id\":\"ch1\",\"type\":\"web_hook\"}", &status, &body, err, sizeof(err));
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_int_eq(status, 200);
+    ck_assert_ptr_nonnull(strstr(body, "api#channel"));
+    free(body);
+    ck_assert_ptr_nonnull(strstr(fake.reqs[1], "Bearer ya29.first-token"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[3], "Bearer ya29.second-token"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[3], "Content-Type: application/json"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[3], "{\"id\":\"ch1\",\"type\":\"web_hook\"}"));
+    ck_assert_str_eq(a.access_token, "ya29.second-token");
+
+    rc = bm_gcal_call(g, &a, "GET", "calendars/primary", NULL, &status, NULL, err, sizeof(err));
+    ck_assert_int_eq(rc, BM_EAUTH);
+    ck_assert_int_eq(status, 401);
+    ck_assert(!a.needs_login);
+    ck_assert_ptr_null(strstr(err, "ya29"));
+    bm_gcal_stats_t st;
+    bm_gcal_stats(g, &st);
+    ck_assert_int_eq(st.token_calls, 3);
+    ck_assert_int_eq(st.requests, 7);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(invalid_grant_needs_login)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        {400, "Content-Type: application/json\r\n",
+         "{\"error\":\"invalid_grant\",\"error_description\":\"Token has been expired or "
+         "revoked.\"}",
+         0},
+    };
+    fake_script(script, 1);
+    bm_gcal_t *g = client(3);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//revoked-refresh", NULL);
+    char err[256] = "";
+    ck_assert_int_eq(bm_gcal_refresh(g, &a, err, sizeof(err)), BM_EAUTH);
+    ck_assert(a.needs_login);
+    ck_assert_ptr_nonnull(strstr(err, "invalid_grant"));
+    ck_assert_ptr_nonnull(strstr(err, "log in again"));
+    ck_assert_ptr_null(strstr(err, "revoked-refresh"));
+    /* later calls fail fast, without a request */
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)),
+                     BM_EAUTH);
+    bm_gcal_req_t r = {.method = "GET", .path = "/x"};
+    ck_assert_int_eq(bm_gcal_batch(g, &a, &r, 1, err, sizeof(err)), BM_EAUTH);
+    ck_assert_int_eq(fake.n_reqs, 1);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(transient_errors_retried)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {503, NULL, "{\"error\":{\"errors\":[{\"reason\":\"backendError\"}],\"code\":503}}", 0},
+        {403, NULL,
+         "{\"error\":{\"errors\":[{\"domain\":\"usageLimits\",\"reason\":"
+         "\"userRateLimitExceeded\",\"message\":\"Rate Limit Exceeded\"}],\"code\":403}}",
+         0},
+        {429, "Retry-After: 0\r\n",
+         "{\"error\":{\"errors\":[{\"reason\":\"rateLimitExceeded\"}],\"code\":429}}", 0},
+        {403, NULL,
+         "{\"error\":{\"errors\":[{\"domain\":\"usageLimits\",\"reason\":\"quotaExceeded\","
+         "\"message\":\"Calendar usage limits exceeded.\"}],\"code\":403}}",
+         0},
+        {500, NULL, "", 0},
+        {200, NULL, "{\"id\":\"ok\"}", 0},
+    };
+    fake_script(script, 7);
+    bm_gcal_t *g = client(5);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    long status = 0;
+    char *body = NULL, err[256] = "";
+    int rc = bm_gcal_call(g, &a, "GET", "/calendars/primary/events/ok", NULL, &status, &body, err,
+                          sizeof(err));
+    ck_assert_msg(rc == 0, "%s", err);
+    ck_assert_str_eq(body, "{\"id\":\"ok\"}");
+    free(body);
+    bm_gcal_stats_t st;
+    bm_gcal_stats(g, &st);
+    ck_assert_int_eq(st.retries, 5);
+    ck_assert_int_eq(st.requests, 7);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(transient_gives_up)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {502, NULL, "", 0},
+        {502, NULL, "", 0},
+        {502, NULL, "", 0},
+    };
+    fake_script(script, 4);
+    bm_gcal_t *g = client(2);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[256] = "";
+    ck_assert_int_eq(
+        bm_gcal_call(g, &a, "DELETE", "/calendars/c/events/e", NULL, NULL, NULL, err, sizeof(err)),
+        BM_ETRANSIENT);
+    ck_assert_ptr_nonnull(strstr(err, "HTTP 502"));
+    ck_assert_ptr_nonnull(strstr(err, "3 attempts"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[1], "DELETE /calendar/v3/calendars/c/events/e"));
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(permanent_errors)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {400, NULL,
+         "{\"error\":{\"errors\":[{\"domain\":\"calendar\",\"reason\":\"timeRangeEmpty\","
+         "\"message\":\"The specified time range is empty.\"}],\"code\":400,\"message\":\"The "
+         "specified time range is empty.\"}}",
+         0},
+        {404, NULL,
+         "{\"error\":{\"errors\":[{\"reason\":\"notFound\"}],\"code\":404,"
+         "\"message\":\"Not Found\"}}",
+         0},
+        {409, NULL, "{\"error\":{\"errors\":[{\"reason\":\"duplicate\"}],\"code\":409}}", 0},
+        {403, NULL, "{\"error\":{\"errors\":[{\"reason\":\"forbidden\"}],\"code\":403}}", 0},
+        {204, NULL, "", 0},
+    };
+    fake_script(script, 6);
+    bm_gcal_t *g = client(3);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    long status = 0;
+    char *body = NULL, err[256] = "";
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/a", NULL, &status, &body, err, sizeof(err)),
+                     BM_EAPI);
+    ck_assert_int_eq(status, 400);
+    ck_assert_msg(strstr(err, "timeRangeEmpty") != NULL, "%s", err);
+    ck_assert_ptr_nonnull(strstr(err, "The specified time range is empty."));
+    ck_assert_ptr_nonnull(strstr(body, "timeRangeEmpty"));
+    free(body);
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/b", NULL, &status, NULL, err, sizeof(err)),
+                     BM_ENOTFOUND);
+    ck_assert_int_eq(status, 404);
+    ck_assert_int_eq(bm_gcal_call(g, &a, "POST", "/c", "{}", &status, NULL, err, sizeof(err)),
+                     BM_EEXIST);
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/d", NULL, &status, NULL, err, sizeof(err)),
+                     BM_EAPI);
+    ck_assert_int_eq(status, 403);
+    ck_assert_int_eq(bm_gcal_call(g, &a, "DELETE", "/e", NULL, &status, &body, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(status, 204);
+    ck_assert_str_eq(body, "");
+    free(body);
+    bm_gcal_stats_t st;
+    bm_gcal_stats(g, &st);
+    ck_assert_int_eq(st.retries, 0);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(batch_over_http)
+{
+    fake_start();
+    static char resp_headers[128];
+    snprintf(resp_headers, sizeof(resp_headers),
+             "Content-Type: multipart/mixed; boundary=batch_nHlLLA7SZZc_AAjOXVvnmkQ\r\n");
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {503, NULL, "", 0},
+        {200, resp_headers, GOOGLE_BATCH, 0},
+    };
+    fake_script(script, 3);
+    bm_gcal_t *g = client(3);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    bm_gcal_req_t reqs[3] = {
+        {.method = "POST", .path = "/calendars/a%40b/events?sendUpdates=none", .body = "{}"},
+        {.method = "DELETE", .path = "/calendars/a%40b/events/bm02?sendUpdates=none"},
+        {.method = "POST", .path = "/calendars/a%40b/events?sendUpdates=none", .body = "{}"},
+    };
+    char err[256] = "";
+    ck_assert_msg(bm_gcal_batch(g, &a, reqs, 3, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(reqs[0].status, 200);
+    ck_assert_int_eq(reqs[1].status, 204);
+    ck_assert_int_eq(reqs[2].status, 409);
+    ck_assert_str_eq(reqs[2].reason, "duplicate");
+    const char *req = fake.reqs[2];
+    ck_assert_ptr_nonnull(strstr(req, "POST /batch/calendar/v3 HTTP/1.1"));
+    ck_assert_ptr_nonnull(strstr(req, "Content-Type: multipart/mixed; boundary=batch_"));
+    ck_assert_ptr_nonnull(strstr(req, "Content-ID: <item-3>"));
+    ck_assert_ptr_nonnull(
+        strstr(req, "DELETE /calendar/v3/calendars/a%40b/events/bm02?sendUpdates=none HTTP/1.1"));
+    bm_gcal_stats_t st;
+    bm_gcal_stats(g, &st);
+    ck_assert_int_eq(st.batch_calls, 2);
+    ck_assert_int_eq(st.batch_parts, 6);
+    ck_assert_int_eq(st.retries, 1);
+    bm_gcal_reqs_dispose(reqs, 3);
+
+    static bm_gcal_req_t too_many[BM_GCAL_MAX_BATCH + 1];
+    ck_assert_int_eq(bm_gcal_batch(g, &a, too_many, BM_GCAL_MAX_BATCH + 1, err, sizeof(err)),
+                     BM_EINVAL);
+    ck_assert_int_eq(bm_gcal_batch(g, &a, reqs, 0, err, sizeof(err)), 0);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+static int on_calendar(void *ud, const bm_gcal_calendar_t *c)
+{
+    char *out = ud;
+    snprintf(out + strlen(out), 512 - strlen(out), "%s|%s|%s|%s|%d;", c->id,
+             c->summary ? c->summary : "-", c->time_zone ? c->time_zone : "-", c->access_role,
+             c->primary);
+    return 0;
+}
+
+START_TEST(list_calendars)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {200, NULL,
+         "{\"kind\":\"calendar#calendarList\",\"nextPageToken\":\"p2\",\"items\":[{\"kind\":"
+         "\"calendar#calendarListEntry\",\"id\":\"alice@example.com\",\"summary\":"
+         "\"alice@example.com\",\"timeZone\":\"Europe/Berlin\",\"accessRole\":\"owner\","
+         "\"primary\":true}]}",
+         0},
+        {200, NULL,
+         "{\"items\":[{\"id\":\"en.usa#holiday@group.v.calendar.google.com\",\"summary\":"
+         "\"Holidays\",\"summaryOverride\":\"US Holidays\",\"accessRole\":\"reader\"}]}",
+         0},
+    };
+    fake_script(script, 3);
+    bm_gcal_t *g = client(1);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char out[512] = "", err[256] = "";
+    ck_assert_msg(bm_gcal_list_calendars(g, &a, on_calendar, out, err, sizeof(err)) == 0, "%s",
+                  err);
+    ck_assert_str_eq(out, "alice@example.com|alice@example.com|Europe/Berlin|owner|1;"
+                          "en.usa#holiday@group.v.calendar.google.com|US Holidays|-|reader|0;");
+    ck_assert_ptr_nonnull(
+        strstr(fake.reqs[1], "GET /calendar/v3/users/me/calendarList?maxResults=250 HTTP"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[2], "&pageToken=p2 HTTP"));
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+static volatile int stop_flag;
+
+START_TEST(stop_before_call)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {200, NULL, "{}", 0},
+    };
+    fake_script(script, 2);
+    stop_flag = 1;
+    test_stop = &stop_flag;
+    bm_gcal_t *g = client(5);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[256] = "";
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)),
+                     BM_ECANCELED);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+    test_stop = NULL;
+}
+END_TEST
+
+static void *set_stop_later(void *ud)
+{
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    *(volatile int *)ud = 1;
+    return NULL;
+}
+
+START_TEST(stop_during_retry_after)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {429, "Retry-After: 30\r\n", "", 0},
+    };
+    fake_script(script, 2);
+    stop_flag = 0;
+    test_stop = &stop_flag;
+    bm_gcal_t *g = client(5);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[256] = "";
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, set_stop_later, (void *)&stop_flag), 0);
+    int64_t t0 = bm_mono_ms();
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)),
+                     BM_ECANCELED);
+    int64_t took = bm_mono_ms() - t0;
+    ck_assert_int_ge(took, 250);
+    ck_assert_int_lt(took, 2000);
+    pthread_join(th, NULL);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+    test_stop = NULL;
+}
+END_TEST
+
+START_TEST(response_too_big)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {200, NULL, NULL, BM_GCAL_MAX_RESPONSE + 1},
+    };
+    fake_script(script, 2);
+    bm_gcal_t *g = client(2);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[256] = "";
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)),
+                     BM_ETOOBIG);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(network_error_is_transient)
+{
+    /* nothing listens on the port once the socket is closed */
+    fake_start();
+    close(fake.lfd);
+    bm_gcal_t *g = client(1);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[256] = "";
+    ck_assert_int_eq(bm_gcal_refresh(g, &a, err, sizeof(err)), BM_ETRANSIENT);
+    ck_assert_ptr_nonnull(strstr(err, "gave up after 2 attempts"));
+    ck_assert_ptr_null(strstr(err, "emu-client-secret"));
+    bm_gcal_stats_t st;
+    bm_gcal_stats(g, &st);
+    ck_assert_int_eq(st.token_calls, 2);
+    ck_assert_int_eq(st.retries, 1);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(secrets_never_leak)
+{
+    fake_start();
+    /* a hostile token endpoint echoing the secrets back */
+    fake_resp_t script[] = {
+        {401, NULL,
+         "{\"error\":\"invalid_client\",\"error_description\":\"bad emu-client-secret for "
+         "1//refresh-alice\"}",
+         0},
+        TOKEN_OK("ya29.access-one"),
+        {400, NULL, "{\"error\":{\"code\":400,\"message\":\"token ya29.access-one is odd\"}}", 0},
+        {503, NULL, "{\"error\":{\"code\":503,\"message\":\"ya29.access-one\"}}", 0},
+        {503, NULL, "{\"error\":{\"code\":503,\"message\":\"ya29.access-one\"}}", 0},
+    };
+    fake_script(script, 5);
+    FILE *logf = tmpfile();
+    ck_assert_ptr_nonnull(logf);
+    bm_log_set_stream(logf);
+    bm_log_set_level(BM_LOG_DEBUG);
+    bm_gcal_t *g = client(1);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", "alice@example.com");
+    char err[512] = "";
+    ck_assert_int_eq(bm_gcal_refresh(g, &a, err, sizeof(err)), BM_EAPI);
+    ck_assert_ptr_nonnull(strstr(err, "invalid_client"));
+    ck_assert_ptr_null(strstr(err, "emu-client-secret"));
+    ck_assert_ptr_null(strstr(err, "refresh-alice"));
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)), BM_EAPI);
+    ck_assert_ptr_null(strstr(err, "ya29.access-one"));
+    ck_assert_ptr_nonnull(strstr(err, "***"));
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/y", NULL, NULL, NULL, err, sizeof(err)),
+                     BM_ETRANSIENT);
+    bm_log_set_stream(NULL);
+    fflush(logf);
+    rewind(logf);
+    char line[4096];
+    int lines = 0;
+    while (fgets(line, sizeof(line), logf) != NULL) {
+        lines++;
+        ck_assert_msg(strstr(line, "ya29.access-one") == NULL, "leak: %s", line);
+        ck_assert_msg(strstr(line, "emu-client-secret") == NULL, "leak: %s", line);
+        ck_assert_msg(strstr(line, "refresh-alice") == NULL, "leak: %s", line);
+    }
+    ck_assert_int_gt(lines, 0);
+    fclose(logf);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(exchange_code)
+{
+    fake_start();
+    fake_resp_t script[] = {
+        {200, NULL,
+         "{\"access_token\":\"ya29.fresh\",\"expires_in\":3599,\"refresh_token\":\"1//new-"
+         "refresh\",\"scope\":\"https://www.googleapis.com/auth/calendar\",\"token_type\":"
+         "\"Bearer\"}",
+         0},
+        {400, NULL, "{\"error\":\"invalid_grant\",\"error_description\":\"Bad Request\"}", 0},
+        {200, NULL, "{\"access_token\":\"ya29.fresh2\",\"expires_in\":3599}", 0},
+    };
+    fake_script(script, 3);
+    bm_gcal_t *g = client(1);
+    char *rt = NULL, err[256] = "";
+    ck_assert_msg(bm_gcal_exchange_code(g, "4/0Adeu5B-code", "verifier-abc_123",
+                                        "http://127.0.0.1:8765/", &rt, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_str_eq(rt, "1//new-refresh");
+    free(rt);
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "grant_type=authorization_code"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "code=4%2F0Adeu5B-code"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "code_verifier=verifier-abc_123"));
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "redirect_uri=http%3A%2F%2F127.0.0.1%3A8765%2F"));
+    ck_assert_int_eq(
+        bm_gcal_exchange_code(g, "used", "v", "http://127.0.0.1:1/", &rt, err, sizeof(err)),
+        BM_EAUTH);
+    ck_assert_ptr_null(rt);
+    ck_assert_int_eq(
+        bm_gcal_exchange_code(g, "c", "v", "http://127.0.0.1:1/", &rt, err, sizeof(err)), BM_EAPI);
+    ck_assert_ptr_nonnull(strstr(err, "no refresh token"));
+    bm_gcal_free(g);
+}
+END_TEST
+
+typedef struct worker {
+    bm_gcal_t *g;
+    bm_gcal_account_t *a;
+    int ok;
+} worker_t;
+
+static void *worker_main(void *ud)
+{
+    worker_t *w = ud;
+    for (int i = 0; i < 5; i++) {
+        char err[256];
+        long status = 0;
+        if (bm_gcal_call(w->g, w->a, "GET", "/calendars/primary", NULL, &status, NULL, err,
+                         sizeof(err)) == 0 &&
+            status == 200)
+            w->ok++;
+    }
+    return NULL;
+}
+
+START_TEST(threads_share_one_refresh)
+{
+    fake_start();
+    fake_resp_t script[21];
+    script[0] = (fake_resp_t)TOKEN_OK("ya29.shared-token");
+    for (int i = 1; i < 21; i++)
+        script[i] = (fake_resp_t){200, "Connection: close\r\n", "{\"id\":\"primary\"}", 0};
+    script[0].headers = "Connection: close\r\n";
+    fake_script(script, 21);
+    bm_gcal_t *g = client(0);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    worker_t w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker_t){g, &a, 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(w[i].ok, 5);
+    }
+    bm_gcal_stats_t st;
+    bm_gcal_stats(g, &st);
+    ck_assert_int_eq(st.token_calls, 1);
+    ck_assert_int_eq(st.requests, 21);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+    Suite *s = suite_create("gcal");
+    TCase *tc = tcase_create("pure");
+    tcase_add_test(tc, backoff_bounds);
+    tcase_add_test(tc, backoff_jitter_distribution);
+    tcase_add_test(tc, escape_ids);
+    tcase_add_test(tc, url_path);
+    tcase_add_test(tc, error_parse);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("batch");
+    tcase_add_test(tc, batch_encode_wire_format);
+    tcase_add_test(tc, batch_encode_rejects);
+    tcase_add_test(tc, batch_decode_google_response);
+    tcase_add_test(tc, batch_decode_out_of_order_and_lf);
+    tcase_add_test(tc, batch_decode_positional);
+    tcase_add_test(tc, batch_decode_missing_part);
+    tcase_add_test(tc, batch_decode_malformed);
+    tcase_add_test(tc, batch_round_trip_many);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("http");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, list_events_pages);
+    tcase_add_test(tc, list_events_sync_token_gone);
+    tcase_add_test(tc, unauthorized_refreshes_once);
+    tcase_add_test(tc, invalid_grant_needs_login);
+    tcase_add_test(tc, transient_errors_retried);
+    tcase_add_test(tc, transient_gives_up);
+    tcase_add_test(tc, permanent_errors);
+    tcase_add_test(tc, batch_over_http);
+    tcase_add_test(tc, list_calendars);
+    tcase_add_test(tc, stop_before_call);
+    tcase_add_test(tc, stop_during_retry_after);
+    tcase_add_test(tc, response_too_big);
+    tcase_add_test(tc, network_error_is_transient);
+    tcase_add_test(tc, secrets_never_leak);
+    tcase_add_test(tc, exchange_code);
+    tcase_add_test(tc, threads_share_one_refresh);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#include "check_main.h"

@@ -1,0 +1,266 @@
+"""busymirror sync against gcal-emulator: the engine's semantics, end to end."""
+import os
+import signal
+import sqlite3
+import time
+import unittest
+
+from harness import Scenario, day, hour, timed
+
+A, B, C = ("alice@example.com", "alice-personal@group.calendar.google.com", "bob@example.com")
+
+
+def shapes(blocks):
+    """Sorted (start, end) of blocks, as strings Google returned."""
+    return sorted((json_time(b["start"]), json_time(b["end"])) for b in blocks)
+
+
+def json_time(t):
+    return t.get("date") or t.get("dateTime")
+
+
+class SyncTest(Scenario):
+    def setUp(self):
+        super().setUp()
+        self.three_calendars()
+
+    def sync(self, *args, expect=0):
+        return self.bm("sync", *args, expect=expect)
+
+    def test_three_calendars_all_to_all_exact_counts(self):
+        self.emu.event(A, timed("1:1 with Carol", hour(9)))
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.emu.event(B, timed("Dentist", hour(14)))
+        self.emu.event(C, timed("Standup", hour(16)))
+        self.emu.event(C, {"summary": "Offsite", "start": {"date": day(3)}, "end": {"date": day(4)}})
+        self.sync()
+        self.assertEqual(len(self.emu.blocks(A)), 3)  # B's 1 + C's 2
+        self.assertEqual(len(self.emu.blocks(B)), 4)  # A's 2 + C's 2
+        self.assertEqual(len(self.emu.blocks(C)), 3)  # A's 2 + B's 1
+        # never a block of a block, however often it runs
+        self.sync()
+        self.sync()
+        self.assertEqual([len(self.emu.blocks(x)) for x in (A, B, C)], [3, 4, 3])
+        total = sum(len(self.emu.dump(x)) for x in (A, B, C))
+        self.assertEqual(total, 5 + 10)
+
+    def test_repeated_sync_is_one_list_call_per_calendar_and_no_writes(self):
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.emu.event(C, timed("Standup", hour(16)))
+        self.sync()
+        self.sync()  # sees its own blocks once
+        self.emu.reset_counters()
+        self.sync()
+        n = self.emu.counters()
+        self.assertEqual(n["list"], 3)
+        self.assertEqual(n["writes"], 0)
+        self.assertEqual(n["batch"], 0)
+
+    def test_blocks_are_private_anonymous_and_keep_times(self):
+        start = hour(10)
+        self.emu.event(A, timed("Secret project X", start, 90, tz="Europe/Berlin",
+                                description="confidential", location="Room 1",
+                                attendees=[{"email": "x@example.com"}]))
+        self.emu.event(A, {"summary": "Holiday", "start": {"date": day(5)},
+                           "end": {"date": day(7)}})
+        self.sync()
+        blocks = self.emu.blocks(C)
+        self.assertEqual(len(blocks), 2)
+        for b in blocks:
+            self.assertEqual(b["summary"], "Busy")
+            self.assertEqual(b["visibility"], "private")
+            self.assertEqual(b.get("transparency", "opaque"), "opaque")
+            for field in ("description", "location", "attendees", "conferenceData"):
+                self.assertNotIn(field, b)
+            self.assertNotIn("Secret", str(b))
+        allday = [b for b in blocks if "date" in b["start"]]
+        self.assertEqual(len(allday), 1)
+        self.assertEqual((allday[0]["start"]["date"], allday[0]["end"]["date"]), (day(5), day(7)))
+        timed_b = [b for b in blocks if "dateTime" in b["start"]][0]
+        self.assertEqual(timed_b["start"].get("timeZone"), "Europe/Berlin")
+        got = time.mktime(time.strptime(timed_b["start"]["dateTime"][:19], "%Y-%m-%dT%H:%M:%S"))
+        # the instant is kept, whatever offset notation Google answers with
+        self.assertTrue(timed_b["start"]["dateTime"].endswith(("Z", "+00:00")) or got)
+
+    def test_only_busy_events_are_mirrored(self):
+        self.emu.event(A, timed("Busy one", hour(9)))
+        self.emu.event(A, timed("Free", hour(10), transparency="transparent"))
+        self.emu.event(A, timed("Declined", hour(11), attendees=[
+            {"email": A, "self": True, "responseStatus": "declined"}]))
+        self.emu.event(A, timed("Tentative", hour(12), attendees=[
+            {"email": A, "self": True, "responseStatus": "tentative"}]))
+        self.emu.event(A, timed("Office", hour(13), eventType="workingLocation",
+                                workingLocationProperties={"type": "officeLocation"}))
+        self.emu.event(A, timed("Away", hour(14), eventType="outOfOffice"))
+        self.emu.event(A, timed("Cancelled", hour(15), status="cancelled"))
+        self.emu.event(A, timed("Far future", hour(24 * 200)))
+        self.sync()
+        self.assertEqual(len(self.emu.blocks(B)), 3)  # busy, tentative, out of office
+
+    def test_title_only_edit_costs_no_write(self):
+        ev = self.emu.event(A, timed("Planning", hour(11)))
+        self.sync()
+        self.sync()
+        self.emu.patch_event(A, ev["id"], {"summary": "Planning (renamed)",
+                                            "description": "new agenda",
+                                            "attendees": [{"email": "z@example.com"}]})
+        self.emu.reset_counters()
+        self.sync()
+        self.assertEqual(self.emu.counters()["writes"], 0)
+
+    def test_move_and_delete_follow_the_source(self):
+        ev = self.emu.event(A, timed("Planning", hour(11)))
+        self.sync()
+        self.emu.patch_event(A, ev["id"], timed("Planning", hour(15), 30))
+        self.emu.reset_counters()
+        self.sync()
+        self.assertEqual(self.emu.counters()["writes"], 2)  # one update per target
+        for t in (B, C):
+            (b,) = self.emu.blocks(t)
+            self.assertEqual(shapes([b]), shapes([timed("", hour(15), 30)]))
+        self.emu.delete_event(A, ev["id"])
+        self.sync()
+        self.assertEqual(len(self.emu.blocks(B)) + len(self.emu.blocks(C)), 0)
+
+    def test_block_changed_by_a_person_is_restored(self):
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.sync()
+        (b,) = self.emu.blocks(B)
+        self.emu.patch_event(B, b["id"], timed("Busy", hour(20)))
+        (c,) = self.emu.blocks(C)
+        self.emu.delete_event(C, c["id"])
+        self.sync()
+        self.assertEqual(shapes(self.emu.blocks(B)), shapes([timed("", hour(11))]))
+        self.assertEqual(shapes(self.emu.blocks(C)), shapes([timed("", hour(11))]))
+        # same ids: revived, never duplicated
+        self.assertEqual(self.emu.blocks(C)[0]["id"], c["id"])
+        self.assertEqual(len(self.emu.dump(C)), 1)
+
+    def test_respect_deleted_blocks_leaves_them_deleted(self):
+        self.config_extra = {"sync": {"respect_deleted_blocks": "true"}}
+        self.write_config()
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.sync()
+        (c,) = self.emu.blocks(C)
+        self.emu.delete_event(C, c["id"])
+        self.sync()
+        self.sync()
+        self.assertEqual(self.emu.blocks(C), [])
+        self.assertEqual(len(self.emu.blocks(B)), 1)
+
+    def test_recurring_series_is_one_block_series_with_overrides(self):
+        start = hour(8)
+        series = self.emu.event(A, timed("Daily", start, 30, tz="Europe/Berlin",
+                                         recurrence=["RRULE:FREQ=DAILY;COUNT=10"]))
+        self.sync()
+        self.emu.reset_counters()
+        # move the third occurrence, cancel the fifth
+        inst3 = "%s_%s" % (series["id"], time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start + 2 * 86400)))
+        inst5 = "%s_%s" % (series["id"], time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start + 4 * 86400)))
+        self.emu.patch_event(A, inst3, timed("Daily", start + 2 * 86400 + 3600, 30, tz="Europe/Berlin"))
+        self.emu.delete_event(A, inst5)
+        self.sync()
+        self.assertEqual(self.emu.counters()["writes"], 4)  # per target: 1 override + 1 cancel
+        for t in (B, C):
+            items = self.emu.dump(t)
+            masters = [e for e in items if e.get("recurrence")]
+            self.assertEqual(len(masters), 1)
+            self.assertEqual(masters[0]["recurrence"], ["RRULE:FREQ=DAILY;COUNT=10"])
+            overrides = {e["id"]: e for e in items if e.get("recurringEventId")}
+            moved = [e for e in overrides.values() if e.get("status") != "cancelled"]
+            gone = [e for e in overrides.values() if e.get("status") == "cancelled"]
+            self.assertEqual(len(moved), 1)
+            self.assertEqual(len(gone), 1)
+            self.assertEqual(shapes(moved), shapes([timed("", start + 2 * 86400 + 3600, 30)]))
+
+    def test_dry_run_writes_nothing_anywhere(self):
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.emu.reset_counters()
+        out, _ = self.sync("--dry-run")
+        self.assertIn("would insert", out)
+        self.assertEqual(self.emu.counters()["writes"], 0)
+        db = sqlite3.connect(os.path.join(self.dir, "bm.db"))
+        self.assertEqual(db.execute("select count(*) from blocks").fetchone()[0], 0)
+        self.assertEqual(db.execute("select count(*) from outbox").fetchone()[0], 0)
+        self.assertEqual(db.execute("select count(*) from source_events").fetchone()[0], 0)
+        db.close()
+        self.sync()
+        self.assertEqual(len(self.emu.blocks(B)), 1)
+
+    def test_expired_sync_token_relists_and_catches_deletions(self):
+        ev = self.emu.event(A, timed("Planning", hour(11)))
+        keep = self.emu.event(A, timed("Review", hour(13)))
+        self.sync()
+        self.emu.call("POST", "/_emulator/calendars/%s/invalidate_sync_tokens" % A, {})
+        self.emu.delete_event(A, ev["id"])
+        self.sync()
+        self.assertEqual(len(self.emu.blocks(B)), 1)
+        self.assertEqual(len(self.emu.blocks(C)), 1)
+        self.assertTrue(keep)
+
+    def test_transient_faults_converge_without_duplicates(self):
+        for i in range(40):
+            self.emu.event([A, B, C][i % 3], timed("m%d" % i, hour(i)))
+        self.emu.faults(seed=7, error_503=0.10, error_429=0.05)
+        self.sync(expect=None)
+        self.sync(expect=None)
+        self.emu.faults()
+        self.sync()
+        for cal, n in ((A, 26), (B, 27), (C, 27)):
+            blocks = self.emu.blocks(cal)
+            self.assertEqual(len(blocks), n)
+            self.assertEqual(len({b["id"] for b in blocks}), n)
+            self.assertEqual(len(self.emu.dump(cal)), 40 // 3 + (1 if cal == A else 0) + n)
+
+    def test_kill_9_mid_mirror_then_clean_sync_converges_exactly(self):
+        for i in range(500):
+            self.emu.event(A, timed("m%d" % i, hour(i % 2000) + (i // 2000) * 60))
+        self.emu.faults(latency_ms=5)
+        p = self.bm_proc("sync")
+        deadline = time.time() + 60
+        while time.time() < deadline and len(self.emu.blocks(B)) < 50 and p.poll() is None:
+            time.sleep(0.05)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        self.emu.faults()
+        self.sync()
+        for t in (B, C):
+            blocks = self.emu.blocks(t)
+            self.assertEqual(len(blocks), 500)
+            self.assertEqual(len(self.emu.dump(t)), 500)
+
+    def test_revoked_account_parks_and_says_so(self):
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.emu.call("POST", "/_emulator/users/bob%40example.com/revoke", {})
+        _, err = self.sync(expect=1)
+        self.assertIn("login", err)
+        out, _ = self.bm("account", "list")
+        self.assertIn("needs-login", out)
+        # alice's calendars still mirrored into each other
+        self.assertEqual(len(self.emu.blocks(B)), 1)
+
+
+class CommandTest(Scenario):
+    def test_unknown_and_ambiguous_calendars_exit_2(self):
+        self.three_calendars()
+        _, err = self.bm("sync", "--calendar-id", "nope@example.com", expect=2)
+        self.assertIn("unknown calendar 'nope@example.com'", err)
+        _, err = self.bm("sync", "--account-id", "carol", expect=2)
+        self.assertIn("unknown account 'carol'", err)
+        self.assertIn("alice", err)
+
+    def test_lease_held_exits_75(self):
+        self.three_calendars()
+        for i in range(5):
+            self.emu.event(A, timed("m%d" % i, hour(i)))
+        self.emu.faults(latency_ms=1500)
+        first = self.bm_proc("sync", "--calendar-id", A)
+        time.sleep(0.7)
+        _, err = self.bm("sync", "--calendar-id", A, expect=75)
+        self.assertIn("held", err)
+        first.wait(60)
+        self.assertEqual(first.returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
