@@ -300,10 +300,9 @@ static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *bl
         c->e->o.cfg->sync.respect_deleted_blocks && cur.shape != NULL && shape != NULL &&
         strcmp(cur.shape, shape) == 0)
         goto out;
-    /* An occurrence that stops being busy is cancelled in the block series. */
-    bm_outbox_op_t what = op == BM_OP_PUT ? BM_OUTBOX_PUT : BM_OUTBOX_DELETE;
-    if (instance && shape != NULL && body == NULL)
-        what = BM_OUTBOX_DELETE;
+    /* An occurrence that stops being busy is cancelled in the block series: its
+     * shape is "cancelled" and it has no body. */
+    bm_outbox_op_t what = op == BM_OP_PUT && body != NULL ? BM_OUTBOX_PUT : BM_OUTBOX_DELETE;
     bm_block_t b = {
         .target_calendar_id = t->id,
         .block_id = (char *)block_id,
@@ -351,6 +350,8 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
                          c->targets[i].gcal_id, master);
         snprintf(inst, sizeof(inst), "%s_%s", master, suffix);
         char *body = busy ? bm_plan_block_body(ev, inst, msrc, &e->plan) : NULL;
+        if (busy && body == NULL)
+            continue; /* no usable start/end: nothing to override with */
         rc = reconcile_block(c, &c->targets[i], inst, master, ev->id, shape, body, err, errlen);
         free(body);
     }
@@ -380,6 +381,11 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
         char bid[BM_BLOCK_ID_LEN + 1];
         bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, event_id, c->targets[i].gcal_id, bid);
         char *body = busy ? bm_plan_block_body(ev, bid, msrc, &e->plan) : NULL;
+        if (busy && body == NULL) { /* no start/end, or text that is not UTF-8 */
+            BM_LOG(BM_LOG_WARN, BM_MSG("cannot build a block for this event: skipped"),
+                   BM_KS("calendar", c->cal->gcal_id), BM_KS("event", event_id));
+            continue;
+        }
         rc = reconcile_block(c, &c->targets[i], bid, NULL, event_id, shape, body, err, errlen);
         free(body);
     }
@@ -476,7 +482,8 @@ static int plan_all(sync_ctx_t *c, bool full, char *err, size_t errlen)
     size_t n_gone = 0;
     if (full)
         rc = bm_store_source_unmark(e->st, c->cal->id, err, errlen);
-    qsort(c->events, c->n_events, sizeof(*c->events), master_first);
+    if (c->n_events > 0)
+        qsort(c->events, c->n_events, sizeof(*c->events), master_first);
     for (size_t i = 0; rc == BM_OK && i < c->n_events; i++)
         rc = plan_event(c, &c->events[i], err, errlen);
     if (rc != BM_OK || !full)

@@ -222,6 +222,8 @@ class SyncTest(Scenario):
             time.sleep(0.05)
         p.send_signal(signal.SIGKILL)
         p.wait()
+        self.assertEqual(p.returncode, -signal.SIGKILL, "the sync ended before the kill")
+        self.assertLess(len(self.emu.blocks(B)) + len(self.emu.blocks(C)), 1000)
         self.emu.faults()
         self.sync()
         for t in (B, C):
