@@ -84,6 +84,7 @@ static const char *const migrations[] = {
     "CREATE TABLE outbox("
     "  id INTEGER PRIMARY KEY,"
     "  target_calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  account_id INTEGER NOT NULL," /* the target's: batches are per account */
     "  block_id TEXT NOT NULL,"
     "  op INTEGER NOT NULL,"
     "  is_instance INTEGER NOT NULL DEFAULT 0,"
@@ -92,7 +93,7 @@ static const char *const migrations[] = {
     "  last_error TEXT,"
     "  created_at INTEGER NOT NULL,"
     "  UNIQUE(target_calendar_id, block_id));"
-    "CREATE INDEX outbox_due ON outbox(target_calendar_id, is_instance, next_at);"
+    "CREATE INDEX outbox_due ON outbox(account_id, is_instance, id);"
     /* the queue: at most one pending and one running job per calendar */
     "CREATE TABLE jobs("
     "  id INTEGER PRIMARY KEY,"
@@ -999,8 +1000,9 @@ void bm_store_blocks_free(bm_block_t *b, size_t n)
 int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                         bm_outbox_op_t op, bool is_instance, char *err, size_t errlen)
 {
-    PREP(s, "INSERT INTO outbox(target_calendar_id, block_id, op, is_instance, created_at)"
-            " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(target_calendar_id, block_id) DO UPDATE"
+    PREP(s, "INSERT INTO outbox(target_calendar_id, account_id, block_id, op, is_instance,"
+            " created_at) VALUES(?1, (SELECT account_id FROM calendars WHERE id = ?1), ?2, ?3,"
+            " ?4, ?5) ON CONFLICT(target_calendar_id, block_id) DO UPDATE"
             " SET op = ?3, is_instance = ?4, attempts = 0, next_at = 0, last_error = NULL");
     sqlite3_bind_int64(s, 1, target_calendar_id);
     bind_text(s, 2, block_id);
@@ -1026,7 +1028,7 @@ int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int6
             " FROM outbox o JOIN calendars c ON c.id = o.target_calendar_id"
             " LEFT JOIN blocks b ON b.target_calendar_id = o.target_calendar_id"
             "  AND b.block_id = o.block_id"
-            " WHERE c.account_id = ?1 AND o.is_instance = ?2 AND o.next_at <= ?3"
+            " WHERE o.account_id = ?1 AND o.is_instance = ?2 AND o.next_at <= ?3"
             "  AND (o.is_instance = 0 OR EXISTS (SELECT 1 FROM blocks m"
             "   WHERE m.target_calendar_id = o.target_calendar_id"
             "   AND m.block_id = b.master_block_id AND m.created = 1))"
@@ -1109,8 +1111,7 @@ int bm_store_outbox_stats(bm_store_t *st, int64_t *pending, int64_t *next_due_ms
 
 int bm_store_outbox_accounts(bm_store_t *st, int64_t **ids, size_t *n, char *err, size_t errlen)
 {
-    PREP(s, "SELECT DISTINCT c.account_id FROM outbox o JOIN calendars c"
-            " ON c.id = o.target_calendar_id ORDER BY 1");
+    PREP(s, "SELECT DISTINCT account_id FROM outbox ORDER BY 1");
     size_t cap = 0;
     int rc;
     *ids = NULL;
