@@ -44,6 +44,9 @@ int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name
 int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsigned char **out,
                       size_t *out_len);
 
+/* `account login`: Google's installed-app flow (cli/account_login.c). */
+int bm_account_login(bm_cli_t *cli, int argc, char **argv);
+
 /* Commands (cli/cmd_*.c). */
 int bm_cmd_config(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_account(bm_cli_t *cli, int argc, char **argv);

@@ -118,6 +118,8 @@ int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
     const char *sub = argv[1];
     if (strcmp(sub, "add") == 0)
         return account_add(cli, argc - 1, argv + 1);
+    if (strcmp(sub, "login") == 0)
+        return bm_account_login(cli, argc - 1, argv + 1);
     if (strcmp(sub, "list") == 0 && argc == 2)
         return account_list(cli);
     return bm_cli_usage_error(self, "unknown subcommand '%s'", sub);
