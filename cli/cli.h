@@ -39,6 +39,9 @@ const bm_cli_command_t *bm_cli_find(const char *name);
 int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out);
 int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name,
                     bm_calendar_t *out);
+/* A sync engine on the CLI's store (exit code on failure, message printed). */
+struct bm_engine;
+int bm_cli_engine(bm_cli_t *cli, struct bm_engine **e);
 /* Seals a refresh token for account name under the key file (created on first
  * use); prints the error and returns a BM_E* code on failure. */
 int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsigned char **out,
@@ -52,6 +55,11 @@ int bm_cmd_config(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_account(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_calendar(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_reset(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_cleanup(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_undo(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_status(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv);
 
 #endif

@@ -3,6 +3,7 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "engine/engine.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -110,11 +111,68 @@ static int account_list(bm_cli_t *cli)
     return BM_EXIT_OK;
 }
 
+static int account_remove(bm_cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {{"account-id", required_argument, NULL, 'a'},
+                                         {"keep-blocks", no_argument, NULL, 'k'},
+                                         {"confirm", no_argument, NULL, 'y'},
+                                         {NULL, 0, NULL, 0}};
+    const bm_cli_command_t *self = bm_cli_find("account");
+    const char *name = NULL;
+    bool keep = false, confirm = false;
+    bm_account_t acct = {0};
+    bm_engine_t *e = NULL;
+    size_t deleted = 0;
+    char err[1024];
+    int c, rc;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            name = optarg;
+            break;
+        case 'k':
+            keep = true;
+            break;
+        case 'y':
+            confirm = true;
+            break;
+        default:
+            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (name == NULL || optind != argc)
+        return bm_cli_usage_error(self, "remove needs --account-id NAME");
+    if ((rc = bm_cli_account(cli, name, &acct)) != BM_EXIT_OK)
+        return rc;
+    if (!confirm) {
+        fprintf(stderr,
+                "busymirror account: removing '%s' %s; nothing done: run again with --confirm\n",
+                name,
+                keep ? "keeps its blocks in Google"
+                     : "first deletes the blocks in its calendars and those made from them");
+        rc = BM_EXIT_FAIL;
+        goto out;
+    }
+    if ((rc = bm_cli_engine(cli, &e)) != BM_EXIT_OK)
+        goto out;
+    if (bm_engine_remove_account(e, &acct, keep, &deleted, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror account: %s\n", err);
+        rc = BM_EXIT_FAIL;
+        goto out;
+    }
+    printf("account '%s' removed; %zu blocks deleted%s\n", name, deleted,
+           keep ? " (its blocks were kept)" : " (undo with: busymirror undo --last)");
+out:
+    bm_engine_free(e);
+    bm_account_dispose(&acct);
+    return rc;
+}
+
 int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
 {
     const bm_cli_command_t *self = bm_cli_find("account");
     if (argc < 2)
-        return bm_cli_usage_error(self, "expected a subcommand: add, list");
+        return bm_cli_usage_error(self, "expected a subcommand: add, login, list, remove");
     const char *sub = argv[1];
     if (strcmp(sub, "add") == 0)
         return account_add(cli, argc - 1, argv + 1);
@@ -122,5 +180,7 @@ int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
         return bm_account_login(cli, argc - 1, argv + 1);
     if (strcmp(sub, "list") == 0 && argc == 2)
         return account_list(cli);
+    if (strcmp(sub, "remove") == 0)
+        return account_remove(cli, argc - 1, argv + 1);
     return bm_cli_usage_error(self, "unknown subcommand '%s'", sub);
 }

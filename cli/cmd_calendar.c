@@ -52,21 +52,6 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
     return -1;
 }
 
-static int new_engine(bm_cli_t *cli, bm_engine_t **e)
-{
-    bm_store_t *st;
-    char err[512];
-    int rc = bm_cli_store(cli, &st);
-    if (rc != BM_EXIT_OK)
-        return rc;
-    bm_engine_opts_t o = {.cfg = &cli->cfg};
-    if (bm_engine_new(&o, st, e, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror: %s\n", err);
-        return BM_EXIT_FAIL;
-    }
-    return BM_EXIT_OK;
-}
-
 static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
 {
     bm_account_t acct = {0};
@@ -77,7 +62,7 @@ static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
         return bm_cli_usage_error(self, "discover needs --account-id NAME");
     int rc = bm_cli_account(cli, a->account, &acct);
     if (rc == BM_EXIT_OK)
-        rc = new_engine(cli, &e);
+        rc = bm_cli_engine(cli, &e);
     if (rc != BM_EXIT_OK)
         goto out;
     if (bm_engine_discover(e, &acct, &n, err, sizeof(err)) != BM_OK) {
@@ -127,10 +112,10 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
                bm_role_name(now.role));
         bm_calendar_dispose(&now);
     } else {
-        rc = new_engine(cli, &e);
+        rc = bm_cli_engine(cli, &e);
         if (rc != BM_EXIT_OK)
             goto out;
-        if (bm_engine_retire_calendar(e, &cal, err, sizeof(err)) != BM_OK)
+        if (bm_engine_retire_calendar(e, &cal, "disable", err, sizeof(err)) != BM_OK)
             fprintf(stderr, "busymirror: %s (the rest is removed by the next sync)\n", err);
         printf("calendar %s disabled; its blocks are removed\n", cal.gcal_id);
     }

@@ -21,13 +21,25 @@ static const bm_cli_command_t commands[] = {
      "  --timeout SECONDS   stop cleanly after this long\n"
      "\nexit codes: 0 all synced; 1 some calendars failed (or --timeout hit); 2 usage;\n"
      "75 another sync holds a calendar's lease; 78 bad configuration\n"},
-    {"reset", bm_cmd_unavailable, "remove every block from a calendar", ""},
-    {"cleanup", bm_cmd_unavailable, "remove orphaned blocks and old log entries", ""},
+    {"reset", bm_cmd_reset, "remove every block busymirror made in one calendar",
+     "  --calendar-id ID    the calendar (blocks are found by busymirror's marker in Google)\n"
+     "  --account-id NAME   when the calendar id is in several accounts\n"
+     "  --dry-run           list what would be deleted, delete nothing (exit 0)\n"
+     "  --confirm           delete; without it (and no typed confirmation on a terminal)\n"
+     "                      nothing is deleted and the exit code is 1\n"},
+    {"cleanup", bm_cmd_cleanup, "remove orphaned blocks, unused mirror rows and old log entries",
+     "  --dry-run           report what would be removed\n"},
     {"poll", bm_cmd_unavailable, "poll calendars without push once", ""},
     {"account", bm_cmd_account, "add and list Google accounts",
      "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
      "                      store an account; its refresh token is encrypted at rest\n"
-     "  list                name, e-mail, calendars and state of every account\n"},
+     "  login --name NAME [--timeout SECONDS] [--login-hint EMAIL] [--no-browser]\n"
+     "                      log in with Google in a browser (prints the address to open;\n"
+     "                      answers arrive on 127.0.0.1, default --timeout 300) and store\n"
+     "                      the account, or give an existing one a new token (needs-login)\n"
+     "  list                name, e-mail, calendars and state of every account\n"
+     "\nexit codes: 0 ok; 1 failure (login: denied, no answer within --timeout, Google\n"
+     "refused the code); 2 usage; 78 [google] client_id or client_secret not set\n"},
     {"calendar", bm_cmd_calendar, "discover, enable, disable and list calendars",
      "  discover --account-id NAME\n"
      "                      read the account's calendar list from Google\n"
@@ -37,9 +49,17 @@ static const bm_cli_command_t commands[] = {
      "  disable --calendar-id ID [--account-id NAME]\n"
      "                      stop mirroring it and remove the blocks it gave and got\n"
      "  list [--account-id NAME]\n"},
-    {"status", bm_cmd_unavailable, "health of every calendar and account", ""},
-    {"dlq", bm_cmd_unavailable, "list, retry and purge dead letters", ""},
-    {"undo", bm_cmd_unavailable, "re-create what a reset, cleanup or removal deleted", ""},
+    {"status", bm_cmd_status, "health of every calendar and account",
+     "  --json              machine-readable\n"
+     "\nexit codes: 0 healthy; 1 something needs attention (an account needs login, a\n"
+     "calendar's last sync failed or never ran, dead letters, writes retrying)\n"},
+    {"dlq", bm_cmd_dlq, "list, retry and purge dead letters (block writes that failed for good)",
+     "  list\n"
+     "  retry --id N | --all      back to the outbox, then applied now\n"
+     "  purge [--older-than DAYS] --confirm\n"},
+    {"undo", bm_cmd_undo, "re-create what a reset, cleanup or account removal deleted",
+     "  --audit-id N        the run to undo (its number is in the audit log)\n"
+     "  --last              the newest run\n"},
     {"config", bm_cmd_config, "validate the configuration (config check)",
      "  check               validate and print the effective config, secrets masked\n"
      "  keys                list every key with its default\n"},

@@ -2,6 +2,7 @@
  * errors that name the candidates. */
 #include "cli/cli.h"
 #include "core/util.h"
+#include "engine/engine.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -68,4 +69,19 @@ int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name
     bm_store_calendars_free(cals, n);
     bm_account_dispose(&acct);
     return rc;
+}
+
+int bm_cli_engine(bm_cli_t *cli, bm_engine_t **e)
+{
+    bm_store_t *st;
+    char err[512];
+    int rc = bm_cli_store(cli, &st);
+    if (rc != BM_EXIT_OK)
+        return rc;
+    bm_engine_opts_t o = {.cfg = &cli->cfg};
+    if (bm_engine_new(&o, st, e, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        return BM_EXIT_FAIL;
+    }
+    return BM_EXIT_OK;
 }

@@ -872,6 +872,11 @@ int bm_gcal_list_events(bm_gcal_t *g, bm_gcal_account_t *a, const char *calendar
             bm_time_format(p->time_max, t, sizeof(t));
             bm_buf_printf(&base, "&timeMax=%s", t);
         }
+        if (p->private_property != NULL) {
+            char *pp = bm_gcal_escape(p->private_property);
+            bm_buf_printf(&base, "&privateExtendedProperty=%s", pp);
+            free(pp);
+        }
     }
     if (p->show_deleted)
         bm_buf_puts(&base, "&showDeleted=true");

@@ -99,7 +99,7 @@ int bm_gcal_refresh(bm_gcal_t *g, bm_gcal_account_t *a, char *err, size_t errlen
 
 /*
  * events.list following every page. With sync_token the call is incremental and
- * time_min/time_max are not sent (Google refuses them with a token); show_deleted
+ * time_min/time_max/private_property are not sent (Google refuses them with a token); show_deleted
  * is sent only when true. max_results 0 means BM_GCAL_DEFAULT_PAGE. p may be NULL
  * (a full listing with defaults).
  */
@@ -110,6 +110,7 @@ typedef struct bm_gcal_list_params {
     bool show_deleted;
     bool single_events;
     int max_results;
+    const char *private_property; /* "key=value" filter (full listings only), or NULL */
 } bm_gcal_list_params_t;
 
 /* Called once per page that holds at least one event; the events are borrowed for

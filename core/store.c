@@ -1163,3 +1163,307 @@ int bm_store_sync_log_add(bm_store_t *st, const bm_sync_log_t *l, char *err, siz
     bind_text(s, 11, l->error);
     return exec_done(st, s, err, errlen, "add sync log");
 }
+
+/* ---- audit log: what reset, cleanup and removals deleted ---- */
+
+int bm_store_audit_new_run(bm_store_t *st, int64_t *run_id, char *err, size_t errlen)
+{
+    PREP(s, "SELECT COALESCE(MAX(run_id), 0) + 1 FROM audit_log");
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *run_id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "new audit run");
+}
+
+int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO audit_log(run_id, at, action, account_id, gcal_id, block_id, content)"
+            " VALUES(?,?,?,?,?,?,?)");
+    sqlite3_bind_int64(s, 1, a->run_id);
+    sqlite3_bind_int64(s, 2, bm_now());
+    bind_text(s, 3, a->action);
+    sqlite3_bind_int64(s, 4, a->account_id);
+    bind_text(s, 5, a->gcal_id);
+    bind_text(s, 6, a->block_id);
+    bind_text(s, 7, a->content);
+    return exec_done(st, s, err, errlen, "add audit entry");
+}
+
+int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t *n, char *err,
+                       size_t errlen)
+{
+    /* run_id 0: the newest run */
+    PREP(s, "SELECT id, run_id, at, action, account_id, gcal_id, block_id, content, undone_at"
+            " FROM audit_log WHERE run_id = CASE WHEN ?1 = 0 THEN"
+            " (SELECT MAX(run_id) FROM audit_log) ELSE ?1 END ORDER BY id");
+    sqlite3_bind_int64(s, 1, run_id);
+    size_t cap = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = bm_realloc(*out, cap * sizeof(**out));
+        }
+        bm_audit_t *a = &(*out)[(*n)++];
+        a->id = sqlite3_column_int64(s, 0);
+        a->run_id = sqlite3_column_int64(s, 1);
+        a->at = sqlite3_column_int64(s, 2);
+        a->action = col_dup(s, 3);
+        a->account_id = sqlite3_column_int64(s, 4);
+        a->gcal_id = col_dup(s, 5);
+        a->block_id = col_dup(s, 6);
+        a->content = col_dup(s, 7);
+        a->undone_at = sqlite3_column_int64(s, 8);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        bm_store_audits_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_err(st, err, errlen, "read audit run");
+    }
+    return BM_OK;
+}
+
+int bm_store_audit_mark_undone(bm_store_t *st, int64_t id, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE audit_log SET undone_at = ? WHERE id = ?");
+    sqlite3_bind_int64(s, 1, bm_now());
+    sqlite3_bind_int64(s, 2, id);
+    return exec_done(st, s, err, errlen, "mark audit entry undone");
+}
+
+void bm_store_audits_free(bm_audit_t *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(a[i].action);
+        free(a[i].gcal_id);
+        free(a[i].block_id);
+        free(a[i].content);
+    }
+    free(a);
+}
+
+/* ---- retention ---- */
+
+static int count_changes(bm_store_t *st, sqlite3_stmt *s, int64_t *n, char *err, size_t errlen,
+                         const char *what)
+{
+    int rc = exec_done(st, s, err, errlen, what);
+    if (rc == BM_OK && n != NULL)
+        *n = sqlite3_changes(st->db);
+    return rc;
+}
+
+int bm_store_logs_purge(bm_store_t *st, int64_t before, bool apply, int64_t *n_sync,
+                        int64_t *n_audit, char *err, size_t errlen)
+{
+    if (!apply) {
+        PREP(q, "SELECT (SELECT count(*) FROM sync_log WHERE started_at < ?1),"
+                " (SELECT count(*) FROM audit_log WHERE at < ?1)");
+        sqlite3_bind_int64(q, 1, before);
+        int rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW) {
+            *n_sync = sqlite3_column_int64(q, 0);
+            *n_audit = sqlite3_column_int64(q, 1);
+        }
+        sqlite3_reset(q);
+        return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count old logs");
+    }
+    PREP(s, "DELETE FROM sync_log WHERE started_at < ?");
+    sqlite3_bind_int64(s, 1, before);
+    int rc = count_changes(st, s, n_sync, err, errlen, "purge sync log");
+    if (rc != BM_OK)
+        return rc;
+    PREP(a, "DELETE FROM audit_log WHERE at < ?");
+    sqlite3_bind_int64(a, 1, before);
+    return count_changes(st, a, n_audit, err, errlen, "purge audit log");
+}
+
+/* ---- orphans ---- */
+
+int bm_store_blocks_orphaned(bm_store_t *st, bm_block_t **out, size_t *n, char *err, size_t errlen)
+{
+    /* Live series/single blocks whose source calendar is gone or disabled, whose
+     * source event is no longer mirrored, or whose target left its source's group. */
+    PREP(s, "SELECT " BLOCK_COLS " FROM blocks b WHERE b.master_block_id IS NULL"
+            " AND b.shape IS NOT NULL AND ("
+            "  NOT EXISTS (SELECT 1 FROM calendars c WHERE c.id = b.source_calendar_id"
+            "   AND c.enabled = 1 AND c.role IN (0, 1))"
+            "  OR NOT EXISTS (SELECT 1 FROM source_events e WHERE"
+            "   e.calendar_id = b.source_calendar_id AND e.event_id = b.source_event_id"
+            "   AND e.busy = 1)"
+            "  OR NOT EXISTS (SELECT 1 FROM calendars t JOIN calendars c"
+            "   ON c.id = b.source_calendar_id AND c.group_name = t.group_name"
+            "   WHERE t.id = b.target_calendar_id AND t.enabled = 1 AND t.role IN (0, 2)))"
+            " ORDER BY b.target_calendar_id, b.block_id");
+    return read_blocks(st, s, out, n, err, errlen);
+}
+
+int bm_store_sources_purge_unused(bm_store_t *st, bool apply, int64_t *n, char *err, size_t errlen)
+{
+    /* Mirror rows of calendars that no longer give blocks, and rows no block uses. */
+    if (!apply) {
+        PREP(q, "SELECT count(*) FROM source_events WHERE NOT EXISTS (SELECT 1 FROM calendars c"
+                " WHERE c.id = source_events.calendar_id AND c.enabled = 1 AND c.role IN (0, 1))"
+                " OR (busy = 0 AND recurring_event_id IS NULL)");
+        int rc = sqlite3_step(q);
+        *n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+        sqlite3_reset(q);
+        return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count unused sources");
+    }
+    PREP(s, "DELETE FROM source_events WHERE NOT EXISTS (SELECT 1 FROM calendars c"
+            " WHERE c.id = source_events.calendar_id AND c.enabled = 1 AND c.role IN (0, 1))"
+            " OR (busy = 0 AND recurring_event_id IS NULL)");
+    return count_changes(st, s, n, err, errlen, "purge unused sources");
+}
+
+/* ---- a calendar's local state, for reset ---- */
+
+int bm_store_calendar_forget(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)
+{
+    static const char *const sql[] = {
+        "DELETE FROM outbox WHERE target_calendar_id = ?",
+        "DELETE FROM blocks WHERE target_calendar_id = ?",
+        "DELETE FROM source_events WHERE calendar_id = ?",
+        "UPDATE sync_state SET sync_token = NULL WHERE calendar_id = ?",
+    };
+    int rc = BM_OK;
+    for (size_t i = 0; rc == BM_OK && i < sizeof(sql) / sizeof(sql[0]); i++) {
+        PREP(s, sql[i]);
+        sqlite3_bind_int64(s, 1, calendar_id);
+        rc = exec_done(st, s, err, errlen, "forget calendar");
+    }
+    return rc;
+}
+
+/* ---- dead letters ---- */
+
+int bm_store_dead_letters(bm_store_t *st, bm_dead_letter_t **out, size_t *n, char *err,
+                          size_t errlen)
+{
+    PREP(s, "SELECT d.id, d.target_calendar_id, COALESCE(c.gcal_id, '?'), d.block_id, d.op,"
+            " d.attempts, d.error, d.failed_at FROM dead_letters d"
+            " LEFT JOIN calendars c ON c.id = d.target_calendar_id ORDER BY d.id");
+    size_t cap = 0;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = bm_realloc(*out, cap * sizeof(**out));
+        }
+        bm_dead_letter_t *d = &(*out)[(*n)++];
+        d->id = sqlite3_column_int64(s, 0);
+        d->target_calendar_id = sqlite3_column_int64(s, 1);
+        d->gcal_id = col_dup(s, 2);
+        d->block_id = col_dup(s, 3);
+        d->op = (bm_outbox_op_t)sqlite3_column_int(s, 4);
+        d->attempts = sqlite3_column_int(s, 5);
+        d->error = col_dup(s, 6);
+        d->failed_at = sqlite3_column_int64(s, 7);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        bm_store_dead_letters_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_err(st, err, errlen, "list dead letters");
+    }
+    return BM_OK;
+}
+
+int bm_store_dead_letter_retry(bm_store_t *st, int64_t id, int64_t *n, char *err, size_t errlen)
+{
+    /* Back to the outbox with fresh attempts (id 0: all of them). */
+    PREP(s, "INSERT INTO outbox(target_calendar_id, account_id, block_id, op, is_instance,"
+            " created_at) SELECT d.target_calendar_id, c.account_id, d.block_id, d.op,"
+            " d.is_instance, ?2 FROM dead_letters d JOIN calendars c ON c.id = d.target_calendar_id"
+            " WHERE ?1 = 0 OR d.id = ?1 ORDER BY d.id"
+            " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET op = excluded.op,"
+            " attempts = 0, next_at = 0, last_error = NULL");
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, bm_now());
+    int rc = count_changes(st, s, n, err, errlen, "retry dead letters");
+    if (rc != BM_OK)
+        return rc;
+    PREP(d, "DELETE FROM dead_letters WHERE ?1 = 0 OR id = ?1");
+    sqlite3_bind_int64(d, 1, id);
+    return exec_done(st, d, err, errlen, "retry dead letters");
+}
+
+int bm_store_dead_letters_purge(bm_store_t *st, int64_t before, int64_t *n, char *err,
+                                size_t errlen)
+{
+    PREP(s, "DELETE FROM dead_letters WHERE failed_at < ?");
+    sqlite3_bind_int64(s, 1, before);
+    return count_changes(st, s, n, err, errlen, "purge dead letters");
+}
+
+void bm_store_dead_letters_free(bm_dead_letter_t *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(d[i].gcal_id);
+        free(d[i].block_id);
+        free(d[i].error);
+    }
+    free(d);
+}
+
+/* ---- health, for status ---- */
+
+int bm_store_calendar_health(bm_store_t *st, int64_t calendar_id, bm_health_t *h, char *err,
+                             size_t errlen)
+{
+    PREP(s, "SELECT (SELECT count(*) FROM outbox WHERE target_calendar_id = ?1),"
+            " (SELECT count(*) FROM outbox WHERE target_calendar_id = ?1 AND attempts > 0),"
+            " (SELECT count(*) FROM dead_letters WHERE target_calendar_id = ?1),"
+            " (SELECT count(*) FROM jobs WHERE calendar_id = ?1),"
+            " (SELECT MAX(expiration) FROM channels WHERE calendar_id = ?1"
+            "   AND stopped_at IS NULL),"
+            " (SELECT count(*) FROM blocks WHERE target_calendar_id = ?1 AND created = 1"
+            "   AND shape IS NOT NULL AND master_block_id IS NULL)");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        h->outbox = sqlite3_column_int64(s, 0);
+        h->retrying = sqlite3_column_int64(s, 1);
+        h->dead_letters = sqlite3_column_int64(s, 2);
+        h->jobs = sqlite3_column_int64(s, 3);
+        h->channel_expiration = sqlite3_column_int64(s, 4);
+        h->blocks = sqlite3_column_int64(s, 5);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "calendar health");
+}
+
+int bm_store_blocks_forget_source(bm_store_t *st, int64_t source_calendar_id, char *err,
+                                  size_t errlen)
+{
+    PREP(o, "DELETE FROM outbox WHERE EXISTS (SELECT 1 FROM blocks b WHERE"
+            " b.target_calendar_id = outbox.target_calendar_id AND b.block_id = outbox.block_id"
+            " AND b.source_calendar_id = ?)");
+    sqlite3_bind_int64(o, 1, source_calendar_id);
+    int rc = exec_done(st, o, err, errlen, "forget outbox of a source");
+    if (rc != BM_OK)
+        return rc;
+    PREP(s, "DELETE FROM blocks WHERE source_calendar_id = ?");
+    sqlite3_bind_int64(s, 1, source_calendar_id);
+    return exec_done(st, s, err, errlen, "forget blocks of a source");
+}
+
+int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
+                                   size_t errlen)
+{
+    PREP(s, "SELECT count(*) FROM blocks WHERE shape IS NULL AND (target_calendar_id = ?1"
+            " OR source_calendar_id = ?1)");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    int rc = sqlite3_step(s);
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count pending deletes");
+}

@@ -64,7 +64,8 @@ void bm_store_accounts_free(bm_account_t *a, size_t n);
 
 /* ---- calendars ---- */
 typedef enum { BM_ROLE_BOTH = 0, BM_ROLE_SOURCE = 1, BM_ROLE_TARGET = 2 } bm_role_t;
-typedef enum { BM_MODE_PUSH = 0, BM_MODE_POLL = 1 } bm_mode_t;
+/* Poll until the renewer has a live watch channel. */
+typedef enum { BM_MODE_POLL = 0, BM_MODE_PUSH = 1 } bm_mode_t;
 
 typedef struct bm_calendar {
     int64_t id;
@@ -230,5 +231,79 @@ typedef struct bm_sync_log {
 } bm_sync_log_t;
 
 int bm_store_sync_log_add(bm_store_t *st, const bm_sync_log_t *l, char *err, size_t errlen);
+
+/* ---- audit log: every block deletion by reset, cleanup, disable or removal ---- */
+typedef struct bm_audit {
+    int64_t id;
+    int64_t run_id; /* one per command run */
+    int64_t at;
+    char *action; /* reset | cleanup | disable | account-remove */
+    int64_t account_id;
+    char *gcal_id; /* the calendar the block was deleted from */
+    char *block_id;
+    char *content; /* the block's JSON, enough to re-create it */
+    int64_t undone_at;
+} bm_audit_t;
+
+int bm_store_audit_new_run(bm_store_t *st, int64_t *run_id, char *err, size_t errlen);
+/* Inserts a (borrowed fields; id, at and undone_at ignored). */
+int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t errlen);
+/* The entries of one run (run_id 0: the newest run). */
+int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t *n, char *err,
+                       size_t errlen);
+int bm_store_audit_mark_undone(bm_store_t *st, int64_t id, char *err, size_t errlen);
+void bm_store_audits_free(bm_audit_t *a, size_t n);
+
+/* Deletes (apply) or counts sync-log and audit entries older than before. */
+int bm_store_logs_purge(bm_store_t *st, int64_t before, bool apply, int64_t *n_sync,
+                        int64_t *n_audit, char *err, size_t errlen);
+
+/* Live blocks whose source calendar is gone or disabled, whose source event is no
+ * longer mirrored, or whose target left the source's group. */
+int bm_store_blocks_orphaned(bm_store_t *st, bm_block_t **out, size_t *n, char *err, size_t errlen);
+/* Deletes (apply) or counts mirror rows nothing can use any more. */
+int bm_store_sources_purge_unused(bm_store_t *st, bool apply, int64_t *n, char *err, size_t errlen);
+/* Forgets (locally only) the blocks made from a source calendar and their
+ * pending writes: the blocks stay in Google, unmanaged. */
+int bm_store_blocks_forget_source(bm_store_t *st, int64_t source_calendar_id, char *err,
+                                  size_t errlen);
+/* Blocks to, or from, a calendar whose deletion is planned but not yet done. */
+int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
+                                   size_t errlen);
+/* Forgets a calendar's blocks, outbox, mirror and sync token (reset). */
+int bm_store_calendar_forget(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
+
+/* ---- dead letters ---- */
+typedef struct bm_dead_letter {
+    int64_t id;
+    int64_t target_calendar_id;
+    char *gcal_id;
+    char *block_id;
+    bm_outbox_op_t op;
+    int attempts;
+    char *error;
+    int64_t failed_at;
+} bm_dead_letter_t;
+
+int bm_store_dead_letters(bm_store_t *st, bm_dead_letter_t **out, size_t *n, char *err,
+                          size_t errlen);
+/* Moves dead letter id (0: all) back to the outbox with fresh attempts; *n moved. */
+int bm_store_dead_letter_retry(bm_store_t *st, int64_t id, int64_t *n, char *err, size_t errlen);
+int bm_store_dead_letters_purge(bm_store_t *st, int64_t before, int64_t *n, char *err,
+                                size_t errlen);
+void bm_store_dead_letters_free(bm_dead_letter_t *d, size_t n);
+
+/* ---- health of one calendar, for status ---- */
+typedef struct bm_health {
+    int64_t outbox;   /* writes pending for it */
+    int64_t retrying; /* of which failed at least once */
+    int64_t dead_letters;
+    int64_t jobs;               /* queued sync jobs */
+    int64_t channel_expiration; /* ms, 0 = no live channel */
+    int64_t blocks;             /* live blocks held */
+} bm_health_t;
+
+int bm_store_calendar_health(bm_store_t *st, int64_t calendar_id, bm_health_t *h, char *err,
+                             size_t errlen);
 
 #endif

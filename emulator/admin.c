@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SEGS 8
+#define MAX_SEGS      8
 #define DEFAULT_SCOPE "https://www.googleapis.com/auth/calendar"
 
 static bool is(const char *a, const char *b)
@@ -101,9 +101,9 @@ static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, 
         if (b == NULL)
             return;
         const char *scope = jv_get_str(b, "scope");
-        emu_token_t *t = emu_token_new(&emu.world.refresh, "1//emu-", u,
-                                       scope != NULL ? scope : DEFAULT_SCOPE, 0,
-                                       jv_get_str(b, "refresh_token"));
+        emu_token_t *t =
+            emu_token_new(&emu.world.refresh, "1//emu-", u, scope != NULL ? scope : DEFAULT_SCOPE,
+                          0, jv_get_str(b, "refresh_token"));
         emu_persist_token(t, "refresh");
         rs->status = 200;
         bm_buf_reset(&rs->body);
@@ -190,19 +190,18 @@ static void counters(emu_resp_t *rs)
         "\"calendar_list\":%lld,\"notifications\":%lld,\"errors_injected\":%lld}",
         (long long)c->requests, (long long)c->list, (long long)c->get, (long long)c->insert,
         (long long)c->update, (long long)c->patch, (long long)c->del, (long long)c->instances,
-        (long long)c->import, (long long)c->writes, (long long)c->batch,
-        (long long)c->batch_parts, (long long)c->watch, (long long)c->stop, (long long)c->token,
-        (long long)c->calendar_list, (long long)c->notifications,
-        (long long)c->errors_injected);
+        (long long)c->import, (long long)c->writes, (long long)c->batch, (long long)c->batch_parts,
+        (long long)c->watch, (long long)c->stop, (long long)c->token, (long long)c->calendar_list,
+        (long long)c->notifications, (long long)c->errors_injected);
 }
 
 static void counters_reset(void)
 {
     emu_counters_t *c = &emu.counters;
-    _Atomic int64_t *all[] = {&c->requests,  &c->list,      &c->get,           &c->insert,
-                              &c->update,    &c->patch,     &c->del,           &c->instances,
-                              &c->import,    &c->writes,    &c->batch,         &c->batch_parts,
-                              &c->watch,     &c->stop,      &c->token,         &c->calendar_list,
+    _Atomic int64_t *all[] = {&c->requests,      &c->list,           &c->get,   &c->insert,
+                              &c->update,        &c->patch,          &c->del,   &c->instances,
+                              &c->import,        &c->writes,         &c->batch, &c->batch_parts,
+                              &c->watch,         &c->stop,           &c->token, &c->calendar_list,
                               &c->notifications, &c->errors_injected};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         atomic_store(all[i], 0);
@@ -223,6 +222,7 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
     } probs[] = {{"error_500", &f.error_500},
                  {"error_503", &f.error_503},
                  {"error_429", &f.error_429},
+                 {"error_403", &f.error_403},
                  {"drop_notifications", &f.drop_notifications},
                  {"short_pages", &f.short_pages}};
     for (size_t i = 0; i < sizeof(probs) / sizeof(probs[0]); i++) {
@@ -246,7 +246,7 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
         const char *k = b->keys[i];
         if (!is(k, "seed") && !is(k, "latency_ms") && !is(k, "delay_notifications_ms") &&
             !is(k, "error_500") && !is(k, "error_503") && !is(k, "error_429") &&
-            !is(k, "drop_notifications") && !is(k, "short_pages"))
+            !is(k, "error_403") && !is(k, "drop_notifications") && !is(k, "short_pages"))
             bad = true;
     }
     if (bad) {

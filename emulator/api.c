@@ -7,35 +7,76 @@
 #define MAX_SEGS 8
 
 /* Standard query parameters every Google API accepts. */
-static const char *const std_params[] = {"alt",        "fields",    "key",          "prettyPrint",
-                                         "quotaUser",  "userIp",    "access_token", "oauth_token",
-                                         "callback",   "uploadType", "upload_protocol",
-                                         "$.xgafv",    NULL};
+static const char *const std_params[] = {"alt",
+                                         "fields",
+                                         "key",
+                                         "prettyPrint",
+                                         "quotaUser",
+                                         "userIp",
+                                         "access_token",
+                                         "oauth_token",
+                                         "callback",
+                                         "uploadType",
+                                         "upload_protocol",
+                                         "$.xgafv",
+                                         NULL};
 
-static const char *const p_list[] = {
-    "alwaysIncludeEmail", "eventTypes", "iCalUID", "maxAttendees", "maxResults", "orderBy",
-    "pageToken", "privateExtendedProperty", "q", "sharedExtendedProperty", "showDeleted",
-    "showHiddenInvitations", "singleEvents", "syncToken", "timeMax", "timeMin", "timeZone",
-    "updatedMin", NULL};
+static const char *const p_list[] = {"alwaysIncludeEmail",
+                                     "eventTypes",
+                                     "iCalUID",
+                                     "maxAttendees",
+                                     "maxResults",
+                                     "orderBy",
+                                     "pageToken",
+                                     "privateExtendedProperty",
+                                     "q",
+                                     "sharedExtendedProperty",
+                                     "showDeleted",
+                                     "showHiddenInvitations",
+                                     "singleEvents",
+                                     "syncToken",
+                                     "timeMax",
+                                     "timeMin",
+                                     "timeZone",
+                                     "updatedMin",
+                                     NULL};
 static const char *const p_get[] = {"alwaysIncludeEmail", "maxAttendees", "timeZone", NULL};
-static const char *const p_insert[] = {"conferenceDataVersion", "maxAttendees", "sendNotifications",
-                                       "sendUpdates", "supportsAttachments", NULL};
-static const char *const p_update[] = {"alwaysIncludeEmail", "conferenceDataVersion",
-                                       "maxAttendees", "sendNotifications", "sendUpdates",
-                                       "supportsAttachments", NULL};
+static const char *const p_insert[] = {"conferenceDataVersion", "maxAttendees",
+                                       "sendNotifications",     "sendUpdates",
+                                       "supportsAttachments",   NULL};
+static const char *const p_update[] = {"alwaysIncludeEmail",
+                                       "conferenceDataVersion",
+                                       "maxAttendees",
+                                       "sendNotifications",
+                                       "sendUpdates",
+                                       "supportsAttachments",
+                                       NULL};
 static const char *const p_delete[] = {"sendNotifications", "sendUpdates", NULL};
 static const char *const p_import[] = {"conferenceDataVersion", "supportsAttachments", NULL};
-static const char *const p_instances[] = {"alwaysIncludeEmail", "maxAttendees", "maxResults",
-                                          "originalStart", "pageToken", "showDeleted", "timeMax",
-                                          "timeMin", "timeZone", NULL};
-static const char *const p_watch[] = {"alwaysIncludeEmail", "eventTypes", "iCalUID",
-                                      "maxAttendees", "maxResults", "orderBy", "pageToken",
-                                      "privateExtendedProperty", "q", "sharedExtendedProperty",
-                                      "showDeleted", "showHiddenInvitations", "singleEvents",
-                                      "syncToken", "timeMax", "timeMin", "timeZone", "updatedMin",
+static const char *const p_instances[] = {
+    "alwaysIncludeEmail", "maxAttendees", "maxResults", "originalStart", "pageToken",
+    "showDeleted",        "timeMax",      "timeMin",    "timeZone",      NULL};
+static const char *const p_watch[] = {"alwaysIncludeEmail",
+                                      "eventTypes",
+                                      "iCalUID",
+                                      "maxAttendees",
+                                      "maxResults",
+                                      "orderBy",
+                                      "pageToken",
+                                      "privateExtendedProperty",
+                                      "q",
+                                      "sharedExtendedProperty",
+                                      "showDeleted",
+                                      "showHiddenInvitations",
+                                      "singleEvents",
+                                      "syncToken",
+                                      "timeMax",
+                                      "timeMin",
+                                      "timeZone",
+                                      "updatedMin",
                                       NULL};
 static const char *const p_callist[] = {"maxResults", "minAccessRole", "pageToken", "showDeleted",
-                                        "showHidden", "syncToken", NULL};
+                                        "showHidden", "syncToken",     NULL};
 static const char *const p_none[] = {NULL};
 
 static bool in_set(const char *s, const char *const *set)
@@ -155,6 +196,10 @@ static bool fault_injected(emu_resp_t *rs)
         emu_error(rs, 503, "backendError", "The service is currently unavailable.");
     } else if (f->error_429 > 0 && emu_rand01() < f->error_429) {
         emu_error(rs, 429, "rateLimitExceeded", "Rate Limit Exceeded");
+    } else if (f->error_403 > 0 && emu_rand01() < f->error_403) {
+        /* a permanent refusal, as for a calendar shared read-only */
+        emu_error(rs, 403, "requiredAccessLevel",
+                  "You need to have writer access to this calendar.");
     } else {
         return false;
     }
@@ -277,7 +322,7 @@ static void write_calendar(emu_resp_t *rs, const emu_calendar_t *c)
 
 static void count_write_attempt(route_t r)
 {
-    _Atomic int64_t *k = r == R_INSERT ? &emu.counters.insert
+    _Atomic int64_t *k = r == R_INSERT   ? &emu.counters.insert
                          : r == R_IMPORT ? &emu.counters.import
                          : r == R_UPDATE ? &emu.counters.update
                          : r == R_PATCH  ? &emu.counters.patch
@@ -297,8 +342,8 @@ void emu_api_handle(emu_req_t *rq, emu_resp_t *rs)
     if (!rq->in_batch)
         atomic_fetch_add(&emu.counters.requests, 1);
     count_route(r);
-    bool is_write = r == R_INSERT || r == R_IMPORT || r == R_UPDATE || r == R_PATCH ||
-                    r == R_DELETE;
+    bool is_write =
+        r == R_INSERT || r == R_IMPORT || r == R_UPDATE || r == R_PATCH || r == R_DELETE;
     if (r == R_NONE) {
         if (bad_method)
             emu_error(rs, 405, "httpMethodNotAllowed", "Method Not Allowed");
@@ -314,8 +359,8 @@ void emu_api_handle(emu_req_t *rq, emu_resp_t *rs)
     }
     emu_user_t *u = tok->user;
     const char *const *need = r == R_CALLIST || r == R_CALLIST_GET ? scopes_callist
-                              : is_write                            ? scopes_write
-                                                                    : scopes_read;
+                              : is_write                           ? scopes_write
+                                                                   : scopes_read;
     if (!has_scope(tok, need)) {
         if (is_write)
             count_write_attempt(r);

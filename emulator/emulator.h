@@ -141,10 +141,10 @@ struct emu_calendar {
     uint64_t gen; /* bumping it invalidates every sync token */
     uint64_t seq; /* change sequence of the last event change */
     int64_t updated_ms;
-    emu_map_t events;     /* id -> emu_event_t */
-    emu_event_t **order;  /* creation order; index == ordinal */
+    emu_map_t events;    /* id -> emu_event_t */
+    emu_event_t **order; /* creation order; index == ordinal */
     size_t n_order, cap_order;
-    emu_logent_t *log;    /* change log, seq ascending; stale entries skipped */
+    emu_logent_t *log; /* change log, seq ascending; stale entries skipped */
     size_t n_log, cap_log;
 };
 
@@ -284,9 +284,9 @@ typedef struct emu_resp {
     char *location;
 } emu_resp_t;
 
-#define EMU_MAX_BODY (1u << 20)
+#define EMU_MAX_BODY       (1u << 20)
 #define EMU_MAX_BATCH_BODY (16u << 20)
-#define EMU_MAX_RESP (256u << 20)
+#define EMU_MAX_RESP       (256u << 20)
 
 void emu_req_init(emu_req_t *rq);
 void emu_req_dispose(emu_req_t *rq);
@@ -362,8 +362,7 @@ int emu_write_cancelled(bm_buf_t *b, const jv_t *res);
 /* ------------------------------------------------------------------ list.c */
 
 void emu_events_list(emu_calendar_t *cal, const emu_req_t *rq, emu_resp_t *rs);
-void emu_events_instances(emu_calendar_t *cal, const char *id, const emu_req_t *rq,
-                          emu_resp_t *rs);
+void emu_events_instances(emu_calendar_t *cal, const char *id, const emu_req_t *rq, emu_resp_t *rs);
 void emu_calendar_list(emu_user_t *u, const emu_req_t *rq, emu_resp_t *rs);
 /* base64url without padding; decode returns BM_EINVAL on bad input. */
 void emu_b64url(bm_buf_t *b, const void *p, size_t n);
@@ -414,7 +413,7 @@ typedef struct emu_counters {
 } emu_counters_t;
 
 typedef struct emu_faults {
-    double error_500, error_503, error_429, drop_notifications, short_pages;
+    double error_500, error_503, error_429, error_403, drop_notifications, short_pages;
     int64_t latency_ms, delay_notifications_ms;
 } emu_faults_t;
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_EXT_KEY 44
+#define MAX_EXT_KEY   44
 #define MAX_EXT_VALUE 1024
 #define MAX_EXT_PROPS 300
 #define MAX_EXT_BYTES 32768
@@ -83,8 +83,9 @@ jv_t *emu_instance_render(emu_event_t *master, int64_t key)
     jv_set_str(r, "id", id);
     jv_del(r, "recurrence");
     jv_set(r, "start", when_for(master, key));
-    jv_set(r, "end", when_for(master, key + (master->all_day ? master->end_key - master->start_key
-                                                             : master->end_ms - master->start_ms)));
+    jv_set(r, "end",
+           when_for(master, key + (master->all_day ? master->end_key - master->start_key
+                                                   : master->end_ms - master->start_ms)));
     /* keep Google's order: recurringEventId and originalStartTime after the times */
     jv_set_str(r, "recurringEventId", master->id);
     jv_set(r, "originalStartTime", when_for(master, key));
@@ -257,8 +258,7 @@ static int normalize_ext(jv_t *res, emu_resp_t *rs)
                 continue;
             }
             if (v->type != JV_STR) {
-                emu_error(rs, 400, "invalid", "Invalid value for extended property %s",
-                          o->keys[i]);
+                emu_error(rs, 400, "invalid", "Invalid value for extended property %s", o->keys[i]);
                 return BM_EINVAL;
             }
             if (v->len > MAX_EXT_VALUE) {
@@ -315,8 +315,8 @@ static jv_t *build_resource(emu_calendar_t *cal, const jv_t *old, jv_t *body, co
     bool ad_s, ad_e;
     int64_t ks, ke, us, ue;
     if (emu_when_parse(start, cal, &ad_s, &ks, &us) != BM_OK) {
-        emu_error(rs, 400, jv_get(start, "dateTime") || jv_get(start, "date") ? "invalid"
-                                                                               : "required",
+        emu_error(rs, 400,
+                  jv_get(start, "dateTime") || jv_get(start, "date") ? "invalid" : "required",
                   "Invalid start time.");
         goto fail;
     }
@@ -384,8 +384,7 @@ static jv_t *build_resource(emu_calendar_t *cal, const jv_t *old, jv_t *body, co
         if (!admin && strcmp(etype, "default") != 0 &&
             (!cal->primary || strcmp(etype, "fromGmail") == 0)) {
             emu_error(rs, 400, "eventTypeRestriction",
-                      "Event type '%s' can only be created on the user's primary calendar.",
-                      etype);
+                      "Event type '%s' can only be created on the user's primary calendar.", etype);
             goto fail;
         }
     }

@@ -247,8 +247,8 @@ static int cb_start_array(void *ctx)
 }
 
 static const yajl_callbacks callbacks = {
-    cb_null, cb_bool, NULL, NULL, cb_number, cb_string, cb_start_map,
-    cb_map_key, cb_end, cb_start_array, cb_end,
+    cb_null,      cb_bool,    NULL,   NULL,           cb_number, cb_string,
+    cb_start_map, cb_map_key, cb_end, cb_start_array, cb_end,
 };
 
 int emu_json_parse(const char *buf, size_t len, jv_t **out, char *err, size_t errlen)

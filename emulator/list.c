@@ -7,8 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define DEFAULT_MAX 250
-#define HARD_MAX 2500
+#define DEFAULT_MAX           250
+#define HARD_MAX              2500
 #define UPDATED_MIN_WINDOW_MS (30LL * 86400000LL)
 
 /* ---------------------------------------------------------------- base64url */
@@ -74,8 +74,8 @@ static char *encode_token(const char *text)
 
 static char *sync_token_new(const emu_calendar_t *cal, uint64_t seq)
 {
-    char *t = bm_sprintf("S1|%s|%" PRIu64 "|%" PRIu64 "|%s", emu.world.world_id, cal->gen, seq,
-                         cal->id);
+    char *t =
+        bm_sprintf("S1|%s|%" PRIu64 "|%" PRIu64 "|%s", emu.world.world_id, cal->gen, seq, cal->id);
     char *e = encode_token(t);
     free(t);
     return e;
@@ -88,8 +88,8 @@ static int sync_token_parse(const emu_calendar_t *cal, const char *tok, uint64_t
     uint64_t gen;
     if (strlen(tok) > 2000 || emu_b64url_decode(tok, buf, sizeof(buf), &len) != BM_OK)
         return BM_EINVAL;
-    if (sscanf(buf, "S1|%32[0-9a-f]|%" SCNu64 "|%" SCNu64 "|%1023[^\n]", world, &gen, seq,
-               calid) != 4)
+    if (sscanf(buf, "S1|%32[0-9a-f]|%" SCNu64 "|%" SCNu64 "|%1023[^\n]", world, &gen, seq, calid) !=
+        4)
         return BM_EINVAL;
     if (strcmp(world, emu.world.world_id) != 0 || strcmp(calid, cal->id) != 0 || gen != cal->gen ||
         *seq > cal->seq)
@@ -112,8 +112,7 @@ static int page_token_parse(const emu_calendar_t *cal, const char *tok, ptok_t *
     size_t len;
     if (strlen(tok) > 2000 || emu_b64url_decode(tok, buf, sizeof(buf), &len) != BM_OK)
         return BM_EINVAL;
-    if (sscanf(buf,
-               "P1|%32[0-9a-f]|%c|%" SCNx64 "|%" SCNu64 "|%" SCNu64 "|%" SCNu64 "|%1023[^\n]",
+    if (sscanf(buf, "P1|%32[0-9a-f]|%c|%" SCNx64 "|%" SCNu64 "|%" SCNu64 "|%" SCNu64 "|%1023[^\n]",
                world, &p->mode, &p->fp, &p->pos, &p->sub, &p->snap, calid) != 7)
         return BM_EINVAL;
     if (strcmp(world, emu.world.world_id) != 0 || strcmp(calid, cal->id) != 0)
@@ -165,8 +164,8 @@ static int parse_max(const emu_req_t *rq, size_t dflt, size_t hard, size_t *out,
     char *end;
     long long n = strtoll(v, &end, 10);
     if (*v == '\0' || *end != '\0' || n < 1) {
-        emu_error(rs, 400, "invalid", "Invalid value '%s'. Values must be within the range: [1, %zu]",
-                  v, hard);
+        emu_error(rs, 400, "invalid",
+                  "Invalid value '%s'. Values must be within the range: [1, %zu]", v, hard);
         return BM_EINVAL;
     }
     *out = (size_t)n > hard ? hard : (size_t)n; /* Google clamps silently */
@@ -407,9 +406,15 @@ static void write_header(bm_buf_t *b, const emu_calendar_t *cal)
     bm_buf_puts(b, ",\"accessRole\":\"owner\",\"defaultReminders\":[]");
 }
 
-static const char *const sync_forbidden[] = {
-    "iCalUID",   "orderBy",  "privateExtendedProperty", "q", "sharedExtendedProperty",
-    "timeMin",   "timeMax",  "updatedMin",              NULL};
+static const char *const sync_forbidden[] = {"iCalUID",
+                                             "orderBy",
+                                             "privateExtendedProperty",
+                                             "q",
+                                             "sharedExtendedProperty",
+                                             "timeMin",
+                                             "timeMax",
+                                             "updatedMin",
+                                             NULL};
 
 static const char *const known_types[] = {"default",  "outOfOffice", "focusTime", "workingLocation",
                                           "birthday", "fromGmail",   NULL};
@@ -498,7 +503,8 @@ void emu_events_list(emu_calendar_t *cal, const emu_req_t *rq, emu_resp_t *rs)
     if (sync != NULL) {
         int rc = sync_token_parse(cal, sync, &lq.from_seq);
         if (rc != BM_OK) {
-            emu_error(rs, 410, "fullSyncRequired", "Sync token is no longer valid, a full sync is required.");
+            emu_error(rs, 410, "fullSyncRequired",
+                      "Sync token is no longer valid, a full sync is required.");
             return;
         }
         lq.sync = true;
@@ -654,8 +660,7 @@ void emu_events_list(emu_calendar_t *cal, const emu_req_t *rq, emu_resp_t *rs)
     bm_buf_dispose(&items);
 }
 
-void emu_events_instances(emu_calendar_t *cal, const char *id, const emu_req_t *rq,
-                          emu_resp_t *rs)
+void emu_events_instances(emu_calendar_t *cal, const char *id, const emu_req_t *rq, emu_resp_t *rs)
 {
     lq_t lq;
     memset(&lq, 0, sizeof(lq));
@@ -788,7 +793,8 @@ void emu_calendar_list(emu_user_t *u, const emu_req_t *rq, emu_resp_t *rs)
         emu_calendar_t *c = u->cals[i];
         if (i > pos)
             bm_buf_puts(b, ",");
-        bm_buf_printf(b, "{\"kind\":\"calendar#calendarListEntry\",\"etag\":\"\\\"%lld\\\"\",\"id\":",
+        bm_buf_printf(b,
+                      "{\"kind\":\"calendar#calendarListEntry\",\"etag\":\"\\\"%lld\\\"\",\"id\":",
                       (long long)c->updated_ms * 1000);
         emu_json_puts(b, c->id);
         bm_buf_puts(b, ",\"summary\":");

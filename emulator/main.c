@@ -42,8 +42,7 @@ static const opt_t opts[] = {
      "OAuth client secret (emu-client-secret)"},
     {"max-channel-ttl", OPT_INT, &ttl_v, 1, 315360000, "SECONDS",
      "cap on a push channel's ttl (604800)"},
-    {"token-ttl", OPT_INT, &token_ttl_v, 1, 86400 * 365, "SECONDS",
-     "access token lifetime (3600)"},
+    {"token-ttl", OPT_INT, &token_ttl_v, 1, 86400 * 365, "SECONDS", "access token lifetime (3600)"},
     {"rng-seed", OPT_INT, &seed_v, 0, INT64_MAX, "N", "seed of the fault RNG (1)"},
     {"verbose", OPT_BOOL, &emu.cfg.verbose, 0, 0, NULL, "log every request on stderr"},
     {"help", OPT_BOOL, &help_v, 0, 0, NULL, "show this help"},
@@ -90,8 +89,8 @@ static int parse_args(int argc, char **argv)
             errno = 0;
             long long v = strtoll(optarg, &end, 10);
             if (errno != 0 || *optarg == '\0' || *end != '\0' || v < o->min || v > o->max) {
-                fprintf(stderr, "gcal-emulator: --%s: expected an integer in %lld..%lld\n",
-                        o->name, (long long)o->min, (long long)o->max);
+                fprintf(stderr, "gcal-emulator: --%s: expected an integer in %lld..%lld\n", o->name,
+                        (long long)o->min, (long long)o->max);
                 return BM_EINVAL;
             }
             *(int64_t *)o->target = v;

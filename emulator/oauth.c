@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CODE_TTL_MS (10 * 60 * 1000)
+#define CODE_TTL_MS   (10 * 60 * 1000)
 #define DEFAULT_SCOPE "https://www.googleapis.com/auth/calendar"
 
 static void oauth_error(emu_resp_t *rs, int status, const char *error, const char *desc)
@@ -167,9 +167,9 @@ void emu_oauth_auth(emu_req_t *rq, emu_resp_t *rs)
         oauth_error(rs, 400, "access_denied", "No user to consent (login_hint or admin consent).");
         return;
     }
-    emu_token_t *c = emu_token_new(&emu.world.codes, "4/emu-", u,
-                                   scope != NULL && *scope != '\0' ? scope : DEFAULT_SCOPE,
-                                   CODE_TTL_MS, NULL);
+    emu_token_t *c =
+        emu_token_new(&emu.world.codes, "4/emu-", u,
+                      scope != NULL && *scope != '\0' ? scope : DEFAULT_SCOPE, CODE_TTL_MS, NULL);
     c->redirect_uri = bm_strdup(ru);
     c->challenge = bm_strdup(ch);
     c->challenge_method = bm_strdup(ch != NULL ? (chm != NULL ? chm : "plain") : NULL);

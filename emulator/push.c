@@ -16,10 +16,10 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_ATTEMPTS 5
+#define MAX_ATTEMPTS    5
 #define BACKOFF_BASE_MS 250
-#define MAX_QUEUE 100000
-#define DEFAULT_TTL_S 604800
+#define MAX_QUEUE       100000
+#define DEFAULT_TTL_S   604800
 
 typedef struct pmsg {
     struct pmsg *next;
@@ -349,7 +349,8 @@ void emu_watch(emu_calendar_t *cal, emu_user_t *u, const emu_req_t *rq, emu_resp
         goto out;
     }
     if (!channel_id_ok(id)) {
-        emu_error(rs, 400, "invalid", "Invalid channel id (at most 64 characters of [A-Za-z0-9-_+/=]).");
+        emu_error(rs, 400, "invalid",
+                  "Invalid channel id (at most 64 characters of [A-Za-z0-9-_+/=]).");
         goto out;
     }
     if (type == NULL || (strcmp(type, "web_hook") != 0 && strcmp(type, "webhook") != 0)) {
@@ -367,7 +368,8 @@ void emu_watch(emu_calendar_t *cal, emu_user_t *u, const emu_req_t *rq, emu_resp
     }
     if (ttlv != NULL) {
         char *end = NULL;
-        long long t = ttlv->type == JV_STR || ttlv->type == JV_NUM ? strtoll(ttlv->s, &end, 10) : -1;
+        long long t =
+            ttlv->type == JV_STR || ttlv->type == JV_NUM ? strtoll(ttlv->s, &end, 10) : -1;
         if (end == NULL || *end != '\0' || t <= 0) {
             emu_error(rs, 400, "invalid", "Invalid ttl value.");
             goto out;

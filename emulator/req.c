@@ -88,8 +88,8 @@ int emu_req_set_target(emu_req_t *rq, const char *target, size_t len)
             rq->params = bm_realloc(rq->params, sizeof(*rq->params) * (rq->n_params + 1));
             emu_param_t *pr = &rq->params[rq->n_params++];
             pr->name = emu_url_decode(p, (size_t)(ne - p), true);
-            pr->value = eq != NULL ? emu_url_decode(eq + 1, (size_t)(e - eq - 1), true)
-                                   : bm_strdup("");
+            pr->value =
+                eq != NULL ? emu_url_decode(eq + 1, (size_t)(e - eq - 1), true) : bm_strdup("");
         }
         p = e + 1;
     }

@@ -53,8 +53,7 @@ static int days_in_month(int y, int m)
 
 static int parse_ymd(const char *s, int *y, int *m, int *d)
 {
-    if (digits(s, 4, y) || s[4] != '-' || digits(s + 5, 2, m) || s[7] != '-' ||
-        digits(s + 8, 2, d))
+    if (digits(s, 4, y) || s[4] != '-' || digits(s + 5, 2, m) || s[7] != '-' || digits(s + 8, 2, d))
         return BM_EINVAL;
     if (*y < 1 || *m < 1 || *m > 12 || *d < 1 || *d > days_in_month(*y, *m))
         return BM_EINVAL;
@@ -106,8 +105,7 @@ int emu_parse_datetime(const char *s, int64_t *ms, bool *has_offset)
         p++;
     } else if (*p == '+' || *p == '-') {
         int oh, om;
-        if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 ||
-            om > 59)
+        if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 || om > 59)
             return BM_EINVAL;
         int64_t off = ((int64_t)oh * 60 + om) * 60000;
         t += *p == '+' ? -off : off;

@@ -334,10 +334,10 @@ int emu_when_parse(const jv_t *when, const emu_calendar_t *cal, bool *all_day, i
 void emu_event_reindex(emu_event_t *ev)
 {
     const char *st = jv_get_str(ev->res, "status");
-    ev->status = st == NULL                        ? EMU_ST_CONFIRMED
-                 : strcmp(st, "cancelled") == 0    ? EMU_ST_CANCELLED
-                 : strcmp(st, "tentative") == 0    ? EMU_ST_TENTATIVE
-                                                   : EMU_ST_CONFIRMED;
+    ev->status = st == NULL                     ? EMU_ST_CONFIRMED
+                 : strcmp(st, "cancelled") == 0 ? EMU_ST_CANCELLED
+                 : strcmp(st, "tentative") == 0 ? EMU_ST_TENTATIVE
+                                                : EMU_ST_CONFIRMED;
     bool ad = false;
     int64_t key = 0, utc = 0;
     if (emu_when_parse(jv_get(ev->res, "start"), ev->cal, &ad, &key, &utc) == BM_OK) {

@@ -69,8 +69,54 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen);
 int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, char *err,
                        size_t errlen);
 
-/* Plans the deletion of every block made from cal and every block living in
- * cal (it is leaving its group), then drains. */
-int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err, size_t errlen);
+/* ---- management (engine/manage.c) ----
+ * Every block deletion below is first recorded in the audit log with the block's
+ * content, under one run id per call, so that bm_engine_undo() can re-create it. */
+
+/* Deletes every block made from cal and every block living in cal (it leaves
+ * its group): planned in the outbox, audited as `action`, then drained. */
+int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, const char *action,
+                              char *err, size_t errlen);
+
+/* One block found by reset or cleanup (printed by the commands). */
+typedef struct bm_found_block {
+    char *gcal_id;
+    char *block_id;
+    char *start;
+    char *end;
+    bool series;
+} bm_found_block_t;
+void bm_found_blocks_free(bm_found_block_t *b, size_t n);
+
+/* Finds every event carrying busymirror's marker in cal, in Google (not only in
+ * the local mapping). With apply, deletes them, forgets cal's local state and
+ * sync token; *n_failed counts deletions that did not go through. */
+int bm_engine_reset_calendar(bm_engine_t *e, const bm_calendar_t *cal, bool apply,
+                             bm_found_block_t **found, size_t *n_found, size_t *n_failed, char *err,
+                             size_t errlen);
+
+typedef struct bm_cleanup_report {
+    bm_found_block_t *orphans; /* blocks whose source is gone */
+    size_t n_orphans;
+    int64_t sources;  /* mirror rows nothing uses */
+    int64_t sync_log; /* entries older than retention */
+    int64_t audit_log;
+} bm_cleanup_report_t;
+
+/* Removes (apply) or reports orphaned blocks, unused mirror rows and log entries
+ * older than [log] retention_days. */
+int bm_engine_cleanup(bm_engine_t *e, bool apply, bm_cleanup_report_t *r, char *err, size_t errlen);
+void bm_cleanup_report_dispose(bm_cleanup_report_t *r);
+
+/* Re-creates what one audited run deleted (run_id 0: the newest run).
+ * *restored and *failed count blocks; a block of a removed account fails. */
+int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *restored,
+                   size_t *failed, char *err, size_t errlen);
+
+/* Removes an account: unless keep_blocks, first deletes the blocks in its
+ * calendars and the blocks made from them (BM_EAPI, account kept, when some could
+ * not be deleted). */
+int bm_engine_remove_account(bm_engine_t *e, const bm_account_t *acct, bool keep_blocks,
+                             size_t *n_deleted, char *err, size_t errlen);
 
 #endif

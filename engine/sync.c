@@ -3,6 +3,7 @@
  * The order of a sync is architecture.md's "Sync of one calendar".
  */
 #include "engine/engine.h"
+#include "engine/engine-int.h"
 #include "core/crypto.h"
 #include "core/gcal.h"
 #include "core/log.h"
@@ -21,29 +22,6 @@
 #define RETRY_CAP_MS      8000
 #define DRAIN_MAX_WAIT_MS 20000 /* a run waits this long at most for a backed-off item */
 
-typedef struct engine_account {
-    int64_t id;
-    char *name;
-    char *refresh_token; /* clear text, wiped on free */
-    bm_gcal_account_t g;
-    bool broken; /* needs login or no usable token: skip */
-} engine_account_t;
-
-struct bm_engine {
-    bm_engine_opts_t o;
-    bm_store_t *st;
-    bm_gcal_t *gcal;
-    bm_plan_opts_t plan;
-    unsigned char key[32];
-    bool have_key;
-    engine_account_t *accounts;
-    size_t n_accounts;
-    char owner[300]; /* lease owner: pid@host */
-    uint64_t rng;
-    bm_engine_totals_t totals;
-    FILE *out;
-};
-
 /* ---- accounts and tokens ---- */
 
 static int load_key(bm_engine_t *e, char *err, size_t errlen)
@@ -56,8 +34,7 @@ static int load_key(bm_engine_t *e, char *err, size_t errlen)
     return rc;
 }
 
-/* The engine's account with a usable Google identity, loaded once. */
-static int get_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err, size_t errlen)
+int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err, size_t errlen)
 {
     int rc = BM_OK;
     bm_account_t row = {0};
@@ -108,7 +85,7 @@ out:
     return rc;
 }
 
-static void mark_needs_login(bm_engine_t *e, engine_account_t *a)
+void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a)
 {
     char err[256];
     a->broken = true;
@@ -188,7 +165,7 @@ long bm_engine_api_calls(const bm_engine_t *e)
     return s.requests;
 }
 
-static bool stopped(const bm_engine_t *e)
+bool bm__engine_stopped(const bm_engine_t *e)
 {
     return e->o.stop != NULL && *e->o.stop != 0;
 }
@@ -215,7 +192,7 @@ int bm_engine_discover(bm_engine_t *e, const bm_account_t *acct, size_t *n_found
                        size_t errlen)
 {
     engine_account_t *a;
-    int rc = get_account(e, acct->id, &a, err, errlen);
+    int rc = bm__engine_account(e, acct->id, &a, err, errlen);
     if (rc != BM_OK)
         return rc;
     discover_ctx_t d = {e, acct->id, 0, err, errlen};
@@ -224,7 +201,7 @@ int bm_engine_discover(bm_engine_t *e, const bm_account_t *acct, size_t *n_found
         return rc;
     rc = bm_gcal_list_calendars(e->gcal, &a->g, on_calendar, &d, err, errlen);
     if (rc == BM_EAUTH)
-        mark_needs_login(e, a);
+        bm__engine_needs_login(e, a);
     if (rc == BM_OK)
         rc = bm_store_commit(e->st, err, errlen);
     else
@@ -257,7 +234,7 @@ static int on_page(void *ud, bm_event_t *events, size_t n)
         c->events[c->n_events++] = events[i];
         memset(&events[i], 0, sizeof(events[i]));
     }
-    return stopped(c->e) ? BM_ECANCELED : BM_OK;
+    return bm__engine_stopped(c->e) ? BM_ECANCELED : BM_OK;
 }
 
 /* "<sha256(calendar) prefix>/<event>": names the source without naming the calendar. */
@@ -548,7 +525,7 @@ int bm_engine_sync_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err,
     if (rc != BM_OK)
         goto out;
     leased = true;
-    rc = get_account(e, cal->account_id, &a, err, errlen);
+    rc = bm__engine_account(e, cal->account_id, &a, err, errlen);
     if (rc != BM_OK)
         goto out;
     rc = bm_store_calendar_targets(e->st, cal, &c.targets, &c.n_targets, err, errlen);
@@ -556,7 +533,7 @@ int bm_engine_sync_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err,
         goto out;
     rc = list_changes(&c, a, &full, &token, err, errlen);
     if (rc == BM_EAUTH)
-        mark_needs_login(e, a);
+        bm__engine_needs_login(e, a);
     if (rc != BM_OK)
         goto out;
 
@@ -720,7 +697,7 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
     }
     rc = bm_gcal_batch(e->gcal, &a->g, reqs, n, err, errlen);
     if (rc == BM_EAUTH)
-        mark_needs_login(e, a);
+        bm__engine_needs_login(e, a);
     if (rc != BM_OK)
         goto out;
     rc = bm_store_begin(e->st, err, errlen);
@@ -764,12 +741,12 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
         rc = bm_store_outbox_accounts(e->st, &accounts, &n_accounts, err, errlen);
         for (size_t i = 0; rc == BM_OK && i < n_accounts; i++) {
             engine_account_t *a;
-            if (get_account(e, accounts[i], &a, err, errlen) != BM_OK)
+            if (bm__engine_account(e, accounts[i], &a, err, errlen) != BM_OK)
                 continue; /* its items wait for a new login */
             for (int pass = 0; pass < 2 && rc == BM_OK; pass++) {
                 size_t done;
                 do {
-                    if (stopped(e)) {
+                    if (bm__engine_stopped(e)) {
                         rc = bm_err(err, errlen, BM_ECANCELED, "stopped");
                         goto out;
                     }
@@ -797,7 +774,7 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
         int64_t wait = next_due - bm_now_ms();
         if (pending == 0 || (worked == 0 && wait <= 0) || wait > DRAIN_MAX_WAIT_MS)
             break;
-        while (wait > 0 && !stopped(e)) { /* a backed-off item is due soon */
+        while (wait > 0 && !bm__engine_stopped(e)) { /* a backed-off item is due soon */
             struct timespec ts = {0, 50 * 1000000L};
             nanosleep(&ts, NULL);
             wait -= 50;
@@ -820,7 +797,7 @@ int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, 
     int rc = bm_store_calendar_list(e->st, account_id, gcal_id, true, &cals, &n, err, errlen);
     if (rc != BM_OK)
         return rc;
-    for (size_t i = 0; i < n && !stopped(e); i++) {
+    for (size_t i = 0; i < n && !bm__engine_stopped(e); i++) {
         rc = bm_engine_sync_calendar(e, &cals[i], one, sizeof(one));
         if (rc != BM_OK && (first == BM_OK || first == BM_EBUSY)) {
             first = rc;
@@ -828,7 +805,7 @@ int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, 
         }
     }
     bm_store_calendars_free(cals, n);
-    if (stopped(e))
+    if (bm__engine_stopped(e))
         return bm_err(err, errlen, BM_ECANCELED, "stopped");
     rc = bm_engine_drain(e, one, sizeof(one));
     if (rc != BM_OK && (first == BM_OK || first == BM_EBUSY)) {
@@ -836,52 +813,4 @@ int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, 
         snprintf(err, errlen, "%s", one);
     }
     return first;
-}
-
-/* ---- leaving a group ---- */
-
-static int retire_blocks(bm_engine_t *e, bm_block_t *b, size_t n, char *err, size_t errlen)
-{
-    int rc = BM_OK;
-    for (size_t i = 0; rc == BM_OK && i < n; i++) {
-        if (b[i].master_block_id != NULL) /* goes with its series */
-            continue;
-        if (!b[i].created) {
-            rc = bm_store_block_delete(e->st, b[i].target_calendar_id, b[i].block_id, err, errlen);
-            continue;
-        }
-        free(b[i].shape);
-        b[i].shape = NULL;
-        rc = bm_store_block_put(e->st, &b[i], err, errlen);
-        if (rc == BM_OK)
-            rc = bm_store_outbox_put(e->st, b[i].target_calendar_id, b[i].block_id,
-                                     BM_OUTBOX_DELETE, false, err, errlen);
-        e->totals.planned_deletes++;
-    }
-    return rc;
-}
-
-int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err, size_t errlen)
-{
-    bm_block_t *from = NULL, *in = NULL;
-    size_t n_from = 0, n_in = 0;
-    int rc = bm_store_begin(e->st, err, errlen);
-    if (rc != BM_OK)
-        return rc;
-    rc = bm_store_blocks_for_source(e->st, cal->id, NULL, &from, &n_from, err, errlen);
-    if (rc == BM_OK)
-        rc = bm_store_blocks_in_target(e->st, cal->id, &in, &n_in, err, errlen);
-    if (rc == BM_OK)
-        rc = retire_blocks(e, from, n_from, err, errlen);
-    if (rc == BM_OK)
-        rc = retire_blocks(e, in, n_in, err, errlen);
-    if (rc == BM_OK)
-        rc = bm_store_sync_state_reset(e->st, cal->id, err, errlen);
-    if (rc == BM_OK)
-        rc = bm_store_commit(e->st, err, errlen);
-    else
-        bm_store_rollback(e->st);
-    bm_store_blocks_free(from, n_from);
-    bm_store_blocks_free(in, n_in);
-    return rc == BM_OK ? bm_engine_drain(e, err, errlen) : rc;
 }

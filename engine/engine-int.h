@@ -1,0 +1,42 @@
+/*
+ * engine/engine-int.h: what engine/sync.c and engine/manage.c share. Private to
+ * engine/.
+ */
+#ifndef BM_ENGINE_ENGINE_INT_H
+#define BM_ENGINE_ENGINE_INT_H
+
+#include "core/gcal.h"
+#include "engine/engine.h"
+
+typedef struct engine_account {
+    int64_t id;
+    char *name;
+    char *refresh_token; /* clear text, wiped on free */
+    bm_gcal_account_t g;
+    bool broken; /* needs login or no usable token: skip */
+} engine_account_t;
+
+struct bm_engine {
+    bm_engine_opts_t o;
+    bm_store_t *st;
+    bm_gcal_t *gcal;
+    bm_plan_opts_t plan;
+    unsigned char key[32];
+    bool have_key;
+    engine_account_t *accounts;
+    size_t n_accounts;
+    char owner[300]; /* lease owner: pid@host */
+    uint64_t rng;
+    bm_engine_totals_t totals;
+    FILE *out;
+};
+
+/* The engine's account row with its Google identity, loaded (and its refresh
+ * token decrypted) once. BM_EAUTH when it needs a new login. */
+int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err,
+                       size_t errlen);
+/* Marks the account as needing a new login (store and memory). */
+void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a);
+bool bm__engine_stopped(const bm_engine_t *e);
+
+#endif
