@@ -30,7 +30,7 @@ static const bm_cli_command_t commands[] = {
     {"cleanup", bm_cmd_cleanup, "remove orphaned blocks, unused mirror rows and old log entries",
      "  --dry-run           report what would be removed\n"},
     {"poll", bm_cmd_unavailable, "poll calendars without push once", ""},
-    {"account", bm_cmd_account, "add and list Google accounts",
+    {"account", bm_cmd_account, "add, log in, list and remove Google accounts",
      "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
      "                      store an account; its refresh token is encrypted at rest\n"
      "  login --name NAME [--timeout SECONDS] [--login-hint EMAIL] [--no-browser]\n"
@@ -38,6 +38,9 @@ static const bm_cli_command_t commands[] = {
      "                      answers arrive on 127.0.0.1, default --timeout 300) and store\n"
      "                      the account, or give an existing one a new token (needs-login)\n"
      "  list                name, e-mail, calendars and state of every account\n"
+     "  remove --account-id NAME [--keep-blocks] --confirm\n"
+     "                      delete the blocks in its calendars and those made from them\n"
+     "                      (unless --keep-blocks), then forget the account\n"
      "\nexit codes: 0 ok; 1 failure (login: denied, no answer within --timeout, Google\n"
      "refused the code); 2 usage; 78 [google] client_id or client_secret not set\n"},
     {"calendar", bm_cmd_calendar, "discover, enable, disable and list calendars",
@@ -110,7 +113,8 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(see 'busymirror %s--help')\n", cmd != NULL ? cmd->name : "");
+    fprintf(stderr, "\n(see 'busymirror %s%s--help')\n", cmd != NULL ? cmd->name : "",
+            cmd != NULL ? " " : "");
     return BM_EXIT_USAGE;
 }
 

@@ -232,6 +232,8 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
             *probs[i].p = v;
         }
     }
+    if (num_field(b, "writes_only", &v))
+        f.writes_only = v != 0;
     if (num_field(b, "latency_ms", &v)) {
         if (v < 0 || v > 600000)
             bad = true;
@@ -246,7 +248,8 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
         const char *k = b->keys[i];
         if (!is(k, "seed") && !is(k, "latency_ms") && !is(k, "delay_notifications_ms") &&
             !is(k, "error_500") && !is(k, "error_503") && !is(k, "error_429") &&
-            !is(k, "error_403") && !is(k, "drop_notifications") && !is(k, "short_pages"))
+            !is(k, "error_403") && !is(k, "writes_only") && !is(k, "drop_notifications") &&
+            !is(k, "short_pages"))
             bad = true;
     }
     if (bad) {

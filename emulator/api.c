@@ -187,9 +187,11 @@ static bool quota_ok(emu_user_t *u, emu_resp_t *rs)
     return true;
 }
 
-static bool fault_injected(emu_resp_t *rs)
+static bool fault_injected(emu_resp_t *rs, bool is_write)
 {
     const emu_faults_t *f = &emu.faults;
+    if (f->writes_only && !is_write)
+        return false;
     if (f->error_500 > 0 && emu_rand01() < f->error_500) {
         emu_error(rs, 500, "backendError", "Backend Error");
     } else if (f->error_503 > 0 && emu_rand01() < f->error_503) {
@@ -352,7 +354,7 @@ void emu_api_handle(emu_req_t *rq, emu_resp_t *rs)
         goto out;
     }
     emu_token_t *tok = authenticate(rq, rs);
-    if (tok == NULL || !quota_ok(tok->user, rs) || fault_injected(rs)) {
+    if (tok == NULL || !quota_ok(tok->user, rs) || fault_injected(rs, is_write)) {
         if (is_write)
             count_write_attempt(r);
         goto out;

@@ -415,6 +415,7 @@ typedef struct emu_counters {
 typedef struct emu_faults {
     double error_500, error_503, error_429, error_403, drop_notifications, short_pages;
     int64_t latency_ms, delay_notifications_ms;
+    bool writes_only; /* error faults hit writes (insert/update/patch/delete/import) only */
 } emu_faults_t;
 
 typedef struct emu_config {
