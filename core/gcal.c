@@ -364,7 +364,9 @@ static int http_perform(bm_gcal_t *g, const char *method, const char *url,
     SETOPT(h, CURLOPT_WRITEDATA, resp);
     SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(h, CURLOPT_HEADERDATA, resp);
-    SETOPT(h, CURLOPT_NOPROGRESS, 0L);
+    /* A stop aborts reads at once; a write in flight completes (within the
+     * timeout), so that its result is recorded and nothing is applied twice. */
+    SETOPT(h, CURLOPT_NOPROGRESS, strcmp(method, "GET") == 0 ? 0L : 1L);
     SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     SETOPT(h, CURLOPT_XFERINFODATA, g);
     SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)resp->body.max);

@@ -54,7 +54,8 @@ typedef struct bm_gcal_opts {
     long backoff_cap_ms;      /* default 32000 */
     long quota_backoff_ms;    /* floor of the wait after 403 quotaExceeded, default 30000 */
     const char *user_agent;   /* default "busymirror" */
-    const volatile int *stop; /* optional: nonzero aborts waits and transfers */
+    const volatile int *stop; /* optional: nonzero aborts waits and reads; a write in
+                                 flight completes */
 } bm_gcal_opts_t;
 
 /* Counters since bm_gcal_new(), each HTTP request counted once (retries too). */

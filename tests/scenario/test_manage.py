@@ -146,7 +146,11 @@ class ManageTest(Scenario):
                 self.assertNotIn(b"refresh-bob", data)
         for f in ("bm.db", "bm.key"):
             self.assertEqual(os.stat(os.path.join(self.dir, f)).st_mode & 0o777, 0o600)
-        # a wrong key is refused with a clear message, and changes nothing
+        # a missing or wrong key is refused with a clear message, and changes nothing
+        os.rename(os.path.join(self.dir, "bm.key"), os.path.join(self.dir, "bm.key.away"))
+        _, err = self.bm("sync", expect=1)
+        self.assertIn("log in again", err)
+        os.rename(os.path.join(self.dir, "bm.key.away"), os.path.join(self.dir, "bm.key"))
         with open(os.path.join(self.dir, "bm.key"), "r+b") as fh:
             fh.write(b"\0" * 32)
         _, err = self.bm("sync", expect=1)

@@ -231,6 +231,28 @@ class SyncTest(Scenario):
             self.assertEqual(len(blocks), 500)
             self.assertEqual(len(self.emu.dump(t)), 500)
 
+    def test_timeout_and_ctrl_c_stop_cleanly_with_the_outbox_intact(self):
+        for i in range(200):
+            self.emu.event(A, timed("m%d" % i, hour(i)))
+        self.emu.faults(latency_ms=300)
+        _, err = self.sync("--timeout", "2", expect=1)
+        self.assertIn("stopped by --timeout", err)
+        db = sqlite3.connect(os.path.join(self.dir, "bm.db"))
+        pending = db.execute("select count(*) from outbox").fetchone()[0]
+        db.close()
+        done = len(self.emu.blocks(B)) + len(self.emu.blocks(C))
+        self.assertGreater(pending, 0)
+        self.assertEqual(pending + done, 400)  # nothing lost, nothing twice
+        p = self.bm_proc("sync")
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130, err)
+        self.emu.faults()
+        self.sync()
+        self.assertEqual(len(self.emu.blocks(B)), 200)
+        self.assertEqual(len(self.emu.dump(C)), 200)
+
     def test_revoked_account_parks_and_says_so(self):
         self.emu.event(A, timed("Planning", hour(11)))
         self.emu.call("POST", "/_emulator/users/bob%40example.com/revoke", {})
