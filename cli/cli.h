@@ -39,6 +39,8 @@ const bm_cli_command_t *bm_cli_find(const char *name);
 int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out);
 int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name,
                     bm_calendar_t *out);
+/* "ok", "needs-login" or "breaker-open". */
+const char *bm_cli_account_state(const bm_account_t *a);
 /* A sync engine on the CLI's store (exit code on failure, message printed). */
 struct bm_engine;
 int bm_cli_engine(bm_cli_t *cli, struct bm_engine **e);

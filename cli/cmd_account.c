@@ -104,7 +104,7 @@ static int account_list(bm_cli_t *cli)
         size_t nc = 0;
         bm_store_calendar_list(st, a[i].id, NULL, false, &cals, &nc, err, sizeof(err));
         printf("%-20s %-32s %-9zu %s\n", a[i].name, a[i].email != NULL ? a[i].email : "-", nc,
-               a[i].state == BM_ACCOUNT_NEEDS_LOGIN ? "needs-login" : "ok");
+               bm_cli_account_state(&a[i]));
         bm_store_calendars_free(cals, nc);
     }
     bm_store_accounts_free(a, n);

@@ -87,17 +87,28 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
         printf("ACCOUNTS\n");
     }
     for (size_t i = 0; i < n_accts; i++) {
-        bool needs = accts[i].state == BM_ACCOUNT_NEEDS_LOGIN;
-        unhealthy |= needs;
+        const char *state = bm_cli_account_state(&accts[i]);
+        unhealthy |= strcmp(state, "ok") != 0;
+        fmt_time(accts[i].breaker_until, when, sizeof(when));
         if (json) {
             yajl_gen_map_open(g);
             gen_str(g, "name", accts[i].name);
             gen_str(g, "email", accts[i].email);
-            gen_str(g, "state", needs ? "needs-login" : "ok");
+            gen_str(g, "state", state);
+            gen_str(g, "breaker",
+                    accts[i].breaker_until > bm_now() ? "open"
+                    : accts[i].breaker_failures > 0   ? "half-open"
+                                                      : "closed");
+            gen_int(g, "breaker_failures", accts[i].breaker_failures);
+            gen_str(g, "breaker_until", accts[i].breaker_until > bm_now() ? when : NULL);
             yajl_gen_map_close(g);
         } else {
-            printf("  %-20s %-32s %s\n", accts[i].name, accts[i].email ? accts[i].email : "-",
-                   needs ? "NEEDS LOGIN: busymirror account login --name <name>" : "ok");
+            printf("  %-20s %-32s %s", accts[i].name, accts[i].email ? accts[i].email : "-", state);
+            if (strcmp(state, "needs-login") == 0)
+                printf(": busymirror account login --name %s", accts[i].name);
+            else if (strcmp(state, "breaker-open") == 0)
+                printf(" after %d failures, until %s", accts[i].breaker_failures, when);
+            printf("\n");
         }
     }
     if (json) {

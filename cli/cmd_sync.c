@@ -107,7 +107,12 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
            (long long)t.applied, (long long)t.pending, (long long)t.dead_letters,
            bm_engine_api_calls(e), secs);
     if (r == BM_OK) {
-        rc = t.dead_letters > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
+        rc = t.dead_letters > 0 || t.pending > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
+        if (t.pending > 0)
+            fprintf(stderr,
+                    "busymirror sync: %lld block writes wait for a later run (see "
+                    "busymirror status)\n",
+                    (long long)t.pending);
     } else if (r == BM_ECANCELED) {
         fprintf(stderr,
                 "busymirror sync: stopped by %s; pending writes stay in the outbox for "

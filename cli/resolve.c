@@ -85,3 +85,10 @@ int bm_cli_engine(bm_cli_t *cli, bm_engine_t **e)
     }
     return BM_EXIT_OK;
 }
+
+const char *bm_cli_account_state(const bm_account_t *a)
+{
+    if (a->state == BM_ACCOUNT_NEEDS_LOGIN)
+        return "needs-login";
+    return a->breaker_until > bm_now() ? "breaker-open" : "ok";
+}

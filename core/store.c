@@ -154,6 +154,10 @@ static const char *const migrations[] = {
     "  undone_at INTEGER);"
     "CREATE INDEX audit_run ON audit_log(run_id);"
     "CREATE INDEX audit_time ON audit_log(at);",
+
+    /* 3: a circuit breaker per account (open after repeated failures) */
+    "ALTER TABLE accounts ADD COLUMN breaker_failures INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE accounts ADD COLUMN breaker_until INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -331,7 +335,8 @@ void bm_store_rollback(bm_store_t *st)
 
 /* ---- accounts ---- */
 
-#define ACCOUNT_COLS "id, name, email, refresh_token_enc, state, created_at"
+#define ACCOUNT_COLS                                                                               \
+    "id, name, email, refresh_token_enc, state, created_at, breaker_failures, breaker_until"
 
 static void read_account(sqlite3_stmt *s, bm_account_t *a)
 {
@@ -347,6 +352,8 @@ static void read_account(sqlite3_stmt *s, bm_account_t *a)
     }
     a->state = (bm_account_state_t)sqlite3_column_int(s, 4);
     a->created_at = sqlite3_column_int64(s, 5);
+    a->breaker_failures = sqlite3_column_int(s, 6);
+    a->breaker_until = sqlite3_column_int64(s, 7);
 }
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
@@ -442,6 +449,16 @@ int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *
     sqlite3_bind_blob(s, 1, token_enc, (int)len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, id);
     return exec_done(st, s, err, errlen, "set account token");
+}
+
+int bm_store_account_set_breaker(bm_store_t *st, int64_t id, int failures, int64_t until, char *err,
+                                 size_t errlen)
+{
+    PREP(s, "UPDATE accounts SET breaker_failures = ?, breaker_until = ? WHERE id = ?");
+    sqlite3_bind_int(s, 1, failures);
+    sqlite3_bind_int64(s, 2, until);
+    sqlite3_bind_int64(s, 3, id);
+    return exec_done(st, s, err, errlen, "set account breaker");
 }
 
 int bm_store_account_set_email(bm_store_t *st, int64_t id, const char *email, char *err,

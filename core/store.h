@@ -15,7 +15,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 2
+#define BM_STORE_SCHEMA_VERSION 3
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. */
 int bm_store_open(const char *path, bm_store_t **out, char *err, size_t errlen);
@@ -40,6 +40,8 @@ typedef struct bm_account {
     size_t refresh_token_enc_len;
     bm_account_state_t state;
     int64_t created_at;
+    int breaker_failures;  /* consecutive failed runs against Google */
+    int64_t breaker_until; /* open (calls skipped) until this time; then half-open */
 } bm_account_t;
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
@@ -55,6 +57,8 @@ int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t st
                                size_t errlen);
 int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *token_enc,
                                size_t len, char *err, size_t errlen);
+int bm_store_account_set_breaker(bm_store_t *st, int64_t id, int failures, int64_t until, char *err,
+                                 size_t errlen);
 int bm_store_account_set_email(bm_store_t *st, int64_t id, const char *email, char *err,
                                size_t errlen);
 /* Removes the account and, by cascade, its calendars and their state. */

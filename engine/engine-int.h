@@ -13,7 +13,10 @@ typedef struct engine_account {
     char *name;
     char *refresh_token; /* clear text, wiped on free */
     bm_gcal_account_t g;
-    bool broken; /* needs login or no usable token: skip */
+    bool broken;           /* needs login or no usable token: skip */
+    int breaker_failures;  /* persisted: times the breaker opened in a row */
+    int64_t breaker_until; /* persisted: open until then */
+    int consecutive;       /* failed calls in a row in this process */
 } engine_account_t;
 
 struct bm_engine {
@@ -38,5 +41,12 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
 /* Marks the account as needing a new login (store and memory). */
 void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a);
 bool bm__engine_stopped(const bm_engine_t *e);
+/* Feeds the account's circuit breaker with the outcome of a call to Google.
+ * BM_ETRANSIENT counts a failure: `exhausted` (the client's own retries are
+ * spent) opens the breaker at once, otherwise BREAKER_THRESHOLD failures in a
+ * row do. It stays open a minute, doubling up to an hour while it keeps
+ * opening; then one call is let through (half-open), and BM_OK closes it. */
+#define BREAKER_THRESHOLD 5
+void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted);
 
 #endif

@@ -42,13 +42,17 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
     size_t plain_len = 0;
 
     for (size_t i = 0; i < e->n_accounts; i++) {
-        if (e->accounts[i].id == id) {
-            *out = &e->accounts[i];
-            return e->accounts[i].broken
-                       ? bm_err(err, errlen, BM_EAUTH, "account '%s' needs a new login",
-                                e->accounts[i].name)
-                       : BM_OK;
-        }
+        engine_account_t *a = &e->accounts[i];
+        if (a->id != id)
+            continue;
+        *out = a;
+        if (a->broken)
+            return bm_err(err, errlen, BM_EAUTH, "account '%s' needs a new login", a->name);
+        if (a->breaker_until > bm_now())
+            return bm_err(err, errlen, BM_ETRANSIENT,
+                          "account '%s': circuit breaker open for %llds more after %d failures",
+                          a->name, (long long)(a->breaker_until - bm_now()), a->breaker_failures);
+        return BM_OK;
     }
     rc = bm_store_account_get_by_id(e->st, id, &row, err, errlen);
     if (rc != BM_OK)
@@ -58,6 +62,8 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
     memset(a, 0, sizeof(*a));
     a->id = id;
     a->name = bm_strdup(row.name);
+    a->breaker_failures = row.breaker_failures;
+    a->breaker_until = row.breaker_until;
     *out = a;
     if (row.state == BM_ACCOUNT_NEEDS_LOGIN || row.refresh_token_enc == NULL) {
         a->broken = true;
@@ -79,6 +85,10 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
     a->refresh_token = bm_strndup((const char *)plain, plain_len);
     bm_log_add_secret(a->refresh_token);
     bm_gcal_account_init(&a->g, a->refresh_token, a->name);
+    if (a->breaker_until > bm_now())
+        rc = bm_err(err, errlen, BM_ETRANSIENT,
+                    "account '%s': circuit breaker open for %llds more after %d failures", a->name,
+                    (long long)(a->breaker_until - bm_now()), a->breaker_failures);
 out:
     bm_crypto_free(plain, plain_len);
     bm_account_dispose(&row);
@@ -94,6 +104,38 @@ void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a)
         BM_LOG(BM_LOG_ERROR, BM_MSG("cannot mark account"), BM_KS("error", err));
     BM_LOG(BM_LOG_ERROR, BM_MSG("account needs a new login: its calendars are parked"),
            BM_KS("account", a->name));
+}
+
+#define BREAKER_FIRST_S 60
+#define BREAKER_MAX_S   3600
+
+void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted)
+{
+    char err[256];
+    if (rc == BM_OK)
+        a->consecutive = 0;
+    else if (rc == BM_ETRANSIENT)
+        a->consecutive += exhausted ? BREAKER_THRESHOLD : 1;
+    if (rc == BM_OK && a->breaker_failures > 0) {
+        BM_LOG(BM_LOG_INFO, BM_MSG("circuit breaker closed"), BM_KS("account", a->name));
+        a->breaker_failures = 0;
+        a->breaker_until = 0;
+    } else if (rc == BM_ETRANSIENT && a->consecutive >= BREAKER_THRESHOLD) {
+        a->consecutive = 0;
+        int64_t open_s = BREAKER_FIRST_S;
+        for (int i = 0; i < a->breaker_failures && open_s < BREAKER_MAX_S; i++)
+            open_s *= 2;
+        a->breaker_failures++;
+        a->breaker_until = bm_now() + (open_s < BREAKER_MAX_S ? open_s : BREAKER_MAX_S);
+        BM_LOG(BM_LOG_WARN, BM_MSG("circuit breaker open: the account's calendars wait"),
+               BM_KS("account", a->name), BM_KI("failures", a->breaker_failures),
+               BM_KI("seconds", a->breaker_until - bm_now()));
+    } else {
+        return;
+    }
+    if (!e->o.dry_run && bm_store_account_set_breaker(e->st, a->id, a->breaker_failures,
+                                                      a->breaker_until, err, sizeof(err)) != BM_OK)
+        BM_LOG(BM_LOG_ERROR, BM_MSG("cannot save the circuit breaker"), BM_KS("error", err));
 }
 
 /* ---- lifecycle ---- */
@@ -532,6 +574,7 @@ int bm_engine_sync_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err,
     if (rc != BM_OK)
         goto out;
     rc = list_changes(&c, a, &full, &token, err, errlen);
+    bm__engine_breaker(e, a, rc, true);
     if (rc == BM_EAUTH)
         bm__engine_needs_login(e, a);
     if (rc != BM_OK)
@@ -610,13 +653,21 @@ out:
 
 /* ---- the drain ---- */
 
-static bool transient_status(long status, const char *reason)
+/* Google is refusing work for now: no answer, rate limits, an outage. */
+static bool refused_for_now(long status, const char *reason)
 {
-    if (status == 0 || status == 401 || status == 409 || status == 429 || status >= 500)
+    if (status == 0 || status == 429 || status >= 500)
         return true;
     return status == 403 &&
            (strcmp(reason, "rateLimitExceeded") == 0 ||
             strcmp(reason, "userRateLimitExceeded") == 0 || strcmp(reason, "quotaExceeded") == 0);
+}
+
+/* Worth trying the item again later. 409 here is a batch conflict (a duplicate
+ * insert was handled already), 401 a token that expired mid-batch. */
+static bool transient_status(long status, const char *reason)
+{
+    return status == 401 || status == 409 || refused_for_now(status, reason);
 }
 
 /* Records the result of one applied item (inside the caller's transaction). */
@@ -696,17 +747,26 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
         reqs[i].body = it->op == BM_OUTBOX_PUT ? it->body : NULL;
     }
     rc = bm_gcal_batch(e->gcal, &a->g, reqs, n, err, errlen);
-    if (rc == BM_EAUTH)
-        bm__engine_needs_login(e, a);
-    if (rc != BM_OK)
+    if (rc != BM_OK) {
+        bm__engine_breaker(e, a, rc, true);
+        if (rc == BM_EAUTH)
+            bm__engine_needs_login(e, a);
         goto out;
+    }
+    size_t n_transient = 0;
     rc = bm_store_begin(e->st, err, errlen);
-    for (size_t i = 0; rc == BM_OK && i < n; i++)
+    for (size_t i = 0; rc == BM_OK && i < n; i++) {
+        n_transient += refused_for_now(reqs[i].status, reqs[i].reason);
         rc = settle(e, &items[i], &reqs[i], inserting[i], err, errlen);
+    }
     if (rc == BM_OK)
         rc = bm_store_commit(e->st, err, errlen);
     else
         bm_store_rollback(e->st);
+    /* Every part refused for now (rate limits, outages): the account is failing. */
+    bm__engine_breaker(e, a, n_transient == n ? BM_ETRANSIENT : BM_OK, false);
+    if (rc == BM_OK && n_transient == n && a->breaker_until > bm_now())
+        rc = bm_err(err, errlen, BM_ETRANSIENT, "circuit breaker open");
 out:
     if (reqs != NULL)
         bm_gcal_reqs_dispose(reqs, n);

@@ -72,6 +72,13 @@ START_TEST(old_schema_migrates_forward_keeping_data)
     ck_assert_int_eq(bm_store_account_get(st, "work", &a, err, sizeof(err)), BM_OK);
     ck_assert_str_eq(a.email, "me@work.example");
     ck_assert_uint_eq(a.refresh_token_enc_len, 2);
+    ck_assert_int_eq(a.breaker_failures, 0); /* schema 3's columns, with their defaults */
+    ck_assert_int_eq(a.breaker_until, 0);
+    ck_assert_int_eq(bm_store_account_set_breaker(st, a.id, 2, 12345, err, sizeof(err)), BM_OK);
+    bm_account_dispose(&a);
+    ck_assert_int_eq(bm_store_account_get(st, "work", &a, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(a.breaker_failures, 2);
+    ck_assert_int_eq(a.breaker_until, 12345);
     bm_account_dispose(&a);
     bm_calendar_t c;
     ck_assert_int_eq(bm_store_calendar_get(st, cal, &c, err, sizeof(err)), BM_OK);

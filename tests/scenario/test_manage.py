@@ -99,6 +99,35 @@ class ManageTest(Scenario):
         self.assertFalse(doc["healthy"])
         self.assertEqual([a["state"] for a in doc["accounts"]], ["ok", "needs-login"])
 
+    def test_circuit_breaker_isolates_a_failing_account(self):
+        self.emu.event(A, timed("Review", hour(20)))
+        self.emu.call("POST", "/_emulator/users/bob%40example.com/quota",
+                      {"rpm": 1, "status": 429})
+        _, err = self.bm("sync", expect=1)
+        self.assertIn("wait for a later run", err)
+        self.assertEqual(len(self.emu.blocks(B)), 4)  # alice's calendars go on
+        out, _ = self.bm("account", "list")
+        self.assertRegex(out, r"bob .* breaker-open")
+        doc = json.loads(self.bm("status", "--json", expect=1)[0])
+        bob = [a for a in doc["accounts"] if a["name"] == "bob"][0]
+        self.assertEqual((bob["breaker"], bob["breaker_failures"]), ("open", 1))
+        # while open, the next run does not call Google for bob at all
+        self.emu.event(C, timed("Another", hour(21)))
+        self.emu.reset_counters()
+        self.bm("sync", expect=1)
+        self.assertEqual(self.emu.counters()["list"], 2)  # alice's two calendars only
+        # half-open after the wait: one success closes it
+        self.emu.call("POST", "/_emulator/users/bob%40example.com/quota", {"rpm": 0})
+        db = sqlite3.connect(os.path.join(self.dir, "bm.db"))
+        db.execute("UPDATE accounts SET breaker_until = 1 WHERE name = 'bob'")
+        db.commit()
+        db.close()
+        self.bm("sync")
+        self.assertEqual(len(self.emu.blocks(C)), 4)
+        self.assertEqual(len(self.emu.blocks(A)), 3)
+        out, _ = self.bm("status")
+        self.assertIn("healthy", out)
+
     def test_dead_letters_list_retry_and_purge(self):
         self.emu.event(A, timed("Review", hour(20)))
         self.emu.faults(error_403=1.0, writes_only=1)
