@@ -50,25 +50,15 @@ typedef struct pkce {
     char state[33];
 } pkce_t;
 
-/* base64url without padding; out must hold 4 * ceil(n / 3) + 1 bytes. */
+/* base64url without padding into out, which holds 4 * ceil(n / 3) + 1 bytes. */
 static void b64url(const unsigned char *in, size_t n, char *out)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = tab[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = tab[v & 63];
-    }
-    out[o] = '\0';
+    bm_buf_t b;
+    bm_buf_init(&b, 4 * ((n + 2) / 3));
+    bm_buf_b64url(&b, in, n);
+    memcpy(out, b.data, b.len + 1);
+    bm_crypto_wipe(b.data, b.len);
+    bm_buf_dispose(&b);
 }
 
 static int pkce_init(pkce_t *p, char *err, size_t errlen)
@@ -210,50 +200,6 @@ static void answer_dispose(answer_t *a)
     memset(a, 0, sizeof(*a));
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) ('+' is a space) into *out (caller frees). BM_EINVAL on a
- * malformed escape or an encoded NUL. */
-static int pct_decode(const char *s, size_t n, char **out)
-{
-    char *o = bm_malloc(n + 1);
-    size_t j = 0;
-    int rc = BM_OK;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '+') {
-            o[j++] = ' ';
-        } else if (s[i] != '%') {
-            o[j++] = s[i];
-        } else {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                rc = BM_EINVAL;
-                goto out;
-            }
-            o[j++] = (char)(hi << 4 | lo);
-            i += 2;
-        }
-    }
-    o[j] = '\0';
-out:
-    if (rc != BM_OK) {
-        bm_crypto_wipe(o, n + 1);
-        free(o);
-        o = NULL;
-    }
-    *out = o;
-    return rc;
-}
-
 /* Parses "a=b&c=d" (n bytes) keeping code, state and error; a repeated one is BM_EINVAL. */
 static int parse_query(const char *q, size_t n, answer_t *a)
 {
@@ -265,9 +211,9 @@ static int parse_query(const char *q, size_t n, answer_t *a)
         const char *eq = memchr(p, '=', (size_t)(e - p));
         const char *ne = eq != NULL ? eq : e;
         char *name = NULL, *value = NULL, **slot = NULL;
-        if (pct_decode(p, (size_t)(ne - p), &name) != BM_OK ||
-            pct_decode(eq != NULL ? eq + 1 : e, eq != NULL ? (size_t)(e - eq - 1) : 0, &value) !=
-                BM_OK) {
+        if (bm_url_decode(p, (size_t)(ne - p), true, true, &name) != BM_OK ||
+            bm_url_decode(eq != NULL ? eq + 1 : e, eq != NULL ? (size_t)(e - eq - 1) : 0, true,
+                          true, &value) != BM_OK) {
             rc = BM_EINVAL;
         } else if (strcmp(name, "code") == 0) {
             slot = &a->code;

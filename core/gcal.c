@@ -81,24 +81,12 @@ long bm_backoff_delay_ms(int attempt, long base_ms, long cap_ms, uint64_t *rng_s
 
 char *bm_gcal_escape(const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
+    bm_buf_t b;
     if (s == NULL)
         return bm_strdup("");
-    size_t len = strlen(s);
-    char *out = bm_malloc(len * 3 + 1);
-    char *o = out;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            *o++ = (char)*p;
-        } else {
-            *o++ = '%';
-            *o++ = hex[*p >> 4];
-            *o++ = hex[*p & 15];
-        }
-    }
-    *o = '\0';
-    return out;
+    bm_buf_init(&b, strlen(s) * 3);
+    bm_buf_url_encode(&b, s); /* cannot outgrow 3 bytes per byte */
+    return bm_buf_steal(&b);
 }
 
 char *bm_gcal_url_path(const char *url)

@@ -178,6 +178,108 @@ char *bm_buf_steal(bm_buf_t *b)
     return d;
 }
 
+/* ---- codecs ---- */
+
+static const char b64url_chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int bm_buf_b64url(bm_buf_t *b, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    int rc = BM_OK;
+    for (size_t i = 0; rc == BM_OK && i < n; i += 3) {
+        size_t k = n - i;
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (k > 1)
+            v |= (uint32_t)s[i + 1] << 8;
+        if (k > 2)
+            v |= s[i + 2];
+        char out[4] = {b64url_chars[(v >> 18) & 63], b64url_chars[(v >> 12) & 63],
+                       b64url_chars[(v >> 6) & 63], b64url_chars[v & 63]};
+        rc = bm_buf_append(b, out, k > 2 ? 4 : k + 1);
+    }
+    return rc;
+}
+
+int bm_b64url_decode(const char *s, char *out, size_t outcap, size_t *outlen)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    if (outcap == 0)
+        return BM_EINVAL;
+    for (; *s != '\0'; s++) {
+        const char *p = strchr(b64url_chars, *s);
+        if (p == NULL)
+            return BM_EINVAL;
+        acc = (acc << 6) | (uint32_t)(p - b64url_chars);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o + 1 >= outcap)
+                return BM_EINVAL;
+            out[o++] = (char)((acc >> bits) & 0xFF);
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return BM_OK;
+}
+
+int bm_buf_url_encode(bm_buf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = BM_OK;
+    for (const unsigned char *p = (const unsigned char *)s; rc == BM_OK && *p != '\0'; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            rc = bm_buf_append(b, p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            rc = bm_buf_append(b, e, 3);
+        }
+    }
+    return rc;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int bm_url_decode(const char *s, size_t len, bool form, bool strict, char **out)
+{
+    char *o = bm_malloc(len + 1);
+    size_t j = 0;
+    for (size_t i = 0; i < len; i++) {
+        int hi = s[i] == '%' && i + 2 < len ? hexval(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+        if (form && s[i] == '+') {
+            o[j++] = ' ';
+        } else if (s[i] != '%') {
+            o[j++] = s[i];
+        } else if (lo >= 0 && (hi | lo) != 0) {
+            o[j++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (strict) {
+            free(o);
+            *out = NULL;
+            return BM_EINVAL;
+        } else {
+            o[j++] = s[i];
+        }
+    }
+    o[j] = '\0';
+    *out = o;
+    return BM_OK;
+}
+
 int64_t bm_now(void)
 {
     return (int64_t)time(NULL);

@@ -9,6 +9,7 @@
 #define BM_CORE_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,6 +75,20 @@ int bm_buf_puts(bm_buf_t *b, const char *s);
 int bm_buf_printf(bm_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Takes the data out of the buffer (caller frees), leaving it empty. */
 char *bm_buf_steal(bm_buf_t *b);
+
+/* ---- codecs ---- */
+
+/* Appends base64url of n bytes, without padding (RFC 4648 §5). */
+int bm_buf_b64url(bm_buf_t *b, const void *p, size_t n);
+/* Decodes unpadded base64url s into out (NUL-terminated, at most outcap bytes with
+ * the NUL); *outlen gets the length. BM_EINVAL on a bad character or no room. */
+int bm_b64url_decode(const char *s, char *out, size_t outcap, size_t *outlen);
+/* Appends s percent-encoded: all but RFC 3986's unreserved characters. */
+int bm_buf_url_encode(bm_buf_t *b, const char *s);
+/* Percent-decodes s[0..len) into *out (caller frees); form: '+' is a space. Strict
+ * refuses (BM_EINVAL, *out NULL) a malformed escape or an encoded NUL; otherwise
+ * they are kept as they are. */
+int bm_url_decode(const char *s, size_t len, bool form, bool strict, char **out);
 
 /* Wall clock in seconds / milliseconds since the epoch; monotonic milliseconds. */
 int64_t bm_now(void);

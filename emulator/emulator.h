@@ -301,9 +301,6 @@ void emu_resp_json(emu_resp_t *rs, int status, const jv_t *v);
 const char *emu_reason_phrase(int status);
 const char *emu_param(const emu_req_t *rq, const char *name);
 size_t emu_param_count(const emu_req_t *rq, const char *name);
-/* Percent-decodes s[len] ('+' too when form) into a new string. */
-char *emu_url_decode(const char *s, size_t len, bool form);
-void emu_url_encode(bm_buf_t *b, const char *s);
 /* Splits rq->path after prefix into decoded segments (max n). Returns count. */
 size_t emu_path_segments(const char *path, char **segs, size_t max);
 
@@ -364,9 +361,6 @@ int emu_write_cancelled(bm_buf_t *b, const jv_t *res);
 void emu_events_list(emu_calendar_t *cal, const emu_req_t *rq, emu_resp_t *rs);
 void emu_events_instances(emu_calendar_t *cal, const char *id, const emu_req_t *rq, emu_resp_t *rs);
 void emu_calendar_list(emu_user_t *u, const emu_req_t *rq, emu_resp_t *rs);
-/* base64url without padding; decode returns BM_EINVAL on bad input. */
-void emu_b64url(bm_buf_t *b, const void *p, size_t n);
-int emu_b64url_decode(const char *s, char *out, size_t outcap, size_t *outlen);
 
 /* ------------------------------------------------------------------ push.c */
 

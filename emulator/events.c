@@ -448,7 +448,7 @@ static jv_t *build_resource(emu_calendar_t *cal, const jv_t *old, jv_t *body, co
     bm_buf_t link;
     bm_buf_init(&link, 4096);
     char *raw = bm_sprintf("%s %s", id, cal->id);
-    emu_b64url(&link, raw, strlen(raw));
+    bm_buf_b64url(&link, raw, strlen(raw));
     free(raw);
     snprintf(buf, sizeof(buf), "https://www.google.com/calendar/event?eid=%s",
              link.data != NULL ? link.data : "");

@@ -13,50 +13,6 @@
 
 /* ---------------------------------------------------------------- base64url */
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-void emu_b64url(bm_buf_t *b, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    char out[4];
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        size_t k = n - i;
-        if (k > 1)
-            v |= (uint32_t)s[i + 1] << 8;
-        if (k > 2)
-            v |= s[i + 2];
-        out[0] = b64chars[(v >> 18) & 63];
-        out[1] = b64chars[(v >> 12) & 63];
-        out[2] = b64chars[(v >> 6) & 63];
-        out[3] = b64chars[v & 63];
-        bm_buf_append(b, out, k > 2 ? 4 : k + 1);
-    }
-}
-
-int emu_b64url_decode(const char *s, char *out, size_t outcap, size_t *outlen)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (; *s != '\0'; s++) {
-        const char *p = strchr(b64chars, *s);
-        if (p == NULL || *s == '\0')
-            return BM_EINVAL;
-        acc = (acc << 6) | (uint32_t)(p - b64chars);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= outcap)
-                return BM_EINVAL;
-            out[o++] = (char)((acc >> bits) & 0xFF);
-        }
-    }
-    out[o] = '\0';
-    *outlen = o;
-    return BM_OK;
-}
-
 /* ---------------------------------------------------------------- tokens */
 
 typedef struct ptok {
@@ -68,7 +24,7 @@ static char *encode_token(const char *text)
 {
     bm_buf_t b;
     bm_buf_init(&b, 8192);
-    emu_b64url(&b, text, strlen(text));
+    bm_buf_b64url(&b, text, strlen(text));
     return bm_buf_steal(&b);
 }
 
@@ -86,7 +42,7 @@ static int sync_token_parse(const emu_calendar_t *cal, const char *tok, uint64_t
     char buf[2048], world[40], calid[1100];
     size_t len;
     uint64_t gen;
-    if (strlen(tok) > 2000 || emu_b64url_decode(tok, buf, sizeof(buf), &len) != BM_OK)
+    if (strlen(tok) > 2000 || bm_b64url_decode(tok, buf, sizeof(buf), &len) != BM_OK)
         return BM_EINVAL;
     if (sscanf(buf, "S1|%32[0-9a-f]|%" SCNu64 "|%" SCNu64 "|%1023[^\n]", world, &gen, seq, calid) !=
         4)
@@ -110,7 +66,7 @@ static int page_token_parse(const emu_calendar_t *cal, const char *tok, ptok_t *
 {
     char buf[2048], world[40], calid[1100];
     size_t len;
-    if (strlen(tok) > 2000 || emu_b64url_decode(tok, buf, sizeof(buf), &len) != BM_OK)
+    if (strlen(tok) > 2000 || bm_b64url_decode(tok, buf, sizeof(buf), &len) != BM_OK)
         return BM_EINVAL;
     if (sscanf(buf, "P1|%32[0-9a-f]|%c|%" SCNx64 "|%" SCNu64 "|%" SCNu64 "|%" SCNu64 "|%1023[^\n]",
                world, &p->mode, &p->fp, &p->pos, &p->sub, &p->snap, calid) != 7)
@@ -759,7 +715,7 @@ void emu_calendar_list(emu_user_t *u, const emu_req_t *rq, emu_resp_t *rs)
         char buf[256], world[40];
         size_t len;
         unsigned long long p;
-        if (strlen(pt) > 200 || emu_b64url_decode(pt, buf, sizeof(buf), &len) != BM_OK ||
+        if (strlen(pt) > 200 || bm_b64url_decode(pt, buf, sizeof(buf), &len) != BM_OK ||
             sscanf(buf, "L1|%32[0-9a-f]|%llu", world, &p) != 2 ||
             strcmp(world, emu.world.world_id) != 0) {
             emu_error(rs, 400, "invalid", "Invalid page token value.");

@@ -59,7 +59,7 @@ static bool pkce_ok(const emu_token_t *code, const char *verifier)
     SHA256((const unsigned char *)verifier, strlen(verifier), dig);
     bm_buf_t b;
     bm_buf_init(&b, 128);
-    emu_b64url(&b, dig, sizeof(dig));
+    bm_buf_b64url(&b, dig, sizeof(dig));
     bool ok = b.data != NULL && strcmp(b.data, code->challenge) == 0;
     bm_buf_dispose(&b);
     return ok;
@@ -177,12 +177,12 @@ void emu_oauth_auth(emu_req_t *rq, emu_resp_t *rs)
     bm_buf_init(&loc, 16384);
     bm_buf_puts(&loc, ru);
     bm_buf_puts(&loc, strchr(ru, '?') != NULL ? "&code=" : "?code=");
-    emu_url_encode(&loc, c->token);
+    bm_buf_url_encode(&loc, c->token);
     bm_buf_puts(&loc, "&scope=");
-    emu_url_encode(&loc, c->scope);
+    bm_buf_url_encode(&loc, c->scope);
     if (state != NULL) {
         bm_buf_puts(&loc, "&state=");
-        emu_url_encode(&loc, state);
+        bm_buf_url_encode(&loc, state);
     }
     rs->status = 302;
     rs->location = bm_buf_steal(&loc);

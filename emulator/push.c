@@ -391,7 +391,7 @@ void emu_watch(emu_calendar_t *cal, emu_user_t *u, const emu_req_t *rq, emu_resp
     bm_buf_t uri;
     bm_buf_init(&uri, 8192);
     bm_buf_printf(&uri, "%s/calendar/v3/calendars/", emu.base_url);
-    emu_url_encode(&uri, cal->id);
+    bm_buf_url_encode(&uri, cal->id);
     bm_buf_puts(&uri, "/events?alt=json");
     ch->resource_uri = bm_buf_steal(&uri);
     ch->token = bm_strdup(token);

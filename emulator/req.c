@@ -25,49 +25,6 @@ void emu_req_dispose(emu_req_t *rq)
     emu_req_init(rq);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-char *emu_url_decode(const char *s, size_t len, bool form)
-{
-    char *out = bm_malloc(len + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        } else if (form && s[i] == '+') {
-            out[o++] = ' ';
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-void emu_url_encode(bm_buf_t *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            bm_buf_append(b, p, 1);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            bm_buf_append(b, e, 3);
-        }
-    }
-}
-
 int emu_req_set_target(emu_req_t *rq, const char *target, size_t len)
 {
     const char *q = memchr(target, '?', len);
@@ -87,9 +44,11 @@ int emu_req_set_target(emu_req_t *rq, const char *target, size_t len)
                 return BM_EINVAL;
             rq->params = bm_realloc(rq->params, sizeof(*rq->params) * (rq->n_params + 1));
             emu_param_t *pr = &rq->params[rq->n_params++];
-            pr->name = emu_url_decode(p, (size_t)(ne - p), true);
-            pr->value =
-                eq != NULL ? emu_url_decode(eq + 1, (size_t)(e - eq - 1), true) : bm_strdup("");
+            bm_url_decode(p, (size_t)(ne - p), true, false, &pr->name);
+            if (eq != NULL)
+                bm_url_decode(eq + 1, (size_t)(e - eq - 1), true, false, &pr->value);
+            else
+                pr->value = bm_strdup("");
         }
         p = e + 1;
     }
@@ -125,7 +84,7 @@ size_t emu_path_segments(const char *path, char **segs, size_t max)
         if (n == max) {
             return max + 1;
         }
-        segs[n++] = emu_url_decode(p, len, false);
+        bm_url_decode(p, len, false, false, &segs[n++]);
         p += len;
         if (*p == '/')
             p++;

@@ -78,6 +78,58 @@ START_TEST(read_file_strips_and_bounds)
 }
 END_TEST
 
+START_TEST(base64url_round_trips_without_padding)
+{
+    static const struct {
+        const char *plain, *coded;
+    } v[] = {{"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"\xfb\xff", "-_8"}};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        bm_buf_t b;
+        char out[16];
+        size_t len = 99;
+        bm_buf_init(&b, 64);
+        ck_assert_int_eq(bm_buf_b64url(&b, v[i].plain, strlen(v[i].plain)), BM_OK);
+        ck_assert_str_eq(b.data != NULL ? b.data : "", v[i].coded);
+        ck_assert_int_eq(bm_b64url_decode(v[i].coded, out, sizeof(out), &len), BM_OK);
+        ck_assert_uint_eq(len, strlen(v[i].plain));
+        ck_assert_str_eq(out, v[i].plain);
+        bm_buf_dispose(&b);
+    }
+    char small[2];
+    size_t len;
+    ck_assert_int_eq(bm_b64url_decode("Zm9v", small, sizeof(small), &len), BM_EINVAL);
+    ck_assert_int_eq(bm_b64url_decode("Zm+v", small, sizeof(small), &len), BM_EINVAL);
+}
+END_TEST
+
+START_TEST(url_codec_keeps_unreserved_and_checks_escapes)
+{
+    bm_buf_t b;
+    bm_buf_init(&b, 256);
+    ck_assert_int_eq(bm_buf_url_encode(&b, "a@b.c/d e~_-"), BM_OK);
+    ck_assert_str_eq(b.data, "a%40b.c%2Fd%20e~_-");
+    char *out = NULL;
+    ck_assert_int_eq(bm_url_decode(b.data, b.len, false, true, &out), BM_OK);
+    ck_assert_str_eq(out, "a@b.c/d e~_-");
+    free(out);
+    ck_assert_int_eq(bm_url_decode("a+b%2B", 6, true, true, &out), BM_OK);
+    ck_assert_str_eq(out, "a b+");
+    free(out);
+    ck_assert_int_eq(bm_url_decode("a+b", 3, false, true, &out), BM_OK);
+    ck_assert_str_eq(out, "a+b");
+    free(out);
+    /* strict refuses what lenient passes through */
+    ck_assert_int_eq(bm_url_decode("x%zz", 4, true, true, &out), BM_EINVAL);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(bm_url_decode("x%00y", 5, true, true, &out), BM_EINVAL);
+    ck_assert_int_eq(bm_url_decode("x%4", 3, true, true, &out), BM_EINVAL);
+    ck_assert_int_eq(bm_url_decode("x%zz%4", 6, true, false, &out), BM_OK);
+    ck_assert_str_eq(out, "x%zz%4");
+    free(out);
+    bm_buf_dispose(&b);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("util");
@@ -87,6 +139,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, err_formats_and_returns_code);
     tcase_add_test(tc, consttime_streq_compares_content_and_length);
     tcase_add_test(tc, read_file_strips_and_bounds);
+    tcase_add_test(tc, base64url_round_trips_without_padding);
+    tcase_add_test(tc, url_codec_keeps_unreserved_and_checks_escapes);
     suite_add_tcase(s, tc);
     return s;
 }
