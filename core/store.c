@@ -222,6 +222,45 @@ static int exec_done(bm_store_t *st, sqlite3_stmt *s, char *err, size_t errlen, 
     if (var == NULL)                                                                               \
         return db_err(st, err, errlen, "prepare");
 
+/* Steps s to its end, reading each row with read_row into a growing array of
+ * size-byte elements (zeroed first), returned (caller frees). On failure (*ret)
+ * what was read is released and NULL returned. */
+static void *read_rows(bm_store_t *st, sqlite3_stmt *s, size_t size,
+                       void (*read_row)(sqlite3_stmt *, void *), void (*release)(void *, size_t),
+                       size_t *n, int *ret, char *err, size_t errlen, const char *what)
+{
+    char *rows = NULL;
+    size_t cap = 0, count = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 16;
+            rows = bm_realloc(rows, cap * size);
+        }
+        memset(rows + count * size, 0, size);
+        read_row(s, rows + count++ * size);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        release(rows, count);
+        rows = NULL;
+        count = 0;
+    }
+    *n = count;
+    *ret = rc == SQLITE_DONE ? BM_OK : db_err(st, err, errlen, what);
+    return rows;
+}
+
+static void read_id(sqlite3_stmt *s, void *row)
+{
+    *(int64_t *)row = sqlite3_column_int64(s, 0);
+}
+
+static void release_plain(void *rows, size_t n)
+{
+    free(rows);
+}
+
 /* ---- open, migrate, close ---- */
 
 static int migrate(bm_store_t *st, int target, char *err, size_t errlen)
@@ -338,8 +377,9 @@ void bm_store_rollback(bm_store_t *st)
 #define ACCOUNT_COLS                                                                               \
     "id, name, email, refresh_token_enc, state, created_at, breaker_failures, breaker_until"
 
-static void read_account(sqlite3_stmt *s, bm_account_t *a)
+static void read_account(sqlite3_stmt *s, void *row)
 {
+    bm_account_t *a = row;
     memset(a, 0, sizeof(*a));
     a->id = sqlite3_column_int64(s, 0);
     a->name = col_dup(s, 1);
@@ -409,28 +449,18 @@ int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, ch
     return account_get(st, s, out, what, err, errlen);
 }
 
+static void release_accounts(void *rows, size_t n)
+{
+    bm_store_accounts_free(rows, n);
+}
+
 int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *err, size_t errlen)
 {
     PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY name");
-    size_t cap = 0;
     int rc;
-    *out = NULL;
-    *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = bm_realloc(*out, cap * sizeof(**out));
-        }
-        read_account(s, &(*out)[(*n)++]);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        bm_store_accounts_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-        return db_err(st, err, errlen, "list accounts");
-    }
-    return BM_OK;
+    *out = read_rows(st, s, sizeof(**out), read_account, release_accounts, n, &rc, err, errlen,
+                     "list accounts");
+    return rc;
 }
 
 int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t state, char *err,
@@ -519,8 +549,9 @@ int bm_role_parse(const char *s, bm_role_t *out)
     " FROM calendars c JOIN accounts a ON a.id = c.account_id"                                     \
     " LEFT JOIN sync_state s ON s.calendar_id = c.id "
 
-static void read_calendar(sqlite3_stmt *s, bm_calendar_t *c)
+static void read_calendar(sqlite3_stmt *s, void *row)
 {
+    bm_calendar_t *c = row;
     memset(c, 0, sizeof(*c));
     c->id = sqlite3_column_int64(s, 0);
     c->account_id = sqlite3_column_int64(s, 1);
@@ -542,28 +573,18 @@ static void read_calendar(sqlite3_stmt *s, bm_calendar_t *c)
     c->last_sync_at = sqlite3_column_int64(s, 17);
 }
 
+static void release_calendars(void *rows, size_t n)
+{
+    bm_store_calendars_free(rows, n);
+}
+
 static int read_calendars(bm_store_t *st, sqlite3_stmt *s, bm_calendar_t **out, size_t *n,
                           char *err, size_t errlen)
 {
-    size_t cap = 0;
     int rc;
-    *out = NULL;
-    *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = bm_realloc(*out, cap * sizeof(**out));
-        }
-        read_calendar(s, &(*out)[(*n)++]);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        bm_store_calendars_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-        return db_err(st, err, errlen, "list calendars");
-    }
-    return BM_OK;
+    *out = read_rows(st, s, sizeof(**out), read_calendar, release_calendars, n, &rc, err, errlen,
+                     "list calendars");
+    return rc;
 }
 
 int bm_store_calendar_upsert(bm_store_t *st, int64_t account_id, const char *gcal_id,
@@ -802,35 +823,30 @@ int bm_store_source_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_
     return exec_done(st, s, err, errlen, "unmark source events");
 }
 
+static void read_source_unseen_row(sqlite3_stmt *s, void *row)
+{
+    bm_source_t *r = row;
+    r->event_id = col_dup(s, 0);
+    r->busy = sqlite3_column_int(s, 1) != 0;
+    r->shape = col_dup(s, 2);
+    r->recurring_event_id = col_dup(s, 3);
+}
+
+static void release_source_unseen_rows(void *rows, size_t n)
+{
+    bm_store_sources_free(rows, n);
+}
+
 int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **out, size_t *n,
                            char *err, size_t errlen)
 {
     PREP(s, "SELECT event_id, busy, shape, recurring_event_id FROM source_events"
             " WHERE calendar_id = ? AND seen = 0");
     sqlite3_bind_int64(s, 1, calendar_id);
-    size_t cap = 0;
     int rc;
-    *out = NULL;
-    *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            *out = bm_realloc(*out, cap * sizeof(**out));
-        }
-        bm_source_t *r = &(*out)[(*n)++];
-        r->event_id = col_dup(s, 0);
-        r->busy = sqlite3_column_int(s, 1) != 0;
-        r->shape = col_dup(s, 2);
-        r->recurring_event_id = col_dup(s, 3);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        bm_store_sources_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-        return db_err(st, err, errlen, "list unseen source events");
-    }
-    return BM_OK;
+    *out = read_rows(st, s, sizeof(**out), read_source_unseen_row, release_source_unseen_rows, n,
+                     &rc, err, errlen, "list unseen source events");
+    return rc;
 }
 
 int bm_store_source_count(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err, size_t errlen)
@@ -864,8 +880,9 @@ void bm_store_sources_free(bm_source_t *r, size_t n)
     "target_calendar_id, block_id, source_calendar_id, source_event_id, master_block_id, shape,"   \
     " body, created, state, etag"
 
-static void read_block(sqlite3_stmt *s, bm_block_t *b)
+static void read_block(sqlite3_stmt *s, void *row)
 {
+    bm_block_t *b = row;
     memset(b, 0, sizeof(*b));
     b->target_calendar_id = sqlite3_column_int64(s, 0);
     b->block_id = col_dup(s, 1);
@@ -879,28 +896,18 @@ static void read_block(sqlite3_stmt *s, bm_block_t *b)
     b->etag = col_dup(s, 9);
 }
 
+static void release_blocks(void *rows, size_t n)
+{
+    bm_store_blocks_free(rows, n);
+}
+
 static int read_blocks(bm_store_t *st, sqlite3_stmt *s, bm_block_t **out, size_t *n, char *err,
                        size_t errlen)
 {
-    size_t cap = 0;
     int rc;
-    *out = NULL;
-    *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = bm_realloc(*out, cap * sizeof(**out));
-        }
-        read_block(s, &(*out)[(*n)++]);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        bm_store_blocks_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-        return db_err(st, err, errlen, "list blocks");
-    }
-    return BM_OK;
+    *out = read_rows(st, s, sizeof(**out), read_block, release_blocks, n, &rc, err, errlen,
+                     "list blocks");
+    return rc;
 }
 
 int bm_store_block_get(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
@@ -1036,6 +1043,26 @@ int bm_store_outbox_remove(bm_store_t *st, int64_t id, char *err, size_t errlen)
     return exec_done(st, s, err, errlen, "remove outbox item");
 }
 
+static void read_outbox_due_row(sqlite3_stmt *s, void *row)
+{
+    bm_outbox_item_t *it = row;
+    it->id = sqlite3_column_int64(s, 0);
+    it->target_calendar_id = sqlite3_column_int64(s, 1);
+    it->target_gcal_id = col_dup(s, 2);
+    it->block_id = col_dup(s, 3);
+    it->op = (bm_outbox_op_t)sqlite3_column_int(s, 4);
+    it->is_instance = sqlite3_column_int(s, 5) != 0;
+    it->attempts = sqlite3_column_int(s, 6);
+    it->body = col_dup(s, 7);
+    it->created = sqlite3_column_int(s, 8) != 0;
+    it->master_block_id = col_dup(s, 9);
+}
+
+static void release_outbox_due_rows(void *rows, size_t n)
+{
+    bm_store_outbox_items_free(rows, n);
+}
+
 int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
                         size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen)
 {
@@ -1054,36 +1081,10 @@ int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int6
     sqlite3_bind_int(s, 2, instances);
     sqlite3_bind_int64(s, 3, now_ms);
     sqlite3_bind_int64(s, 4, (int64_t)limit);
-    size_t cap = 0;
     int rc;
-    *out = NULL;
-    *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            *out = bm_realloc(*out, cap * sizeof(**out));
-        }
-        bm_outbox_item_t *it = &(*out)[(*n)++];
-        memset(it, 0, sizeof(*it));
-        it->id = sqlite3_column_int64(s, 0);
-        it->target_calendar_id = sqlite3_column_int64(s, 1);
-        it->target_gcal_id = col_dup(s, 2);
-        it->block_id = col_dup(s, 3);
-        it->op = (bm_outbox_op_t)sqlite3_column_int(s, 4);
-        it->is_instance = sqlite3_column_int(s, 5) != 0;
-        it->attempts = sqlite3_column_int(s, 6);
-        it->body = col_dup(s, 7);
-        it->created = sqlite3_column_int(s, 8) != 0;
-        it->master_block_id = col_dup(s, 9);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        bm_store_outbox_items_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-        return db_err(st, err, errlen, "read outbox");
-    }
-    return BM_OK;
+    *out = read_rows(st, s, sizeof(**out), read_outbox_due_row, release_outbox_due_rows, n, &rc,
+                     err, errlen, "read outbox");
+    return rc;
 }
 
 int bm_store_outbox_retry_later(bm_store_t *st, int64_t id, int attempts, int64_t next_at_ms,
@@ -1129,25 +1130,10 @@ int bm_store_outbox_stats(bm_store_t *st, int64_t *pending, int64_t *next_due_ms
 int bm_store_outbox_accounts(bm_store_t *st, int64_t **ids, size_t *n, char *err, size_t errlen)
 {
     PREP(s, "SELECT DISTINCT account_id FROM outbox ORDER BY 1");
-    size_t cap = 0;
     int rc;
-    *ids = NULL;
-    *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *ids = bm_realloc(*ids, cap * sizeof(**ids));
-        }
-        (*ids)[(*n)++] = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        free(*ids);
-        *ids = NULL;
-        *n = 0;
-        return db_err(st, err, errlen, "outbox accounts");
-    }
-    return BM_OK;
+    *ids = read_rows(st, s, sizeof(**ids), read_id, release_plain, n, &rc, err, errlen,
+                     "outbox accounts");
+    return rc;
 }
 
 void bm_store_outbox_items_free(bm_outbox_item_t *items, size_t n)
@@ -1207,6 +1193,25 @@ int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t er
     return exec_done(st, s, err, errlen, "add audit entry");
 }
 
+static void read_audit_run_row(sqlite3_stmt *s, void *row)
+{
+    bm_audit_t *a = row;
+    a->id = sqlite3_column_int64(s, 0);
+    a->run_id = sqlite3_column_int64(s, 1);
+    a->at = sqlite3_column_int64(s, 2);
+    a->action = col_dup(s, 3);
+    a->account_id = sqlite3_column_int64(s, 4);
+    a->gcal_id = col_dup(s, 5);
+    a->block_id = col_dup(s, 6);
+    a->content = col_dup(s, 7);
+    a->undone_at = sqlite3_column_int64(s, 8);
+}
+
+static void release_audit_run_rows(void *rows, size_t n)
+{
+    bm_store_audits_free(rows, n);
+}
+
 int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t *n, char *err,
                        size_t errlen)
 {
@@ -1215,34 +1220,10 @@ int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t 
             " FROM audit_log WHERE run_id = CASE WHEN ?1 = 0 THEN"
             " (SELECT MAX(run_id) FROM audit_log) ELSE ?1 END ORDER BY id");
     sqlite3_bind_int64(s, 1, run_id);
-    size_t cap = 0;
     int rc;
-    *out = NULL;
-    *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = bm_realloc(*out, cap * sizeof(**out));
-        }
-        bm_audit_t *a = &(*out)[(*n)++];
-        a->id = sqlite3_column_int64(s, 0);
-        a->run_id = sqlite3_column_int64(s, 1);
-        a->at = sqlite3_column_int64(s, 2);
-        a->action = col_dup(s, 3);
-        a->account_id = sqlite3_column_int64(s, 4);
-        a->gcal_id = col_dup(s, 5);
-        a->block_id = col_dup(s, 6);
-        a->content = col_dup(s, 7);
-        a->undone_at = sqlite3_column_int64(s, 8);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        bm_store_audits_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-        return db_err(st, err, errlen, "read audit run");
-    }
-    return BM_OK;
+    *out = read_rows(st, s, sizeof(**out), read_audit_run_row, release_audit_run_rows, n, &rc, err,
+                     errlen, "read audit run");
+    return rc;
 }
 
 int bm_store_audit_mark_undone(bm_store_t *st, int64_t id, char *err, size_t errlen)
@@ -1359,39 +1340,34 @@ int bm_store_calendar_forget(bm_store_t *st, int64_t calendar_id, char *err, siz
 
 /* ---- dead letters ---- */
 
+static void read_dead_letters_row(sqlite3_stmt *s, void *row)
+{
+    bm_dead_letter_t *d = row;
+    d->id = sqlite3_column_int64(s, 0);
+    d->target_calendar_id = sqlite3_column_int64(s, 1);
+    d->gcal_id = col_dup(s, 2);
+    d->block_id = col_dup(s, 3);
+    d->op = (bm_outbox_op_t)sqlite3_column_int(s, 4);
+    d->attempts = sqlite3_column_int(s, 5);
+    d->error = col_dup(s, 6);
+    d->failed_at = sqlite3_column_int64(s, 7);
+}
+
+static void release_dead_letters_rows(void *rows, size_t n)
+{
+    bm_store_dead_letters_free(rows, n);
+}
+
 int bm_store_dead_letters(bm_store_t *st, bm_dead_letter_t **out, size_t *n, char *err,
                           size_t errlen)
 {
     PREP(s, "SELECT d.id, d.target_calendar_id, COALESCE(c.gcal_id, '?'), d.block_id, d.op,"
             " d.attempts, d.error, d.failed_at FROM dead_letters d"
             " LEFT JOIN calendars c ON c.id = d.target_calendar_id ORDER BY d.id");
-    size_t cap = 0;
     int rc;
-    *out = NULL;
-    *n = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = bm_realloc(*out, cap * sizeof(**out));
-        }
-        bm_dead_letter_t *d = &(*out)[(*n)++];
-        d->id = sqlite3_column_int64(s, 0);
-        d->target_calendar_id = sqlite3_column_int64(s, 1);
-        d->gcal_id = col_dup(s, 2);
-        d->block_id = col_dup(s, 3);
-        d->op = (bm_outbox_op_t)sqlite3_column_int(s, 4);
-        d->attempts = sqlite3_column_int(s, 5);
-        d->error = col_dup(s, 6);
-        d->failed_at = sqlite3_column_int64(s, 7);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        bm_store_dead_letters_free(*out, *n);
-        *out = NULL;
-        *n = 0;
-        return db_err(st, err, errlen, "list dead letters");
-    }
-    return BM_OK;
+    *out = read_rows(st, s, sizeof(**out), read_dead_letters_row, release_dead_letters_rows, n, &rc,
+                     err, errlen, "list dead letters");
+    return rc;
 }
 
 int bm_store_dead_letter_retry(bm_store_t *st, int64_t id, int64_t *n, char *err, size_t errlen)
