@@ -13,25 +13,6 @@ static bool is(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-static jv_t *body_obj(const emu_req_t *rq, emu_resp_t *rs, bool optional)
-{
-    jv_t *v = NULL;
-    char err[128];
-    if (rq->body == NULL || rq->body_len == 0) {
-        if (optional)
-            return jv_new(JV_OBJ);
-        emu_error(rs, 400, "required", "A JSON body is required.");
-        return NULL;
-    }
-    if (emu_json_parse(rq->body, rq->body_len, &v, err, sizeof(err)) != BM_OK ||
-        v->type != JV_OBJ) {
-        jv_free(v);
-        emu_error(rs, 400, "parseError", "Parse Error");
-        return NULL;
-    }
-    return v;
-}
-
 static bool num_field(const jv_t *o, const char *k, double *out)
 {
     const jv_t *v = jv_get(o, k);
@@ -65,7 +46,7 @@ static void write_cal(emu_resp_t *rs, const emu_calendar_t *c)
 
 static void users_create(const emu_req_t *rq, emu_resp_t *rs)
 {
-    jv_t *b = body_obj(rq, rs, false);
+    jv_t *b = emu_body_object(rq, rs, false);
     if (b == NULL)
         return;
     const char *email = jv_get_str(b, "email");
@@ -97,7 +78,7 @@ static void users_create(const emu_req_t *rq, emu_resp_t *rs)
 static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, emu_resp_t *rs)
 {
     if (is(action, "refresh_tokens")) {
-        jv_t *b = body_obj(rq, rs, true);
+        jv_t *b = emu_body_object(rq, rs, true);
         if (b == NULL)
             return;
         const char *scope = jv_get_str(b, "scope");
@@ -125,7 +106,7 @@ static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, 
         }
         ok(rs);
     } else if (is(action, "quota")) {
-        jv_t *b = body_obj(rq, rs, false);
+        jv_t *b = emu_body_object(rq, rs, false);
         if (b == NULL)
             return;
         double rpm = 0, st = 403;
@@ -144,7 +125,7 @@ static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, 
         }
         jv_free(b);
     } else if (is(action, "calendars")) {
-        jv_t *b = body_obj(rq, rs, false);
+        jv_t *b = emu_body_object(rq, rs, false);
         if (b == NULL)
             return;
         const char *tz = jv_get_str(b, "timeZone");
@@ -209,7 +190,7 @@ static void counters_reset(void)
 
 static void faults(const emu_req_t *rq, emu_resp_t *rs)
 {
-    jv_t *b = body_obj(rq, rs, true);
+    jv_t *b = emu_body_object(rq, rs, true);
     if (b == NULL)
         return;
     emu_faults_t f;
@@ -307,7 +288,7 @@ void emu_admin_handle(emu_req_t *rq, emu_resp_t *rs)
         else
             user_action(u, seg[3], rq, rs);
     } else if (n == 2 && is(seg[1], "consent") && is(m, "POST")) {
-        jv_t *b = body_obj(rq, rs, false);
+        jv_t *b = emu_body_object(rq, rs, false);
         if (b != NULL) {
             const char *e = jv_get_str(b, "email");
             if (e == NULL || emu_user_find(e) == NULL) {

@@ -56,25 +56,8 @@ static const char *const p_import[] = {"conferenceDataVersion", "supportsAttachm
 static const char *const p_instances[] = {
     "alwaysIncludeEmail", "maxAttendees", "maxResults", "originalStart", "pageToken",
     "showDeleted",        "timeMax",      "timeMin",    "timeZone",      NULL};
-static const char *const p_watch[] = {"alwaysIncludeEmail",
-                                      "eventTypes",
-                                      "iCalUID",
-                                      "maxAttendees",
-                                      "maxResults",
-                                      "orderBy",
-                                      "pageToken",
-                                      "privateExtendedProperty",
-                                      "q",
-                                      "sharedExtendedProperty",
-                                      "showDeleted",
-                                      "showHiddenInvitations",
-                                      "singleEvents",
-                                      "syncToken",
-                                      "timeMax",
-                                      "timeMin",
-                                      "timeZone",
-                                      "updatedMin",
-                                      NULL};
+/* events.watch takes the parameters of events.list (Google's discovery document). */
+#define p_watch p_list
 static const char *const p_callist[] = {"maxResults", "minAccessRole", "pageToken", "showDeleted",
                                         "showHidden", "syncToken",     NULL};
 static const char *const p_none[] = {NULL};

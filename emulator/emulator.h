@@ -303,6 +303,9 @@ const char *emu_param(const emu_req_t *rq, const char *name);
 size_t emu_param_count(const emu_req_t *rq, const char *name);
 /* Splits rq->path after prefix into decoded segments (max n). Returns count. */
 size_t emu_path_segments(const char *path, char **segs, size_t max);
+/* The request's JSON object body (caller frees with jv_free), or NULL after
+ * answering 400 (required when absent unless optional: then an empty object). */
+jv_t *emu_body_object(const emu_req_t *rq, emu_resp_t *rs, bool optional);
 
 /* batch.c: a part of a multipart body; data points into the body. */
 typedef struct emu_part {

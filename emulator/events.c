@@ -531,26 +531,6 @@ fail:
     return NULL;
 }
 
-static jv_t *parse_body(const emu_req_t *rq, emu_resp_t *rs)
-{
-    jv_t *body = NULL;
-    char err[128];
-    if (rq->body == NULL || rq->body_len == 0) {
-        emu_error(rs, 400, "required", "Required");
-        return NULL;
-    }
-    if (emu_json_parse(rq->body, rq->body_len, &body, err, sizeof(err)) != BM_OK) {
-        emu_error(rs, 400, "parseError", "Parse Error");
-        return NULL;
-    }
-    if (body->type != JV_OBJ) {
-        jv_free(body);
-        emu_error(rs, 400, "parseError", "Parse Error");
-        return NULL;
-    }
-    return body;
-}
-
 /* Deep merge for PATCH: objects merge, arrays and scalars replace, null deletes.
  * start/end/originalStartTime are replaced whole (a date must not mix with a dateTime). */
 static void merge_into(jv_t *dst, const jv_t *src, int depth)
@@ -595,7 +575,7 @@ void emu_events_insert(emu_calendar_t *cal, emu_user_t *u, const emu_req_t *rq, 
     (void)u;
     if (!(flags & EMU_WF_ADMIN))
         count_write((flags & EMU_WF_IMPORT) ? &emu.counters.import : &emu.counters.insert);
-    jv_t *body = parse_body(rq, rs);
+    jv_t *body = emu_body_object(rq, rs, false);
     if (body == NULL)
         return;
     if (flags & EMU_WF_IMPORT) {
@@ -691,7 +671,7 @@ void emu_events_update(emu_calendar_t *cal, const char *id, const emu_req_t *rq,
         emu_error(rs, 412, "conditionNotMet", "Precondition Failed");
         return;
     }
-    jv_t *body = parse_body(rq, rs);
+    jv_t *body = emu_body_object(rq, rs, false);
     if (body == NULL)
         return;
     jv_t *old = t.ev != NULL ? t.ev->res : emu_instance_render(t.master, t.key);

@@ -330,14 +330,9 @@ static bool channel_id_ok(const char *s)
 
 void emu_watch(emu_calendar_t *cal, emu_user_t *u, const emu_req_t *rq, emu_resp_t *rs)
 {
-    jv_t *b = NULL;
-    char err[128];
-    if (rq->body == NULL || emu_json_parse(rq->body, rq->body_len, &b, err, sizeof(err)) != BM_OK ||
-        b->type != JV_OBJ) {
-        jv_free(b);
-        emu_error(rs, 400, "parseError", "Parse Error");
+    jv_t *b = emu_body_object(rq, rs, false);
+    if (b == NULL)
         return;
-    }
     const char *id = jv_get_str(b, "id");
     const char *type = jv_get_str(b, "type");
     const char *addr = jv_get_str(b, "address");
@@ -427,14 +422,9 @@ out:
 
 void emu_channels_stop(emu_user_t *u, const emu_req_t *rq, emu_resp_t *rs)
 {
-    jv_t *b = NULL;
-    char err[128];
-    if (rq->body == NULL || emu_json_parse(rq->body, rq->body_len, &b, err, sizeof(err)) != BM_OK ||
-        b->type != JV_OBJ) {
-        jv_free(b);
-        emu_error(rs, 400, "parseError", "Parse Error");
+    jv_t *b = emu_body_object(rq, rs, false);
+    if (b == NULL)
         return;
-    }
     const char *id = jv_get_str(b, "id");
     const char *rid = jv_get_str(b, "resourceId");
     if (id == NULL || rid == NULL) {

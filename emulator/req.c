@@ -173,3 +173,22 @@ void emu_resp_json(emu_resp_t *rs, int status, const jv_t *v)
     bm_buf_reset(&rs->body);
     jv_write(&rs->body, v);
 }
+
+jv_t *emu_body_object(const emu_req_t *rq, emu_resp_t *rs, bool optional)
+{
+    jv_t *v = NULL;
+    char err[128];
+    if (rq->body == NULL || rq->body_len == 0) {
+        if (optional)
+            return jv_new(JV_OBJ);
+        emu_error(rs, 400, "required", "A JSON body is required.");
+        return NULL;
+    }
+    if (emu_json_parse(rq->body, rq->body_len, &v, err, sizeof(err)) != BM_OK ||
+        v->type != JV_OBJ) {
+        jv_free(v);
+        emu_error(rs, 400, "parseError", "Parse Error");
+        return NULL;
+    }
+    return v;
+}
