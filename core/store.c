@@ -158,6 +158,10 @@ static const char *const migrations[] = {
     /* 3: a circuit breaker per account (open after repeated failures) */
     "ALTER TABLE accounts ADD COLUMN breaker_failures INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE accounts ADD COLUMN breaker_until INTEGER NOT NULL DEFAULT 0;",
+
+    /* 4: the planning settings (block title, busy rules) of the last full listing:
+     * when they change, every source is listed and planned again */
+    "ALTER TABLE sync_state ADD COLUMN plan_key TEXT;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -545,7 +549,7 @@ int bm_role_parse(const char *s, bm_role_t *out)
 #define CALENDAR_SELECT                                                                            \
     "SELECT c.id, c.account_id, a.name, c.gcal_id, c.summary, c.time_zone, c.access_role,"         \
     " c.is_primary, c.enabled, c.group_name, c.role, s.sync_token, s.last_full_sync,"              \
-    " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at"                       \
+    " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at, s.plan_key"           \
     " FROM calendars c JOIN accounts a ON a.id = c.account_id"                                     \
     " LEFT JOIN sync_state s ON s.calendar_id = c.id "
 
@@ -571,6 +575,7 @@ static void read_calendar(sqlite3_stmt *s, void *row)
     c->last_result = col_dup(s, 15);
     c->last_error = col_dup(s, 16);
     c->last_sync_at = sqlite3_column_int64(s, 17);
+    c->plan_key = col_dup(s, 18);
 }
 
 static void release_calendars(void *rows, size_t n)
@@ -671,6 +676,7 @@ void bm_calendar_dispose(bm_calendar_t *c)
     free(c->sync_token);
     free(c->last_result);
     free(c->last_error);
+    free(c->plan_key);
     memset(c, 0, sizeof(*c));
 }
 
@@ -684,17 +690,19 @@ void bm_store_calendars_free(bm_calendar_t *c, size_t n)
 /* ---- sync state ---- */
 
 int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sync_token, bool full,
-                             char *err, size_t errlen)
+                             const char *plan_key, char *err, size_t errlen)
 {
-    PREP(s, "INSERT INTO sync_state(calendar_id, sync_token, last_full_sync, last_incr_sync)"
-            " VALUES(?1, ?2, CASE WHEN ?3 THEN ?4 END, CASE WHEN ?3 THEN NULL ELSE ?4 END)"
-            " ON CONFLICT(calendar_id) DO UPDATE SET sync_token = ?2,"
+    PREP(s, "INSERT INTO sync_state(calendar_id, sync_token, last_full_sync, last_incr_sync,"
+            " plan_key) VALUES(?1, ?2, CASE WHEN ?3 THEN ?4 END, CASE WHEN ?3 THEN NULL ELSE ?4"
+            " END, ?5) ON CONFLICT(calendar_id) DO UPDATE SET sync_token = ?2,"
             " last_full_sync = CASE WHEN ?3 THEN ?4 ELSE last_full_sync END,"
-            " last_incr_sync = CASE WHEN ?3 THEN last_incr_sync ELSE ?4 END");
+            " last_incr_sync = CASE WHEN ?3 THEN last_incr_sync ELSE ?4 END,"
+            " plan_key = CASE WHEN ?3 THEN ?5 ELSE plan_key END");
     sqlite3_bind_int64(s, 1, calendar_id);
     bind_text(s, 2, sync_token);
     sqlite3_bind_int(s, 3, full);
     sqlite3_bind_int64(s, 4, bm_now());
+    bind_text(s, 5, plan_key);
     return exec_done(st, s, err, errlen, "save sync state");
 }
 

@@ -15,7 +15,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 3
+#define BM_STORE_SCHEMA_VERSION 4
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. */
 int bm_store_open(const char *path, bm_store_t **out, char *err, size_t errlen);
@@ -91,6 +91,7 @@ typedef struct bm_calendar {
     char *last_result; /* "ok", or an error code name */
     char *last_error;
     int64_t last_sync_at;
+    char *plan_key; /* planning settings of the last full listing */
 } bm_calendar_t;
 
 const char *bm_role_name(bm_role_t r);
@@ -114,9 +115,10 @@ int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calen
 void bm_calendar_dispose(bm_calendar_t *c);
 void bm_store_calendars_free(bm_calendar_t *c, size_t n);
 
-/* Sync state. token NULL clears it (next sync lists in full). */
+/* Sync state. token NULL clears it (next sync lists in full). A full listing
+ * also records plan_key, the planning settings it was planned with. */
 int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sync_token, bool full,
-                             char *err, size_t errlen);
+                             const char *plan_key, char *err, size_t errlen);
 int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result, const char *error,
                          char *err, size_t errlen);
 int bm_store_sync_state_reset(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);

@@ -24,6 +24,7 @@ struct bm_engine {
     bm_store_t *st;
     bm_gcal_t *gcal;
     bm_plan_opts_t plan;
+    char *plan_key; /* the planning settings, as text: a change replans everything */
     unsigned char key[32];
     bool have_key;
     engine_account_t *accounts;

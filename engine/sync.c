@@ -168,6 +168,8 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
     e->plan.block_summary = cfg->sync.block_summary;
     e->plan.busy_event_types = BM_ETYPE_BUSY_DEFAULT;
     e->plan.tentative_is_busy = true;
+    e->plan_key = bm_sprintf("summary=%s;types=%u;tentative=%d", e->plan.block_summary,
+                             e->plan.busy_event_types, e->plan.tentative_is_busy);
     char host[256] = "localhost";
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
@@ -191,6 +193,7 @@ void bm_engine_free(bm_engine_t *e)
     }
     free(e->accounts);
     bm_gcal_free(e->gcal);
+    free(e->plan_key);
     bm_crypto_wipe(e->key, sizeof(e->key));
     free(e);
 }
@@ -300,7 +303,8 @@ static void print_op(sync_ctx_t *c, const char *what, const bm_calendar_t *t, co
             c->cal->gcal_id, t->gcal_id, block_id, src_event);
 }
 
-/* Records the block wanted in t (shape/body NULL: no block) and plans the write. */
+/* Records the block wanted in t (key/body NULL: no block) and plans the write.
+ * key is what the block must look like (block_key), stored as blocks.shape. */
 static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *block_id,
                            const char *master_block_id, const char *src_event, const char *shape,
                            char *body, char *err, size_t errlen)
@@ -351,6 +355,30 @@ out:
     return rc;
 }
 
+/* What a block must look like: its source's busy shape, plus what a person could
+ * change on the block itself (title, show-as, visibility), so that such an edit
+ * is seen and undone like a move. */
+static char *block_key(const char *shape, const char *summary, const char *transparency,
+                       const char *visibility)
+{
+    return bm_sprintf("%s|n=%s|t=%s|v=%s", shape, summary != NULL ? summary : "",
+                      transparency != NULL ? transparency : "opaque",
+                      visibility != NULL ? visibility : "default");
+}
+
+static char *wanted_key(const bm_engine_t *e, const char *shape)
+{
+    return block_key(shape, e->plan.block_summary, "opaque", "private");
+}
+
+static char *listed_key(const bm_event_t *ev)
+{
+    char *shape = bm_plan_shape(ev);
+    char *key = block_key(shape, ev->summary, ev->transparency, ev->visibility);
+    free(shape);
+    return key;
+}
+
 /* An exception of a mirrored series: override or cancel the block's occurrence. */
 static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_t errlen)
 {
@@ -360,6 +388,7 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
     bool busy = bm_plan_is_busy(ev, &e->plan, &reason);
     bm_plan_instance_suffix(&ev->original_start, suffix, sizeof(suffix));
     char *shape = busy ? bm_plan_shape(ev) : bm_strdup("cancelled");
+    char *key = busy ? wanted_key(e, shape) : bm_strdup("cancelled");
     bm_source_t src = {ev->id, busy, shape, ev->recurring_event_id};
     int rc = bm_store_source_put(e->st, c->cal->id, &src, err, errlen);
     char *msrc = marker_src(c->cal->gcal_id, ev->id);
@@ -371,10 +400,11 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
         char *body = busy ? bm_plan_block_body(ev, inst, msrc, &e->plan) : NULL;
         if (busy && body == NULL)
             continue; /* no usable start/end: nothing to override with */
-        rc = reconcile_block(c, &c->targets[i], inst, master, ev->id, shape, body, err, errlen);
+        rc = reconcile_block(c, &c->targets[i], inst, master, ev->id, key, body, err, errlen);
         free(body);
     }
     free(msrc);
+    free(key);
     free(shape);
     return rc;
 }
@@ -388,6 +418,7 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
     bool busy =
         ev != NULL && bm_plan_is_busy(ev, &e->plan, &reason) && bm_plan_in_window(ev, &e->plan);
     char *shape = busy ? bm_plan_shape(ev) : NULL;
+    char *key = busy ? wanted_key(e, shape) : NULL;
     char *msrc = busy ? marker_src(c->cal->gcal_id, event_id) : NULL;
     int rc;
     if (busy) {
@@ -405,22 +436,23 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
                    BM_KS("calendar", c->cal->gcal_id), BM_KS("event", event_id));
             continue;
         }
-        rc = reconcile_block(c, &c->targets[i], bid, NULL, event_id, shape, body, err, errlen);
+        rc = reconcile_block(c, &c->targets[i], bid, NULL, event_id, key, body, err, errlen);
         free(body);
     }
     free(msrc);
+    free(key);
     free(shape);
     return rc;
 }
 
-/* ev is one of our blocks living in this calendar: restore it if a person moved
- * or deleted it. */
+/* ev is one of our blocks living in this calendar: restore it if a person moved,
+ * renamed, freed, published or deleted it. */
 static int plan_echo(sync_ctx_t *c, const bm_event_t *ev, bm_block_t *cur, char *err, size_t errlen)
 {
     bm_engine_t *e = c->e;
     int rc = BM_OK;
     bool cancelled = ev->status != NULL && strcmp(ev->status, "cancelled") == 0;
-    char *listed = cancelled ? NULL : bm_plan_shape(ev);
+    char *listed = cancelled ? NULL : listed_key(ev);
     if (cur->shape == NULL) /* we are deleting it anyway */
         goto out;
     if (cur->master_block_id != NULL && strcmp(cur->shape, "cancelled") == 0) {
@@ -528,7 +560,8 @@ static int list_changes(sync_ctx_t *c, engine_account_t *a, bool *full, char **t
     bm_engine_t *e = c->e;
     bm_gcal_list_params_t p = {0};
     bool need_full = e->o.force_full || c->cal->sync_token == NULL ||
-                     bm_now() - c->cal->last_full_sync > FULL_SYNC_EVERY;
+                     bm_now() - c->cal->last_full_sync > FULL_SYNC_EVERY ||
+                     c->cal->plan_key == NULL || strcmp(c->cal->plan_key, e->plan_key) != 0;
     int rc;
     if (!need_full) {
         p.sync_token = c->cal->sync_token;
@@ -587,7 +620,7 @@ int bm_engine_sync_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err,
     in_txn = true;
     rc = plan_all(&c, full, err, errlen);
     if (rc == BM_OK && token != NULL)
-        rc = bm_store_sync_state_save(e->st, cal->id, token, full, err, errlen);
+        rc = bm_store_sync_state_save(e->st, cal->id, token, full, e->plan_key, err, errlen);
     if (rc != BM_OK)
         goto out;
     if (e->o.dry_run) {

@@ -162,13 +162,16 @@ START_TEST(sync_state_round_trips)
     int64_t acc, c1;
     bm_store_account_add(st, "a", NULL, NULL, 0, &acc, err, sizeof(err));
     bm_store_calendar_upsert(st, acc, "one", "1", NULL, NULL, false, &c1, err, sizeof(err));
-    ck_assert_int_eq(bm_store_sync_state_save(st, c1, "tok1", true, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_sync_state_save(st, c1, "tok1", true, "k1", err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_sync_state_save(st, c1, "tok1", false, "k2", err, sizeof(err)),
+                     BM_OK); /* an incremental listing keeps the full one's plan key */
     ck_assert_int_eq(bm_store_sync_result(st, c1, "ok", NULL, err, sizeof(err)), BM_OK);
     bm_calendar_t c;
     bm_store_calendar_get(st, c1, &c, err, sizeof(err));
     ck_assert_str_eq(c.sync_token, "tok1");
     ck_assert_int_gt(c.last_full_sync, 0);
-    ck_assert_int_eq(c.last_incr_sync, 0);
+    ck_assert_int_gt(c.last_incr_sync, 0);
+    ck_assert_str_eq(c.plan_key, "k1");
     ck_assert_str_eq(c.last_result, "ok");
     bm_calendar_dispose(&c);
     ck_assert_int_eq(bm_store_sync_state_reset(st, c1, err, sizeof(err)), BM_OK);

@@ -136,6 +136,38 @@ class SyncTest(Scenario):
         self.assertEqual(self.emu.blocks(C)[0]["id"], c["id"])
         self.assertEqual(len(self.emu.dump(C)), 1)
 
+    def test_block_renamed_freed_or_published_by_a_person_is_restored(self):
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.sync()
+        (b,) = self.emu.blocks(B)
+        self.emu.patch_event(B, b["id"], {"summary": "Lunch with the CEO"})
+        (c,) = self.emu.blocks(C)
+        self.emu.patch_event(C, c["id"], {"transparency": "transparent", "visibility": "public"})
+        self.sync()
+        for t in (B, C):
+            (blk,) = self.emu.blocks(t)
+            self.assertEqual(blk["summary"], "Busy")
+            self.assertEqual(blk["visibility"], "private")
+            self.assertEqual(blk.get("transparency", "opaque"), "opaque")
+        self.emu.reset_counters()
+        self.sync()
+        self.assertEqual(self.emu.counters()["writes"], 0)
+
+    def test_new_block_summary_retitles_every_block_on_the_next_sync(self):
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.emu.event(C, timed("Standup", hour(16)))
+        self.sync()
+        self.config_extra = {"sync": {"block_summary": "Occupied"}}
+        self.write_config()
+        self.emu.reset_counters()
+        self.sync()
+        self.assertEqual(self.emu.counters()["writes"], 4)
+        titles = {b["summary"] for t in (A, B, C) for b in self.emu.blocks(t)}
+        self.assertEqual(titles, {"Occupied"})
+        self.emu.reset_counters()
+        self.sync()
+        self.assertEqual(self.emu.counters()["writes"], 0)
+
     def test_respect_deleted_blocks_leaves_them_deleted(self):
         self.config_extra = {"sync": {"respect_deleted_blocks": "true"}}
         self.write_config()
