@@ -160,8 +160,10 @@ static const char *const migrations[] = {
     "ALTER TABLE accounts ADD COLUMN breaker_until INTEGER NOT NULL DEFAULT 0;",
 
     /* 4: the planning settings (block title, busy rules) of the last full listing:
-     * when they change, every source is listed and planned again */
-    "ALTER TABLE sync_state ADD COLUMN plan_key TEXT;",
+     * when they change, every source is listed and planned again; a series'
+     * occurrences found by their series */
+    "ALTER TABLE sync_state ADD COLUMN plan_key TEXT;"
+    "CREATE INDEX source_events_series ON source_events(calendar_id, recurring_event_id);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -818,7 +820,8 @@ int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *
 int bm_store_source_delete(bm_store_t *st, int64_t calendar_id, const char *event_id, char *err,
                            size_t errlen)
 {
-    PREP(s, "DELETE FROM source_events WHERE calendar_id = ? AND event_id = ?");
+    PREP(s, "DELETE FROM source_events WHERE calendar_id = ?1 AND (event_id = ?2"
+            " OR recurring_event_id = ?2)");
     sqlite3_bind_int64(s, 1, calendar_id);
     bind_text(s, 2, event_id);
     return exec_done(st, s, err, errlen, "delete source event");

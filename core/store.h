@@ -143,6 +143,7 @@ int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_i
 /* Inserts or replaces, marking the row seen. */
 int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *src, char *err,
                         size_t errlen);
+/* Deletes a mirrored event, and the occurrences of it when it is a series. */
 int bm_store_source_delete(bm_store_t *st, int64_t calendar_id, const char *event_id, char *err,
                            size_t errlen);
 /* Full listings: unmark every row, put what is listed, then read what was not. */
