@@ -28,6 +28,8 @@ const bm_config_key_t bm_config_keys[] = {
      OFF(google.token_url), 0, 0, false, "OAuth token endpoint"},
     {"google", "auth_url", BM_CFG_URL, "https://accounts.google.com/o/oauth2/v2/auth",
      OFF(google.auth_url), 0, 0, false, "OAuth authorization endpoint (account login)"},
+    {"google", "user_quota", BM_CFG_INT, "600", OFF(google.user_quota), 0, 1000000, false,
+     "requests per minute per account busymirror keeps under (Google's quota); 0: no pacing"},
     {"gateway", "listen", BM_CFG_LISTEN, "127.0.0.1:8443", OFF(gateway.listen), 0, 0, false,
      "address the push gateway listens on"},
     {"gateway", "tls_cert", BM_CFG_PATH, NULL, OFF(gateway.tls_cert), 0, 0, false,

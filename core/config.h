@@ -25,6 +25,7 @@ typedef struct bm_config {
         char *batch_url;
         char *token_url;
         char *auth_url;
+        int user_quota;
     } google;
     struct {
         char *listen;

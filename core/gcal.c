@@ -41,6 +41,7 @@ struct bm_gcal {
     long backoff_base_ms;
     long backoff_cap_ms;
     long quota_backoff_ms;
+    int user_quota; /* per account per minute; 0 = no pacing */
     const volatile int *stop;
 
     CURLSH *share;
@@ -63,6 +64,36 @@ static uint64_t splitmix64(uint64_t *state)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+void bm_bucket_init(bm_bucket_t *b, int quota_per_minute, int64_t now_ms)
+{
+    memset(b, 0, sizeof(*b));
+    if (quota_per_minute <= 0)
+        return; /* capacity 0: no pacing */
+    b->capacity = quota_per_minute / 6.0 < 1.0 ? 1.0 : quota_per_minute / 6.0;
+    b->per_ms = (quota_per_minute - b->capacity) / 60000.0;
+    b->tokens = b->capacity;
+    b->last_ms = now_ms;
+}
+
+long bm_bucket_take(bm_bucket_t *b, double n, int64_t now_ms)
+{
+    if (b->capacity <= 0)
+        return 0;
+    if (now_ms > b->last_ms) {
+        b->tokens += (double)(now_ms - b->last_ms) * b->per_ms;
+        if (b->tokens > b->capacity)
+            b->tokens = b->capacity;
+        b->last_ms = now_ms;
+    }
+    double need = n < b->capacity ? n : b->capacity;
+    if (b->tokens >= need) {
+        b->tokens -= n;
+        return 0;
+    }
+    long wait = (long)((need - b->tokens) / b->per_ms) + 1;
+    return wait > 0 ? wait : 1;
 }
 
 long bm_backoff_delay_ms(int attempt, long base_ms, long cap_ms, uint64_t *rng_state)
@@ -648,6 +679,25 @@ out:
 
 /* ---------------------------------------------------------------- API requests */
 
+/* Waits until the account's bucket lets n calls go (see bm_bucket_t). */
+static int pace(bm_gcal_t *g, bm_gcal_account_t *a, size_t n)
+{
+    if (g->user_quota <= 0)
+        return BM_OK;
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        if (a->bucket.capacity <= 0)
+            bm_bucket_init(&a->bucket, g->user_quota, bm_mono_ms());
+        long wait = bm_bucket_take(&a->bucket, (double)n, bm_mono_ms());
+        pthread_mutex_unlock(&a->mu);
+        if (wait == 0)
+            return BM_OK;
+        int rc = sleep_ms(g, wait);
+        if (rc != BM_OK)
+            return rc;
+    }
+}
+
 typedef enum { KIND_CALL, KIND_LIST, KIND_BATCH } req_kind_t;
 
 /*
@@ -682,6 +732,11 @@ static int api_exec(bm_gcal_t *g, bm_gcal_account_t *a, const char *method, cons
         if (!ok) {
             curl_slist_free_all(hdrs);
             rc = bm_err(err, errlen, BM_EIO, "curl_slist_append failed");
+            goto out;
+        }
+        if ((rc = pace(g, a, kind == KIND_BATCH ? n_parts : 1)) != BM_OK) {
+            curl_slist_free_all(hdrs);
+            rc = bm_err(err, errlen, rc, "stopped");
             goto out;
         }
         if (kind == KIND_LIST)
@@ -1134,6 +1189,7 @@ int bm_gcal_new(const bm_gcal_opts_t *o, bm_gcal_t **out, char *err, size_t errl
     g->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 500;
     g->backoff_cap_ms = o->backoff_cap_ms > 0 ? o->backoff_cap_ms : 32000;
     g->quota_backoff_ms = o->quota_backoff_ms > 0 ? o->quota_backoff_ms : 30000;
+    g->user_quota = o->user_quota > 0 ? o->user_quota : 0;
     g->stop = o->stop;
     bm_log_add_secret(g->client_secret);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)

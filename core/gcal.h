@@ -54,6 +54,7 @@ typedef struct bm_gcal_opts {
     long backoff_cap_ms;      /* default 32000 */
     long quota_backoff_ms;    /* floor of the wait after 403 quotaExceeded, default 30000 */
     const char *user_agent;   /* default "busymirror" */
+    int user_quota;           /* requests per minute per account (Google: 600); 0 = no pacing */
     const volatile int *stop; /* optional: nonzero aborts waits and reads; a write in
                                  flight completes */
 } bm_gcal_opts_t;
@@ -75,6 +76,24 @@ typedef struct bm_gcal_stats {
  * access token cache is filled by the client under mu, so one account may be
  * used from several threads at once.
  */
+/*
+ * A token bucket that keeps one account under Google's per-user quota, a sliding
+ * minute: it refills at 5/6 of the quota per minute and holds 1/6 of it, so no
+ * minute ever sees more than the quota. A request of n calls (a batch counts
+ * each part) waits until min(n, capacity) tokens are there, then takes n: the
+ * bucket may go below zero, and later requests wait for it.
+ */
+typedef struct bm_bucket {
+    double tokens;
+    double capacity;
+    double per_ms;
+    int64_t last_ms;
+} bm_bucket_t;
+
+void bm_bucket_init(bm_bucket_t *b, int quota_per_minute, int64_t now_ms);
+/* 0 when n calls may go now (taken), else the milliseconds to wait first. */
+long bm_bucket_take(bm_bucket_t *b, double n, int64_t now_ms);
+
 typedef struct bm_gcal_account {
     const char *refresh_token;
     const char *label; /* optional, for logs (e.g. the e-mail address); borrowed */
@@ -82,6 +101,7 @@ typedef struct bm_gcal_account {
     char access_token[BM_GCAL_ACCESS_TOKEN_MAX];
     int64_t access_expires_ms; /* wall clock; 0 = no token */
     bool needs_login;          /* set after invalid_grant: calls fail fast with BM_EAUTH */
+    bm_bucket_t bucket;        /* pacing under the per-user quota (under mu) */
 } bm_gcal_account_t;
 
 void bm_gcal_account_init(bm_gcal_account_t *a, const char *refresh_token, const char *label);

@@ -154,6 +154,7 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
         .token_url = cfg->google.token_url,
         .client_id = cfg->google.client_id,
         .client_secret = cfg->google.client_secret,
+        .user_quota = cfg->google.user_quota,
         .stop = o->stop,
     };
     int rc = bm_gcal_new(&go, &e->gcal, err, errlen);

@@ -128,7 +128,7 @@ def main():
             f.write("[store]\npath = bm.db\nkey_file = bm.key\n[google]\n"
                     "client_id = %s\nclient_secret = %s\napi_base_url = %s/calendar/v3\n"
                     "batch_url = %s/batch/calendar/v3\ntoken_url = %s/token\n"
-                    "[sync]\nfuture_days = 90\n[log]\nlevel = warn\n"
+                    "user_quota = 0\n[sync]\nfuture_days = 90\n[log]\nlevel = warn\n"
                     % (harness.CLIENT_ID, harness.CLIENT_SECRET, emu.base, emu.base, emu.base))
         for who in ("alice", "bob"):
             with open(os.path.join(work, who + ".tok"), "w") as f:

@@ -1234,6 +1234,37 @@ START_TEST(threads_share_one_refresh)
 }
 END_TEST
 
+START_TEST(bucket_keeps_every_minute_under_the_quota)
+{
+    bm_bucket_t b;
+    int64_t now = 1000000;
+    bm_bucket_init(&b, 600, now); /* holds 100, refills 500 a minute */
+    int sent = 0;
+    /* a greedy caller for two minutes: count what goes out in each minute */
+    int per_minute[2] = {0, 0};
+    for (int64_t t = now; t < now + 120000; t += 10) {
+        while (bm_bucket_take(&b, 1, t) == 0) {
+            per_minute[(t - now) / 60000]++;
+            sent++;
+        }
+    }
+    ck_assert_int_le(per_minute[0], 600);
+    ck_assert_int_ge(per_minute[0], 590);
+    ck_assert_int_le(per_minute[1], 510);
+    ck_assert_int_ge(per_minute[1], 490);
+    /* a batch larger than the bucket waits for a full bucket, then overdraws */
+    bm_bucket_init(&b, 60, now);
+    ck_assert_int_eq(bm_bucket_take(&b, 50, now), 0);
+    long wait = bm_bucket_take(&b, 1, now);
+    ck_assert_int_ge(wait, 41 * 60000 / 50); /* 40 tokens of debt + 1, at 50 a minute */
+    ck_assert_int_le(wait, 41 * 60000 / 50 + 2);
+    ck_assert_int_eq(bm_bucket_take(&b, 1, now + wait), 0);
+    /* quota 0: no pacing at all */
+    bm_bucket_init(&b, 0, now);
+    ck_assert_int_eq(bm_bucket_take(&b, 1000, now), 0);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("gcal");
@@ -1243,6 +1274,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, escape_ids);
     tcase_add_test(tc, url_path);
     tcase_add_test(tc, error_parse);
+    tcase_add_test(tc, bucket_keeps_every_minute_under_the_quota);
     suite_add_tcase(s, tc);
     tc = tcase_create("batch");
     tcase_add_test(tc, batch_encode_wire_format);

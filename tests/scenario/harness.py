@@ -173,7 +173,8 @@ class Scenario(unittest.TestCase):
                        "api_base_url": self.emu.base + "/calendar/v3",
                        "batch_url": self.emu.base + "/batch/calendar/v3",
                        "token_url": self.emu.base + "/token",
-                       "auth_url": self.emu.base + "/o/oauth2/v2/auth"},
+                       "auth_url": self.emu.base + "/o/oauth2/v2/auth",
+                       "user_quota": 0},  # pacing has a test of its own
             "log": {"level": "info"},
         }
         for sec, kv in list(self.config_extra.items()) + list(sections.items()):

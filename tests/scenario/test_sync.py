@@ -285,6 +285,24 @@ class SyncTest(Scenario):
         self.assertEqual(len(self.emu.blocks(B)), 200)
         self.assertEqual(len(self.emu.dump(C)), 200)
 
+    def test_writes_are_paced_under_the_per_user_quota(self):
+        # a bucket of 20 calls, refilled at 100 a minute; batch parts count one each
+        self.config_extra = {"google": {"user_quota": 120}, "engine": {"batch_size": 10}}
+        self.write_config()
+        self.emu.call("POST", "/_emulator/users/alice%40example.com/quota",
+                      {"rpm": 120, "status": 403})
+        for i in range(30):
+            self.emu.event(A, timed("m%d" % i, hour(i)))
+        self.emu.reset_counters()
+        t0 = time.monotonic()
+        self.sync("--calendar-id", A)
+        took = time.monotonic() - t0
+        self.assertEqual(len(self.emu.blocks(B)), 30)
+        self.assertEqual(self.emu.counters()["errors_injected"], 0)
+        # alice: 1 list + 3 batches of 10 = 31 calls; 20 go at once, the last batch
+        # waits for 10 tokens (6 s)
+        self.assertGreater(took, 5.0)
+
     def test_revoked_account_parks_and_says_so(self):
         self.emu.event(A, timed("Planning", hour(11)))
         self.emu.call("POST", "/_emulator/users/bob%40example.com/revoke", {})
