@@ -94,6 +94,7 @@ static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, 
         jv_free(b);
     } else if (is(action, "revoke")) {
         emu_user_revoke(u);
+        u->offline_granted = false; /* the next offline consent is a first one again */
         ok(rs);
     } else if (is(action, "expire_access_tokens")) {
         emu_map_t *m = &emu.world.access;
@@ -141,6 +142,51 @@ static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, 
     } else {
         emu_error(rs, 404, "notFound", "Not Found");
     }
+}
+
+/* {"email", "deny"?}: email becomes the user who consents without login_hint; deny (a
+ * boolean, default false) makes that user refuse every consent, login_hint or not. */
+static void consent(const emu_req_t *rq, emu_resp_t *rs)
+{
+    jv_t *b = emu_body_object(rq, rs, false);
+    if (b == NULL)
+        return;
+    const char *e = jv_get_str(b, "email");
+    const jv_t *deny = jv_get(b, "deny");
+    emu_user_t *u = e != NULL ? emu_user_find(e) : NULL;
+    if (deny != NULL && deny->type != JV_BOOL) {
+        emu_error(rs, 400, "invalid", "deny must be true or false");
+    } else if (u == NULL) {
+        emu_error(rs, 404, "notFound", "no such user");
+    } else {
+        free(emu.world.consent_email);
+        emu.world.consent_email = bm_strdup(e);
+        u->consent_deny = deny != NULL && deny->b;
+        ok(rs);
+    }
+    jv_free(b);
+}
+
+/* {"items":[{"refresh_token","scope"}]}: every live refresh token of u, in no order. */
+static void refresh_tokens(const emu_user_t *u, emu_resp_t *rs)
+{
+    const emu_map_t *m = &emu.world.refresh;
+    rs->status = 200;
+    bm_buf_reset(&rs->body);
+    bm_buf_puts(&rs->body, "{\"items\":[");
+    bool first = true;
+    for (size_t i = 0; i < m->cap; i++) {
+        const emu_token_t *t = m->vals[i];
+        if (m->keys[i] == NULL || t->user != u)
+            continue;
+        bm_buf_puts(&rs->body, first ? "{\"refresh_token\":" : ",{\"refresh_token\":");
+        emu_json_puts(&rs->body, t->token);
+        bm_buf_puts(&rs->body, ",\"scope\":");
+        emu_json_puts(&rs->body, t->scope);
+        bm_buf_puts(&rs->body, "}");
+        first = false;
+    }
+    bm_buf_puts(&rs->body, "]}");
 }
 
 static void dump(emu_calendar_t *cal, emu_resp_t *rs)
@@ -287,19 +333,14 @@ void emu_admin_handle(emu_req_t *rq, emu_resp_t *rs)
             emu_error(rs, 404, "notFound", "no user %s", seg[2]);
         else
             user_action(u, seg[3], rq, rs);
+    } else if (n == 4 && is(seg[1], "users") && is(seg[3], "refresh_tokens") && is(m, "GET")) {
+        emu_user_t *u = emu_user_find(seg[2]);
+        if (u == NULL)
+            emu_error(rs, 404, "notFound", "no user %s", seg[2]);
+        else
+            refresh_tokens(u, rs);
     } else if (n == 2 && is(seg[1], "consent") && is(m, "POST")) {
-        jv_t *b = emu_body_object(rq, rs, false);
-        if (b != NULL) {
-            const char *e = jv_get_str(b, "email");
-            if (e == NULL || emu_user_find(e) == NULL) {
-                emu_error(rs, 404, "notFound", "no such user");
-            } else {
-                free(emu.world.consent_email);
-                emu.world.consent_email = bm_strdup(e);
-                ok(rs);
-            }
-            jv_free(b);
-        }
+        consent(rq, rs);
     } else if (n >= 4 && is(seg[1], "calendars")) {
         emu_calendar_t *cal = emu_calendar_find(seg[2]);
         if (cal == NULL) {

@@ -124,6 +124,9 @@ typedef struct emu_user {
     int quota_status;
     int64_t *qwin; /* ring of accepted request times (ms) */
     size_t qwin_head, qwin_n;
+    /* OAuth consent (oauth.c, admin.c; not persisted) */
+    bool consent_deny;    /* clicks Cancel on the consent screen (POST /_emulator/consent) */
+    bool offline_granted; /* has consented to the client with access_type=offline */
 } emu_user_t;
 
 typedef struct emu_logent {
@@ -183,8 +186,9 @@ typedef struct emu_token {
     int64_t expires_ms; /* 0: never */
     /* authorization codes only */
     char *redirect_uri;
-    char *challenge;
+    char *challenge; /* NULL: issued without PKCE, so the exchange must bring no verifier */
     char *challenge_method;
+    bool offline; /* the exchange returns a refresh token */
 } emu_token_t;
 
 typedef struct emu_channel {

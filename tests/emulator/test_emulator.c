@@ -242,7 +242,8 @@ START_TEST(oauth_authorization_code_pkce)
     const char *challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     char *path = fmt("/o/oauth2/v2/auth?client_id=emu-client-id&redirect_uri=%s&response_type=code"
                      "&scope=https%%3A%%2F%%2Fwww.googleapis.com%%2Fauth%%2Fcalendar&state=xyz"
-                     "&code_challenge=%s&code_challenge_method=S256&login_hint=u%%40example.com",
+                     "&code_challenge=%s&code_challenge_method=S256&login_hint=u%%40example.com"
+                     "&access_type=offline",
                      "http%3A%2F%2F127.0.0.1%3A9%2Fcb", challenge);
     resp_t *r = h_req(&E, "GET", path, NULL, NULL, NULL, NULL);
     ck_assert_int_eq(r->status, 302);
@@ -310,6 +311,291 @@ START_TEST(oauth_consent_user_from_admin)
     ck_assert_ptr_nonnull(strstr(loc, "state=s1"));
     free(loc);
     h_free(r);
+}
+END_TEST
+
+/* the loopback redirect_uri the consent tests use, percent-encoded */
+#define LOOP_CB "http%3A%2F%2F127.0.0.1%3A9%2Fcb"
+#define HINT    "&login_hint=u%40example.com"
+
+/* GETs the consent page with redirect_uri (encoded), state st-1 and extra query text. */
+static resp_t *auth_req(const char *redirect_enc, const char *extra)
+{
+    char *path = fmt("/o/oauth2/v2/auth?client_id=emu-client-id&redirect_uri=%s"
+                     "&response_type=code&scope=https%%3A%%2F%%2Fwww.googleapis.com%%2Fauth%%2F"
+                     "calendar&state=st-1%s",
+                     redirect_enc, extra);
+    resp_t *r = h_req(&E, "GET", path, NULL, NULL, NULL, NULL);
+    free(path);
+    return r;
+}
+
+/* Consents to LOOP_CB (must redirect with a code) and returns the code. */
+static char *auth_code(const char *extra)
+{
+    resp_t *r = auth_req(LOOP_CB, extra);
+    ck_assert_msg(r->status == 302, "consent %s: %ld %s", extra, r->status, r->body);
+    char *loc = h_header(r, "location");
+    ck_assert_ptr_nonnull(loc);
+    ck_assert_ptr_null(strstr(loc, "error="));
+    char *code = query_value(loc, "code");
+    free(loc);
+    h_free(r);
+    return code;
+}
+
+/* The code exchange; verifier NULL leaves code_verifier out. */
+static resp_t *exchange(const char *code, const char *verifier, const char *redirect_enc)
+{
+    char *ecode = url_enc(code);
+    char *body = fmt("grant_type=authorization_code&code=%s%s%s&redirect_uri=%s"
+                     "&client_id=emu-client-id&client_secret=emu-client-secret",
+                     ecode, verifier != NULL ? "&code_verifier=" : "",
+                     verifier != NULL ? verifier : "", redirect_enc);
+    resp_t *r = h_req(&E, "POST", "/token", NULL, body, "application/x-www-form-urlencoded", NULL);
+    free(body);
+    free(ecode);
+    return r;
+}
+
+/* Consents with extra, exchanges the code (no PKCE) and returns the refresh token, or NULL
+ * when the token response has none (it must have an access token). */
+static char *consent_refresh_token(const char *extra)
+{
+    char *code = auth_code(extra);
+    resp_t *r = exchange(code, NULL, LOOP_CB);
+    ck_assert_msg(r->status == 200, "exchange: %ld %s", r->status, r->body);
+    ck_assert_ptr_nonnull(j_str(r->json, "access_token"));
+    const char *rt = j_str(r->json, "refresh_token");
+    char *out = rt != NULL ? strdup(rt) : NULL;
+    h_free(r);
+    free(code);
+    return out;
+}
+
+/* A 400 error page: JSON {"error"} and no redirect. */
+static void assert_error_page(resp_t *r, const char *error)
+{
+    ck_assert_msg(r->status == 400, "%ld %s", r->status, r->body);
+    char *loc = h_header(r, "location");
+    ck_assert_msg(loc == NULL, "an error page redirected to %s", loc);
+    ck_assert_str_eq(j_str(r->json, "error"), error);
+}
+
+START_TEST(oauth_consent_refused_redirects_access_denied)
+{
+    resp_t *r = admin("POST", "/_emulator/consent", "{\"email\":\"u@example.com\",\"deny\":true}");
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    /* picked by login_hint, then as the default consenting user */
+    const char *extras[] = {HINT "&access_type=offline&prompt=consent", ""};
+    for (size_t i = 0; i < 2; i++) {
+        r = auth_req(LOOP_CB, extras[i]);
+        ck_assert_int_eq(r->status, 302);
+        char *loc = h_header(r, "location");
+        ck_assert_str_eq(loc, "http://127.0.0.1:9/cb?error=access_denied&state=st-1");
+        free(loc);
+        h_free(r);
+    }
+    /* no state, no state in the answer; a query in redirect_uri is kept */
+    r = h_req(&E, "GET",
+              "/o/oauth2/v2/auth?client_id=emu-client-id&response_type=code&redirect_uri="
+              "http%3A%2F%2Flocalhost%3A8080%2Fcb%3Fx%3D1" HINT,
+              NULL, NULL, NULL, NULL);
+    ck_assert_int_eq(r->status, 302);
+    char *loc = h_header(r, "location");
+    ck_assert_str_eq(loc, "http://localhost:8080/cb?x=1&error=access_denied");
+    free(loc);
+    h_free(r);
+    /* an unknown client or an unacceptable redirect_uri stays an error page */
+    r = h_req(&E, "GET",
+              "/o/oauth2/v2/auth?client_id=other&response_type=code&redirect_uri=" LOOP_CB HINT,
+              NULL, NULL, NULL, NULL);
+    assert_error_page(r, "invalid_client");
+    h_free(r);
+    r = auth_req("https%3A%2F%2Fevil.example%2Fcb", HINT);
+    assert_error_page(r, "redirect_uri_mismatch");
+    h_free(r);
+    /* bad switches */
+    r = admin("POST", "/_emulator/consent", "{\"email\":\"u@example.com\",\"deny\":\"yes\"}");
+    ck_assert_int_eq(r->status, 400);
+    h_free(r);
+    r = admin("POST", "/_emulator/consent", "{\"email\":\"nobody@example.com\",\"deny\":true}");
+    ck_assert_int_eq(r->status, 404);
+    h_free(r);
+    /* consenting again without deny */
+    r = admin("POST", "/_emulator/consent", "{\"email\":\"u@example.com\",\"deny\":false}");
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    free(auth_code(HINT));
+    free(auth_code(""));
+}
+END_TEST
+
+START_TEST(oauth_refresh_token_only_for_offline_access)
+{
+    /* online (the default) never gives a refresh token */
+    ck_assert_ptr_null(consent_refresh_token(HINT));
+    ck_assert_ptr_null(consent_refresh_token(HINT "&access_type=online&prompt=consent"));
+    /* the first offline consent does */
+    char *rt1 = consent_refresh_token(HINT "&access_type=offline");
+    ck_assert_ptr_nonnull(rt1);
+    char *at = emu_access_token(&E, rt1);
+    free(at);
+    /* a repeat offline consent only with prompt=consent */
+    ck_assert_ptr_null(consent_refresh_token(HINT "&access_type=offline"));
+    ck_assert_ptr_null(consent_refresh_token(HINT "&access_type=offline&prompt=select_account"));
+    char *rt2 = consent_refresh_token(HINT "&access_type=offline&prompt=consent");
+    ck_assert_ptr_nonnull(rt2);
+    ck_assert_str_ne(rt1, rt2);
+    char *rt3 = consent_refresh_token(HINT "&access_type=offline&prompt=select_account%20consent");
+    ck_assert_ptr_nonnull(rt3);
+    char *rt3b = consent_refresh_token(HINT "&access_type=offline&prompt=consent+select_account");
+    ck_assert_ptr_nonnull(rt3b);
+    free(rt3b);
+    /* after a revoke, the next offline consent is a first one again */
+    resp_t *r = admin("POST", "/_emulator/users/u@example.com/revoke", NULL);
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    char *rt4 = consent_refresh_token(HINT "&access_type=offline");
+    ck_assert_ptr_nonnull(rt4);
+    at = emu_access_token(&E, rt4);
+    free(at);
+    /* an unknown access_type is an error page */
+    r = auth_req(LOOP_CB, HINT "&access_type=forever");
+    assert_error_page(r, "invalid_request");
+    h_free(r);
+    free(rt4);
+    free(rt3);
+    free(rt2);
+    free(rt1);
+}
+END_TEST
+
+START_TEST(oauth_pkce_rules_at_consent_and_exchange)
+{
+    const char *verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    /* an unknown method is refused on the consent page */
+    resp_t *r = auth_req(LOOP_CB, HINT "&code_challenge=abc&code_challenge_method=S512");
+    assert_error_page(r, "invalid_request");
+    h_free(r);
+    /* a code issued without challenge: no verifier is fine, a verifier is not */
+    char *code = auth_code(HINT);
+    r = exchange(code, verifier, LOOP_CB);
+    ck_assert_int_eq(r->status, 400);
+    ck_assert_str_eq(j_str(r->json, "error"), "invalid_grant");
+    h_free(r);
+    r = exchange(code, NULL, LOOP_CB);
+    ck_assert_msg(r->status == 200, "%s", r->body);
+    h_free(r);
+    free(code);
+    /* plain: the verifier is the challenge; a missing verifier is refused */
+    code = auth_code(HINT "&code_challenge=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+                          "&code_challenge_method=plain");
+    r = exchange(code, NULL, LOOP_CB);
+    ck_assert_int_eq(r->status, 400);
+    ck_assert_str_eq(j_str(r->json, "error"), "invalid_grant");
+    h_free(r);
+    r = exchange(code, verifier, LOOP_CB);
+    ck_assert_msg(r->status == 200, "%s", r->body);
+    h_free(r);
+    free(code);
+}
+END_TEST
+
+START_TEST(oauth_redirect_uri_must_be_loopback_and_match)
+{
+    static const char *const good[] = {
+        "http%3A%2F%2F127.0.0.1%3A9%2Fcb", "http%3A%2F%2F%5B%3A%3A1%5D%3A65535%2F",
+        "http%3A%2F%2Flocalhost%3A8080", "http%3A%2F%2Flocalhost%3A8080%3Fa%3Db"};
+    static const char *const want[] = {
+        "http://127.0.0.1:9/cb?code=", "http://[::1]:65535/?code=", "http://localhost:8080?code=",
+        "http://localhost:8080?a=b&code="};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        resp_t *r = auth_req(good[i], HINT);
+        ck_assert_msg(r->status == 302, "%s: %ld %s", good[i], r->status, r->body);
+        char *loc = h_header(r, "location");
+        ck_assert_msg(strncmp(loc, want[i], strlen(want[i])) == 0, "%s -> %s", good[i], loc);
+        free(loc);
+        h_free(r);
+    }
+    static const char *const bad[] = {
+        "https%3A%2F%2F127.0.0.1%3A9%2Fcb",             /* not http */
+        "http%3A%2F%2Fexample.com%2Fcb",                /* not loopback */
+        "http%3A%2F%2F127.0.0.1%2Fcb",                  /* no port */
+        "http%3A%2F%2F127.0.0.1%3A0%2F",                /* port 0 */
+        "http%3A%2F%2F127.0.0.1%3A70000%2F",            /* port too big */
+        "http%3A%2F%2F127.0.0.1.evil.example%3A9%2F",   /* a longer host */
+        "http%3A%2F%2Flocalhost%3A9%40evil.example%2F", /* userinfo trick */
+        "http%3A%2F%2F127.0.0.1%3A9%2Fcb%23frag",       /* fragment */
+        "http%3A%2F%2F127.0.0.1%3A9%2F%0D%0AX%3A%201",  /* header injection */
+        "urn%3Aietf%3Awg%3Aoauth%3A2.0%3Aoob",          /* out of band, retired by Google */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        resp_t *r = auth_req(bad[i], HINT);
+        assert_error_page(r, "redirect_uri_mismatch");
+        h_free(r);
+    }
+    /* the exchange must name exactly the redirect_uri of the consent; Google answers a
+     * mismatch with 400 redirect_uri_mismatch ("Bad Request") */
+    char *code = auth_code(HINT "&access_type=offline");
+    const char *others[] = {"http%3A%2F%2F127.0.0.1%3A9%2Fcb%2F", "http%3A%2F%2Flocalhost%3A9%2Fcb",
+                            "http%3A%2F%2F127.0.0.1%3A10%2Fcb"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        resp_t *r = exchange(code, NULL, others[i]);
+        ck_assert_int_eq(r->status, 400);
+        ck_assert_str_eq(j_str(r->json, "error"), "redirect_uri_mismatch");
+        ck_assert(!j_has(r->json, "access_token"));
+        h_free(r);
+    }
+    resp_t *r = exchange(code, NULL, LOOP_CB);
+    ck_assert_msg(r->status == 200, "%s", r->body);
+    ck_assert_ptr_nonnull(j_str(r->json, "refresh_token"));
+    h_free(r);
+    free(code);
+}
+END_TEST
+
+static bool listed(const resp_t *r, const char *token)
+{
+    for (size_t i = 0; i < j_len(r->json, "items"); i++) {
+        char *p = fmt("items/%zu/refresh_token", i);
+        bool hit = strcmp(j_str(r->json, p), token) == 0;
+        free(p);
+        if (hit)
+            return true;
+    }
+    return false;
+}
+
+START_TEST(admin_lists_refresh_tokens_of_a_user)
+{
+    resp_t *r = admin("GET", "/_emulator/users/u@example.com/refresh_tokens", NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_uint_eq(j_len(r->json, "items"), 1); /* the fixture's */
+    ck_assert_ptr_nonnull(j_str(r->json, "items/0/scope"));
+    h_free(r);
+    char *rt = consent_refresh_token(HINT "&access_type=offline");
+    ck_assert_ptr_nonnull(rt);
+    r = admin("POST", "/_emulator/users", "{\"email\":\"other@example.com\"}");
+    ck_assert_int_eq(r->status, 200);
+    char *other = strdup(j_str(r->json, "refresh_token"));
+    h_free(r);
+    r = admin("GET", "/_emulator/users/u@example.com/refresh_tokens", NULL);
+    ck_assert_uint_eq(j_len(r->json, "items"), 2);
+    ck_assert(listed(r, rt));
+    ck_assert(!listed(r, other));
+    h_free(r);
+    r = admin("POST", "/_emulator/users/u@example.com/revoke", NULL);
+    h_free(r);
+    r = admin("GET", "/_emulator/users/u@example.com/refresh_tokens", NULL);
+    ck_assert_uint_eq(j_len(r->json, "items"), 0);
+    h_free(r);
+    r = admin("GET", "/_emulator/users/nobody@example.com/refresh_tokens", NULL);
+    ck_assert_int_eq(r->status, 404);
+    h_free(r);
+    free(other);
+    free(rt);
 }
 END_TEST
 
@@ -1738,6 +2024,11 @@ Suite *make_suite(void)
     tcase_add_test(tc, oauth_revoke_kills_refresh_and_access_tokens);
     tcase_add_test(tc, oauth_authorization_code_pkce);
     tcase_add_test(tc, oauth_consent_user_from_admin);
+    tcase_add_test(tc, oauth_consent_refused_redirects_access_denied);
+    tcase_add_test(tc, oauth_refresh_token_only_for_offline_access);
+    tcase_add_test(tc, oauth_pkce_rules_at_consent_and_exchange);
+    tcase_add_test(tc, oauth_redirect_uri_must_be_loopback_and_match);
+    tcase_add_test(tc, admin_lists_refresh_tokens_of_a_user);
     tcase_add_test(tc, auth_missing_bad_and_expired);
     tcase_add_test(tc, token_ttl_flag_expires_tokens);
     tcase_add_test(tc, calendar_list_pages_and_primary);

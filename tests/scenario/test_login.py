@@ -217,13 +217,15 @@ class LoginTest(Scenario):
     def test_access_denied_ends_the_login(self):
         self.emu.user(A)
         self.write_config()
+        # the user clicks Cancel on the consent screen
+        self.emu.call("POST", "/_emulator/consent", {"email": A, "deny": True})
         p = self.login("--name", "alice")
         url = p.url()
-        q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-        redirect, state = q["redirect_uri"][0], q["state"][0]
-        # what Google sends when the user clicks Cancel on the consent screen
-        status, _, body = get(redirect + "?" + urllib.parse.urlencode(
-            {"error": "access_denied", "state": state}))
+        state = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
+        loc = self.consent(url)
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)
+        self.assertEqual(q, {"error": ["access_denied"], "state": [state]})
+        status, _, body = get(loc)
         self.assertEqual(status, 200, body)
         rc, _, err = p.wait()
         self.assertEqual(rc, 1)
