@@ -92,6 +92,7 @@ static const char *const migrations[] = {
     "  next_at INTEGER NOT NULL DEFAULT 0,"
     "  last_error TEXT,"
     "  created_at INTEGER NOT NULL,"
+    "  rev INTEGER NOT NULL DEFAULT 0," /* bumped by every new plan for the block */
     "  UNIQUE(target_calendar_id, block_id));"
     "CREATE INDEX outbox_due ON outbox(account_id, is_instance, id);"
     /* the queue: at most one pending and one running job per calendar */
@@ -221,6 +222,15 @@ static int exec_done(bm_store_t *st, sqlite3_stmt *s, char *err, size_t errlen, 
     int ret = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? BM_OK : db_err(st, err, errlen, what);
     sqlite3_reset(s);
     return ret;
+}
+
+static int count_changes(bm_store_t *st, sqlite3_stmt *s, int64_t *n, char *err, size_t errlen,
+                         const char *what)
+{
+    int rc = exec_done(st, s, err, errlen, what);
+    if (rc == BM_OK && n != NULL)
+        *n = sqlite3_changes(st->db);
+    return rc;
 }
 
 #define PREP(var, sql)                                                                             \
@@ -741,8 +751,8 @@ static bool owner_is_dead(const char *owner)
     return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-int bm_store_lease_take(bm_store_t *st, const char *name, const char *owner, int ttl_s, char *err,
-                        size_t errlen)
+static int lease_take(bm_store_t *st, const char *name, const char *owner, int ttl_s, char *err,
+                      size_t errlen)
 {
     int64_t now = bm_now();
     PREP(q, "SELECT owner, expires_at FROM leases WHERE name = ?");
@@ -768,6 +778,24 @@ int bm_store_lease_take(bm_store_t *st, const char *name, const char *owner, int
     bind_text(s, 2, owner);
     sqlite3_bind_int64(s, 3, now + ttl_s);
     return exec_done(st, s, err, errlen, "take lease");
+}
+
+int bm_store_lease_take(bm_store_t *st, const char *name, const char *owner, int ttl_s, char *err,
+                        size_t errlen)
+{
+    /* Read and write in one write transaction: two processes never both win. */
+    bool own_txn = sqlite3_get_autocommit(st->db) != 0;
+    int rc = own_txn ? bm_store_begin(st, err, errlen) : BM_OK;
+    if (rc != BM_OK)
+        return rc;
+    rc = lease_take(st, name, owner, ttl_s, err, errlen);
+    if (own_txn) {
+        if (rc == BM_OK)
+            rc = bm_store_commit(st, err, errlen);
+        else
+            bm_store_rollback(st);
+    }
+    return rc;
 }
 
 int bm_store_lease_release(bm_store_t *st, const char *name, const char *owner)
@@ -1038,7 +1066,8 @@ int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *
     PREP(s, "INSERT INTO outbox(target_calendar_id, account_id, block_id, op, is_instance,"
             " created_at) VALUES(?1, (SELECT account_id FROM calendars WHERE id = ?1), ?2, ?3,"
             " ?4, ?5) ON CONFLICT(target_calendar_id, block_id) DO UPDATE"
-            " SET op = ?3, is_instance = ?4, attempts = 0, next_at = 0, last_error = NULL");
+            " SET op = ?3, is_instance = ?4, attempts = 0, next_at = 0, last_error = NULL,"
+            " rev = rev + 1");
     sqlite3_bind_int64(s, 1, target_calendar_id);
     bind_text(s, 2, block_id);
     sqlite3_bind_int(s, 3, (int)op);
@@ -1047,11 +1076,23 @@ int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *
     return exec_done(st, s, err, errlen, "put outbox item");
 }
 
-int bm_store_outbox_remove(bm_store_t *st, int64_t id, char *err, size_t errlen)
+int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *current, char *err,
+                         size_t errlen)
 {
-    PREP(s, "DELETE FROM outbox WHERE id = ?");
-    sqlite3_bind_int64(s, 1, id);
-    return exec_done(st, s, err, errlen, "remove outbox item");
+    PREP(s, "DELETE FROM outbox WHERE id = ? AND rev = ?");
+    sqlite3_bind_int64(s, 1, it->id);
+    sqlite3_bind_int64(s, 2, it->rev);
+    int rc = exec_done(st, s, err, errlen, "remove outbox item");
+    *current = rc == BM_OK && sqlite3_changes(st->db) == 1;
+    return rc;
+}
+
+int bm_store_outbox_drop_stale(bm_store_t *st, int64_t *n, char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM outbox WHERE op = 1 AND NOT EXISTS (SELECT 1 FROM blocks b"
+            " WHERE b.target_calendar_id = outbox.target_calendar_id"
+            " AND b.block_id = outbox.block_id AND b.body IS NOT NULL)");
+    return count_changes(st, s, n, err, errlen, "drop stale outbox items");
 }
 
 static void read_outbox_due_row(sqlite3_stmt *s, void *row)
@@ -1067,6 +1108,7 @@ static void read_outbox_due_row(sqlite3_stmt *s, void *row)
     it->body = col_dup(s, 7);
     it->created = sqlite3_column_int(s, 8) != 0;
     it->master_block_id = col_dup(s, 9);
+    it->rev = sqlite3_column_int64(s, 10);
 }
 
 static void release_outbox_due_rows(void *rows, size_t n)
@@ -1079,7 +1121,7 @@ int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int6
 {
     /* An instance override waits until its series block exists in Google. */
     PREP(s, "SELECT o.id, o.target_calendar_id, c.gcal_id, o.block_id, o.op, o.is_instance,"
-            " o.attempts, b.body, COALESCE(b.created, 0), b.master_block_id"
+            " o.attempts, b.body, COALESCE(b.created, 0), b.master_block_id, o.rev"
             " FROM outbox o JOIN calendars c ON c.id = o.target_calendar_id"
             " LEFT JOIN blocks b ON b.target_calendar_id = o.target_calendar_id"
             "  AND b.block_id = o.block_id"
@@ -1098,20 +1140,27 @@ int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int6
     return rc;
 }
 
-int bm_store_outbox_retry_later(bm_store_t *st, int64_t id, int attempts, int64_t next_at_ms,
+int bm_store_outbox_retry_later(bm_store_t *st, const bm_outbox_item_t *it, int64_t next_at_ms,
                                 const char *error, char *err, size_t errlen)
 {
-    PREP(s, "UPDATE outbox SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1");
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int(s, 2, attempts);
-    sqlite3_bind_int64(s, 3, next_at_ms);
-    bind_text(s, 4, error);
+    /* A newer plan for the block (another rev) starts afresh instead. */
+    PREP(s, "UPDATE outbox SET attempts = ?3, next_at = ?4, last_error = ?5"
+            " WHERE id = ?1 AND rev = ?2");
+    sqlite3_bind_int64(s, 1, it->id);
+    sqlite3_bind_int64(s, 2, it->rev);
+    sqlite3_bind_int(s, 3, it->attempts + 1);
+    sqlite3_bind_int64(s, 4, next_at_ms);
+    bind_text(s, 5, error);
     return exec_done(st, s, err, errlen, "reschedule outbox item");
 }
 
 int bm_store_outbox_to_dead_letters(bm_store_t *st, const bm_outbox_item_t *it, const char *error,
                                     char *err, size_t errlen)
 {
+    bool current;
+    int rc = bm_store_outbox_done(st, it, &current, err, errlen);
+    if (rc != BM_OK || !current) /* a newer plan replaced it: that one goes on */
+        return rc;
     PREP(s, "INSERT INTO dead_letters(target_calendar_id, block_id, op, is_instance, attempts,"
             " error, failed_at) VALUES(?,?,?,?,?,?,?)");
     sqlite3_bind_int64(s, 1, it->target_calendar_id);
@@ -1121,8 +1170,7 @@ int bm_store_outbox_to_dead_letters(bm_store_t *st, const bm_outbox_item_t *it, 
     sqlite3_bind_int(s, 5, it->attempts + 1);
     bind_text(s, 6, error);
     sqlite3_bind_int64(s, 7, bm_now());
-    int rc = exec_done(st, s, err, errlen, "add dead letter");
-    return rc != BM_OK ? rc : bm_store_outbox_remove(st, it->id, err, errlen);
+    return exec_done(st, s, err, errlen, "add dead letter");
 }
 
 int bm_store_outbox_stats(bm_store_t *st, int64_t *pending, int64_t *next_due_ms, char *err,
@@ -1257,15 +1305,6 @@ void bm_store_audits_free(bm_audit_t *a, size_t n)
 }
 
 /* ---- retention ---- */
-
-static int count_changes(bm_store_t *st, sqlite3_stmt *s, int64_t *n, char *err, size_t errlen,
-                         const char *what)
-{
-    int rc = exec_done(st, s, err, errlen, what);
-    if (rc == BM_OK && n != NULL)
-        *n = sqlite3_changes(st->db);
-    return rc;
-}
 
 int bm_store_logs_purge(bm_store_t *st, int64_t before, bool apply, int64_t *n_sync,
                         int64_t *n_audit, char *err, size_t errlen)

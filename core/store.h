@@ -205,17 +205,24 @@ typedef struct bm_outbox_item {
     char *body;   /* the block's desired body (puts) */
     bool created; /* the block exists in Google: a put is an update */
     char *master_block_id;
+    int64_t rev; /* the plan's revision: a newer plan for the block bumps it */
 } bm_outbox_item_t;
 
 /* Plans a write; replaces any pending one for the same block (attempts reset). */
 int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                         bm_outbox_op_t op, bool is_instance, char *err, size_t errlen);
-int bm_store_outbox_remove(bm_store_t *st, int64_t id, char *err, size_t errlen);
+/* Removes an applied item, unless a newer plan for its block replaced it
+ * meanwhile (*current false: the item stays, with the new plan). */
+int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *current, char *err,
+                         size_t errlen);
+/* Drops puts whose block has no body any more (its row is gone). */
+int bm_store_outbox_drop_stale(bm_store_t *st, int64_t *n, char *err, size_t errlen);
 /* Up to limit items due at now_ms for targets of one account; occurrence
  * overrides (instances) only once their series block exists. */
 int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
                         size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen);
-int bm_store_outbox_retry_later(bm_store_t *st, int64_t id, int attempts, int64_t next_at_ms,
+/* Counts a failed attempt and waits until next_at_ms (not when replaced meanwhile). */
+int bm_store_outbox_retry_later(bm_store_t *st, const bm_outbox_item_t *it, int64_t next_at_ms,
                                 const char *error, char *err, size_t errlen);
 /* Moves an item to the dead letters. */
 int bm_store_outbox_to_dead_letters(bm_store_t *st, const bm_outbox_item_t *it, const char *error,

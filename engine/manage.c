@@ -49,10 +49,8 @@ static int plan_deletes(bm_engine_t *e, bm_block_t *b, size_t n, int64_t run, co
         bm_calendar_t t = {0};
         if (b[i].master_block_id != NULL || b[i].shape == NULL) /* goes with its series */
             continue;
-        if (!b[i].created) {
-            rc = bm_store_block_delete(e->st, b[i].target_calendar_id, b[i].block_id, err, errlen);
-            continue;
-        }
+        /* Even a block never confirmed may exist (a run stopped with its insert in
+         * flight): delete it in Google too; 404 counts as done. */
         rc = bm_store_calendar_get(e->st, b[i].target_calendar_id, &t, err, errlen);
         if (rc != BM_OK)
             break;

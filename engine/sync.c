@@ -711,19 +711,24 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
     long s = r->status;
     bool ok = s >= 200 && s < 300;
     char msg[160];
+    bool current = true;
     if (it->op == BM_OUTBOX_DELETE && (ok || s == 404 || s == 410)) {
+        /* Another process may have planned this block anew while the request was
+         * in flight: then its plan stands, and only what Google did is recorded. */
         e->totals.applied++;
-        int rc = it->is_instance ? bm_store_block_applied(e->st, it->target_calendar_id,
-                                                          it->block_id, true, NULL, err, errlen)
-                                 : bm_store_block_delete(e->st, it->target_calendar_id,
-                                                         it->block_id, err, errlen);
-        return rc != BM_OK ? rc : bm_store_outbox_remove(e->st, it->id, err, errlen);
+        int rc = bm_store_outbox_done(e->st, it, &current, err, errlen);
+        if (rc != BM_OK || !current)
+            return rc;
+        return it->is_instance ? bm_store_block_applied(e->st, it->target_calendar_id, it->block_id,
+                                                        true, NULL, err, errlen)
+                               : bm_store_block_delete(e->st, it->target_calendar_id, it->block_id,
+                                                       err, errlen);
     }
     if (it->op == BM_OUTBOX_PUT && ok) {
         e->totals.applied++;
         int rc = bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, true, NULL,
                                         err, errlen);
-        return rc != BM_OK ? rc : bm_store_outbox_remove(e->st, it->id, err, errlen);
+        return rc != BM_OK ? rc : bm_store_outbox_done(e->st, it, &current, err, errlen);
     }
     if (it->op == BM_OUTBOX_PUT && inserting && s == 409 && strcmp(r->reason, "duplicate") == 0)
         /* It exists (or existed): revive it with an update, now. */
@@ -736,8 +741,7 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
     snprintf(msg, sizeof(msg), "HTTP %ld %s", s, r->reason);
     if (transient_status(s, r->reason) && it->attempts + 1 < MAX_ATTEMPTS) {
         long delay = bm_backoff_delay_ms(it->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
-        return bm_store_outbox_retry_later(e->st, it->id, it->attempts + 1, bm_now_ms() + delay,
-                                           msg, err, errlen);
+        return bm_store_outbox_retry_later(e->st, it, bm_now_ms() + delay, msg, err, errlen);
     }
     e->totals.dead_letters++;
     BM_LOG(BM_LOG_ERROR, BM_MSG("block write failed for good: moved to dead letters"),
@@ -827,6 +831,13 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
     size_t n_accounts = 0;
     if (e->o.dry_run)
         return BM_OK;
+    int64_t stale = 0;
+    rc = bm_store_outbox_drop_stale(e->st, &stale, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    if (stale > 0)
+        BM_LOG(BM_LOG_WARN, BM_MSG("dropped planned writes whose block is gone"),
+               BM_KI("count", stale));
     for (;;) {
         int64_t pending = 0, next_due = 0;
         size_t worked = 0;

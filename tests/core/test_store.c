@@ -260,7 +260,9 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
     ck_assert(!items[0].created);
     ck_assert_str_eq(items[0].target_gcal_id, "dst");
     ck_assert_int_eq(bm_store_block_applied(st, dst, "m0000", true, NULL, err, sizeof(err)), BM_OK);
-    ck_assert_int_eq(bm_store_outbox_remove(st, items[0].id, err, sizeof(err)), BM_OK);
+    bool current;
+    ck_assert_int_eq(bm_store_outbox_done(st, &items[0], &current, err, sizeof(err)), BM_OK);
+    ck_assert(current);
     bm_store_outbox_items_free(items, n);
     ck_assert_int_eq(
         bm_store_outbox_due(st, acc, true, bm_now_ms(), 10, &items, &n, err, sizeof(err)), BM_OK);
@@ -269,9 +271,9 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
     ck_assert_int_eq(items[0].op, BM_OUTBOX_DELETE);
 
     /* backed off: not due now; then dead */
-    ck_assert_int_eq(bm_store_outbox_retry_later(st, items[0].id, 3, bm_now_ms() + 60000, "503",
-                                                 err, sizeof(err)),
-                     BM_OK);
+    ck_assert_int_eq(
+        bm_store_outbox_retry_later(st, &items[0], bm_now_ms() + 60000, "503", err, sizeof(err)),
+        BM_OK);
     bm_outbox_item_t *later;
     size_t n_later;
     bm_store_outbox_due(st, acc, true, bm_now_ms(), 10, &later, &n_later, err, sizeof(err));
@@ -282,6 +284,28 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
     bm_store_outbox_items_free(items, n);
     bm_store_outbox_stats(st, &pending, &next, err, sizeof(err));
     ck_assert_int_eq(pending, 0);
+
+    /* a plan made while an item is in flight survives that item's result */
+    ck_assert_int_eq(bm_store_outbox_put(st, dst, "m0000", BM_OUTBOX_PUT, false, err, sizeof(err)),
+                     BM_OK);
+    bm_store_outbox_due(st, acc, false, bm_now_ms(), 10, &items, &n, err, sizeof(err));
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(
+        bm_store_outbox_put(st, dst, "m0000", BM_OUTBOX_DELETE, false, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(
+        bm_store_outbox_retry_later(st, &items[0], bm_now_ms() + 60000, "503", err, sizeof(err)),
+        BM_OK);
+    ck_assert_int_eq(bm_store_outbox_done(st, &items[0], &current, err, sizeof(err)), BM_OK);
+    ck_assert(!current);
+    ck_assert_int_eq(bm_store_outbox_to_dead_letters(st, &items[0], "x", err, sizeof(err)), BM_OK);
+    bm_store_outbox_items_free(items, n);
+    bm_store_outbox_due(st, acc, false, bm_now_ms(), 10, &items, &n, err, sizeof(err));
+    ck_assert_uint_eq(n, 1); /* the new plan, due now, untouched */
+    ck_assert_int_eq(items[0].op, BM_OUTBOX_DELETE);
+    ck_assert_int_eq(items[0].attempts, 0);
+    ck_assert_int_eq(bm_store_outbox_done(st, &items[0], &current, err, sizeof(err)), BM_OK);
+    ck_assert(current);
+    bm_store_outbox_items_free(items, n);
 
     /* deleting a series block forgets its occurrence overrides */
     ck_assert_int_eq(bm_store_block_delete(st, dst, "m0000", err, sizeof(err)), BM_OK);
