@@ -95,6 +95,18 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
         return rc;
     if (a->role == NULL)
         role = cal.role;
+    /* Leaving a group, or taking another role in it: first remove the blocks the
+     * old membership gave and got; the new one's come with the next sync. */
+    bool moving = enable && cal.enabled &&
+                  ((a->group != NULL && strcmp(a->group, cal.group_name) != 0) || role != cal.role);
+    if (!enable || moving) {
+        rc = bm_cli_engine(cli, &e);
+        if (rc != BM_EXIT_OK)
+            goto out;
+        if (bm_engine_retire_calendar(e, &cal, enable ? "regroup" : "disable", err, sizeof(err)) !=
+            BM_OK)
+            fprintf(stderr, "busymirror: %s (the rest is removed by the next sync)\n", err);
+    }
     if (bm_store_calendar_set_enabled(cli->store, cal.id, enable, a->group, role, err,
                                       sizeof(err)) != BM_OK)
         goto fail;
@@ -112,11 +124,6 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
                bm_role_name(now.role));
         bm_calendar_dispose(&now);
     } else {
-        rc = bm_cli_engine(cli, &e);
-        if (rc != BM_EXIT_OK)
-            goto out;
-        if (bm_engine_retire_calendar(e, &cal, "disable", err, sizeof(err)) != BM_OK)
-            fprintf(stderr, "busymirror: %s (the rest is removed by the next sync)\n", err);
         printf("calendar %s disabled; its blocks are removed\n", cal.gcal_id);
     }
     goto out;
