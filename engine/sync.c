@@ -487,6 +487,85 @@ out:
     return rc;
 }
 
+/* The occurrence of a block series at original_start, as the series defines it:
+ * the series' duration from there. Strings are borrowed from `orig`/`series` or
+ * written into the caller's buffers. */
+static void series_occurrence(const bm_event_t *series, const bm_evtime_t *orig, bm_event_t *occ,
+                              char bufs[2][40])
+{
+    memset(occ, 0, sizeof(*occ));
+    occ->status = "confirmed";
+    occ->start.epoch = orig->epoch;
+    occ->end.epoch = orig->epoch + (series->end.epoch - series->start.epoch);
+    occ->start.time_zone = series->start.time_zone;
+    occ->end.time_zone = series->end.time_zone;
+    if (orig->date != NULL) {
+        occ->start.date = orig->date;
+        bm_date_format(occ->end.epoch, bufs[1], 40);
+        occ->end.date = bufs[1];
+    } else { /* both ends in UTC: the instants are what matters */
+        bm_time_format(occ->start.epoch, bufs[0], 40);
+        bm_time_format(occ->end.epoch, bufs[1], 40);
+        occ->start.date_time = bufs[0];
+        occ->end.date_time = bufs[1];
+    }
+}
+
+/* ev is an occurrence of one of our block series in this calendar that we never
+ * overrode: a person moved, changed or deleted it. Put it back as the series has it. */
+static int plan_series_echo(sync_ctx_t *c, const bm_event_t *ev, const bm_block_t *series,
+                            char *err, size_t errlen)
+{
+    bm_engine_t *e = c->e;
+    bm_event_t master = {0}, occ;
+    char bufs[2][40], suffix[32];
+    char *shape = NULL, *key = NULL, *listed = NULL, *body = NULL, *src_id = NULL;
+    bool cancelled = ev->status != NULL && strcmp(ev->status, "cancelled") == 0;
+    int rc = BM_OK;
+    if (series->shape == NULL || series->body == NULL || ev->original_start.epoch == 0)
+        goto out; /* the series is on its way out, or the stub says too little */
+    if (bm_event_parse_json(series->body, strlen(series->body), &master, err, errlen) != BM_OK)
+        goto out;
+    series_occurrence(&master, &ev->original_start, &occ, bufs);
+    occ.recurring_event_id = master.id;
+    shape = bm_plan_shape(&occ);
+    key = wanted_key(e, shape);
+    listed = cancelled ? NULL : listed_key(ev);
+    if (listed != NULL && strcmp(listed, key) == 0)
+        goto out; /* as the series has it */
+    bm_plan_instance_suffix(&ev->original_start, suffix, sizeof(suffix));
+    src_id = bm_sprintf("%s_%s", series->source_event_id, suffix);
+    bool respect = cancelled && e->o.cfg->sync.respect_deleted_blocks;
+    body = respect ? NULL : bm_plan_block_body(&occ, ev->id, master.marker_src, &e->plan);
+    bm_block_t b = {
+        .target_calendar_id = c->cal->id,
+        .block_id = ev->id,
+        .source_calendar_id = series->source_calendar_id,
+        .source_event_id = src_id,
+        .master_block_id = series->block_id,
+        .shape = respect ? "cancelled" : key,
+        .body = body,
+        .created = true,
+        .state = respect ? BM_BLOCK_USER_DELETED : BM_BLOCK_LIVE,
+    };
+    rc = bm_store_block_put(e->st, &b, err, errlen);
+    if (rc != BM_OK || respect || body == NULL)
+        goto out;
+    if (e->o.dry_run || e->o.verbose)
+        fprintf(e->out, "%srestore %s block=%s\n", e->o.dry_run ? "would " : "", c->cal->gcal_id,
+                ev->id);
+    c->updates++;
+    rc = bm_store_outbox_put(e->st, c->cal->id, ev->id, BM_OUTBOX_PUT, true, err, errlen);
+out:
+    bm_event_dispose(&master);
+    free(shape);
+    free(key);
+    free(listed);
+    free(body);
+    free(src_id);
+    return rc;
+}
+
 static int plan_event(sync_ctx_t *c, const bm_event_t *ev, char *err, size_t errlen)
 {
     bm_engine_t *e = c->e;
@@ -503,6 +582,16 @@ static int plan_event(sync_ctx_t *c, const bm_event_t *ev, char *err, size_t err
     }
     if (rc != BM_ENOTFOUND)
         return rc;
+    if (ev->recurring_event_id != NULL) { /* an occurrence of one of our block series? */
+        rc = bm_store_block_get(e->st, c->cal->id, ev->recurring_event_id, &own, err, errlen);
+        if (rc == BM_OK) {
+            rc = plan_series_echo(c, ev, &own, err, errlen);
+            bm_block_dispose(&own);
+            return rc;
+        }
+        if (rc != BM_ENOTFOUND)
+            return rc;
+    }
     if (ev->marker != NULL || c->cal->role == BM_ROLE_TARGET)
         return BM_OK;
     if (ev->recurring_event_id != NULL) {
