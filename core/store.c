@@ -162,7 +162,7 @@ static const char *const migrations[] = {
 
     /* 4: the planning settings (block title, busy rules) of the last full listing:
      * when they change, every source is listed and planned again; a series'
-     * occurrences found by their series */
+     * exceptions found by their series */
     "ALTER TABLE sync_state ADD COLUMN plan_key TEXT;"
     "CREATE INDEX source_events_series ON source_events(calendar_id, recurring_event_id);",
 };
@@ -848,11 +848,23 @@ int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *
 int bm_store_source_delete(bm_store_t *st, int64_t calendar_id, const char *event_id, char *err,
                            size_t errlen)
 {
-    PREP(s, "DELETE FROM source_events WHERE calendar_id = ?1 AND (event_id = ?2"
-            " OR recurring_event_id = ?2)");
+    PREP(s, "DELETE FROM source_events WHERE calendar_id = ? AND event_id = ?");
     sqlite3_bind_int64(s, 1, calendar_id);
     bind_text(s, 2, event_id);
     return exec_done(st, s, err, errlen, "delete source event");
+}
+
+int bm_store_source_has_exceptions(bm_store_t *st, int64_t calendar_id, const char *series_id,
+                                   bool *yes, char *err, size_t errlen)
+{
+    PREP(s, "SELECT EXISTS (SELECT 1 FROM source_events WHERE calendar_id = ?"
+            " AND recurring_event_id = ?)");
+    sqlite3_bind_int64(s, 1, calendar_id);
+    bind_text(s, 2, series_id);
+    int rc = sqlite3_step(s);
+    *yes = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "find exceptions");
 }
 
 int bm_store_source_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)

@@ -133,9 +133,9 @@ int bm_store_lease_release(bm_store_t *st, const char *name, const char *owner);
 /* ---- the local mirror of source events ---- */
 typedef struct bm_source {
     char *event_id;
-    bool busy;   /* mirrored: busy and inside the window */
-    char *shape; /* bm_plan_shape of the event when busy, else NULL */
-    char *recurring_event_id;
+    bool busy;                /* mirrored: busy and inside the window */
+    char *shape;              /* bm_plan_shape of the event when busy, else NULL */
+    char *recurring_event_id; /* set on a series' exceptions */
 } bm_source_t;
 
 int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id, bm_source_t *out,
@@ -143,9 +143,12 @@ int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_i
 /* Inserts or replaces, marking the row seen. */
 int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *src, char *err,
                         size_t errlen);
-/* Deletes a mirrored event, and the occurrences of it when it is a series. */
 int bm_store_source_delete(bm_store_t *st, int64_t calendar_id, const char *event_id, char *err,
                            size_t errlen);
+/* Whether the mirror holds exceptions (moved, cancelled, declined occurrences)
+ * of series_id, mirrored as occurrences of the series or alone. */
+int bm_store_source_has_exceptions(bm_store_t *st, int64_t calendar_id, const char *series_id,
+                                   bool *yes, char *err, size_t errlen);
 /* Full listings: unmark every row, put what is listed, then read what was not. */
 int bm_store_source_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
 int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **out, size_t *n,

@@ -266,6 +266,8 @@ typedef struct sync_ctx {
     bm_event_t *events; /* every listed event, owned */
     size_t n_events, cap_events;
     int64_t inserts, updates, deletes;
+    bool force_full; /* this pass lists in full whatever the state says */
+    bool relist;     /* a series started or stopped being mirrored: plan its exceptions anew */
 } sync_ctx_t;
 
 static int on_page(void *ud, bm_event_t *events, size_t n)
@@ -399,9 +401,12 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
                          c->targets[i].gcal_id, master);
         snprintf(inst, sizeof(inst), "%s_%s", master, suffix);
         char *body = busy ? bm_plan_block_body(ev, inst, msrc, &e->plan) : NULL;
-        if (busy && body == NULL)
-            continue; /* no usable start/end: nothing to override with */
-        rc = reconcile_block(c, &c->targets[i], inst, master, ev->id, key, body, err, errlen);
+        char lone[BM_BLOCK_ID_LEN + 1];
+        /* mirrored alone while its series was not: the series covers it now */
+        bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, ev->id, c->targets[i].gcal_id, lone);
+        rc = reconcile_block(c, &c->targets[i], lone, NULL, ev->id, NULL, NULL, err, errlen);
+        if (rc == BM_OK && !(busy && body == NULL)) /* else: no start/end to override with */
+            rc = reconcile_block(c, &c->targets[i], inst, master, ev->id, key, body, err, errlen);
         free(body);
     }
     free(msrc);
@@ -421,13 +426,23 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
     char *shape = busy ? bm_plan_shape(ev) : NULL;
     char *key = busy ? wanted_key(e, shape) : NULL;
     char *msrc = busy ? marker_src(c->cal->gcal_id, event_id) : NULL;
-    int rc;
-    if (busy) {
-        bm_source_t src = {(char *)event_id, true, shape, NULL};
+    bm_source_t prev = {0};
+    bool exceptions = false;
+    int rc = bm_store_source_get(e->st, c->cal->id, event_id, &prev, err, errlen);
+    if (rc == BM_ENOTFOUND)
+        rc = BM_OK;
+    /* A series that starts or stops being mirrored changes how each of its
+     * exceptions is mirrored (an occurrence override, or a block of its own). */
+    if (rc == BM_OK && prev.busy != busy)
+        rc = bm_store_source_has_exceptions(e->st, c->cal->id, event_id, &exceptions, err, errlen);
+    c->relist |= exceptions;
+    if (rc == BM_OK && busy) {
+        bm_source_t src = {(char *)event_id, true, shape, ev->recurring_event_id};
         rc = bm_store_source_put(e->st, c->cal->id, &src, err, errlen);
-    } else {
+    } else if (rc == BM_OK) {
         rc = bm_store_source_delete(e->st, c->cal->id, event_id, err, errlen);
     }
+    bm_source_dispose(&prev);
     for (size_t i = 0; rc == BM_OK && i < c->n_targets; i++) {
         char bid[BM_BLOCK_ID_LEN + 1];
         bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, event_id, c->targets[i].gcal_id, bid);
@@ -631,12 +646,8 @@ static int plan_all(sync_ctx_t *c, bool full, char *err, size_t errlen)
         goto out;
     /* What a full listing no longer shows is gone (or left the window). */
     rc = bm_store_source_unseen(e->st, c->cal->id, &gone, &n_gone, err, errlen);
-    for (size_t i = 0; rc == BM_OK && i < n_gone; i++) {
-        if (gone[i].recurring_event_id != NULL)
-            rc = bm_store_source_delete(e->st, c->cal->id, gone[i].event_id, err, errlen);
-        else
-            rc = plan_source(c, NULL, gone[i].event_id, err, errlen);
-    }
+    for (size_t i = 0; rc == BM_OK && i < n_gone; i++)
+        rc = plan_source(c, NULL, gone[i].event_id, err, errlen);
 out:
     bm_store_sources_free(gone, n_gone);
     return rc;
@@ -649,7 +660,7 @@ static int list_changes(sync_ctx_t *c, engine_account_t *a, bool *full, char **t
 {
     bm_engine_t *e = c->e;
     bm_gcal_list_params_t p = {0};
-    bool need_full = e->o.force_full || c->cal->sync_token == NULL ||
+    bool need_full = e->o.force_full || c->force_full || c->cal->sync_token == NULL ||
                      bm_now() - c->cal->last_full_sync > FULL_SYNC_EVERY ||
                      c->cal->plan_key == NULL || strcmp(c->cal->plan_key, e->plan_key) != 0;
     int rc;
@@ -675,9 +686,11 @@ static int list_changes(sync_ctx_t *c, engine_account_t *a, bool *full, char **t
     return bm_gcal_list_events(e->gcal, &a->g, c->cal->gcal_id, &p, on_page, c, token, err, errlen);
 }
 
-int bm_engine_sync_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err, size_t errlen)
+/* One pass: lease, list, plan, commit. *relist: a full pass must follow. */
+static int sync_pass(bm_engine_t *e, const bm_calendar_t *cal, bool force_full, bool *relist,
+                     char *err, size_t errlen)
 {
-    sync_ctx_t c = {.e = e, .cal = cal};
+    sync_ctx_t c = {.e = e, .cal = cal, .force_full = force_full};
     char lease[64], *token = NULL;
     engine_account_t *a = NULL;
     bool full = false, leased = false, in_txn = false;
@@ -771,6 +784,22 @@ out:
     free(c.events);
     free(token);
     bm_store_calendars_free(c.targets, c.n_targets);
+    *relist = rc == BM_OK && c.relist;
+    return rc;
+}
+
+int bm_engine_sync_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err, size_t errlen)
+{
+    bool relist = false;
+    int rc = sync_pass(e, cal, false, &relist, err, errlen);
+    if (rc == BM_OK && relist && !e->o.dry_run) {
+        /* The exceptions of a series whose mirroring changed are planned from a
+         * fresh full listing (a dry run leaves it at what it printed). */
+        BM_LOG(BM_LOG_INFO, BM_MSG("a series changed how it is mirrored: listing in full"),
+               BM_KS("calendar", cal->gcal_id));
+        e->totals.calendars_ok--; /* one calendar, counted once */
+        rc = sync_pass(e, cal, true, &relist, err, errlen);
+    }
     return rc;
 }
 

@@ -167,7 +167,8 @@ def main():
         secs2, rss2, _, _ = run([bm, "-c", cfg, "sync"], work)
         c = emu.counters()
         print("steady-state no-op sync: %d list calls for 3 calendars, %d writes, %d API requests,"
-              " %.2f s, %.1f MiB" % (c["list"], c["writes"], c["requests"], secs2, rss2))
+              " %.2f s, %s" % (c["list"], c["writes"], c["requests"], secs2,
+                               "%.1f MiB" % rss2 if rss2 > 0 else "too short to sample RSS"))
         if blocks != 6 * n:
             raise SystemExit("WRONG: expected %d blocks" % (6 * n))
     finally:
