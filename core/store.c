@@ -1131,16 +1131,20 @@ static void release_outbox_due_rows(void *rows, size_t n)
 int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
                         size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen)
 {
-    /* An instance override waits until its series block exists in Google. */
+    /* An occurrence override waits until its series block exists in Google, as
+     * planned (no write of the series pending). */
     PREP(s, "SELECT o.id, o.target_calendar_id, c.gcal_id, o.block_id, o.op, o.is_instance,"
             " o.attempts, b.body, COALESCE(b.created, 0), b.master_block_id, o.rev"
             " FROM outbox o JOIN calendars c ON c.id = o.target_calendar_id"
             " LEFT JOIN blocks b ON b.target_calendar_id = o.target_calendar_id"
             "  AND b.block_id = o.block_id"
             " WHERE o.account_id = ?1 AND o.is_instance = ?2 AND o.next_at <= ?3"
-            "  AND (o.is_instance = 0 OR EXISTS (SELECT 1 FROM blocks m"
+            "  AND (o.is_instance = 0 OR (EXISTS (SELECT 1 FROM blocks m"
             "   WHERE m.target_calendar_id = o.target_calendar_id"
-            "   AND m.block_id = b.master_block_id AND m.created = 1))"
+            "   AND m.block_id = b.master_block_id AND m.created = 1)"
+            "  AND NOT EXISTS (SELECT 1 FROM outbox mo"
+            "   WHERE mo.target_calendar_id = o.target_calendar_id"
+            "   AND mo.block_id = b.master_block_id)))"
             " ORDER BY o.id LIMIT ?4");
     sqlite3_bind_int64(s, 1, account_id);
     sqlite3_bind_int(s, 2, instances);

@@ -221,7 +221,8 @@ int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *curre
 /* Drops puts whose block has no body any more (its row is gone). */
 int bm_store_outbox_drop_stale(bm_store_t *st, int64_t *n, char *err, size_t errlen);
 /* Up to limit items due at now_ms for targets of one account; occurrence
- * overrides (instances) only once their series block exists. */
+ * overrides (instances) only once their series block exists and has no write
+ * pending. */
 int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
                         size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen);
 /* Counts a failed attempt and waits until next_at_ms (not when replaced meanwhile). */

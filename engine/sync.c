@@ -857,7 +857,9 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
         return bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, false, NULL, err,
                                       errlen);
     snprintf(msg, sizeof(msg), "HTTP %ld %s", s, r->reason);
-    if (transient_status(s, r->reason) && it->attempts + 1 < MAX_ATTEMPTS) {
+    /* An occurrence Google does not know (yet): its series may still be changing. */
+    bool retry = transient_status(s, r->reason) || (it->is_instance && s == 404);
+    if (retry && it->attempts + 1 < MAX_ATTEMPTS) {
         long delay = bm_backoff_delay_ms(it->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
         return bm_store_outbox_retry_later(e->st, it, bm_now_ms() + delay, msg, err, errlen);
     }
