@@ -247,7 +247,7 @@ class SyncTest(Scenario):
     def test_kill_9_mid_mirror_then_clean_sync_converges_exactly(self):
         for i in range(500):
             self.emu.event(A, timed("m%d" % i, hour(i % 2000) + (i // 2000) * 60))
-        self.emu.faults(latency_ms=5)
+        self.emu.faults(latency_ms=40)  # 20 batches per target: the kill lands mid-mirror
         p = self.bm_proc("sync")
         deadline = time.time() + 60
         while time.time() < deadline and len(self.emu.blocks(B)) < 50 and p.poll() is None:
@@ -266,7 +266,7 @@ class SyncTest(Scenario):
     def test_timeout_and_ctrl_c_stop_cleanly_with_the_outbox_intact(self):
         for i in range(200):
             self.emu.event(A, timed("m%d" % i, hour(i)))
-        self.emu.faults(latency_ms=300)
+        self.emu.faults(latency_ms=400)  # 3 lists + 8 batches: far beyond the 2 s timeout
         _, err = self.sync("--timeout", "2", expect=1)
         self.assertIn("stopped by --timeout", err)
         db = sqlite3.connect(os.path.join(self.dir, "bm.db"))
