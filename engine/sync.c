@@ -322,9 +322,9 @@ static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *bl
     bm_op_kind_t op = bm_plan_diff(shape, have ? cur.shape : NULL);
     if (op == BM_OP_NONE)
         goto out;
+    /* A person deleted it and wants it left alone, whatever its source does. */
     if (op == BM_OP_PUT && have && cur.state == BM_BLOCK_USER_DELETED &&
-        c->e->o.cfg->sync.respect_deleted_blocks && cur.shape != NULL && shape != NULL &&
-        strcmp(cur.shape, shape) == 0)
+        c->e->o.cfg->sync.respect_deleted_blocks)
         goto out;
     /* An occurrence that stops being busy is cancelled in the block series: its
      * shape is "cancelled" and it has no body. */

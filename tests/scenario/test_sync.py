@@ -171,7 +171,7 @@ class SyncTest(Scenario):
     def test_respect_deleted_blocks_leaves_them_deleted(self):
         self.config_extra = {"sync": {"respect_deleted_blocks": "true"}}
         self.write_config()
-        self.emu.event(A, timed("Planning", hour(11)))
+        ev = self.emu.event(A, timed("Planning", hour(11)))
         self.sync()
         (c,) = self.emu.blocks(C)
         self.emu.delete_event(C, c["id"])
@@ -179,6 +179,11 @@ class SyncTest(Scenario):
         self.sync()
         self.assertEqual(self.emu.blocks(C), [])
         self.assertEqual(len(self.emu.blocks(B)), 1)
+        # it stays deleted when its source moves; the other block follows
+        self.emu.patch_event(A, ev["id"], timed("Planning", hour(14)))
+        self.sync()
+        self.assertEqual(self.emu.blocks(C), [])
+        self.assertEqual(shapes(self.emu.blocks(B)), shapes([timed("", hour(14))]))
 
     def test_recurring_series_is_one_block_series_with_overrides(self):
         start = hour(8)
