@@ -230,8 +230,11 @@ static int on_calendar(void *ud, const bm_gcal_calendar_t *c)
 {
     discover_ctx_t *d = ud;
     d->n++;
-    return bm_store_calendar_upsert(d->e->st, d->account_id, c->id, c->summary, c->time_zone,
-                                    c->access_role, c->primary, NULL, d->err, d->errlen);
+    int rc = bm_store_calendar_upsert(d->e->st, d->account_id, c->id, c->summary, c->time_zone,
+                                      c->access_role, c->primary, NULL, d->err, d->errlen);
+    if (rc == BM_OK && c->primary) /* a primary calendar's id is its owner's address */
+        rc = bm_store_account_set_email(d->e->st, d->account_id, c->id, d->err, d->errlen);
+    return rc;
 }
 
 int bm_engine_discover(bm_engine_t *e, const bm_account_t *acct, size_t *n_found, char *err,

@@ -164,6 +164,7 @@ class ManageTest(Scenario):
         self.assertEqual(len(self.emu.blocks(B)), 2)
         out, _ = self.bm("account", "list")
         self.assertNotIn("bob", out)
+        self.assertRegex(out, r"alice +alice@example.com +2 +ok")  # discover found the address
         # undo can re-create what lived in alice's calendars, not in bob's (gone)
         out, _ = self.bm("undo", "--last", expect=1)
         self.assertIn("2 blocks re-created, 3 could not be", out)
