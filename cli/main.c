@@ -11,7 +11,8 @@
 #include <string.h>
 
 static const bm_cli_command_t commands[] = {
-    {"serve", bm_cmd_unavailable, "run gateway, sync workers and renewer", ""},
+    {"serve", bm_cmd_unavailable, "run gateway, sync workers and renewer (not in this version)",
+     ""},
     {"sync", bm_cmd_sync, "mirror busy time now, once (for cron or by hand)",
      "  --account-id NAME   only this account's calendars\n"
      "  --calendar-id ID    only this calendar\n"
@@ -29,7 +30,7 @@ static const bm_cli_command_t commands[] = {
      "                      nothing is deleted and the exit code is 1\n"},
     {"cleanup", bm_cmd_cleanup, "remove orphaned blocks, unused mirror rows and old log entries",
      "  --dry-run           report what would be removed\n"},
-    {"poll", bm_cmd_unavailable, "poll calendars without push once", ""},
+    {"poll", bm_cmd_unavailable, "poll calendars without push once (not in this version)", ""},
     {"account", bm_cmd_account, "add, log in, list and remove Google accounts",
      "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
      "                      store an account; its refresh token is encrypted at rest\n"
@@ -100,10 +101,9 @@ static void print_help(FILE *f)
 
 void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f)
 {
-    fprintf(f, "usage: busymirror [-c FILE] %s [OPTIONS]\n\n%s\n", cmd->name, cmd->summary);
-    if (cmd->usage[0] != '\0')
-        fprintf(f, "\noptions:\n%s", cmd->usage);
-    fprintf(f, "  -h, --help          this help\n");
+    fprintf(f, "usage: busymirror [-c FILE] %s [OPTIONS]\n\n%s\n\noptions:\n", cmd->name,
+            cmd->summary);
+    fprintf(f, "  -h, --help          this help\n%s", cmd->usage);
 }
 
 int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
