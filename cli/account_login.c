@@ -615,35 +615,45 @@ int bm_account_login(bm_cli_t *cli, int argc, char **argv)
     r = bm_store_account_get(st, name, &acct, err, sizeof(err));
     if (r == BM_OK)
         id = acct.id;
-    else if (r != BM_ENOTFOUND)
-        goto fail;
+    else if (r != BM_ENOTFOUND) {
+        say(err);
+        goto out;
+    }
     bm_gcal_opts_t go = {.api_base_url = cfg->google.api_base_url,
                          .batch_url = cfg->google.batch_url,
                          .token_url = cfg->google.token_url,
                          .client_id = cfg->google.client_id,
                          .client_secret = cfg->google.client_secret};
     if (bm_gcal_new(&go, &g, err, sizeof(err)) != BM_OK ||
-        pkce_init(&pkce, err, sizeof(err)) != BM_OK)
-        goto fail;
+        pkce_init(&pkce, err, sizeof(err)) != BM_OK) {
+        say(err);
+        goto out;
+    }
     l = bm_calloc(1, sizeof(*l));
-    if (listener_open(l, err, sizeof(err)) != BM_OK)
-        goto fail;
+    if (listener_open(l, err, sizeof(err)) != BM_OK) {
+        say(err);
+        goto out;
+    }
     snprintf(redirect_uri, sizeof(redirect_uri), "http://127.0.0.1:%d/", l->port);
     url = auth_address(cfg, redirect_uri, &pkce, hint);
     if (url == NULL) {
         bm_err(err, sizeof(err), BM_ETOOBIG, "the consent address is too long");
-        goto fail;
+        say(err);
+        goto out;
     }
     printf("Open this address in a browser and allow access:\n%s\n", url);
     if (fflush(stdout) != 0) {
         bm_err(err, sizeof(err), BM_EIO, "cannot write to stdout");
-        goto fail;
+        say(err);
+        goto out;
     }
     fprintf(stderr, "busymirror account login: waiting up to %ld s for the browser on port %d\n",
             timeout, l->port);
 
-    if (wait_for_code(l, pkce.state, (int)timeout, &code, &fd, err, sizeof(err)) != BM_OK)
-        goto fail;
+    if (wait_for_code(l, pkce.state, (int)timeout, &code, &fd, err, sizeof(err)) != BM_OK) {
+        say(err);
+        goto out;
+    }
     listener_close(l); /* nothing else is served; fd stays open for the answer */
     r = bm_gcal_exchange_code(g, code, pkce.verifier, redirect_uri, &token, err, sizeof(err));
     if (r == BM_OK)
@@ -653,14 +663,18 @@ int bm_account_login(bm_cli_t *cli, int argc, char **argv)
                   "busymirror: Google refused the login; see the terminal for why");
     close(fd);
     fd = -1;
-    if (r != BM_OK)
-        goto fail;
+    if (r != BM_OK) {
+        say(err);
+        goto out;
+    }
 
     /* The new token must work, and tells who logged in. */
     bm_gcal_account_init(&ga, token, name);
     ga_init = true;
-    if (bm_gcal_list_calendars(g, &ga, on_calendar, &found, err, sizeof(err)) != BM_OK)
-        goto fail;
+    if (bm_gcal_list_calendars(g, &ga, on_calendar, &found, err, sizeof(err)) != BM_OK) {
+        say(err);
+        goto out;
+    }
     for (size_t i = 0; i < found.n && email == NULL; i++)
         if (found.cals[i].primary)
             email = found.cals[i].id;
@@ -669,18 +683,18 @@ int bm_account_login(bm_cli_t *cli, int argc, char **argv)
                "account '%s' is %s, but the browser logged in as %s; nothing changed (log in as "
                "%s, or use another --name)",
                name, acct.email, email, acct.email);
-        goto fail;
+        say(err);
+        goto out;
     }
     if (bm_cli_seal_token(cli, name, token, &sealed, &sealed_len) != BM_OK)
         goto out; /* printed */
-    if (store_account(st, name, id, sealed, sealed_len, email, &found, err, sizeof(err)) != BM_OK)
-        goto fail;
+    if (store_account(st, name, id, sealed, sealed_len, email, &found, err, sizeof(err)) != BM_OK) {
+        say(err);
+        goto out;
+    }
     printf("account '%s' logged in as %s; %zu calendars found\n", name,
            email != NULL ? email : "(no primary calendar)", found.n);
     rc = BM_EXIT_OK;
-    goto out;
-fail:
-    say(err);
 out:
     if (fd >= 0)
         close(fd);

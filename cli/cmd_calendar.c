@@ -108,13 +108,19 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
             fprintf(stderr, "busymirror: %s (the rest is removed by the next sync)\n", err);
     }
     if (bm_store_calendar_set_enabled(cli->store, cal.id, enable, a->group, role, err,
-                                      sizeof(err)) != BM_OK)
-        goto fail;
+                                      sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        rc = BM_EXIT_FAIL;
+        goto out;
+    }
     if (enable) {
         /* Members of the group gained a target: list them in full next time. */
         bm_calendar_t now;
-        if (bm_store_calendar_get(cli->store, cal.id, &now, err, sizeof(err)) != BM_OK)
-            goto fail;
+        if (bm_store_calendar_get(cli->store, cal.id, &now, err, sizeof(err)) != BM_OK) {
+            fprintf(stderr, "busymirror: %s\n", err);
+            rc = BM_EXIT_FAIL;
+            goto out;
+        }
         if (bm_store_calendar_list(cli->store, 0, NULL, true, &group, &n_group, err, sizeof(err)) ==
             BM_OK)
             for (size_t i = 0; i < n_group; i++)
@@ -126,10 +132,6 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
     } else {
         printf("calendar %s disabled; its blocks are removed\n", cal.gcal_id);
     }
-    goto out;
-fail:
-    fprintf(stderr, "busymirror: %s\n", err);
-    rc = BM_EXIT_FAIL;
 out:
     bm_engine_free(e);
     bm_store_calendars_free(group, n_group);
