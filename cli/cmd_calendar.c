@@ -81,8 +81,7 @@ out:
 
 static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a, bool enable)
 {
-    bm_calendar_t cal = {0}, *group = NULL;
-    size_t n_group = 0;
+    bm_calendar_t cal = {0}, now = {0};
     bm_engine_t *e = NULL;
     bm_role_t role = BM_ROLE_BOTH;
     char err[512];
@@ -95,46 +94,52 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
         return rc;
     if (a->role == NULL)
         role = cal.role;
-    /* Leaving a group, or taking another role in it: first remove the blocks the
-     * old membership gave and got; the new one's come with the next sync. */
+    /* Leaving a group, or taking another role in it: the blocks of the old
+     * membership go, planned with the new membership in one transaction. */
     bool moving = enable && cal.enabled &&
                   ((a->group != NULL && strcmp(a->group, cal.group_name) != 0) || role != cal.role);
+    int r;
     if (!enable || moving) {
-        rc = bm_cli_engine(cli, &e);
-        if (rc != BM_EXIT_OK)
+        if ((rc = bm_cli_engine(cli, &e)) != BM_EXIT_OK)
             goto out;
-        if (bm_engine_retire_calendar(e, &cal, enable ? "regroup" : "disable", err, sizeof(err)) !=
-            BM_OK)
-            fprintf(stderr, "busymirror: %s (the rest is removed by the next sync)\n", err);
+        r = bm_engine_retire_calendar(e, &cal, enable ? "regroup" : "disable", enable, a->group,
+                                      role, err, sizeof(err));
+    } else {
+        r = bm_store_calendar_set_enabled(cli->store, cal.id, true, a->group, role, err,
+                                          sizeof(err));
+        if (r == BM_OK) /* the group gained a member: its calendars list in full */
+            r = bm_store_group_relist(cli->store, a->group != NULL ? a->group : cal.group_name, err,
+                                      sizeof(err));
     }
-    if (bm_store_calendar_set_enabled(cli->store, cal.id, enable, a->group, role, err,
-                                      sizeof(err)) != BM_OK) {
+    if (r == BM_OK)
+        r = bm_store_calendar_get(cli->store, cal.id, &now, err, sizeof(err));
+    if (r != BM_OK) {
         fprintf(stderr, "busymirror: %s\n", err);
         rc = BM_EXIT_FAIL;
         goto out;
     }
-    if (enable) {
-        /* Members of the group gained a target: list them in full next time. */
-        bm_calendar_t now;
-        if (bm_store_calendar_get(cli->store, cal.id, &now, err, sizeof(err)) != BM_OK) {
-            fprintf(stderr, "busymirror: %s\n", err);
-            rc = BM_EXIT_FAIL;
-            goto out;
-        }
-        if (bm_store_calendar_list(cli->store, 0, NULL, true, &group, &n_group, err, sizeof(err)) ==
-            BM_OK)
-            for (size_t i = 0; i < n_group; i++)
-                if (strcmp(group[i].group_name, now.group_name) == 0)
-                    bm_store_sync_state_reset(cli->store, group[i].id, err, sizeof(err));
+    if (enable)
         printf("calendar %s enabled (group %s, role %s)\n", now.gcal_id, now.group_name,
                bm_role_name(now.role));
-        bm_calendar_dispose(&now);
-    } else {
-        printf("calendar %s disabled; its blocks are removed\n", cal.gcal_id);
+    else
+        printf("calendar %s disabled\n", now.gcal_id);
+    if (e != NULL) {
+        bm_engine_totals_t t;
+        bm_engine_totals(e, &t);
+        if (t.dead_letters > 0 || t.pending > 0) {
+            fprintf(stderr,
+                    "busymirror: %lld of its blocks could not be deleted (%lld dead letters, %lld "
+                    "waiting): see busymirror status and dlq\n",
+                    (long long)(t.dead_letters + t.pending), (long long)t.dead_letters,
+                    (long long)t.pending);
+            rc = BM_EXIT_FAIL;
+        } else {
+            printf("%lld blocks removed\n", (long long)t.applied);
+        }
     }
 out:
     bm_engine_free(e);
-    bm_store_calendars_free(group, n_group);
+    bm_calendar_dispose(&now);
     bm_calendar_dispose(&cal);
     return rc;
 }

@@ -58,9 +58,10 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
         case 'i':
         case 'o': {
             long long v = strtoll(optarg, &end, 10);
-            if (*end != '\0' || v <= 0)
-                return bm_cli_usage_error(self, "--%s takes a positive number, not '%s'",
-                                          c == 'i' ? "id" : "older-than", optarg);
+            if (*end != '\0' || v <= 0 || (c == 'o' && v > 36500))
+                return bm_cli_usage_error(self, "--%s takes a number from 1 to %s, not '%s'",
+                                          c == 'i' ? "id" : "older-than",
+                                          c == 'i' ? "the largest id" : "36500", optarg);
             *(c == 'i' ? &id : &days) = v;
             break;
         }
@@ -102,8 +103,11 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
         return rc != BM_EXIT_OK || t.dead_letters > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
     }
     if (strcmp(sub, "purge") == 0) {
-        if (!confirm)
-            return bm_cli_usage_error(self, "purge deletes dead letters for good: add --confirm");
+        if (!confirm) {
+            fprintf(stderr, "busymirror dlq: purge deletes dead letters for good; nothing was "
+                            "deleted: run again with --confirm\n");
+            return BM_EXIT_FAIL;
+        }
         if (bm_store_dead_letters_purge(st, days > 0 ? bm_now() - days * 86400 : INT64_MAX, &n, err,
                                         sizeof(err)) != BM_OK) {
             fprintf(stderr, "busymirror dlq: %s\n", err);

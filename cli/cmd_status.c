@@ -37,16 +37,19 @@ static void gen_int(yajl_gen g, const char *k, int64_t v)
 /* Why a calendar needs attention, or NULL when it is healthy. */
 static const char *attention(const bm_calendar_t *c, const bm_health_t *h)
 {
+    /* Writes that failed or wait concern a calendar even once it is disabled. */
+    if (h->dead_letters > 0)
+        return "dead letters";
+    if (h->retrying > 0)
+        return "writes retrying";
+    if (h->outbox > 0)
+        return "writes pending";
     if (!c->enabled)
         return NULL;
     if (c->last_sync_at == 0)
         return "never synced";
     if (c->last_result != NULL && strcmp(c->last_result, "ok") != 0)
         return "last sync failed";
-    if (h->dead_letters > 0)
-        return "dead letters";
-    if (h->retrying > 0)
-        return "writes retrying";
     return NULL;
 }
 
@@ -152,7 +155,7 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
             gen_int(g, "blocks", h.blocks);
             gen_str(g, "attention", why);
             yajl_gen_map_close(g);
-        } else if (cal->enabled) {
+        } else if (cal->enabled || why != NULL) {
             printf("  %-44s %s %s last=%s (%s) channel=%s queue=%lld+%lld dead=%lld blocks=%lld%s%s"
                    "\n",
                    cal->gcal_id, cal->account_name, mode, when,

@@ -5,9 +5,11 @@
 #include <errno.h>
 #include <ini.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #define OFF(f) offsetof(bm_config_t, f)
 
@@ -85,6 +87,32 @@ static int parse_bool(const char *v, bool *out)
     return -1;
 }
 
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+static bool valid_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        int n = *p < 0x80           ? 0
+                : (*p >> 5) == 0x6  ? 1
+                : (*p >> 4) == 0xE  ? 2
+                : (*p >> 3) == 0x1E ? 3
+                                    : -1;
+        if (n < 0)
+            return false;
+        uint32_t cp = n == 0 ? *p : *p & (0x3F >> n);
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
 static char *resolve_path(const char *value, const char *cfg_file)
 {
     if (value[0] == '/' || cfg_file == NULL)
@@ -145,6 +173,8 @@ static int set_key(bm_config_t *cfg, const bm_config_key_t *k, const char *value
     case BM_CFG_PATH:
         if (value[0] == '\0' && k->type == BM_CFG_PATH)
             return bm_err(err, errlen, BM_EINVAL, "[%s] %s: empty path", k->section, k->name);
+        if (!valid_utf8(value)) /* it reaches Google in JSON */
+            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: not UTF-8 text", k->section, k->name);
         break;
     }
     char **slot = (char **)(base + k->offset);
@@ -227,9 +257,14 @@ int bm_config_load(bm_config_t *cfg, const char *path, char *err, size_t errlen)
 {
     int rc = BM_OK;
     load_ctx_t lc = {cfg, path, NULL, 0, err, errlen, BM_OK};
+    struct stat sb;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         rc = bm_err(err, errlen, BM_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = bm_err(err, errlen, BM_EIO, "%s: not a regular file", path);
         goto out;
     }
     free(cfg->source);
@@ -241,8 +276,8 @@ int bm_config_load(bm_config_t *cfg, const char *path, char *err, size_t errlen)
     } else if (line > 0) {
         rc = bm_err(err, errlen, BM_EINVAL,
                     "%s:%d: syntax error (expected [section] or key = value)", path, line);
-    } else if (line < 0) {
-        rc = bm_err(err, errlen, BM_EIO, "%s: cannot parse", path);
+    } else if (line < 0 || ferror(f)) {
+        rc = bm_err(err, errlen, BM_EIO, "%s: cannot read", path);
     }
 out:
     if (f != NULL)

@@ -731,6 +731,14 @@ int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result
     return exec_done(st, s, err, errlen, "save sync result");
 }
 
+int bm_store_group_relist(bm_store_t *st, const char *group, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE sync_state SET sync_token = NULL WHERE calendar_id IN"
+            " (SELECT id FROM calendars WHERE group_name = ? AND enabled = 1)");
+    bind_text(s, 1, group);
+    return exec_done(st, s, err, errlen, "relist group");
+}
+
 int bm_store_sync_state_reset(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)
 {
     PREP(s, "UPDATE sync_state SET sync_token = NULL WHERE calendar_id = ?");
@@ -1392,7 +1400,6 @@ int bm_store_calendar_forget(bm_store_t *st, int64_t calendar_id, char *err, siz
     static const char *const sql[] = {
         "DELETE FROM outbox WHERE target_calendar_id = ?",
         "DELETE FROM blocks WHERE target_calendar_id = ?",
-        "DELETE FROM source_events WHERE calendar_id = ?",
         "UPDATE sync_state SET sync_token = NULL WHERE calendar_id = ?",
     };
     int rc = BM_OK;
@@ -1438,9 +1445,14 @@ int bm_store_dead_letters(bm_store_t *st, bm_dead_letter_t **out, size_t *n, cha
 
 int bm_store_dead_letter_retry(bm_store_t *st, int64_t id, int64_t *n, char *err, size_t errlen)
 {
-    /* Back to the outbox with fresh attempts (id 0: all of them). */
+    /* Back to the outbox with fresh attempts (id 0: all of them), as what the block
+     * needs now: a put when it is wanted with a body, else a delete (the failed
+     * write may be outdated by later plans). */
     PREP(s, "INSERT INTO outbox(target_calendar_id, account_id, block_id, op, is_instance,"
-            " created_at) SELECT d.target_calendar_id, c.account_id, d.block_id, d.op,"
+            " created_at) SELECT d.target_calendar_id, c.account_id, d.block_id,"
+            " CASE WHEN EXISTS (SELECT 1 FROM blocks b WHERE"
+            "  b.target_calendar_id = d.target_calendar_id AND b.block_id = d.block_id"
+            "  AND b.shape IS NOT NULL AND b.body IS NOT NULL) THEN 1 ELSE 2 END,"
             " d.is_instance, ?2 FROM dead_letters d JOIN calendars c ON c.id = d.target_calendar_id"
             " WHERE ?1 = 0 OR d.id = ?1 ORDER BY d.id"
             " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET op = excluded.op,"

@@ -122,6 +122,9 @@ int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sy
 int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result, const char *error,
                          char *err, size_t errlen);
 int bm_store_sync_state_reset(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
+/* Clears the sync tokens of a group's enabled calendars: each is listed and
+ * planned in full next time (a member joined, or blocks were put back). */
+int bm_store_group_relist(bm_store_t *st, const char *group, char *err, size_t errlen);
 
 /* ---- leases (one sync of a calendar at a time, across processes) ---- */
 /* Takes or renews lease `name` for owner for ttl seconds. BM_EBUSY when another
@@ -288,7 +291,8 @@ int bm_store_blocks_forget_source(bm_store_t *st, int64_t source_calendar_id, ch
 /* Blocks to, or from, a calendar whose deletion is planned but not yet done. */
 int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
                                    size_t errlen);
-/* Forgets a calendar's blocks, outbox, mirror and sync token (reset). */
+/* Forgets the blocks held in a calendar, their pending writes and its sync token
+ * (reset); what it gives as a source stays. */
 int bm_store_calendar_forget(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
 
 /* ---- dead letters ---- */
@@ -305,7 +309,8 @@ typedef struct bm_dead_letter {
 
 int bm_store_dead_letters(bm_store_t *st, bm_dead_letter_t **out, size_t *n, char *err,
                           size_t errlen);
-/* Moves dead letter id (0: all) back to the outbox with fresh attempts; *n moved. */
+/* Moves dead letter id (0: all) back to the outbox with fresh attempts, as the
+ * write the block needs now (put or delete); *n moved. */
 int bm_store_dead_letter_retry(bm_store_t *st, int64_t id, int64_t *n, char *err, size_t errlen);
 int bm_store_dead_letters_purge(bm_store_t *st, int64_t before, int64_t *n, char *err,
                                 size_t errlen);

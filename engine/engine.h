@@ -74,9 +74,12 @@ int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, 
  * content, under one run id per call, so that bm_engine_undo() can re-create it. */
 
 /* Deletes every block made from cal and every block living in cal (it leaves
- * its group): planned in the outbox, audited as `action`, then drained. */
+ * its group or changes its role), audited as `action`: the deletions are
+ * planned in the same transaction that gives cal its new membership (enabled,
+ * group or NULL to keep it, role), then drained. Totals tell what failed. */
 int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, const char *action,
-                              char *err, size_t errlen);
+                              bool enabled, const char *group, bm_role_t role, char *err,
+                              size_t errlen);
 
 /* One block found by reset or cleanup (printed by the commands). */
 typedef struct bm_found_block {

@@ -97,7 +97,8 @@ static int plan_retire(bm_engine_t *e, const bm_calendar_t *cal, int64_t run, co
 }
 
 int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, const char *action,
-                              char *err, size_t errlen)
+                              bool enabled, const char *group, bm_role_t role, char *err,
+                              size_t errlen)
 {
     int64_t run;
     int rc = bm_store_begin(e->st, err, errlen);
@@ -106,6 +107,10 @@ int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, const ch
     rc = bm_store_audit_new_run(e->st, &run, err, errlen);
     if (rc == BM_OK)
         rc = plan_retire(e, cal, run, action, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_calendar_set_enabled(e->st, cal->id, enabled, group, role, err, errlen);
+    if (rc == BM_OK && enabled) /* the new group gained a member */
+        rc = bm_store_group_relist(e->st, group != NULL ? group : cal->group_name, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_commit(e->st, err, errlen);
     else
@@ -260,6 +265,10 @@ int bm_engine_reset_calendar(bm_engine_t *e, const bm_calendar_t *cal, bool appl
     in_txn = rc == BM_OK;
     if (rc == BM_OK)
         rc = bm_store_calendar_forget(e->st, cal->id, err, errlen);
+    /* Its sources list in full next time, so that blocks an undo puts back (or a
+     * still enabled target's new ones) are known again. */
+    if (rc == BM_OK && cal->enabled)
+        rc = bm_store_group_relist(e->st, cal->group_name, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_commit(e->st, err, errlen);
     in_txn = false;
@@ -355,6 +364,8 @@ int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *res
         }
         if (r == BM_OK)
             r = bm_store_audit_mark_undone(e->st, au->id, one, sizeof(one));
+        if (r == BM_OK) /* the group's next full listings adopt the block again */
+            r = bm_store_group_relist(e->st, cals[0].group_name, one, sizeof(one));
         if (r == BM_OK) {
             (*restored)++;
         } else {

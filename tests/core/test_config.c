@@ -71,6 +71,8 @@ static const struct {
     {"[log]\nlevel = loud\n", ":2: [log] level: \"loud\" is not one of"},
     {"[sync]\npast_days = 7x\n", ":2: [sync] past_days: \"7x\" is not a whole number"},
     {"[sync]\nthis line has no equals sign\n", ":2: syntax error"},
+    {"[sync]\nblock_summary = Bu\xffsy\n", ":2: [sync] block_summary: not UTF-8 text"},
+    {"[sync]\nblock_summary = \xed\xa0\x80\n", ":2: [sync] block_summary: not UTF-8 text"},
 };
 
 START_TEST(bad_values_name_file_line_and_key)
@@ -96,6 +98,19 @@ START_TEST(unreadable_file_is_an_io_error)
     bm_config_init(&c);
     ck_assert_int_eq(bm_config_load(&c, "/nonexistent/busymirror.ini", err, sizeof(err)), BM_EIO);
     ck_assert_ptr_nonnull(strstr(err, "/nonexistent/busymirror.ini"));
+    bm_config_dispose(&c);
+}
+END_TEST
+
+START_TEST(a_directory_is_not_a_config_file)
+{
+    bm_config_t c;
+    char err[512];
+    bm_config_init(&c);
+    ck_assert_int_eq(bm_config_load(&c, "/tmp", err, sizeof(err)), BM_EIO);
+    ck_assert_ptr_nonnull(strstr(err, "/tmp: not a regular file"));
+    ck_assert_int_eq(bm_config_set(&c, "sync", "block_summary", "Occupé 忙", err, sizeof(err)),
+                     BM_OK); /* UTF-8 beyond ASCII is fine */
     bm_config_dispose(&c);
 }
 END_TEST
@@ -128,6 +143,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, file_values_override_and_paths_resolve);
     tcase_add_loop_test(tc, bad_values_name_file_line_and_key, 0, sizeof(bad) / sizeof(bad[0]));
     tcase_add_test(tc, unreadable_file_is_an_io_error);
+    tcase_add_test(tc, a_directory_is_not_a_config_file);
     tcase_add_test(tc, print_masks_secrets);
     suite_add_tcase(s, tc);
     return s;

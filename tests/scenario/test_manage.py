@@ -149,7 +149,7 @@ class ManageTest(Scenario):
         out, _ = self.bm("dlq", "list")
         self.assertIn("0 dead letters", out)
         self.bm("status")
-        _, err = self.bm("dlq", "purge", expect=2)
+        _, err = self.bm("dlq", "purge", expect=1)
         self.assertIn("--confirm", err)
         self.bm("dlq", "purge", "--confirm")
 
