@@ -200,8 +200,10 @@ static int parse_part(const char *p, const char *end, size_t n, long *cid_index,
             return BM_EINVAL;
         if (len == 0)
             break;
-        if (header_is(line, len, "Content-ID", &v, &vlen))
-            *cid_index = content_id_index(v, vlen, n);
+        if (header_is(line, len, "Content-ID", &v, &vlen)) {
+            long idx = content_id_index(v, vlen, n);
+            *cid_index = idx >= 0 ? idx : -2; /* -2: an id that names no request */
+        }
     }
     /* the embedded HTTP response: status line */
     do {
@@ -295,8 +297,12 @@ int bm_batch_decode(const char *content_type, const char *body, size_t len, bm_g
             rc = bm_err(err, errlen, BM_EINVAL, "batch response part %zu is malformed", k + 1);
             goto out;
         }
-        if (idx < 0 || reqs[idx].status != 0)
+        /* Position decides only for a part with no Content-ID: an unknown or
+         * repeated id answers no request (it stays unanswered, to be retried). */
+        if (idx == -1)
             idx = k < n && reqs[k].status == 0 ? (long)k : -1;
+        else if (idx >= 0 && reqs[idx].status != 0)
+            idx = -1;
         if (idx >= 0) {
             bm_gcal_req_t *r = &reqs[idx];
             free(r->response);

@@ -71,8 +71,12 @@ void bm_bucket_init(bm_bucket_t *b, int quota_per_minute, int64_t now_ms)
     memset(b, 0, sizeof(*b));
     if (quota_per_minute <= 0)
         return; /* capacity 0: no pacing */
-    b->capacity = quota_per_minute / 6.0 < 1.0 ? 1.0 : quota_per_minute / 6.0;
+    b->capacity = quota_per_minute / 6.0;
     b->per_ms = (quota_per_minute - b->capacity) / 60000.0;
+    if (b->capacity < 1.0) { /* a tiny quota: one call at a time, at the quota's rate */
+        b->capacity = 1.0;
+        b->per_ms = quota_per_minute / 60000.0;
+    }
     b->tokens = b->capacity;
     b->last_ms = now_ms;
 }
@@ -92,7 +96,7 @@ long bm_bucket_take(bm_bucket_t *b, double n, int64_t now_ms)
         b->tokens -= n;
         return 0;
     }
-    long wait = (long)((need - b->tokens) / b->per_ms) + 1;
+    long wait = (long)((need - b->tokens) / b->per_ms + 0.5); /* a float shortfall costs 1 ms */
     return wait > 0 ? wait : 1;
 }
 
@@ -162,6 +166,7 @@ void bm_gcal_error_parse(const char *body, char *reason, size_t reason_len, char
     if (root == NULL)
         return;
     yajl_val e = jget(root, "error");
+    /* Masked before they are cut to size, so that no secret's beginning survives. */
     if (e != NULL && YAJL_IS_OBJECT(e)) { /* API error */
         const char *r = NULL;
         yajl_val errs = jget(e, "errors");
@@ -170,16 +175,16 @@ void bm_gcal_error_parse(const char *body, char *reason, size_t reason_len, char
         if (r == NULL)
             r = jstr(e, "status");
         if (r != NULL && reason_len > 0)
-            snprintf(reason, reason_len, "%s", r);
+            bm_log_scrub(r, reason, reason_len);
         const char *m = jstr(e, "message");
         if (m != NULL && message_len > 0)
-            snprintf(message, message_len, "%s", m);
+            bm_log_scrub(m, message, message_len);
     } else if (e != NULL && YAJL_IS_STRING(e)) { /* OAuth error */
         if (reason_len > 0)
-            snprintf(reason, reason_len, "%s", YAJL_GET_STRING(e));
+            bm_log_scrub(YAJL_GET_STRING(e), reason, reason_len);
         const char *m = jstr(root, "error_description");
         if (m != NULL && message_len > 0)
-            snprintf(message, message_len, "%s", m);
+            bm_log_scrub(m, message, message_len);
     }
     yajl_tree_free(root);
 }
@@ -291,6 +296,8 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud)
         snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)vlen, v);
     } else if (name_len == 11 && strncasecmp(ptr, "retry-after", 11) == 0 && vlen < 64) {
         char val[64];
+        while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--;
         memcpy(val, v, vlen);
         val[vlen] = '\0';
         char *end;
@@ -559,7 +566,7 @@ static int refresh_locked(bm_gcal_t *g, bm_gcal_account_t *a, char *err, size_t 
     int64_t expires_s = exp != NULL && YAJL_IS_INTEGER(exp) ? YAJL_GET_INTEGER(exp) : 3600;
     if (expires_s <= 0)
         expires_s = 60;
-    bm_log_add_secret(tok);
+    bm_log_add_transient_secret(tok);
     snprintf(a->access_token, sizeof(a->access_token), "%s", tok);
     a->access_expires_ms = bm_now_ms() + expires_s * 1000;
     BM_LOG(BM_LOG_DEBUG, BM_MSG("access token refreshed"), BM_KS("account", a->label),
@@ -659,7 +666,7 @@ int bm_gcal_exchange_code(bm_gcal_t *g, const char *code, const char *code_verif
     const char *rt = jstr(root, "refresh_token");
     const char *at = jstr(root, "access_token");
     if (at != NULL)
-        bm_log_add_secret(at);
+        bm_log_add_transient_secret(at);
     if (rt == NULL || *rt == '\0') {
         rc = bm_err(err, errlen, BM_EAPI,
                     "Google returned no refresh token (the consent must ask for offline access "

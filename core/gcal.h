@@ -79,7 +79,8 @@ typedef struct bm_gcal_stats {
 /*
  * A token bucket that keeps one account under Google's per-user quota, a sliding
  * minute: it refills at 5/6 of the quota per minute and holds 1/6 of it, so no
- * minute ever sees more than the quota. A request of n calls (a batch counts
+ * minute ever sees more than the quota (below 6 a minute: one call at a time at
+ * the quota's rate). A request of n calls (a batch counts
  * each part) waits until min(n, capacity) tokens are there, then takes n: the
  * bucket may go below zero, and later requests wait for it.
  */

@@ -2,6 +2,7 @@
 #include "core/util.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -9,13 +10,15 @@
 
 int bm_log_threshold = BM_LOG_INFO;
 
-#define MAX_SECRETS  64
-#define LINE_MAX_LEN 8192
+#define MAX_TRANSIENT 64 /* access tokens: the newest are the ones in use */
+#define LINE_MAX_LEN  8192
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_stream;
-static char *secrets[MAX_SECRETS];
-static size_t n_secrets;
+static char **secrets; /* long-lived: refresh tokens, client secret; never dropped */
+static size_t n_secrets, cap_secrets;
+static char *transient[MAX_TRANSIENT];
+static size_t n_transient, next_transient;
 
 static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
 
@@ -46,22 +49,44 @@ void bm_log_set_stream(FILE *f)
     pthread_mutex_unlock(&log_mu);
 }
 
+static bool known_locked(const char *value)
+{
+    for (size_t i = 0; i < n_secrets; i++)
+        if (strcmp(secrets[i], value) == 0)
+            return true;
+    for (size_t i = 0; i < n_transient; i++)
+        if (strcmp(transient[i], value) == 0)
+            return true;
+    return false;
+}
+
 void bm_log_add_secret(const char *value)
 {
     if (value == NULL || strlen(value) < 6)
         return;
     pthread_mutex_lock(&log_mu);
-    for (size_t i = 0; i < n_secrets; i++) {
-        if (strcmp(secrets[i], value) == 0)
-            goto out;
+    if (!known_locked(value)) {
+        if (n_secrets == cap_secrets) {
+            cap_secrets = cap_secrets ? cap_secrets * 2 : 16;
+            secrets = bm_realloc(secrets, cap_secrets * sizeof(*secrets));
+        }
+        secrets[n_secrets++] = bm_strdup(value);
     }
-    if (n_secrets == MAX_SECRETS) { /* forget the oldest: newest tokens matter most */
-        free(secrets[0]);
-        memmove(secrets, secrets + 1, sizeof(secrets[0]) * (MAX_SECRETS - 1));
-        n_secrets--;
+    pthread_mutex_unlock(&log_mu);
+}
+
+void bm_log_add_transient_secret(const char *value)
+{
+    if (value == NULL || strlen(value) < 6)
+        return;
+    pthread_mutex_lock(&log_mu);
+    if (!known_locked(value)) {
+        free(transient[next_transient]);
+        transient[next_transient] = bm_strdup(value);
+        next_transient = (next_transient + 1) % MAX_TRANSIENT;
+        if (n_transient < MAX_TRANSIENT)
+            n_transient++;
     }
-    secrets[n_secrets++] = bm_strdup(value);
-out:
     pthread_mutex_unlock(&log_mu);
 }
 
@@ -71,12 +96,11 @@ static void scrub_locked(const char *src, char *dst, size_t dstlen)
     size_t o = 0;
     while (*src != '\0' && o + 1 < dstlen) {
         size_t hit = 0;
-        for (size_t i = 0; i < n_secrets; i++) {
-            size_t l = strlen(secrets[i]);
-            if (strncmp(src, secrets[i], l) == 0) {
+        for (size_t i = 0; i < n_secrets + n_transient && hit == 0; i++) {
+            const char *sec = i < n_secrets ? secrets[i] : transient[i - n_secrets];
+            size_t l = strlen(sec);
+            if (strncmp(src, sec, l) == 0)
                 hit = l;
-                break;
-            }
         }
         if (hit > 0) {
             for (const char *m = "***"; *m != '\0' && o + 1 < dstlen; m++)

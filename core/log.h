@@ -51,9 +51,13 @@ const char *bm_log_level_name(bm_log_level_t lvl);
 void bm_log_set_level(bm_log_level_t lvl);
 /* Sends lines to f instead of stderr (tests); NULL restores stderr. */
 void bm_log_set_stream(FILE *f);
-/* Registers a secret value to be scrubbed from every later line. The string is
- * copied; values shorter than 6 characters are ignored (too likely to be words). */
+/* Registers a secret value to be scrubbed from every later line, for the life of
+ * the process (refresh tokens, the client secret). The string is copied; values
+ * shorter than 6 characters are ignored (too likely to be words). */
 void bm_log_add_secret(const char *value);
+/* The same for a short-lived secret (an access token): only the newest 64 are
+ * kept, so a long-running process does not grow without bound. */
+void bm_log_add_transient_secret(const char *value);
 /* Copies src to dst (dstlen) with every registered secret replaced by "***". */
 void bm_log_scrub(const char *src, char *dst, size_t dstlen);
 

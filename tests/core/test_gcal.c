@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- backoff */
@@ -1265,6 +1266,197 @@ START_TEST(bucket_keeps_every_minute_under_the_quota)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- review: more bounds */
+
+START_TEST(bucket_with_a_tiny_quota_still_refills)
+{
+    /* [google] user_quota accepts 1..1000000: a quota of 1 a minute must let one
+     * request through per minute, not stall the account forever. */
+    bm_bucket_t b;
+    int64_t now = 1000000;
+    bm_bucket_init(&b, 1, now);
+    ck_assert_int_eq(bm_bucket_take(&b, 1, now), 0);
+    long wait = bm_bucket_take(&b, 1, now);
+    ck_assert_int_ge(wait, 1);
+    ck_assert_int_le(wait, 60000);
+    ck_assert_msg(bm_bucket_take(&b, 1, now + 60000) == 0,
+                  "a minute later the second request still may not go (per_ms=%g)", b.per_ms);
+}
+END_TEST
+
+START_TEST(batch_decode_duplicate_content_id_is_not_given_to_another_request)
+{
+    /* Google answers item-1 twice and never item-2: request 2 was not answered and
+     * must not receive item-1's response. */
+    const char *body = "--R\r\nContent-Type: application/http\r\nContent-ID: <response-item-1>\r\n"
+                       "\r\nHTTP/1.1 200 OK\r\n\r\n{\"id\":\"first\"}\r\n"
+                       "--R\r\nContent-Type: application/http\r\nContent-ID: <response-item-1>\r\n"
+                       "\r\nHTTP/1.1 200 OK\r\n\r\n{\"id\":\"first-again\"}\r\n"
+                       "--R\r\nContent-Type: application/http\r\nContent-ID: <response-item-3>\r\n"
+                       "\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n"
+                       "--R--\r\n";
+    bm_gcal_req_t reqs[3] = {{.method = "POST"}, {.method = "DELETE"}, {.method = "PUT"}};
+    char err[256] = "";
+    int rc = bm_batch_decode("multipart/mixed; boundary=R", body, strlen(body), reqs, 3, err,
+                             sizeof(err));
+    ck_assert_int_eq(reqs[0].status, 200);
+    ck_assert_int_eq(reqs[2].status, 204);
+    ck_assert_msg(reqs[1].status == 0,
+                  "request 2 (DELETE) got status %ld and body %s, which answer request 1",
+                  reqs[1].status, reqs[1].response ? reqs[1].response : "(null)");
+    ck_assert_int_eq(rc, BM_EINVAL);
+    bm_gcal_reqs_dispose(reqs, 3);
+}
+END_TEST
+
+START_TEST(retry_after_with_trailing_whitespace_is_honoured)
+{
+    /* RFC 9110: optional whitespace around a field value is not part of it. */
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {429, "Retry-After: 1 \r\n", "", 0},
+        {200, NULL, "{\"id\":\"ok\"}", 0},
+    };
+    fake_script(script, 3);
+    bm_gcal_t *g = client(2);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[256] = "";
+    int64_t t0 = bm_mono_ms();
+    ck_assert_msg(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)) == 0, "%s",
+                  err);
+    int64_t took = bm_mono_ms() - t0;
+    ck_assert_msg(took >= 900, "retried after %lld ms although Google asked for 1 s",
+                  (long long)took);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(retry_after_http_date_is_honoured)
+{
+    fake_start();
+    char when[64], hdr[96];
+    time_t t = time(NULL) + 2;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    snprintf(hdr, sizeof(hdr), "Retry-After: %s\r\n", when);
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {503, hdr, "", 0},
+        {200, NULL, "{\"id\":\"ok\"}", 0},
+    };
+    fake_script(script, 3);
+    bm_gcal_t *g = client(2);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[256] = "";
+    int64_t t0 = bm_mono_ms();
+    ck_assert_msg(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)) == 0, "%s",
+                  err);
+    int64_t took = bm_mono_ms() - t0;
+    ck_assert_int_ge(took, 900);
+    ck_assert_int_lt(took, 4000);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(list_events_gone_on_a_later_page)
+{
+    /* 410 on page 2 of an incremental listing: BM_EGONE, no sync token, and the
+     * first page was delivered (the caller must drop it with everything else). */
+    fake_start();
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {200, NULL,
+         "{\"nextPageToken\":\"p2\",\"items\":[{\"id\":\"ev1\",\"status\":\"cancelled\"}]}", 0},
+        {410, NULL, "{\"error\":{\"errors\":[{\"reason\":\"fullSyncRequired\"}],\"code\":410}}", 0},
+    };
+    fake_script(script, 3);
+    bm_gcal_t *g = client(2);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    bm_gcal_list_params_t p = {.sync_token = "tok1", .show_deleted = true};
+    pages_t pg = {0};
+    char *sync = (char *)"x", err[256] = "";
+    ck_assert_int_eq(
+        bm_gcal_list_events(g, &a, "primary", &p, on_page, &pg, &sync, err, sizeof(err)), BM_EGONE);
+    ck_assert_ptr_null(sync);
+    ck_assert_int_eq(pg.calls, 1);
+    ck_assert_ptr_nonnull(strstr(fake.reqs[2], "syncToken=tok1&showDeleted=true&pageToken=p2 "));
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(client_secret_stays_masked_after_many_token_refreshes)
+{
+    /* A long-running daemon refreshes every account's access token hourly. Each new
+     * access token is registered as a secret; the client secret and the refresh token
+     * must stay masked however many of those came after them. */
+    static char bodies[70][160];
+    fake_start();
+    snprintf(bodies[0], sizeof(bodies[0]),
+             "{\"access_token\":\"ya29.rotating-%03d\",\"expires_in\":3599}", 0);
+    fake_resp_t script[] = {{200, NULL, bodies[0], 0}};
+    fake_script(script, 1);
+    bm_gcal_t *g = client(0);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", "alice@example.com");
+    char err[512] = "";
+    ck_assert_msg(bm_gcal_refresh(g, &a, err, sizeof(err)) == 0, "%s", err);
+    for (int i = 1; i < 70; i++) {
+        /* the server thread is idle between two synchronous calls */
+        snprintf(bodies[i], sizeof(bodies[i]),
+                 "{\"access_token\":\"ya29.rotating-%03d\",\"expires_in\":3599}", i);
+        fake.resps[0] = (fake_resp_t){200, NULL, bodies[i], 0};
+        fake.next = 0;
+        ck_assert_msg(bm_gcal_refresh(g, &a, err, sizeof(err)) == 0, "refresh %d: %s", i, err);
+    }
+    /* now the token endpoint echoes the secrets back */
+    fake.resps[0] = (fake_resp_t){401, NULL,
+                                  "{\"error\":\"invalid_client\",\"error_description\":\"bad "
+                                  "emu-client-secret for 1//refresh-alice\"}",
+                                  0};
+    fake.next = 0;
+    ck_assert_int_eq(bm_gcal_refresh(g, &a, err, sizeof(err)), BM_EAPI);
+    ck_assert_ptr_nonnull(strstr(err, "invalid_client"));
+    ck_assert_msg(strstr(err, "emu-client-secret") == NULL, "client secret leaked: %s", err);
+    ck_assert_msg(strstr(err, "refresh-alice") == NULL, "refresh token leaked: %s", err);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+START_TEST(no_secret_prefix_survives_error_truncation)
+{
+    /* A long error_description with the client secret near its end: the message is
+     * cut to fit a fixed buffer before the secrets are masked, so the secret's first
+     * characters survive unmasked. */
+    fake_start();
+    static char body[512];
+    char pad[241];
+    memset(pad, 'x', 240);
+    pad[240] = '\0';
+    snprintf(body, sizeof(body),
+             "{\"error\":\"invalid_client\",\"error_description\":\"%semu-client-secret\"}", pad);
+    fake_resp_t script[] = {{401, NULL, body, 0}};
+    fake_script(script, 1);
+    bm_gcal_t *g = client(0);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[1024] = "";
+    ck_assert_int_eq(bm_gcal_refresh(g, &a, err, sizeof(err)), BM_EAPI);
+    ck_assert_msg(strstr(err, "emu-client") == NULL, "client secret prefix leaked: %s",
+                  strstr(err, "emu-client"));
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("gcal");
@@ -1304,6 +1496,16 @@ Suite *make_suite(void)
     tcase_add_test(tc, secrets_never_leak);
     tcase_add_test(tc, exchange_code);
     tcase_add_test(tc, threads_share_one_refresh);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("review");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, bucket_with_a_tiny_quota_still_refills);
+    tcase_add_test(tc, batch_decode_duplicate_content_id_is_not_given_to_another_request);
+    tcase_add_test(tc, retry_after_with_trailing_whitespace_is_honoured);
+    tcase_add_test(tc, retry_after_http_date_is_honoured);
+    tcase_add_test(tc, list_events_gone_on_a_later_page);
+    tcase_add_test(tc, client_secret_stays_masked_after_many_token_refreshes);
+    tcase_add_test(tc, no_secret_prefix_survives_error_truncation);
     suite_add_tcase(s, tc);
     return s;
 }
