@@ -132,6 +132,30 @@ int bm_time_parse(const char *s, int64_t *out)
     return BM_OK;
 }
 
+/* The zone's UTC offset in seconds at instant t. */
+static int offset_at(icaltimezone *zone, int64_t t)
+{
+    struct icaltimetype tt =
+        icaltime_from_timet_with_zone((time_t)t, 0, icaltimezone_get_utc_timezone());
+    int is_daylight = 0;
+    return icaltimezone_get_utc_offset_of_utc_time(zone, &tt, &is_daylight);
+}
+
+int64_t bm_local_to_utc(void *ical_zone, int year, int month, int day, int hour, int min, int sec)
+{
+    icaltimezone *zone = ical_zone;
+    int64_t base = days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec;
+    /* Offsets a day either side: no zone changes twice within two days. */
+    int before = offset_at(zone, base - 86400), after = offset_at(zone, base + 86400);
+    int64_t u1 = base - before, u2 = base - after;
+    bool ok1 = offset_at(zone, u1) == before, ok2 = offset_at(zone, u2) == after;
+    if (ok1 && ok2) /* the time occurs twice: the first */
+        return u1 < u2 ? u1 : u2;
+    if (ok1 || ok2)
+        return ok1 ? u1 : u2;
+    return u1; /* skipped by a gap: the offset from before it */
+}
+
 int bm_time_parse_tz(const char *s, const char *time_zone, int64_t *out)
 {
     rfc3339_t t;
@@ -151,16 +175,7 @@ int bm_time_parse_tz(const char *s, const char *time_zone, int64_t *out)
     icaltimezone *zone = icaltimezone_get_builtin_timezone(time_zone);
     if (zone == NULL)
         return BM_EINVAL;
-    struct icaltimetype it = icaltime_null_time();
-    it.year = t.year;
-    it.month = t.mon;
-    it.day = t.day;
-    it.hour = t.hour;
-    it.minute = t.min;
-    it.second = t.sec;
-    it.is_date = 0;
-    it.zone = zone;
-    *out = (int64_t)icaltime_as_timet_with_zone(it, zone);
+    *out = bm_local_to_utc(zone, t.year, t.mon, t.day, t.hour, t.min, t.sec);
     return BM_OK;
 }
 

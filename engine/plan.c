@@ -141,10 +141,10 @@ static int64_t tt_to_epoch(const tzctx_t *c, struct icaltimetype tt)
 {
     if (tt.is_date || icaltime_is_utc(tt))
         return (int64_t)icaltime_as_timet(tt);
-    if (tt.zone != NULL)
-        return (int64_t)icaltime_as_timet_with_zone(tt, tt.zone);
-    if (c->zone != NULL)
-        return (int64_t)icaltime_as_timet_with_zone(tt, c->zone);
+    /* Occurrences and EXDATE/RDATE values alike: one reading of local times */
+    icaltimezone *zone = tt.zone != NULL ? (icaltimezone *)tt.zone : c->zone;
+    if (zone != NULL)
+        return bm_local_to_utc(zone, tt.year, tt.month, tt.day, tt.hour, tt.minute, tt.second);
     return (int64_t)icaltime_as_timet(tt) - c->offset;
 }
 
@@ -305,7 +305,18 @@ static bool rule_in_window(const char *line, const tzctx_t *c, struct icaltimety
         return false;
     }
     struct icalrecurrencetype rule = icalrecurrencetype_from_string(value);
-    if (rule.freq == ICAL_NO_RECURRENCE) {
+    /* A sub-daily rule filtered by day (BYMONTH, BYMONTHDAY, BYDAY, ...): one
+     * libical step may search for centuries when the filter can never match
+     * (BYMONTH=2;BYMONTHDAY=30), beyond any step budget. */
+    bool sub_daily = rule.freq == ICAL_SECONDLY_RECURRENCE ||
+                     rule.freq == ICAL_MINUTELY_RECURRENCE || rule.freq == ICAL_HOURLY_RECURRENCE;
+    bool day_filter = rule.by_month[0] != ICAL_RECURRENCE_ARRAY_MAX ||
+                      rule.by_month_day[0] != ICAL_RECURRENCE_ARRAY_MAX ||
+                      rule.by_year_day[0] != ICAL_RECURRENCE_ARRAY_MAX ||
+                      rule.by_week_no[0] != ICAL_RECURRENCE_ARRAY_MAX ||
+                      rule.by_day[0] != ICAL_RECURRENCE_ARRAY_MAX ||
+                      rule.by_set_pos[0] != ICAL_RECURRENCE_ARRAY_MAX;
+    if (rule.freq == ICAL_NO_RECURRENCE || (sub_daily && day_filter)) {
         *unsure = true;
         return false;
     }
@@ -404,8 +415,9 @@ static bool series_in_window(const bm_event_t *ev, const bm_plan_opts_t *o, int6
  *   of start.dateTime), RDATE values (DATE, DATE-TIME, PERIOD), minus EXDATE
  *   values. At most PLAN_MAX_STEPS iterator steps; expansion stops at the first
  *   occurrence starting at or after window_end.
- * - When we cannot tell (unparsable RRULE or RDATE, step budget exhausted) the
- *   answer is true: mirroring a commitment too many beats losing one. An
+ * - When we cannot tell (unparsable RRULE or RDATE, a sub-daily RRULE filtered
+ *   by day, step budget exhausted) the answer is true: mirroring a commitment
+ *   too many beats losing one. An
  *   unreadable EXDATE value and EXRULE lines are ignored for the same reason.
  */
 bool bm_plan_in_window(const bm_event_t *ev, const bm_plan_opts_t *o)

@@ -406,6 +406,42 @@ START_TEST(event_parse_from_tree)
 }
 END_TEST
 
+/* ---- review ---- */
+
+START_TEST(time_parse_zone_ambiguous_and_skipped_times_follow_rfc5545)
+{
+    /* RFC 5545 3.3.5, its own examples: TZID=America/New_York:20071104T013000
+     * (occurs twice) is the first one, 01:30 EDT; 20070311T023000 (does not exist)
+     * uses the offset before the gap: 03:30 EDT. */
+    int64_t t, want;
+    ck_assert_int_eq(bm_time_parse("2007-11-04T05:30:00Z", &want), 0);
+    ck_assert_int_eq(bm_time_parse_tz("2007-11-04T01:30:00", "America/New_York", &t), 0);
+    ck_assert_msg(t == want, "01:30 on the fall-back day is %+lld s off the first occurrence",
+                  (long long)(t - want));
+    ck_assert_int_eq(bm_time_parse("2007-03-11T07:30:00Z", &want), 0);
+    ck_assert_int_eq(bm_time_parse_tz("2007-03-11T02:30:00", "America/New_York", &t), 0);
+    ck_assert_msg(t == want, "02:30 in the spring gap is %+lld s off RFC 5545",
+                  (long long)(t - want));
+}
+END_TEST
+
+START_TEST(event_another_attendees_decline_is_not_self)
+{
+    const char *json = "{\"id\":\"m1\",\"attendees\":[{\"email\":\"bob@example.com\","
+                       "\"responseStatus\":\"declined\"},{\"email\":\"alice@example.com\","
+                       "\"self\":false,\"responseStatus\":\"declined\"},{\"email\":"
+                       "\"me@example.com\",\"self\":true,\"organizer\":true,\"responseStatus\":"
+                       "\"accepted\"}],\"extendedProperties\":{\"private\":{\"other\":\"x\"},"
+                       "\"shared\":{\"busymirror\":\"1\"}}}";
+    bm_event_t ev;
+    char err[256] = "";
+    ck_assert_msg(parse(json, &ev, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(ev.self_response, "accepted");
+    ck_assert_ptr_null(ev.marker); /* only the private copy marks a block */
+    bm_event_dispose(&ev);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("event");
@@ -427,6 +463,10 @@ Suite *make_suite(void)
     tcase_add_test(tc, event_rejects_malformed);
     tcase_add_test(tc, event_nulls_are_absent);
     tcase_add_test(tc, event_parse_from_tree);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("review");
+    tcase_add_test(tc, time_parse_zone_ambiguous_and_skipped_times_follow_rfc5545);
+    tcase_add_test(tc, event_another_attendees_decline_is_not_self);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -986,6 +986,81 @@ START_TEST(diff_from_shapes)
 }
 END_TEST
 
+/* ---- review ------------------------------------------------------------------- */
+
+START_TEST(series_contradictory_rule_is_judged_within_the_step_bound)
+{
+    /* Feb 30 never comes: libical searches for it second by second inside one
+     * icalrecur_iterator_next call, which the step budget does not see. The
+     * contract promises a bounded answer ("cannot tell" means in window). */
+    bm_plan_opts_t o = opts("2026-11-20T00:00:00Z", "2026-11-27T00:00:00Z");
+    bm_event_t *e = timed("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z", "UTC");
+    add_rec(e, "RRULE:FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30");
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    bool in = bm_plan_in_window(e, &o);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    ck_assert_msg(took < 2.0, "took %.1f s", took);
+    (void)in;
+    ev_free(e);
+}
+END_TEST
+
+START_TEST(series_exdate_at_an_ambiguous_local_time_removes_that_occurrence)
+{
+    /* Daily 01:30-01:45 New York from July. On 2026-11-01 01:30 happens twice; the
+     * EXDATE names that very local time in the same zone, so whichever instant we
+     * pick for the occurrence, the EXDATE must pick the same one. The window holds
+     * only that day's occurrence (10-31 is 05:30Z, 11-02 is 06:30Z next day). */
+    bm_plan_opts_t o = opts("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z");
+    bm_event_t *e =
+        timed("2026-07-01T01:30:00-04:00", "2026-07-01T01:45:00-04:00", "America/New_York");
+    add_rec(e, "RRULE:FREQ=DAILY");
+    ck_assert(bm_plan_in_window(e, &o));
+    add_rec(e, "EXDATE;TZID=America/New_York:20261101T013000");
+    ck_assert_msg(!bm_plan_in_window(e, &o), "the excluded occurrence still counts");
+    ev_free(e);
+}
+END_TEST
+
+START_TEST(series_occurrence_at_an_ambiguous_local_time_is_the_first_rfc5545)
+{
+    /* RFC 5545 3.3.5: a local time that occurs twice means the first one. Daily
+     * 01:30 New York from January: on 2026-11-01 that is 01:30 EDT = 05:30Z; the
+     * answer must not depend on whether DTSTART was in winter or summer. */
+    bm_plan_opts_t o = opts("2026-11-01T05:30:00Z", "2026-11-01T05:45:00Z");
+    bm_event_t *e =
+        timed("2026-01-01T01:30:00-05:00", "2026-01-01T01:45:00-05:00", "America/New_York");
+    add_rec(e, "RRULE:FREQ=DAILY");
+    bm_event_t *s =
+        timed("2026-07-01T01:30:00-04:00", "2026-07-01T01:45:00-04:00", "America/New_York");
+    add_rec(s, "RRULE:FREQ=DAILY");
+    ck_assert(bm_plan_in_window(s, &o)); /* summer DTSTART: first occurrence */
+    ck_assert_msg(bm_plan_in_window(e, &o), "winter DTSTART puts it at 06:30Z (the second)");
+    ev_free(s);
+    ev_free(e);
+}
+END_TEST
+
+START_TEST(shape_recurring_master_same_instant_other_notation_is_equal)
+{
+    /* A series with the same zone and instants written with another offset and
+     * fractional seconds, lines in another order: same busy time, same shape. */
+    bm_event_t *a = weekly("2026-11-25T10:00:00+01:00", "2026-11-25T11:00:00+01:00",
+                           "RRULE:FREQ=WEEKLY;BYDAY=WE");
+    add_rec(a, "EXDATE;TZID=Europe/Berlin:20261202T100000");
+    add_rec(a, "RDATE;TZID=Europe/Berlin:20261203T100000");
+    bm_event_t *b = timed("2026-11-25T09:00:00.000Z", "2026-11-25T10:00:00Z", "Europe/Berlin");
+    add_rec(b, "RDATE;TZID=Europe/Berlin:20261203T100000");
+    add_rec(b, "RRULE:FREQ=WEEKLY;BYDAY=WE");
+    add_rec(b, "EXDATE;TZID=Europe/Berlin:20261202T100000");
+    assert_shape_eq(a, b, true);
+    ev_free(a);
+    ev_free(b);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("engine/plan");
@@ -1032,6 +1107,14 @@ Suite *make_suite(void)
     tcase_add_test(tc, shape_detects_busy_changes);
     tcase_add_test(tc, diff_ops);
     tcase_add_test(tc, diff_from_shapes);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("review");
+    tcase_set_timeout(tc, 6);
+    tcase_add_test(tc, series_contradictory_rule_is_judged_within_the_step_bound);
+    tcase_add_test(tc, series_exdate_at_an_ambiguous_local_time_removes_that_occurrence);
+    tcase_add_test(tc, series_occurrence_at_an_ambiguous_local_time_is_the_first_rfc5545);
+    tcase_add_test(tc, shape_recurring_master_same_instant_other_notation_is_equal);
     suite_add_tcase(s, tc);
     return s;
 }
