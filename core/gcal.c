@@ -24,7 +24,7 @@
 #define TOKEN_EARLY_MS    60000   /* refresh when the access token expires this soon */
 #define RETRY_AFTER_MAX   600000L /* never wait longer than this for Retry-After */
 #define SLEEP_SLICE_MS    50
-#define MAX_PAGES         100000
+#define MAX_PAGES         4000 /* 10 million events at 2500 a page: a token cycle ends here */
 #define CALENDAR_PAGE_MAX 250
 
 struct bm_gcal {

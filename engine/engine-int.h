@@ -42,6 +42,9 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
 /* Marks the account as needing a new login (store and memory). */
 void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a);
 bool bm__engine_stopped(const bm_engine_t *e);
+/* Requests per batch: [engine] batch_size, but never more than the quota's burst
+ * (one batch must not exceed Google's per-user minute on its own). */
+size_t bm__engine_batch_size(const bm_engine_t *e);
 /* Feeds the account's circuit breaker with the outcome of a call to Google.
  * BM_ETRANSIENT counts a failure: `exhausted` (the client's own retries are
  * spent) opens the breaker at once, otherwise BREAKER_THRESHOLD failures in a

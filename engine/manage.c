@@ -143,7 +143,7 @@ static int on_marked_page(void *ud, bm_event_t *events, size_t n)
 static size_t delete_now(bm_engine_t *e, engine_account_t *a, const char *gcal_id, const char **ids,
                          size_t n)
 {
-    size_t batch = (size_t)e->o.cfg->engine.batch_size, failed = 0;
+    size_t batch = bm__engine_batch_size(e), failed = 0;
     char *cal = bm_gcal_escape(gcal_id), err[512];
     bool *done = bm_calloc(n ? n : 1, sizeof(*done));
     bm_gcal_req_t *reqs = bm_calloc(batch, sizeof(*reqs));

@@ -211,6 +211,14 @@ long bm_engine_api_calls(const bm_engine_t *e)
     return s.requests;
 }
 
+size_t bm__engine_batch_size(const bm_engine_t *e)
+{
+    size_t n = (size_t)e->o.cfg->engine.batch_size;
+    int quota = e->o.cfg->google.user_quota;
+    size_t burst = quota >= 6 ? (size_t)quota / 6 : 1;
+    return quota > 0 && burst < n ? burst : n;
+}
+
 bool bm__engine_stopped(const bm_engine_t *e)
 {
     return e->o.stop != NULL && *e->o.stop != 0;
@@ -891,8 +899,8 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
     bm_gcal_req_t *reqs = NULL;
     char **paths = NULL;
     bool *inserting = NULL;
-    int rc = bm_store_outbox_due(e->st, a->id, instances, bm_now_ms(),
-                                 (size_t)e->o.cfg->engine.batch_size, &items, &n, err, errlen);
+    int rc = bm_store_outbox_due(e->st, a->id, instances, bm_now_ms(), bm__engine_batch_size(e),
+                                 &items, &n, err, errlen);
     *n_done = n;
     if (rc != BM_OK || n == 0)
         goto out;
