@@ -267,6 +267,16 @@ static void *read_rows(bm_store_t *st, sqlite3_stmt *s, size_t size,
     return rows;
 }
 
+/* Steps a statement answering one integer (a count) into *n. */
+static int read_count(bm_store_t *st, sqlite3_stmt *s, int64_t *n, char *err, size_t errlen,
+                      const char *what)
+{
+    int rc = sqlite3_step(s);
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, what);
+}
+
 static void read_id(sqlite3_stmt *s, void *row)
 {
     *(int64_t *)row = sqlite3_column_int64(s, 0);
@@ -908,16 +918,6 @@ int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **ou
     return rc;
 }
 
-int bm_store_source_count(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err, size_t errlen)
-{
-    PREP(s, "SELECT count(*) FROM source_events WHERE calendar_id = ? AND busy = 1");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    int rc = sqlite3_step(s);
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count source events");
-}
-
 void bm_source_dispose(bm_source_t *r)
 {
     free(r->event_id);
@@ -1054,10 +1054,7 @@ int bm_store_block_count(bm_store_t *st, int64_t target_calendar_id, int64_t *n,
     PREP(s, "SELECT count(*) FROM blocks WHERE (?1 = 0 OR target_calendar_id = ?1)"
             " AND created = 1 AND shape IS NOT NULL AND master_block_id IS NULL");
     sqlite3_bind_int64(s, 1, target_calendar_id);
-    int rc = sqlite3_step(s);
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count blocks");
+    return read_count(st, s, n, err, errlen, "count blocks");
 }
 
 void bm_block_dispose(bm_block_t *b)
@@ -1533,8 +1530,5 @@ int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t 
     PREP(s, "SELECT count(*) FROM blocks WHERE shape IS NULL AND (target_calendar_id = ?1"
             " OR source_calendar_id = ?1)");
     sqlite3_bind_int64(s, 1, calendar_id);
-    int rc = sqlite3_step(s);
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count pending deletes");
+    return read_count(st, s, n, err, errlen, "count pending deletes");
 }

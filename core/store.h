@@ -156,8 +156,6 @@ int bm_store_source_has_exceptions(bm_store_t *st, int64_t calendar_id, const ch
 int bm_store_source_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
 int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **out, size_t *n,
                            char *err, size_t errlen);
-int bm_store_source_count(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
-                          size_t errlen);
 void bm_source_dispose(bm_source_t *r);
 void bm_store_sources_free(bm_source_t *r, size_t n);
 
