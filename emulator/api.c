@@ -142,8 +142,8 @@ static emu_token_t *authenticate(const emu_req_t *rq, emu_resp_t *rs)
     return t;
 }
 
-/* Sliding one-minute window of accepted requests per user. */
-static bool quota_ok(emu_user_t *u, emu_resp_t *rs)
+/* Sliding one-minute window of accepted quota units per user (a patch costs 3). */
+static bool quota_ok(emu_user_t *u, size_t units, emu_resp_t *rs)
 {
     if (u->quota_rpm <= 0)
         return true;
@@ -153,20 +153,21 @@ static bool quota_ok(emu_user_t *u, emu_resp_t *rs)
         u->qwin = bm_calloc(cap, sizeof(*u->qwin));
         u->qwin_head = u->qwin_n = 0;
     }
-    if (u->qwin_n == cap) {
-        int64_t oldest = u->qwin[u->qwin_head];
-        if (oldest > now - 60000) {
-            if (u->quota_status == 429)
-                emu_error(rs, 429, "rateLimitExceeded", "Rate Limit Exceeded");
-            else
-                emu_error(rs, 403, "rateLimitExceeded", "Rate Limit Exceeded");
-            return false;
-        }
+    while (u->qwin_n > 0 && u->qwin[u->qwin_head] <= now - 60000) {
         u->qwin_head = (u->qwin_head + 1) % cap;
         u->qwin_n--;
     }
-    u->qwin[(u->qwin_head + u->qwin_n) % cap] = now;
-    u->qwin_n++;
+    if (units > cap - u->qwin_n) {
+        if (u->quota_status == 429)
+            emu_error(rs, 429, "rateLimitExceeded", "Rate Limit Exceeded");
+        else
+            emu_error(rs, 403, "rateLimitExceeded", "Rate Limit Exceeded");
+        return false;
+    }
+    for (size_t i = 0; i < units; i++) {
+        u->qwin[(u->qwin_head + u->qwin_n) % cap] = now;
+        u->qwin_n++;
+    }
     return true;
 }
 
@@ -337,7 +338,8 @@ void emu_api_handle(emu_req_t *rq, emu_resp_t *rs)
         goto out;
     }
     emu_token_t *tok = authenticate(rq, rs);
-    if (tok == NULL || !quota_ok(tok->user, rs) || fault_injected(rs, is_write)) {
+    if (tok == NULL || !quota_ok(tok->user, r == R_PATCH ? 3 : 1, rs) ||
+        fault_injected(rs, is_write)) {
         if (is_write)
             count_write_attempt(r);
         goto out;

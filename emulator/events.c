@@ -211,12 +211,25 @@ static bool one_of(const char *s, const char *const *set)
     return false;
 }
 
-static size_t utf8_trim(const char *s, size_t max)
+/* Length in characters (code points) of a UTF-8 string. */
+static size_t utf8_chars(const char *s, size_t len)
 {
-    /* back off so a multi-byte sequence is never cut */
-    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-        max--;
-    return max;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+/* Byte length of the first max characters of a UTF-8 string of len bytes. */
+static size_t utf8_prefix(const char *s, size_t len, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && n++ == max)
+            return i;
+    }
+    return len;
 }
 
 /* Applies Google's limits to extendedProperties in place; 400 when over. */
@@ -249,7 +262,7 @@ static int normalize_ext(jv_t *res, emu_resp_t *rs)
         }
         for (size_t i = 0; i < o->n;) {
             jv_t *v = o->vals[i];
-            if (strlen(o->keys[i]) > MAX_EXT_KEY) { /* dropped silently, like Google */
+            if (utf8_chars(o->keys[i], strlen(o->keys[i])) > MAX_EXT_KEY) { /* dropped silently */
                 jv_del(o, o->keys[i]);
                 continue;
             }
@@ -261,8 +274,8 @@ static int normalize_ext(jv_t *res, emu_resp_t *rs)
                 emu_error(rs, 400, "invalid", "Invalid value for extended property %s", o->keys[i]);
                 return BM_EINVAL;
             }
-            if (v->len > MAX_EXT_VALUE) {
-                v->len = utf8_trim(v->s, MAX_EXT_VALUE);
+            if (utf8_chars(v->s, v->len) > MAX_EXT_VALUE) { /* limits count characters */
+                v->len = utf8_prefix(v->s, v->len, MAX_EXT_VALUE);
                 v->s[v->len] = '\0';
             }
             n_props++;
@@ -277,6 +290,17 @@ static int normalize_ext(jv_t *res, emu_resp_t *rs)
         return BM_EINVAL;
     }
     return BM_OK;
+}
+
+/* A dateTime without a UTC offset and without a timeZone (Google answers 400). */
+static bool when_lacks_zone(const jv_t *when)
+{
+    const char *dt = jv_get_str(when, "dateTime");
+    int64_t ms;
+    bool off = true;
+    if (dt == NULL || emu_parse_datetime(dt, &ms, &off) != BM_OK)
+        return false;
+    return !off && jv_get_str(when, "timeZone") == NULL;
 }
 
 static bool has_private_ext(const jv_t *res)
@@ -323,6 +347,11 @@ static jv_t *build_resource(emu_calendar_t *cal, const jv_t *old, jv_t *body, co
     if (emu_when_parse(end, cal, &ad_e, &ke, &ue) != BM_OK) {
         emu_error(rs, 400, jv_get(end, "dateTime") || jv_get(end, "date") ? "invalid" : "required",
                   "Invalid end time.");
+        goto fail;
+    }
+    if (!admin && (!ad_s && (when_lacks_zone(start) || when_lacks_zone(end)))) {
+        emu_error(rs, 400, "required", "Missing time zone definition for %s time.",
+                  when_lacks_zone(start) ? "start" : "end");
         goto fail;
     }
     if (ad_s != ad_e) {
@@ -432,7 +461,15 @@ static jv_t *build_resource(emu_calendar_t *cal, const jv_t *old, jv_t *body, co
                 if (strcmp(em, cal->id) == 0 || strcmp(em, cal->owner->email) == 0)
                     jv_set(a, "self", jv_bool(true));
             }
-            if (jv_get(a, "responseStatus") == NULL)
+            static const char *const rstat[] = {"needsAction", "declined", "tentative", "accepted",
+                                                NULL};
+            const jv_t *rsv = jv_get(a, "responseStatus");
+            if (rsv != NULL && rsv->type != JV_NULL &&
+                (rsv->type != JV_STR || !one_of(rsv->s, rstat))) {
+                emu_error(rs, 400, "invalid", "Invalid attendee responseStatus.");
+                goto fail;
+            }
+            if (rsv == NULL || rsv->type == JV_NULL)
                 jv_set_str(a, "responseStatus", "needsAction");
         }
     }

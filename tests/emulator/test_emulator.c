@@ -972,6 +972,120 @@ START_TEST(extended_property_limits)
 }
 END_TEST
 
+/* Google counts a patch as 3 quota units. */
+START_TEST(quota_patch_costs_three_units)
+{
+    char *id = ins();
+    resp_t *r = admin("POST", "/_emulator/users/u@example.com/quota", "{\"rpm\":3,\"status\":403}");
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    char *path = fmt(EVF "/%s", id);
+    r = api("PATCH", path, "{\"summary\":\"p\"}");
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    r = api("GET", path, NULL);
+    ck_assert_int_eq(r->status, 403);
+    ck_assert_str_eq(j_reason(r), "rateLimitExceeded");
+    h_free(r);
+    /* with two units left a patch is refused, a get is not */
+    r = admin("POST", "/_emulator/users/u@example.com/quota", "{\"rpm\":4,\"status\":429}");
+    h_free(r);
+    r = api("GET", path, NULL);
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    r = api("GET", path, NULL);
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    r = api("PATCH", path, "{\"summary\":\"q\"}");
+    ck_assert_int_eq(r->status, 429);
+    ck_assert_str_eq(j_reason(r), "rateLimitExceeded");
+    h_free(r);
+    free(path);
+    free(id);
+}
+END_TEST
+
+/* Extended property limits count characters, not UTF-8 bytes. */
+START_TEST(extended_property_limits_count_characters)
+{
+    /* 600 x "é" (1200 bytes) is under the 1024-character limit: kept whole */
+    char val[2200] = "";
+    for (int i = 0; i < 600; i++)
+        strcat(val, "\xc3\xa9");
+    /* a 40-character key of 2-byte characters is under the 44-character limit */
+    char key[100] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(key, "\xc3\xa9");
+    char *b = fmt("{\"start\":{\"dateTime\":\"2030-01-07T10:00:00Z\"},\"end\":{\"dateTime\":"
+                  "\"2030-01-07T11:00:00Z\"},\"extendedProperties\":{\"private\":{\"v\":\"%s\","
+                  "\"%s\":\"x\"}}}",
+                  val, key);
+    resp_t *r = api("POST", EV, b);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(j_str(r->json, "extendedProperties/private/v"), val);
+    yajl_val priv = j_get(r->json, "extendedProperties/private");
+    ck_assert(priv != NULL && YAJL_IS_OBJECT(priv));
+    ck_assert_uint_eq(priv->u.object.len, 2);
+    h_free(r);
+    free(b);
+    /* 1100 x "é" is truncated to 1024 characters (2048 bytes) */
+    char big[2300] = "";
+    for (int i = 0; i < 1100; i++)
+        strcat(big, "\xc3\xa9");
+    b = fmt("{\"start\":{\"dateTime\":\"2030-01-07T10:00:00Z\"},\"end\":{\"dateTime\":"
+            "\"2030-01-07T11:00:00Z\"},\"extendedProperties\":{\"shared\":{\"v\":\"%s\"}}}",
+            big);
+    r = api("POST", EV, b);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_uint_eq(strlen(j_str(r->json, "extendedProperties/shared/v")), 2048);
+    h_free(r);
+    free(b);
+}
+END_TEST
+
+/* A timed start/end needs an offset in dateTime or an explicit timeZone. */
+START_TEST(datetime_needs_offset_or_time_zone)
+{
+    resp_t *r = api("POST", EV,
+                    "{\"start\":{\"dateTime\":\"2030-01-07T10:00:00\"},"
+                    "\"end\":{\"dateTime\":\"2030-01-07T11:00:00Z\"}}");
+    ck_assert_int_eq(r->status, 400);
+    ck_assert_str_eq(j_reason(r), "required");
+    h_free(r);
+    r = api("POST", EV,
+            "{\"start\":{\"dateTime\":\"2030-01-07T10:00:00Z\"},"
+            "\"end\":{\"dateTime\":\"2030-01-07T11:00:00\"}}");
+    ck_assert_int_eq(r->status, 400);
+    h_free(r);
+    r = api("POST", EV,
+            "{\"start\":{\"dateTime\":\"2030-01-07T10:00:00\",\"timeZone\":\"Europe/Berlin\"},"
+            "\"end\":{\"dateTime\":\"2030-01-07T11:00:00\",\"timeZone\":\"Europe/Berlin\"}}");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(j_str(r->json, "start/timeZone"), "Europe/Berlin");
+    h_free(r);
+}
+END_TEST
+
+/* attendees[].responseStatus is an enum: needsAction | declined | tentative | accepted. */
+START_TEST(attendee_response_status_enum)
+{
+    resp_t *r = api("POST", EV,
+                    "{\"start\":{\"dateTime\":\"2030-01-07T10:00:00Z\"},\"end\":{\"dateTime\":"
+                    "\"2030-01-07T11:00:00Z\"},\"attendees\":[{\"email\":\"a@example.com\","
+                    "\"responseStatus\":\"maybe\"}]}");
+    ck_assert_int_eq(r->status, 400);
+    h_free(r);
+    r = api("POST", EV,
+            "{\"start\":{\"dateTime\":\"2030-01-07T10:00:00Z\"},\"end\":{\"dateTime\":"
+            "\"2030-01-07T11:00:00Z\"},\"attendees\":[{\"email\":\"a@example.com\","
+            "\"responseStatus\":\"tentative\"},{\"email\":\"b@example.com\"}]}");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(j_str(r->json, "attendees/0/responseStatus"), "tentative");
+    ck_assert_str_eq(j_str(r->json, "attendees/1/responseStatus"), "needsAction");
+    h_free(r);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- list + sync */
 
 START_TEST(list_paging_tokens)
@@ -2056,6 +2170,10 @@ Suite *make_suite(void)
     tcase_add_test(tc, counters_by_kind_and_reset);
     tcase_add_test(tc, admin_writes_feed_sync_and_dump);
     tcase_add_test(tc, seed_demo_world);
+    tcase_add_test(tc, quota_patch_costs_three_units);
+    tcase_add_test(tc, extended_property_limits_count_characters);
+    tcase_add_test(tc, datetime_needs_offset_or_time_zone);
+    tcase_add_test(tc, attendee_response_status_enum);
     suite_add_tcase(s, tc);
     TCase *t3 = tcase_create("p3");
     tcase_add_checked_fixture(t3, up, down);
