@@ -26,28 +26,26 @@ static void fill_random(unsigned char *buf, size_t n)
     }
 }
 
-void emu_random_hex(char *out, size_t n_chars)
+/* n_chars random characters of alphabet (16 or 32 long) into out, NUL-terminated. */
+static void random_chars(char *out, size_t n_chars, const char *alphabet, unsigned mask)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char raw[256];
     if (n_chars > sizeof(raw))
         n_chars = sizeof(raw);
     fill_random(raw, n_chars);
     for (size_t i = 0; i < n_chars; i++)
-        out[i] = hex[raw[i] & 15];
+        out[i] = alphabet[raw[i] & mask];
     out[n_chars] = '\0';
+}
+
+void emu_random_hex(char *out, size_t n_chars)
+{
+    random_chars(out, n_chars, "0123456789abcdef", 15);
 }
 
 void emu_random_base32hex(char *out, size_t n_chars)
 {
-    static const char b32[] = "0123456789abcdefghijklmnopqrstuv";
-    unsigned char raw[256];
-    if (n_chars > sizeof(raw))
-        n_chars = sizeof(raw);
-    fill_random(raw, n_chars);
-    for (size_t i = 0; i < n_chars; i++)
-        out[i] = b32[raw[i] & 31];
-    out[n_chars] = '\0';
+    random_chars(out, n_chars, "0123456789abcdefghijklmnopqrstuv", 31);
 }
 
 uint64_t emu_rand_u64(void)

@@ -44,6 +44,23 @@ static resp_t *admin(const char *method, const char *path, const char *body)
     return h_req(&E, method, path, NULL, body, NULL, NULL);
 }
 
+/* A request whose only check is its status. */
+static void expect_api(const char *method, const char *path, const char *body, long status)
+{
+    resp_t *r = api(method, path, body);
+    ck_assert_msg(r->status == status, "%s %s: %ld, not %ld", method, path, (long)r->status,
+                  status);
+    h_free(r);
+}
+
+static void expect_admin(const char *method, const char *path, const char *body, long status)
+{
+    resp_t *r = admin(method, path, body);
+    ck_assert_msg(r->status == status, "%s %s: %ld, not %ld", method, path, (long)r->status,
+                  status);
+    h_free(r);
+}
+
 #define TIMED(id, start, end)                                                                      \
     "{" id "\"summary\":\"s\",\"start\":{\"dateTime\":\"" start "\"},\"end\":{\"dateTime\":\"" end \
     "\"}}"
@@ -192,9 +209,7 @@ START_TEST(oauth_revoke_kills_refresh_and_access_tokens)
     ck_assert_int_eq(r->status, 200);
     char *rt = strdup(j_str(r->json, "refresh_token"));
     h_free(r);
-    r = admin("POST", "/_emulator/users/u@example.com/revoke", NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_admin("POST", "/_emulator/users/u@example.com/revoke", NULL, 200);
     r = api("GET", "/calendar/v3/users/me/calendarList", NULL);
     ck_assert_int_eq(r->status, 401);
     ck_assert_str_eq(j_reason(r), "authError");
@@ -417,16 +432,12 @@ START_TEST(oauth_consent_refused_redirects_access_denied)
     assert_error_page(r, "redirect_uri_mismatch");
     h_free(r);
     /* bad switches */
-    r = admin("POST", "/_emulator/consent", "{\"email\":\"u@example.com\",\"deny\":\"yes\"}");
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
-    r = admin("POST", "/_emulator/consent", "{\"email\":\"nobody@example.com\",\"deny\":true}");
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
+    expect_admin("POST", "/_emulator/consent", "{\"email\":\"u@example.com\",\"deny\":\"yes\"}",
+                 400);
+    expect_admin("POST", "/_emulator/consent", "{\"email\":\"nobody@example.com\",\"deny\":true}",
+                 404);
     /* consenting again without deny */
-    r = admin("POST", "/_emulator/consent", "{\"email\":\"u@example.com\",\"deny\":false}");
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_admin("POST", "/_emulator/consent", "{\"email\":\"u@example.com\",\"deny\":false}", 200);
     free(auth_code(HINT));
     free(auth_code(""));
 }
@@ -591,9 +602,7 @@ START_TEST(admin_lists_refresh_tokens_of_a_user)
     r = admin("GET", "/_emulator/users/u@example.com/refresh_tokens", NULL);
     ck_assert_uint_eq(j_len(r->json, "items"), 0);
     h_free(r);
-    r = admin("GET", "/_emulator/users/nobody@example.com/refresh_tokens", NULL);
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
+    expect_admin("GET", "/_emulator/users/nobody@example.com/refresh_tokens", NULL, 404);
     free(other);
     free(rt);
 }
@@ -610,9 +619,7 @@ START_TEST(auth_missing_bad_and_expired)
     ck_assert_int_eq(r->status, 401);
     ck_assert_str_eq(j_reason(r), "authError");
     h_free(r);
-    r = admin("POST", "/_emulator/users/u@example.com/expire_access_tokens", NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_admin("POST", "/_emulator/users/u@example.com/expire_access_tokens", NULL, 200);
     r = api("GET", "/calendar/v3/users/me/calendarList", NULL);
     ck_assert_int_eq(r->status, 401);
     ck_assert_str_eq(j_reason(r), "authError");
@@ -737,9 +744,7 @@ START_TEST(insert_validates_ids_and_duplicates)
     ck_assert_int_eq(r->status, 409);
     ck_assert_str_eq(j_reason(r), "duplicate");
     h_free(r);
-    r = api("DELETE", EV "/dup0000001", NULL);
-    ck_assert_int_eq(r->status, 204);
-    h_free(r);
+    expect_api("DELETE", EV "/dup0000001", NULL, 204);
     r = api("POST", EV,
             TIMED("\"id\":\"dup0000001\",", "2030-01-07T10:00:00Z", "2030-01-07T11:00:00Z"));
     ck_assert_int_eq(r->status, 409); /* a deleted event's id stays taken */
@@ -768,9 +773,8 @@ START_TEST(insert_validates_times)
     ck_assert_int_eq(r->status, 400);
     ck_assert_str_eq(j_reason(r), "timeRangeEmpty");
     h_free(r);
-    r = api("POST", EV, "{\"start\":{\"date\":\"2030-01-07\"},\"end\":{\"date\":\"2030-01-08\"}}");
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_api("POST", EV,
+               "{\"start\":{\"date\":\"2030-01-07\"},\"end\":{\"date\":\"2030-01-08\"}}", 200);
     r = api("POST", EV,
             "{\"start\":{\"dateTime\":\"yesterday\"},\"end\":{\"date\":\"2030-01-08\"}}");
     ck_assert_int_eq(r->status, 400);
@@ -798,16 +802,10 @@ START_TEST(get_delete_semantics)
     ck_assert_int_eq(r->status, 404);
     ck_assert_str_eq(j_reason(r), "notFound");
     h_free(r);
-    r = api("DELETE", EV "/nosuchevent1", NULL);
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
-    r = api("GET", "/calendar/v3/calendars/other%40example.com/events", NULL);
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
+    expect_api("DELETE", EV "/nosuchevent1", NULL, 404);
+    expect_api("GET", "/calendar/v3/calendars/other%40example.com/events", NULL, 404);
     /* primary alias */
-    r = api("GET", "/calendar/v3/calendars/primary/events/nosuchevent1", NULL);
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
+    expect_api("GET", "/calendar/v3/calendars/primary/events/nosuchevent1", NULL, 404);
     free(p);
     free(id);
 }
@@ -914,9 +912,7 @@ START_TEST(event_type_rules)
     ck_assert_int_eq(r->status, 200);
     char *p = fmt(EVF "/%s", j_str(r->json, "id"));
     h_free(r);
-    r = api("PATCH", p, "{\"eventType\":\"default\"}");
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("PATCH", p, "{\"eventType\":\"default\"}", 400);
     r = api("PATCH", p, "{\"summary\":\"ooo\"}"); /* unchanged type is fine */
     ck_assert_int_eq(r->status, 200);
     ck_assert_str_eq(j_str(r->json, "eventType"), "outOfOffice");
@@ -928,12 +924,8 @@ START_TEST(event_type_rules)
     ck_assert_int_eq(r->status, 200);
     char *bp = fmt(EVF "/%s", j_str(r->json, "id"));
     h_free(r);
-    r = api("PATCH", bp, "{\"extendedProperties\":{\"private\":{\"k\":\"v\"}}}");
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
-    r = api("PATCH", bp, "{\"extendedProperties\":{\"shared\":{\"k\":\"v\"}}}");
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_api("PATCH", bp, "{\"extendedProperties\":{\"private\":{\"k\":\"v\"}}}", 400);
+    expect_api("PATCH", bp, "{\"extendedProperties\":{\"shared\":{\"k\":\"v\"}}}", 200);
     free(bp);
     free(p);
 }
@@ -965,9 +957,7 @@ START_TEST(extended_property_limits)
     for (int i = 0; i < 301; i++)
         o += (size_t)sprintf(big + o, "%s\"k%d\":\"v\"", i ? "," : "", i);
     sprintf(big + o, "}}}");
-    r = api("POST", EV, big);
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("POST", EV, big, 400);
     free(big);
 }
 END_TEST
@@ -980,9 +970,7 @@ START_TEST(quota_patch_costs_three_units)
     ck_assert_int_eq(r->status, 200);
     h_free(r);
     char *path = fmt(EVF "/%s", id);
-    r = api("PATCH", path, "{\"summary\":\"p\"}");
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_api("PATCH", path, "{\"summary\":\"p\"}", 200);
     r = api("GET", path, NULL);
     ck_assert_int_eq(r->status, 403);
     ck_assert_str_eq(j_reason(r), "rateLimitExceeded");
@@ -990,12 +978,8 @@ START_TEST(quota_patch_costs_three_units)
     /* with two units left a patch is refused, a get is not */
     r = admin("POST", "/_emulator/users/u@example.com/quota", "{\"rpm\":4,\"status\":429}");
     h_free(r);
-    r = api("GET", path, NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
-    r = api("GET", path, NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_api("GET", path, NULL, 200);
+    expect_api("GET", path, NULL, 200);
     r = api("PATCH", path, "{\"summary\":\"q\"}");
     ck_assert_int_eq(r->status, 429);
     ck_assert_str_eq(j_reason(r), "rateLimitExceeded");
@@ -1107,12 +1091,8 @@ START_TEST(list_paging_tokens)
     ck_assert_uint_eq(j_len(r->json, "items"), 3);
     ck_assert(j_has(r->json, "nextPageToken") && !j_has(r->json, "nextSyncToken"));
     h_free(r);
-    r = api("GET", EV "?pageToken=garbage", NULL);
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
-    r = api("GET", EV "?maxResults=0", NULL);
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("GET", EV "?pageToken=garbage", NULL, 400);
+    expect_api("GET", EV "?maxResults=0", NULL, 400);
     r = api("GET", EV "?maxResults=999999", NULL); /* clamped, not refused */
     ck_assert_int_eq(r->status, 200);
     ck_assert_uint_eq(j_len(r->json, "items"), 7);
@@ -1221,12 +1201,8 @@ START_TEST(sync_token_rules)
     ck_assert_str_eq(j_reason(r), "fullSyncRequired");
     h_free(r);
     char *p = fmt(EVF "?syncToken=%s&showDeleted=true", sync);
-    r = api("GET", p, NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
-    r = admin("POST", "/_emulator/calendars/u@example.com/invalidate_sync_tokens", NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_api("GET", p, NULL, 200);
+    expect_admin("POST", "/_emulator/calendars/u@example.com/invalidate_sync_tokens", NULL, 200);
     r = api("GET", p, NULL);
     ck_assert_int_eq(r->status, 410);
     ck_assert_str_eq(j_reason(r), "fullSyncRequired");
@@ -1241,9 +1217,7 @@ START_TEST(sync_token_rules)
     h_free(r);
     free(p);
     p = fmt(EVF "?syncToken=%s", s2);
-    r = api("GET", p, NULL);
-    ck_assert_int_eq(r->status, 410);
-    h_free(r);
+    expect_api("GET", p, NULL, 410);
     /* after a reset of the world every old token is gone */
     free(p);
     free(s2);
@@ -1265,16 +1239,12 @@ START_TEST(list_time_window_and_unknown_params)
     r = api("GET", EV "?timeMin=2030-01-07T11:00:00Z&timeMax=2030-01-09T10:00:00Z", NULL);
     ck_assert_uint_eq(j_len(r->json, "items"), 0);
     h_free(r);
-    r = api("GET", EV "?timeMin=notatime", NULL);
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("GET", EV "?timeMin=notatime", NULL, 400);
     r = api("GET", EV "?bogusParam=1", NULL);
     ck_assert_int_eq(r->status, 400);
     ck_assert_str_eq(j_reason(r), "invalidParameter");
     h_free(r);
-    r = api("GET", EV "?orderBy=startTime", NULL);
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("GET", EV "?orderBy=startTime", NULL, 400);
 }
 END_TEST
 
@@ -1310,9 +1280,7 @@ START_TEST(occurrence_ids_override_and_cancel)
     ck_assert_str_eq(j_str(r->json, "start/dateTime"), "2030-03-31T09:00:00+02:00");
     h_free(r);
     char *bad = fmt(EVF "/%s_20300331T080000Z", m);
-    r = api("GET", bad, NULL);
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
+    expect_api("GET", bad, NULL, 404);
     /* patch an occurrence: an exception */
     r = api("PATCH", p3,
             "{\"summary\":\"moved\",\"start\":{\"dateTime\":\"2030-03-31T15:00:00+02:00\"},"
@@ -1323,9 +1291,7 @@ START_TEST(occurrence_ids_override_and_cancel)
     ck_assert(!j_has(r->json, "recurrence"));
     h_free(r);
     /* delete another occurrence */
-    r = api("DELETE", p1, NULL);
-    ck_assert_int_eq(r->status, 204);
-    h_free(r);
+    expect_api("DELETE", p1, NULL, 204);
     /* incremental: the exception and the cancelled instance (id, recurringEventId,
      * originalStartTime) */
     char *q = fmt(EVF "?syncToken=%s", sync);
@@ -1518,9 +1484,7 @@ START_TEST(errors_are_google_shaped)
     ck_assert_int_eq(j_int(r->json, "error/code"), 400);
     ck_assert_ptr_nonnull(j_str(r->json, "error/message"));
     h_free(r);
-    r = api("POST", EV, "[1,2]");
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("POST", EV, "[1,2]", 400);
     char *huge = malloc(1100 * 1024);
     memset(huge, ' ', 1100 * 1024 - 1);
     huge[0] = '{';
@@ -1531,16 +1495,12 @@ START_TEST(errors_are_google_shaped)
     ck_assert_int_eq(j_int(r->json, "error/code"), 413);
     h_free(r);
     free(huge);
-    r = api("GET", "/calendar/v3/nothing/here", NULL);
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
+    expect_api("GET", "/calendar/v3/nothing/here", NULL, 404);
     /* deeply nested JSON does not crash */
     char deep[400];
     memset(deep, '[', 300);
     deep[300] = '\0';
-    r = api("POST", EV, deep);
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("POST", EV, deep, 400);
 }
 END_TEST
 
@@ -1550,9 +1510,7 @@ START_TEST(quota_per_user)
     ck_assert_int_eq(r->status, 200);
     h_free(r);
     for (int i = 0; i < 2; i++) {
-        r = api("GET", EV, NULL);
-        ck_assert_int_eq(r->status, 200);
-        h_free(r);
+        expect_api("GET", EV, NULL, 200);
     }
     r = api("GET", EV, NULL);
     ck_assert_int_eq(r->status, 429);
@@ -1560,9 +1518,7 @@ START_TEST(quota_per_user)
     h_free(r);
     r = admin("POST", "/_emulator/users/u@example.com/quota", "{\"rpm\":1,\"status\":403}");
     h_free(r);
-    r = api("GET", EV, NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    expect_api("GET", EV, NULL, 200);
     r = api("GET", EV, NULL);
     ck_assert_int_eq(r->status, 403);
     ck_assert_str_eq(j_reason(r), "rateLimitExceeded");
@@ -1615,25 +1571,15 @@ START_TEST(faults_seeded_and_repeatable)
     /* admin is never faulted */
     resp_t *r = admin("POST", "/_emulator/faults", "{\"error_500\":1}");
     h_free(r);
-    r = admin("GET", "/_emulator/health", NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
-    r = api("GET", EV, NULL);
-    ck_assert_int_eq(r->status, 500);
-    h_free(r);
+    expect_admin("GET", "/_emulator/health", NULL, 200);
+    expect_api("GET", EV, NULL, 500);
     r = admin("POST", "/_emulator/faults", "{\"error_429\":1}");
     h_free(r);
-    r = api("GET", EV, NULL);
-    ck_assert_int_eq(r->status, 429);
-    h_free(r);
+    expect_api("GET", EV, NULL, 429);
     r = admin("POST", "/_emulator/faults", "{}");
     h_free(r);
-    r = api("GET", EV, NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
-    r = admin("POST", "/_emulator/faults", "{\"error_500\":2}");
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("GET", EV, NULL, 200);
+    expect_admin("POST", "/_emulator/faults", "{\"error_500\":2}", 400);
 }
 END_TEST
 
@@ -1713,9 +1659,7 @@ START_TEST(admin_writes_feed_sync_and_dump)
     ck_assert_str_eq(j_str(r->json, "items/0/summary"), "home");
     char *sync2 = strdup(j_str(r->json, "nextSyncToken"));
     h_free(r);
-    r = admin("DELETE", ap, NULL);
-    ck_assert_int_eq(r->status, 204);
-    h_free(r);
+    expect_admin("DELETE", ap, NULL, 204);
     free(q);
     q = fmt(EVF "?syncToken=%s", sync2);
     r = api("GET", q, NULL);
@@ -1730,15 +1674,9 @@ START_TEST(admin_writes_feed_sync_and_dump)
     /* admin calls are not counted */
     ck_assert_int_eq(counter(&E, "writes"), 0);
     /* reset wipes the world */
-    r = admin("POST", "/_emulator/reset", NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
-    r = api("GET", EV, NULL);
-    ck_assert_int_eq(r->status, 401);
-    h_free(r);
-    r = admin("GET", "/_emulator/calendars/u@example.com/dump", NULL);
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
+    expect_admin("POST", "/_emulator/reset", NULL, 200);
+    expect_api("GET", EV, NULL, 401);
+    expect_admin("GET", "/_emulator/calendars/u@example.com/dump", NULL, 404);
     free(sync2);
     free(q);
     free(ap);
@@ -1902,9 +1840,7 @@ START_TEST(instances_endpoint)
     ck_assert_uint_eq(j_len(r->json, "items"), 1);
     h_free(r);
     free(p);
-    r = api("GET", EV "/nosuchseries/instances", NULL);
-    ck_assert_int_eq(r->status, 404);
-    h_free(r);
+    expect_api("GET", EV "/nosuchseries/instances", NULL, 404);
     ck_assert_int_eq(counter(&E, "instances"), 6);
     free(m);
 }
@@ -1939,9 +1875,7 @@ START_TEST(list_filters)
     r = api("GET", EV "?sharedExtendedProperty=team%3Dblue", NULL);
     ck_assert_uint_eq(j_len(r->json, "items"), 0);
     h_free(r);
-    r = api("GET", EV "?privateExtendedProperty=novalue", NULL);
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("GET", EV "?privateExtendedProperty=novalue", NULL, 400);
     r = api("GET", EV "?eventTypes=focusTime", NULL);
     ck_assert_uint_eq(j_len(r->json, "items"), 1);
     ck_assert_str_eq(j_str(r->json, "items/0/id"), c);
@@ -1949,9 +1883,7 @@ START_TEST(list_filters)
     r = api("GET", EV "?eventTypes=default&eventTypes=focusTime", NULL);
     ck_assert_uint_eq(j_len(r->json, "items"), 3);
     h_free(r);
-    r = api("GET", EV "?eventTypes=party", NULL);
-    ck_assert_int_eq(r->status, 400);
-    h_free(r);
+    expect_api("GET", EV "?eventTypes=party", NULL, 400);
     char *q = fmt(EVF "?iCalUID=%s%%40google.com", b);
     r = api("GET", q, NULL);
     ck_assert_uint_eq(j_len(r->json, "items"), 1);
