@@ -94,23 +94,9 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
         return rc;
     if (a->role == NULL)
         role = cal.role;
-    /* Leaving a group, or taking another role in it: the blocks of the old
-     * membership go, planned with the new membership in one transaction. */
-    bool moving = enable && cal.enabled &&
-                  ((a->group != NULL && strcmp(a->group, cal.group_name) != 0) || role != cal.role);
-    int r;
-    if (!enable || moving) {
-        if ((rc = bm_cli_engine(cli, &e)) != BM_EXIT_OK)
-            goto out;
-        r = bm_engine_retire_calendar(e, &cal, enable ? "regroup" : "disable", enable, a->group,
-                                      role, err, sizeof(err));
-    } else {
-        r = bm_store_calendar_set_enabled(cli->store, cal.id, true, a->group, role, err,
-                                          sizeof(err));
-        if (r == BM_OK) /* the group gained a member: its calendars list in full */
-            r = bm_store_group_relist(cli->store, a->group != NULL ? a->group : cal.group_name, err,
-                                      sizeof(err));
-    }
+    if ((rc = bm_cli_engine(cli, &e)) != BM_EXIT_OK)
+        goto out;
+    int r = bm_engine_set_membership(e, &cal, enable, a->group, role, err, sizeof(err));
     if (r == BM_OK)
         r = bm_store_calendar_get(cli->store, cal.id, &now, err, sizeof(err));
     if (r != BM_OK) {
@@ -123,19 +109,17 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
                bm_role_name(now.role));
     else
         printf("calendar %s disabled\n", now.gcal_id);
-    if (e != NULL) {
-        bm_engine_totals_t t;
-        bm_engine_totals(e, &t);
-        if (t.dead_letters > 0 || t.pending > 0) {
-            fprintf(stderr,
-                    "busymirror: %lld of its blocks could not be deleted (%lld dead letters, %lld "
-                    "waiting): see busymirror status and dlq\n",
-                    (long long)(t.dead_letters + t.pending), (long long)t.dead_letters,
-                    (long long)t.pending);
-            rc = BM_EXIT_FAIL;
-        } else {
-            printf("%lld blocks removed\n", (long long)t.applied);
-        }
+    bm_engine_totals_t t;
+    bm_engine_totals(e, &t);
+    if (t.dead_letters > 0 || t.pending > 0) {
+        fprintf(stderr,
+                "busymirror: %lld of its blocks could not be deleted (%lld dead letters, %lld "
+                "waiting): see busymirror status and dlq\n",
+                (long long)(t.dead_letters + t.pending), (long long)t.dead_letters,
+                (long long)t.pending);
+        rc = BM_EXIT_FAIL;
+    } else if (t.planned_deletes > 0 || !enable) {
+        printf("%lld blocks removed\n", (long long)t.applied);
     }
 out:
     bm_engine_free(e);

@@ -1,6 +1,12 @@
 /*
- * engine/engine-int.h: what engine/sync.c and engine/manage.c share. Private to
- * engine/.
+ * engine/engine-int.h: what the engine's files share. Private to engine/.
+ *
+ *   engine.c   lifecycle, totals, settings shared by the others
+ *   account.c  accounts: token decryption, Google identity, circuit breaker, discovery
+ *   sync.c     sync of one calendar: list, plan, commit (and sync of all)
+ *   outbox.c   the drain: batched block writes, their results, dead letters
+ *   manage.c   membership changes, reset, cleanup, undo, account removal
+ *   plan.c     the pure planner (engine/plan.h)
  */
 #ifndef BM_ENGINE_ENGINE_INT_H
 #define BM_ENGINE_ENGINE_INT_H
@@ -8,6 +14,8 @@
 #include "core/gcal.h"
 #include "engine/engine.h"
 
+/* One account as the engine uses it. Heap-allocated, owned by the engine's
+ * accounts array and freed with the engine; never moved (g holds a mutex). */
 typedef struct engine_account {
     int64_t id;
     char *name;
@@ -27,7 +35,7 @@ struct bm_engine {
     char *plan_key; /* the planning settings, as text: a change replans everything */
     unsigned char key[32];
     bool have_key;
-    engine_account_t *accounts;
+    engine_account_t **accounts; /* loaded on first use, each owned */
     size_t n_accounts;
     char owner[300]; /* lease owner: pid@host */
     uint64_t rng;
@@ -36,7 +44,9 @@ struct bm_engine {
 };
 
 /* The engine's account row with its Google identity, loaded (and its refresh
- * token decrypted) once. BM_EAUTH when it needs a new login. */
+ * token decrypted) once; *out stays valid for the engine's life. BM_EAUTH when
+ * it needs a new login, BM_ETRANSIENT while its circuit breaker is open (*out
+ * is set in both cases). */
 int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err,
                        size_t errlen);
 /* Marks the account as needing a new login (store and memory). */
@@ -52,5 +62,4 @@ size_t bm__engine_batch_size(const bm_engine_t *e);
  * opening; then one call is let through (half-open), and BM_OK closes it. */
 #define BREAKER_THRESHOLD 5
 void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted);
-
 #endif

@@ -7,7 +7,7 @@
  * 410, when forced, or once a day so events entering the window are seen),
  * plans block writes for every target, and commits mirror, blocks, outbox and
  * the new sync token in one transaction. bm_engine_drain() then applies the
- * outbox in batch requests.
+ * outbox in batch requests. Where each part lives: engine/engine-int.h.
  *
  * The engine borrows cfg and store (they must outlive it) and owns its Google
  * client and the decrypted refresh tokens (wiped on free).
@@ -73,13 +73,14 @@ int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, 
  * Every block deletion below is first recorded in the audit log with the block's
  * content, under one run id per call, so that bm_engine_undo() can re-create it. */
 
-/* Deletes every block made from cal and every block living in cal (it leaves
- * its group or changes its role), audited as `action`: the deletions are
- * planned in the same transaction that gives cal its new membership (enabled,
- * group or NULL to keep it, role), then drained. Totals tell what failed. */
-int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, const char *action,
-                              bool enabled, const char *group, bm_role_t role, char *err,
-                              size_t errlen);
+/* Gives cal its membership: enabled, group (NULL keeps it) and role. When it
+ * leaves its group or changes group or role (or is disabled), every block made
+ * from it and every block living in it is deleted, audited as "disable" or
+ * "regroup": the deletions are planned in the same transaction that writes the
+ * new membership, then drained (totals tell what failed). An enabled calendar's
+ * group lists in full on its next sync, so a new member gets its blocks. */
+int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enabled,
+                             const char *group, bm_role_t role, char *err, size_t errlen);
 
 /* One block found by reset or cleanup (printed by the commands). */
 typedef struct bm_found_block {
@@ -92,8 +93,9 @@ typedef struct bm_found_block {
 void bm_found_blocks_free(bm_found_block_t *b, size_t n);
 
 /* Finds every event carrying busymirror's marker in cal, in Google (not only in
- * the local mapping). With apply, deletes them, forgets cal's local state and
- * sync token; *n_failed counts deletions that did not go through. */
+ * the local mapping). With apply, audits them, forgets cal's local state and
+ * sync token and plans their deletion through the outbox in one transaction,
+ * then drains; *n_failed counts deletions still pending or dead-lettered. */
 int bm_engine_reset_calendar(bm_engine_t *e, const bm_calendar_t *cal, bool apply,
                              bm_found_block_t **found, size_t *n_found, size_t *n_failed, char *err,
                              size_t errlen);

@@ -1,7 +1,7 @@
 /*
- * engine/manage.c: the operator's side of the engine: retiring a calendar,
- * reset, cleanup, undo and account removal. Every deletion is audited with the
- * block's content before it is made.
+ * engine/manage.c: the operator's side of the engine: a calendar's membership
+ * (enable, disable, group, role), reset, cleanup, undo and account removal. Every deletion is
+ * audited with the block's content before it is made.
  */
 #include "core/log.h"
 #include "core/util.h"
@@ -10,9 +10,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#define DELETE_ATTEMPTS 6
 
 void bm_found_blocks_free(bm_found_block_t *b, size_t n)
 {
@@ -96,26 +93,31 @@ static int plan_retire(bm_engine_t *e, const bm_calendar_t *cal, int64_t run, co
     return rc;
 }
 
-int bm_engine_retire_calendar(bm_engine_t *e, const bm_calendar_t *cal, const char *action,
-                              bool enabled, const char *group, bm_role_t role, char *err,
-                              size_t errlen)
+int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enabled,
+                             const char *group, bm_role_t role, char *err, size_t errlen)
 {
+    const char *new_group = group != NULL ? group : cal->group_name;
+    /* Leaving the group, or another group or role in it: the blocks of the old
+     * membership go, planned with the new membership in one transaction. */
+    bool leaving = !enabled ||
+                   (cal->enabled && (strcmp(new_group, cal->group_name) != 0 || role != cal->role));
     int64_t run;
     int rc = bm_store_begin(e->st, err, errlen);
     if (rc != BM_OK)
         return rc;
-    rc = bm_store_audit_new_run(e->st, &run, err, errlen);
-    if (rc == BM_OK)
-        rc = plan_retire(e, cal, run, action, err, errlen);
+    if (leaving)
+        rc = bm_store_audit_new_run(e->st, &run, err, errlen);
+    if (rc == BM_OK && leaving)
+        rc = plan_retire(e, cal, run, enabled ? "regroup" : "disable", err, errlen);
     if (rc == BM_OK)
         rc = bm_store_calendar_set_enabled(e->st, cal->id, enabled, group, role, err, errlen);
-    if (rc == BM_OK && enabled) /* the new group gained a member */
-        rc = bm_store_group_relist(e->st, group != NULL ? group : cal->group_name, err, errlen);
+    if (rc == BM_OK && enabled) /* the group gained a member: its calendars list in full */
+        rc = bm_store_group_relist(e->st, new_group, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_commit(e->st, err, errlen);
     else
         bm_store_rollback(e->st);
-    return rc == BM_OK ? bm_engine_drain(e, err, errlen) : rc;
+    return rc == BM_OK && leaving ? bm_engine_drain(e, err, errlen) : rc;
 }
 
 /* ---- reset ---- */
@@ -138,63 +140,6 @@ static int on_marked_page(void *ud, bm_event_t *events, size_t n)
     return BM_OK;
 }
 
-/* Deletes events of one calendar now, in batches, retrying transient failures.
- * Returns how many could not be deleted. */
-static size_t delete_now(bm_engine_t *e, engine_account_t *a, const char *gcal_id, const char **ids,
-                         size_t n)
-{
-    size_t batch = bm__engine_batch_size(e), failed = 0;
-    char *cal = bm_gcal_escape(gcal_id), err[512];
-    bool *done = bm_calloc(n ? n : 1, sizeof(*done));
-    bm_gcal_req_t *reqs = bm_calloc(batch, sizeof(*reqs));
-    char **paths = bm_calloc(batch, sizeof(*paths));
-    size_t idx[BM_GCAL_MAX_BATCH];
-    for (int attempt = 0; attempt < DELETE_ATTEMPTS && !bm__engine_stopped(e); attempt++) {
-        size_t left = 0;
-        for (size_t lo = 0; lo < n;) {
-            size_t k = 0;
-            for (; lo < n && k < batch; lo++) {
-                if (done[lo])
-                    continue;
-                idx[k] = lo;
-                paths[k] = bm_sprintf("/calendars/%s/events/%s?sendUpdates=none", cal, ids[lo]);
-                reqs[k].method = "DELETE";
-                reqs[k].path = paths[k];
-                k++;
-            }
-            if (k == 0)
-                break;
-            int rc = bm_gcal_batch(e->gcal, &a->g, reqs, k, err, sizeof(err));
-            for (size_t j = 0; j < k; j++) {
-                long s = reqs[j].status;
-                if (rc == BM_OK && ((s >= 200 && s < 300) || s == 404 || s == 410)) {
-                    done[idx[j]] = true;
-                } else if (rc == BM_OK && s >= 400 && s < 500 && s != 409 && s != 429 && s != 403 &&
-                           s != 401) {
-                    done[idx[j]] = true; /* permanent: counted, not retried */
-                    failed++;
-                } else {
-                    left++;
-                }
-                free(paths[j]);
-            }
-            bm_gcal_reqs_dispose(reqs, k);
-        }
-        if (left == 0)
-            break;
-        long ms = bm_backoff_delay_ms(attempt, 500, 8000, &e->rng);
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    for (size_t i = 0; i < n; i++)
-        failed += !done[i];
-    free(done);
-    free(reqs);
-    free(paths);
-    free(cal);
-    return failed;
-}
-
 static bool master_listed(const marked_t *m, const char *id)
 {
     for (size_t i = 0; i < m->n; i++)
@@ -203,43 +148,33 @@ static bool master_listed(const marked_t *m, const char *id)
     return false;
 }
 
-int bm_engine_reset_calendar(bm_engine_t *e, const bm_calendar_t *cal, bool apply,
-                             bm_found_block_t **found, size_t *n_found, size_t *n_failed, char *err,
-                             size_t errlen)
+/* Writes pending for a calendar's blocks, and those that failed for good. */
+static int64_t unfinished(bm_engine_t *e, int64_t calendar_id, int64_t *dead, char *err,
+                          size_t errlen)
 {
-    engine_account_t *a;
-    marked_t m = {0};
-    const char **ids = NULL;
-    size_t n_ids = 0;
-    char *token = NULL;
+    bm_health_t h = {0};
+    int rc = bm_store_calendar_health(e->st, calendar_id, &h, err, errlen);
+    *dead = h.dead_letters;
+    return rc == BM_OK ? h.outbox : rc;
+}
+
+/* Audits each marked event found (inside the caller's transaction) and plans
+ * its deletion through the outbox, like every other block write. */
+static int plan_reset(bm_engine_t *e, const bm_calendar_t *cal, const marked_t *m,
+                      bm_found_block_t **found, size_t *n_found, bool apply, char *err,
+                      size_t errlen)
+{
     int64_t run = 0;
-    bool in_txn = false;
-    *found = NULL;
-    *n_found = 0;
-    *n_failed = 0;
-    int rc = bm__engine_account(e, cal->account_id, &a, err, errlen);
-    if (rc != BM_OK)
-        goto out;
-    bm_gcal_list_params_t p = {.private_property = BM_MARKER_KEY "=1"};
-    rc = bm_gcal_list_events(e->gcal, &a->g, cal->gcal_id, &p, on_marked_page, &m, &token, err,
-                             errlen);
-    if (rc == BM_EAUTH)
-        bm__engine_needs_login(e, a);
-    if (rc != BM_OK)
-        goto out;
-    ids = bm_calloc(m.n ? m.n : 1, sizeof(*ids));
-    if (apply) {
-        rc = bm_store_begin(e->st, err, errlen);
-        in_txn = rc == BM_OK;
-        if (rc == BM_OK)
-            rc = bm_store_audit_new_run(e->st, &run, err, errlen);
-    }
-    for (size_t i = 0; rc == BM_OK && i < m.n; i++) {
-        bm_event_t *ev = &m.events[i];
-        if (ev->recurring_event_id != NULL && master_listed(&m, ev->recurring_event_id))
+    int rc = apply ? bm_store_audit_new_run(e->st, &run, err, errlen) : BM_OK;
+    /* Forgotten first (its blocks, their pending writes, its sync token), so
+     * that the planned deletions are what the outbox holds for it. */
+    if (rc == BM_OK && apply)
+        rc = bm_store_calendar_forget(e->st, cal->id, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < m->n; i++) {
+        bm_event_t *ev = &m->events[i];
+        if (ev->recurring_event_id != NULL && master_listed(m, ev->recurring_event_id))
             continue; /* deleting the series deletes its occurrences */
         found_add(found, n_found, cal->gcal_id, ev->id, ev);
-        ids[n_ids++] = ev->id;
         if (!apply)
             continue;
         bm_plan_opts_t o = e->plan;
@@ -253,32 +188,61 @@ int bm_engine_reset_calendar(bm_engine_t *e, const bm_calendar_t *cal, bool appl
                          .content = content};
         rc = bm_store_audit_add(e->st, &au, err, errlen);
         free(content);
+        if (rc == BM_OK)
+            rc = bm_store_outbox_put(e->st, cal->id, ev->id, BM_OUTBOX_DELETE, false, err, errlen);
     }
-    if (!apply || rc != BM_OK)
-        goto out;
-    rc = bm_store_commit(e->st, err, errlen); /* the audit first: undo can repair anything */
-    in_txn = false;
-    if (rc != BM_OK)
-        goto out;
-    *n_failed = delete_now(e, a, cal->gcal_id, ids, n_ids);
-    rc = bm_store_begin(e->st, err, errlen);
-    in_txn = rc == BM_OK;
-    if (rc == BM_OK)
-        rc = bm_store_calendar_forget(e->st, cal->id, err, errlen);
     /* Its sources list in full next time, so that blocks an undo puts back (or a
      * still enabled target's new ones) are known again. */
-    if (rc == BM_OK && cal->enabled)
+    if (rc == BM_OK && apply && cal->enabled)
         rc = bm_store_group_relist(e->st, cal->group_name, err, errlen);
+    return rc;
+}
+
+int bm_engine_reset_calendar(bm_engine_t *e, const bm_calendar_t *cal, bool apply,
+                             bm_found_block_t **found, size_t *n_found, size_t *n_failed, char *err,
+                             size_t errlen)
+{
+    engine_account_t *a;
+    marked_t m = {0};
+    char *token = NULL;
+    int64_t dead0 = 0, dead = 0, left;
+    *found = NULL;
+    *n_found = 0;
+    *n_failed = 0;
+    int rc = bm__engine_account(e, cal->account_id, &a, err, errlen);
+    if (rc != BM_OK)
+        goto out;
+    bm_gcal_list_params_t p = {.private_property = BM_MARKER_KEY "=1"};
+    rc = bm_gcal_list_events(e->gcal, &a->g, cal->gcal_id, &p, on_marked_page, &m, &token, err,
+                             errlen);
+    if (rc == BM_EAUTH)
+        bm__engine_needs_login(e, a);
+    if (rc == BM_OK && apply && (left = unfinished(e, cal->id, &dead0, err, errlen)) < 0)
+        rc = (int)left;
+    if (rc != BM_OK)
+        goto out;
+    if (!apply) { /* only look */
+        rc = plan_reset(e, cal, &m, found, n_found, false, err, errlen);
+        goto out;
+    }
+    rc = bm_store_begin(e->st, err, errlen);
+    if (rc != BM_OK)
+        goto out;
+    rc = plan_reset(e, cal, &m, found, n_found, true, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_commit(e->st, err, errlen);
-    in_txn = false;
-out:
-    if (in_txn)
+    else
         bm_store_rollback(e->st);
+    if (rc == BM_OK)
+        rc = bm_engine_drain(e, err, errlen);
+    if (rc == BM_OK && (left = unfinished(e, cal->id, &dead, err, errlen)) < 0)
+        rc = (int)left;
+    if (rc == BM_OK)
+        *n_failed = (size_t)(left + (dead > dead0 ? dead - dead0 : 0));
+out:
     for (size_t i = 0; i < m.n; i++)
         bm_event_dispose(&m.events[i]);
     free(m.events);
-    free(ids);
     free(token);
     return rc;
 }

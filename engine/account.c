@@ -1,0 +1,170 @@
+/*
+ * engine/account.c: the engine's accounts: each account's row loaded once, its
+ * refresh token decrypted with the key file, its Google identity, the circuit
+ * breaker, and calendarList discovery.
+ */
+#include "core/crypto.h"
+#include "core/gcal.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/engine-int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int load_key(bm_engine_t *e, char *err, size_t errlen)
+{
+    if (e->have_key)
+        return BM_OK;
+    int rc = bm_crypto_key_load(e->o.cfg->store.key_file, false, e->key, err, errlen);
+    if (rc == BM_OK)
+        e->have_key = true;
+    return rc;
+}
+
+int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    bm_account_t row = {0};
+    unsigned char *plain = NULL;
+    size_t plain_len = 0;
+
+    for (size_t i = 0; i < e->n_accounts; i++) {
+        engine_account_t *a = e->accounts[i];
+        if (a->id != id)
+            continue;
+        *out = a;
+        if (a->broken)
+            return bm_err(err, errlen, BM_EAUTH, "account '%s' needs a new login", a->name);
+        if (a->breaker_until > bm_now())
+            return bm_err(err, errlen, BM_ETRANSIENT,
+                          "account '%s': circuit breaker open for %llds more after %d failures",
+                          a->name, (long long)(a->breaker_until - bm_now()), a->breaker_failures);
+        return BM_OK;
+    }
+    rc = bm_store_account_get_by_id(e->st, id, &row, err, errlen);
+    if (rc != BM_OK)
+        goto out;
+    /* Each account is a heap object of its own: its mutex must never move, and
+     * pointers handed out stay valid while the array grows. */
+    engine_account_t *a = bm_calloc(1, sizeof(*a));
+    e->accounts = bm_realloc(e->accounts, (e->n_accounts + 1) * sizeof(*e->accounts));
+    e->accounts[e->n_accounts++] = a;
+    a->id = id;
+    a->name = bm_strdup(row.name);
+    a->breaker_failures = row.breaker_failures;
+    a->breaker_until = row.breaker_until;
+    *out = a;
+    if (row.state == BM_ACCOUNT_NEEDS_LOGIN || row.refresh_token_enc == NULL) {
+        a->broken = true;
+        rc = bm_err(err, errlen, BM_EAUTH,
+                    "account '%s' needs a new login (busymirror account login --name %s)", row.name,
+                    row.name);
+        goto out;
+    }
+    char aad[300];
+    snprintf(aad, sizeof(aad), "account:%s", row.name);
+    rc = load_key(e, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_crypto_open(e->key, aad, row.refresh_token_enc, row.refresh_token_enc_len, &plain,
+                            &plain_len, err, errlen);
+    if (rc != BM_OK) {
+        a->broken = true;
+        goto out;
+    }
+    a->refresh_token = bm_strndup((const char *)plain, plain_len);
+    bm_log_add_secret(a->refresh_token);
+    bm_gcal_account_init(&a->g, a->refresh_token, a->name);
+    if (a->breaker_until > bm_now())
+        rc = bm_err(err, errlen, BM_ETRANSIENT,
+                    "account '%s': circuit breaker open for %llds more after %d failures", a->name,
+                    (long long)(a->breaker_until - bm_now()), a->breaker_failures);
+out:
+    bm_crypto_free(plain, plain_len);
+    bm_account_dispose(&row);
+    return rc;
+}
+
+void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a)
+{
+    char err[256];
+    a->broken = true;
+    if (!e->o.dry_run &&
+        bm_store_account_set_state(e->st, a->id, BM_ACCOUNT_NEEDS_LOGIN, err, sizeof(err)) != BM_OK)
+        BM_LOG(BM_LOG_ERROR, BM_MSG("cannot mark account"), BM_KS("error", err));
+    BM_LOG(BM_LOG_ERROR, BM_MSG("account needs a new login: its calendars are parked"),
+           BM_KS("account", a->name));
+}
+
+#define BREAKER_FIRST_S 60
+#define BREAKER_MAX_S   3600
+
+void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted)
+{
+    char err[256];
+    if (rc == BM_OK)
+        a->consecutive = 0;
+    else if (rc == BM_ETRANSIENT)
+        a->consecutive += exhausted ? BREAKER_THRESHOLD : 1;
+    if (rc == BM_OK && a->breaker_failures > 0) {
+        BM_LOG(BM_LOG_INFO, BM_MSG("circuit breaker closed"), BM_KS("account", a->name));
+        a->breaker_failures = 0;
+        a->breaker_until = 0;
+    } else if (rc == BM_ETRANSIENT && a->consecutive >= BREAKER_THRESHOLD) {
+        a->consecutive = 0;
+        int64_t open_s = BREAKER_FIRST_S;
+        for (int i = 0; i < a->breaker_failures && open_s < BREAKER_MAX_S; i++)
+            open_s *= 2;
+        a->breaker_failures++;
+        a->breaker_until = bm_now() + (open_s < BREAKER_MAX_S ? open_s : BREAKER_MAX_S);
+        BM_LOG(BM_LOG_WARN, BM_MSG("circuit breaker open: the account's calendars wait"),
+               BM_KS("account", a->name), BM_KI("failures", a->breaker_failures),
+               BM_KI("seconds", a->breaker_until - bm_now()));
+    } else {
+        return;
+    }
+    if (!e->o.dry_run && bm_store_account_set_breaker(e->st, a->id, a->breaker_failures,
+                                                      a->breaker_until, err, sizeof(err)) != BM_OK)
+        BM_LOG(BM_LOG_ERROR, BM_MSG("cannot save the circuit breaker"), BM_KS("error", err));
+}
+
+typedef struct discover_ctx {
+    bm_engine_t *e;
+    int64_t account_id;
+    size_t n;
+    char *err;
+    size_t errlen;
+} discover_ctx_t;
+
+static int on_calendar(void *ud, const bm_gcal_calendar_t *c)
+{
+    discover_ctx_t *d = ud;
+    d->n++;
+    int rc = bm_store_calendar_upsert(d->e->st, d->account_id, c->id, c->summary, c->time_zone,
+                                      c->access_role, c->primary, NULL, d->err, d->errlen);
+    if (rc == BM_OK && c->primary) /* a primary calendar's id is its owner's address */
+        rc = bm_store_account_set_email(d->e->st, d->account_id, c->id, d->err, d->errlen);
+    return rc;
+}
+
+int bm_engine_discover(bm_engine_t *e, const bm_account_t *acct, size_t *n_found, char *err,
+                       size_t errlen)
+{
+    engine_account_t *a;
+    int rc = bm__engine_account(e, acct->id, &a, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    discover_ctx_t d = {e, acct->id, 0, err, errlen};
+    rc = bm_store_begin(e->st, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    rc = bm_gcal_list_calendars(e->gcal, &a->g, on_calendar, &d, err, errlen);
+    if (rc == BM_EAUTH)
+        bm__engine_needs_login(e, a);
+    if (rc == BM_OK)
+        rc = bm_store_commit(e->st, err, errlen);
+    else
+        bm_store_rollback(e->st);
+    *n_found = d.n;
+    return rc;
+}

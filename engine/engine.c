@@ -1,0 +1,98 @@
+/*
+ * engine/engine.c: the engine's lifecycle, its totals and settings shared by
+ * sync, the outbox drain and management.
+ */
+#include "core/crypto.h"
+#include "core/gcal.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/engine-int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, char *err,
+                  size_t errlen)
+{
+    const bm_config_t *cfg = o->cfg;
+    bm_engine_t *e = bm_calloc(1, sizeof(*e));
+    e->o = *o;
+    e->st = st;
+    e->out = o->out != NULL ? o->out : stdout;
+    bm_gcal_opts_t go = {
+        .api_base_url = cfg->google.api_base_url,
+        .batch_url = cfg->google.batch_url,
+        .token_url = cfg->google.token_url,
+        .client_id = cfg->google.client_id,
+        .client_secret = cfg->google.client_secret,
+        .user_quota = cfg->google.user_quota,
+        .stop = o->stop,
+    };
+    int rc = bm_gcal_new(&go, &e->gcal, err, errlen);
+    if (rc != BM_OK) {
+        free(e);
+        *out = NULL;
+        return rc;
+    }
+    int64_t now = bm_now();
+    e->plan.window_start = now - (int64_t)cfg->sync.past_days * 86400;
+    e->plan.window_end = now + (int64_t)cfg->sync.future_days * 86400;
+    e->plan.block_summary = cfg->sync.block_summary;
+    e->plan.busy_event_types = BM_ETYPE_BUSY_DEFAULT;
+    e->plan.tentative_is_busy = true;
+    e->plan_key = bm_sprintf("summary=%s;types=%u;tentative=%d", e->plan.block_summary,
+                             e->plan.busy_event_types, e->plan.tentative_is_busy);
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host));
+    host[sizeof(host) - 1] = '\0';
+    snprintf(e->owner, sizeof(e->owner), "%ld@%s", (long)getpid(), host);
+    e->rng = (uint64_t)bm_now_ms() ^ ((uint64_t)getpid() << 32);
+    *out = e;
+    return BM_OK;
+}
+
+void bm_engine_free(bm_engine_t *e)
+{
+    if (e == NULL)
+        return;
+    for (size_t i = 0; i < e->n_accounts; i++) {
+        engine_account_t *a = e->accounts[i];
+        if (a->refresh_token != NULL) {
+            bm_gcal_account_dispose(&a->g);
+            bm_crypto_free(a->refresh_token, strlen(a->refresh_token));
+        }
+        free(a->name);
+        free(a);
+    }
+    free(e->accounts);
+    bm_gcal_free(e->gcal);
+    free(e->plan_key);
+    bm_crypto_wipe(e->key, sizeof(e->key));
+    free(e);
+}
+
+void bm_engine_totals(const bm_engine_t *e, bm_engine_totals_t *out)
+{
+    *out = e->totals;
+}
+
+long bm_engine_api_calls(const bm_engine_t *e)
+{
+    bm_gcal_stats_t s;
+    bm_gcal_stats(e->gcal, &s);
+    return s.requests;
+}
+
+size_t bm__engine_batch_size(const bm_engine_t *e)
+{
+    size_t n = (size_t)e->o.cfg->engine.batch_size;
+    int quota = e->o.cfg->google.user_quota;
+    size_t burst = quota >= 6 ? (size_t)quota / 6 : 1;
+    return quota > 0 && burst < n ? burst : n;
+}
+
+bool bm__engine_stopped(const bm_engine_t *e)
+{
+    return e->o.stop != NULL && *e->o.stop != 0;
+}

@@ -1,0 +1,225 @@
+/*
+ * engine/outbox.c: the drain: applies planned block writes in batch requests
+ * per account, records each result (done, retry later with backoff, dead
+ * letter), and feeds the account's circuit breaker.
+ */
+#include "core/gcal.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/engine-int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_ATTEMPTS      8 /* per outbox item, then a dead letter */
+#define RETRY_BASE_MS     250
+#define RETRY_CAP_MS      8000
+#define DRAIN_MAX_WAIT_MS 20000 /* a run waits this long at most for a backed-off item */
+
+/* Google is refusing work for now: no answer, rate limits, an outage. */
+static bool refused_for_now(long status, const char *reason)
+{
+    if (status == 0 || status == 429 || status >= 500)
+        return true;
+    return status == 403 &&
+           (strcmp(reason, "rateLimitExceeded") == 0 ||
+            strcmp(reason, "userRateLimitExceeded") == 0 || strcmp(reason, "quotaExceeded") == 0);
+}
+
+/* Worth trying the item again later. 409 here is a batch conflict (a duplicate
+ * insert was handled already), 401 a token that expired mid-batch. */
+static bool transient_status(long status, const char *reason)
+{
+    return status == 401 || status == 409 || refused_for_now(status, reason);
+}
+
+/* Records the result of one applied item (inside the caller's transaction). */
+static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_t *r,
+                  bool inserting, char *err, size_t errlen)
+{
+    long s = r->status;
+    bool ok = s >= 200 && s < 300;
+    char msg[160];
+    bool current = true;
+    if (it->op == BM_OUTBOX_DELETE && (ok || s == 404 || s == 410)) {
+        /* Another process may have planned this block anew while the request was
+         * in flight: then its plan stands, and only what Google did is recorded. */
+        e->totals.applied++;
+        int rc = bm_store_outbox_done(e->st, it, &current, err, errlen);
+        if (rc != BM_OK || !current)
+            return rc;
+        return it->is_instance ? bm_store_block_applied(e->st, it->target_calendar_id, it->block_id,
+                                                        true, NULL, err, errlen)
+                               : bm_store_block_delete(e->st, it->target_calendar_id, it->block_id,
+                                                       err, errlen);
+    }
+    if (it->op == BM_OUTBOX_PUT && ok) {
+        e->totals.applied++;
+        int rc = bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, true, NULL,
+                                        err, errlen);
+        return rc != BM_OK ? rc : bm_store_outbox_done(e->st, it, &current, err, errlen);
+    }
+    if (it->op == BM_OUTBOX_PUT && inserting && s == 409 && strcmp(r->reason, "duplicate") == 0)
+        /* It exists (or existed): revive it with an update, now. */
+        return bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, true, NULL, err,
+                                      errlen);
+    if (it->op == BM_OUTBOX_PUT && !inserting && !it->is_instance && s == 404)
+        /* Gone for good from Google: insert it afresh. */
+        return bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, false, NULL, err,
+                                      errlen);
+    snprintf(msg, sizeof(msg), "HTTP %ld %s", s, r->reason);
+    /* An occurrence Google does not know (yet): its series may still be changing. */
+    bool retry = transient_status(s, r->reason) || (it->is_instance && s == 404);
+    if (retry && it->attempts + 1 < MAX_ATTEMPTS) {
+        long delay = bm_backoff_delay_ms(it->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
+        return bm_store_outbox_retry_later(e->st, it, bm_now_ms() + delay, msg, err, errlen);
+    }
+    e->totals.dead_letters++;
+    BM_LOG(BM_LOG_ERROR, BM_MSG("block write failed for good: moved to dead letters"),
+           BM_KS("calendar", it->target_gcal_id), BM_KS("block", it->block_id), BM_KS("error", msg),
+           BM_KS("detail", r->response));
+    return bm_store_outbox_to_dead_letters(e->st, it, msg, err, errlen);
+}
+
+static char *item_path(const bm_outbox_item_t *it, bool inserting)
+{
+    char *cal = bm_gcal_escape(it->target_gcal_id);
+    char *p = inserting ? bm_sprintf("/calendars/%s/events?sendUpdates=none", cal)
+                        : bm_sprintf("/calendars/%s/events/%s?sendUpdates=none", cal, it->block_id);
+    free(cal);
+    return p;
+}
+
+/* One batch of due items of one account; *n_done gets how many were due. */
+static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size_t *n_done,
+                       char *err, size_t errlen)
+{
+    bm_outbox_item_t *items = NULL;
+    size_t n = 0;
+    bm_gcal_req_t *reqs = NULL;
+    char **paths = NULL;
+    bool *inserting = NULL;
+    int rc = bm_store_outbox_due(e->st, a->id, instances, bm_now_ms(), bm__engine_batch_size(e),
+                                 &items, &n, err, errlen);
+    *n_done = n;
+    if (rc != BM_OK || n == 0)
+        goto out;
+    reqs = bm_calloc(n, sizeof(*reqs));
+    paths = bm_calloc(n, sizeof(*paths));
+    inserting = bm_calloc(n, sizeof(*inserting));
+    for (size_t i = 0; i < n; i++) {
+        bm_outbox_item_t *it = &items[i];
+        inserting[i] = it->op == BM_OUTBOX_PUT && !it->created && !it->is_instance;
+        paths[i] = item_path(it, inserting[i]);
+        reqs[i].path = paths[i];
+        reqs[i].method = it->op == BM_OUTBOX_DELETE ? "DELETE" : inserting[i] ? "POST" : "PUT";
+        reqs[i].body = it->op == BM_OUTBOX_PUT ? it->body : NULL;
+    }
+    rc = bm_gcal_batch(e->gcal, &a->g, reqs, n, err, errlen);
+    if (rc != BM_OK) {
+        bm__engine_breaker(e, a, rc, true);
+        if (rc == BM_EAUTH)
+            bm__engine_needs_login(e, a);
+        goto out;
+    }
+    size_t n_transient = 0;
+    rc = bm_store_begin(e->st, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n; i++) {
+        n_transient += refused_for_now(reqs[i].status, reqs[i].reason);
+        rc = settle(e, &items[i], &reqs[i], inserting[i], err, errlen);
+    }
+    if (rc == BM_OK)
+        rc = bm_store_commit(e->st, err, errlen);
+    else
+        bm_store_rollback(e->st);
+    /* Every part refused for now (rate limits, outages): the account is failing. */
+    bm__engine_breaker(e, a, n_transient == n ? BM_ETRANSIENT : BM_OK, false);
+    if (rc == BM_OK && n_transient == n && a->breaker_until > bm_now())
+        rc = bm_err(err, errlen, BM_ETRANSIENT, "circuit breaker open");
+out:
+    if (reqs != NULL)
+        bm_gcal_reqs_dispose(reqs, n);
+    for (size_t i = 0; paths != NULL && i < n; i++)
+        free(paths[i]);
+    free(paths);
+    free(reqs);
+    free(inserting);
+    bm_store_outbox_items_free(items, n);
+    return rc;
+}
+
+static void progress(bm_engine_t *e, int64_t pending)
+{
+    if (e->o.progress)
+        fprintf(e->out, "\rapplying block writes: %lld done, %lld pending   ",
+                (long long)e->totals.applied, (long long)pending);
+}
+
+int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    int64_t *accounts = NULL;
+    size_t n_accounts = 0;
+    if (e->o.dry_run)
+        return BM_OK;
+    int64_t stale = 0;
+    rc = bm_store_outbox_drop_stale(e->st, &stale, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    if (stale > 0)
+        BM_LOG(BM_LOG_WARN, BM_MSG("dropped planned writes whose block is gone"),
+               BM_KI("count", stale));
+    for (;;) {
+        int64_t pending = 0, next_due = 0;
+        size_t worked = 0;
+        free(accounts);
+        accounts = NULL;
+        rc = bm_store_outbox_accounts(e->st, &accounts, &n_accounts, err, errlen);
+        for (size_t i = 0; rc == BM_OK && i < n_accounts; i++) {
+            engine_account_t *a;
+            if (bm__engine_account(e, accounts[i], &a, err, errlen) != BM_OK)
+                continue; /* its items wait for a new login */
+            for (int pass = 0; pass < 2 && rc == BM_OK; pass++) {
+                size_t done;
+                do {
+                    if (bm__engine_stopped(e)) {
+                        rc = bm_err(err, errlen, BM_ECANCELED, "stopped");
+                        goto out;
+                    }
+                    rc = drain_batch(e, a, pass == 1, &done, err, errlen);
+                    worked += done;
+                    if (done > 0 && e->o.progress) {
+                        bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen);
+                        progress(e, pending);
+                    }
+                } while (rc == BM_OK && done > 0);
+                if (rc == BM_EAUTH || rc == BM_ETRANSIENT) { /* this account only */
+                    BM_LOG(BM_LOG_WARN, BM_MSG("drain stopped for account"),
+                           BM_KS("account", a->name), BM_KS("error", err));
+                    rc = BM_OK;
+                    break;
+                }
+            }
+        }
+        if (rc != BM_OK)
+            goto out;
+        rc = bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen);
+        if (rc != BM_OK)
+            goto out;
+        e->totals.pending = pending;
+        int64_t wait = next_due - bm_now_ms();
+        if (pending == 0 || (worked == 0 && wait <= 0) || wait > DRAIN_MAX_WAIT_MS)
+            break;
+        while (wait > 0 && !bm__engine_stopped(e)) { /* a backed-off item is due soon */
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+            wait -= 50;
+        }
+    }
+out:
+    if (e->o.progress)
+        fputs("\n", e->out);
+    free(accounts);
+    return rc;
+}
