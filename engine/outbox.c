@@ -189,10 +189,9 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
                     }
                     rc = drain_batch(e, a, pass == 1, &done, err, errlen);
                     worked += done;
-                    if (done > 0 && e->o.progress) {
-                        bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen);
+                    if (rc == BM_OK && done > 0 && e->o.progress &&
+                        bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen) == BM_OK)
                         progress(e, pending);
-                    }
                 } while (rc == BM_OK && done > 0);
                 if (rc == BM_EAUTH || rc == BM_ETRANSIENT) { /* this account only */
                     BM_LOG(BM_LOG_WARN, BM_MSG("drain stopped for account"),

@@ -445,6 +445,58 @@ static int list_changes(sync_ctx_t *c, engine_account_t *a, bool *full, char **t
     return bm_gcal_list_events(e->gcal, &a->g, c->cal->gcal_id, &p, on_page, c, token, err, errlen);
 }
 
+/* Counts a pass in the totals, the sync log, the calendar's last result, the log
+ * and (verbose) the output. A sync log that cannot be written is logged: the
+ * pass itself stands. */
+static void record_pass(const sync_ctx_t *c, int rc, bool full, long calls0, int64_t t0,
+                        int64_t started, const char *err)
+{
+    bm_engine_t *e = c->e;
+    const bm_calendar_t *cal = c->cal;
+    const char *kind = full ? "full" : "incremental";
+    if (rc == BM_EBUSY)
+        e->totals.calendars_busy++;
+    else if (rc == BM_OK)
+        e->totals.calendars_ok++;
+    else
+        e->totals.calendars_failed++;
+    e->totals.listed += (int64_t)c->n_events;
+    e->totals.planned_inserts += c->inserts;
+    e->totals.planned_updates += c->updates;
+    e->totals.planned_deletes += c->deletes;
+    int64_t ms = bm_mono_ms() - t0;
+    long calls = bm_engine_api_calls(e) - calls0;
+    if (rc != BM_EBUSY && !e->o.dry_run) {
+        char e2[256];
+        bm_sync_log_t l = {cal->id,
+                           started,
+                           ms,
+                           kind,
+                           (int64_t)c->n_events,
+                           c->inserts,
+                           c->updates,
+                           c->deletes,
+                           calls,
+                           bm_strerror(rc),
+                           rc == BM_OK ? NULL : err};
+        if (bm_store_sync_log_add(e->st, &l, e2, sizeof(e2)) != BM_OK ||
+            bm_store_sync_result(e->st, cal->id, bm_strerror(rc), rc == BM_OK ? NULL : err, e2,
+                                 sizeof(e2)) != BM_OK)
+            BM_LOG(BM_LOG_ERROR, BM_MSG("cannot record the sync"), BM_KS("calendar", cal->gcal_id),
+                   BM_KS("error", e2));
+    }
+    BM_LOG(rc == BM_OK ? BM_LOG_INFO : BM_LOG_WARN, BM_MSG("calendar synced"),
+           BM_KS("calendar", cal->gcal_id), BM_KS("kind", kind), BM_KI("listed", c->n_events),
+           BM_KI("inserts", c->inserts), BM_KI("updates", c->updates), BM_KI("deletes", c->deletes),
+           BM_KI("api_calls", calls), BM_KI("ms", ms), BM_KS("result", bm_strerror(rc)),
+           BM_KS("error", rc == BM_OK ? "" : err));
+    if (e->o.verbose)
+        fprintf(e->out, "%s: %s, listed %zu, +%lld ~%lld -%lld in %lld ms%s%s\n", cal->gcal_id,
+                kind, c->n_events, (long long)c->inserts, (long long)c->updates,
+                (long long)c->deletes, (long long)ms, rc == BM_OK ? "" : ": ",
+                rc == BM_OK ? "" : err);
+}
+
 /* One pass: lease, list, plan, commit. *relist: a full pass must follow. */
 static int sync_pass(bm_engine_t *e, const bm_calendar_t *cal, bool force_full, bool *relist,
                      char *err, size_t errlen)
@@ -496,48 +548,10 @@ static int sync_pass(bm_engine_t *e, const bm_calendar_t *cal, bool force_full, 
 out:
     if (in_txn)
         bm_store_rollback(e->st);
-    if (rc == BM_EBUSY) {
-        e->totals.calendars_busy++;
-    } else if (rc == BM_OK) {
-        e->totals.calendars_ok++;
-    } else {
-        e->totals.calendars_failed++;
-    }
-    e->totals.listed += (int64_t)c.n_events;
-    e->totals.planned_inserts += c.inserts;
-    e->totals.planned_updates += c.updates;
-    e->totals.planned_deletes += c.deletes;
-    int64_t ms = bm_mono_ms() - t0;
-    long calls = bm_engine_api_calls(e) - calls0;
-    if (rc != BM_EBUSY && !e->o.dry_run) {
-        char e2[256];
-        bm_sync_log_t l = {cal->id,
-                           started,
-                           ms,
-                           full ? "full" : "incremental",
-                           (int64_t)c.n_events,
-                           c.inserts,
-                           c.updates,
-                           c.deletes,
-                           calls,
-                           bm_strerror(rc),
-                           rc == BM_OK ? NULL : err};
-        bm_store_sync_log_add(e->st, &l, e2, sizeof(e2));
-        bm_store_sync_result(e->st, cal->id, bm_strerror(rc), rc == BM_OK ? NULL : err, e2,
-                             sizeof(e2));
-    }
-    BM_LOG(rc == BM_OK ? BM_LOG_INFO : BM_LOG_WARN, BM_MSG("calendar synced"),
-           BM_KS("calendar", cal->gcal_id), BM_KS("kind", full ? "full" : "incremental"),
-           BM_KI("listed", c.n_events), BM_KI("inserts", c.inserts), BM_KI("updates", c.updates),
-           BM_KI("deletes", c.deletes), BM_KI("api_calls", calls), BM_KI("ms", ms),
-           BM_KS("result", bm_strerror(rc)), BM_KS("error", rc == BM_OK ? "" : err));
-    if (e->o.verbose)
-        fprintf(e->out, "%s: %s, listed %zu, +%lld ~%lld -%lld in %lld ms%s%s\n", cal->gcal_id,
-                full ? "full" : "incremental", c.n_events, (long long)c.inserts,
-                (long long)c.updates, (long long)c.deletes, (long long)ms, rc == BM_OK ? "" : ": ",
-                rc == BM_OK ? "" : err);
-    if (leased)
-        bm_store_lease_release(e->st, lease, e->owner);
+    record_pass(&c, rc, full, calls0, t0, started, err);
+    if (leased && bm_store_lease_release(e->st, lease, e->owner) != BM_OK)
+        BM_LOG(BM_LOG_WARN, BM_MSG("cannot release a calendar lease: it expires by itself"),
+               BM_KS("calendar", cal->gcal_id));
     for (size_t i = 0; i < c.n_events; i++)
         bm_event_dispose(&c.events[i]);
     free(c.events);

@@ -1,0 +1,333 @@
+/*
+ * tests/engine/test_outbox.c: the outbox drain (engine/outbox.c) against the
+ * real gcal-emulator on loopback, with a real store and key file: what each
+ * answer of Google does to an item (done, revived, re-inserted, retried, dead
+ * letter), and that occurrence overrides wait for their series.
+ */
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/store.h"
+#include "core/util.h"
+#include "engine/engine.h"
+#include "tests/emulator/harness.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CAL "alice@example.com"
+
+typedef struct fixture {
+    emu_proc_t emu;
+    char dir[128];
+    bm_config_t cfg;
+    bm_store_t *st;
+    bm_engine_t *e;
+    int64_t cal_id;
+} fixture_t;
+
+static fixture_t fx;
+
+static void cfg_set(const char *section, const char *key, const char *value)
+{
+    char err[256] = "";
+    ck_assert_msg(bm_config_set(&fx.cfg, section, key, value, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void setup(void)
+{
+    char err[256] = "", *s;
+    memset(&fx, 0, sizeof(fx));
+    snprintf(fx.dir, sizeof(fx.dir), "/tmp/bm-outbox-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(fx.dir));
+    emu_start(&fx.emu, NULL);
+    resp_t *r =
+        h_req(&fx.emu, "POST", "/_emulator/users", NULL, "{\"email\":\"" CAL "\"}", NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    char *refresh = bm_strdup(j_str(r->json, "refresh_token"));
+    h_free(r);
+
+    bm_config_init(&fx.cfg);
+    cfg_set("store", "path", s = fmt("%s/bm.db", fx.dir));
+    free(s);
+    cfg_set("store", "key_file", s = fmt("%s/bm.key", fx.dir));
+    free(s);
+    cfg_set("google", "client_id", "emu-client-id");
+    cfg_set("google", "client_secret", "emu-client-secret");
+    cfg_set("google", "api_base_url", s = fmt("%s/calendar/v3", fx.emu.base));
+    free(s);
+    cfg_set("google", "batch_url", s = fmt("%s/batch/calendar/v3", fx.emu.base));
+    free(s);
+    cfg_set("google", "token_url", s = fmt("%s/token", fx.emu.base));
+    free(s);
+
+    unsigned char key[BM_CRYPTO_KEY_LEN], *sealed = NULL;
+    size_t sealed_len = 0;
+    int64_t account_id = 0;
+    ck_assert_msg(bm_store_open(fx.cfg.store.path, &fx.st, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(bm_crypto_key_load(fx.cfg.store.key_file, true, key, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_crypto_seal(key, "account:alice", refresh, strlen(refresh), &sealed,
+                                    &sealed_len, err, sizeof(err)),
+                     0);
+    bm_crypto_wipe(key, sizeof(key));
+    ck_assert_int_eq(bm_store_account_add(fx.st, "alice", CAL, sealed, sealed_len, &account_id, err,
+                                          sizeof(err)),
+                     0);
+    ck_assert_int_eq(bm_store_calendar_upsert(fx.st, account_id, CAL, "Alice", "UTC", "owner", true,
+                                              &fx.cal_id, err, sizeof(err)),
+                     0);
+    free(sealed);
+    free(refresh);
+
+    bm_engine_opts_t o = {.cfg = &fx.cfg};
+    ck_assert_msg(bm_engine_new(&o, fx.st, &fx.e, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void teardown(void)
+{
+    bm_engine_free(fx.e);
+    bm_store_close(fx.st);
+    bm_config_dispose(&fx.cfg);
+    emu_stop(&fx.emu);
+    char *cmd = fmt("rm -rf '%s'", fx.dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
+}
+
+/* A block's body, as the planner writes it (enough for the emulator). */
+static char *block_body(const char *id, int hour, const char *extra)
+{
+    return fmt("{\"id\":\"%s\",\"summary\":\"Busy\",\"visibility\":\"private\","
+               "\"transparency\":\"opaque\",\"start\":{\"dateTime\":\"2026-12-07T%02d:00:00Z\","
+               "\"timeZone\":\"UTC\"},\"end\":{\"dateTime\":\"2026-12-07T%02d:30:00Z\","
+               "\"timeZone\":\"UTC\"}%s,\"extendedProperties\":{\"private\":{\"busymirror\":"
+               "\"1\"}}}",
+               id, hour, hour, extra != NULL ? extra : "");
+}
+
+/* Plans a write of block id as the sync would: the block row, then the item. */
+static void plan(const char *id, const char *master, char *body, bool created, bm_outbox_op_t op)
+{
+    char err[256] = "";
+    bm_block_t b = {.target_calendar_id = fx.cal_id,
+                    .block_id = (char *)id,
+                    .source_calendar_id = fx.cal_id + 1000,
+                    .source_event_id = "src",
+                    .master_block_id = (char *)master,
+                    .shape = op == BM_OUTBOX_PUT ? "want" : NULL,
+                    .body = body,
+                    .created = created};
+    ck_assert_msg(bm_store_block_put(fx.st, &b, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(bm_store_outbox_put(fx.st, fx.cal_id, id, op, master != NULL, err, sizeof(err)) ==
+                      0,
+                  "%s", err);
+}
+
+static void drain(void)
+{
+    char err[256] = "";
+    ck_assert_msg(bm_engine_drain(fx.e, err, sizeof(err)) == 0, "%s", err);
+}
+
+static int64_t pending(void)
+{
+    char err[256] = "";
+    int64_t n = -1, next = 0;
+    ck_assert_int_eq(bm_store_outbox_stats(fx.st, &n, &next, err, sizeof(err)), 0);
+    return n;
+}
+
+static size_t dead_letters(void)
+{
+    char err[256] = "";
+    bm_dead_letter_t *d = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(bm_store_dead_letters(fx.st, &d, &n, err, sizeof(err)), 0);
+    bm_store_dead_letters_free(d, n);
+    return n;
+}
+
+/* The emulator's copy of an event (the caller frees), NULL when it has none. */
+static resp_t *google_event(const char *id)
+{
+    char *path = fmt("/_emulator/calendars/%s/events/%s", CAL, id);
+    resp_t *r = h_req(&fx.emu, "GET", path, NULL, NULL, NULL, NULL);
+    free(path);
+    return r;
+}
+
+static bool block_created(const char *id)
+{
+    char err[256] = "";
+    bm_block_t b = {0};
+    int rc = bm_store_block_get(fx.st, fx.cal_id, id, &b, err, sizeof(err));
+    bool created = rc == 0 && b.created;
+    bm_block_dispose(&b);
+    return created;
+}
+
+START_TEST(puts_insert_new_blocks)
+{
+    char *b1 = block_body("blockaaaa1", 9, NULL), *b2 = block_body("blockaaaa2", 11, NULL);
+    plan("blockaaaa1", NULL, b1, false, BM_OUTBOX_PUT);
+    plan("blockaaaa2", NULL, b2, false, BM_OUTBOX_PUT);
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert(block_created("blockaaaa1"));
+    ck_assert(block_created("blockaaaa2"));
+    ck_assert_int_eq(counter(&fx.emu, "insert"), 2);
+    ck_assert_int_eq(counter(&fx.emu, "batch"), 1); /* both in one batch request */
+    resp_t *r = google_event("blockaaaa2");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(j_str(r->json, "start/dateTime"), "2026-12-07T11:00:00Z");
+    h_free(r);
+    free(b1);
+    free(b2);
+}
+END_TEST
+
+START_TEST(insert_answering_409_revives_with_update)
+{
+    /* Google holds the id already (a run stopped before it heard back), with
+     * other times: the insert answers 409 duplicate, and an update follows. */
+    char *old = block_body("blockbbbb1", 8, NULL), *want = block_body("blockbbbb1", 15, NULL);
+    resp_t *r =
+        h_req(&fx.emu, "POST", "/_emulator/calendars/" CAL "/events", NULL, old, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    plan("blockbbbb1", NULL, want, false, BM_OUTBOX_PUT);
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert_int_eq(dead_letters(), 0);
+    ck_assert_int_eq(counter(&fx.emu, "insert"), 1);
+    ck_assert_int_eq(counter(&fx.emu, "update"), 1);
+    ck_assert(block_created("blockbbbb1"));
+    r = google_event("blockbbbb1");
+    ck_assert_str_eq(j_str(r->json, "start/dateTime"), "2026-12-07T15:00:00Z");
+    h_free(r);
+    free(old);
+    free(want);
+}
+END_TEST
+
+START_TEST(update_of_a_block_google_lost_inserts_it)
+{
+    /* Recorded as created, but Google never had it: the update answers 404,
+     * and the block is inserted afresh. */
+    char *want = block_body("blockcccc1", 10, NULL);
+    plan("blockcccc1", NULL, want, true, BM_OUTBOX_PUT);
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert_int_eq(counter(&fx.emu, "update"), 1);
+    ck_assert_int_eq(counter(&fx.emu, "insert"), 1);
+    resp_t *r = google_event("blockcccc1");
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    free(want);
+}
+END_TEST
+
+START_TEST(delete_of_an_unknown_event_is_done)
+{
+    char err[256] = "";
+    plan("blockdddd1", NULL, NULL, true, BM_OUTBOX_DELETE);
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert_int_eq(dead_letters(), 0);
+    ck_assert_int_eq(counter(&fx.emu, "delete"), 1);
+    bm_block_t b = {0};
+    ck_assert_int_eq(bm_store_block_get(fx.st, fx.cal_id, "blockdddd1", &b, err, sizeof(err)),
+                     BM_ENOTFOUND);
+}
+END_TEST
+
+START_TEST(permanent_error_goes_to_dead_letters_at_once)
+{
+    /* An end before the start: 400, which no retry can fix. */
+    char *bad = fmt("{\"id\":\"blockeeee1\",\"start\":{\"dateTime\":\"2026-12-07T10:00:00Z\"},"
+                    "\"end\":{\"dateTime\":\"2026-12-07T09:00:00Z\"}}");
+    char *good = block_body("blockeeee2", 12, NULL);
+    plan("blockeeee1", NULL, bad, false, BM_OUTBOX_PUT);
+    plan("blockeeee2", NULL, good, false, BM_OUTBOX_PUT);
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert_int_eq(dead_letters(), 1);
+    ck_assert_int_eq(counter(&fx.emu, "insert"), 2); /* tried once, not retried */
+    ck_assert(block_created("blockeeee2"));
+    free(bad);
+    free(good);
+}
+END_TEST
+
+START_TEST(transient_part_failures_are_retried)
+{
+    /* Half of the writes answer 503: each is retried until it lands, none is
+     * dead-lettered, and every block exists once. */
+    resp_t *r = h_req(&fx.emu, "POST", "/_emulator/faults", NULL,
+                      "{\"seed\":7,\"error_503\":0.5,\"writes_only\":1}", NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    char *bodies[6];
+    for (int i = 0; i < 6; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "blockffff%d", i);
+        bodies[i] = block_body(id, 8 + i, NULL);
+        plan(id, NULL, bodies[i], false, BM_OUTBOX_PUT);
+    }
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert_int_eq(dead_letters(), 0);
+    ck_assert_int_gt(counter(&fx.emu, "errors_injected"), 0);
+    for (int i = 0; i < 6; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "blockffff%d", i);
+        ck_assert_msg(block_created(id), "%s", id);
+        free(bodies[i]);
+    }
+}
+END_TEST
+
+START_TEST(occurrence_override_waits_for_its_series)
+{
+    /* Planned together, the override goes only once its series exists. */
+    char *series = block_body("blockgggg1", 9, ",\"recurrence\":[\"RRULE:FREQ=DAILY;COUNT=5\"]");
+    char *occ =
+        fmt("{\"id\":\"blockgggg1_20261208T090000Z\",\"recurringEventId\":\"blockgggg1\","
+            "\"originalStartTime\":{\"dateTime\":\"2026-12-08T09:00:00Z\",\"timeZone\":"
+            "\"UTC\"},\"summary\":\"Busy\",\"start\":{\"dateTime\":\"2026-12-08T13:00:00Z\","
+            "\"timeZone\":\"UTC\"},\"end\":{\"dateTime\":\"2026-12-08T13:30:00Z\","
+            "\"timeZone\":\"UTC\"}}");
+    plan("blockgggg1_20261208T090000Z", "blockgggg1", occ, true, BM_OUTBOX_PUT);
+    plan("blockgggg1", NULL, series, false, BM_OUTBOX_PUT);
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert_int_eq(dead_letters(), 0);
+    ck_assert_int_eq(counter(&fx.emu, "batch"), 2); /* the series, then its override */
+    resp_t *r = google_event("blockgggg1_20261208T090000Z");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(j_str(r->json, "start/dateTime"), "2026-12-08T13:00:00Z");
+    h_free(r);
+    free(series);
+    free(occ);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("engine/outbox");
+    TCase *tc = tcase_create("drain");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, puts_insert_new_blocks);
+    tcase_add_test(tc, insert_answering_409_revives_with_update);
+    tcase_add_test(tc, update_of_a_block_google_lost_inserts_it);
+    tcase_add_test(tc, delete_of_an_unknown_event_is_done);
+    tcase_add_test(tc, permanent_error_goes_to_dead_letters_at_once);
+    tcase_add_test(tc, transient_part_failures_are_retried);
+    tcase_add_test(tc, occurrence_override_waits_for_its_series);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#include "tests/check_main.h"
