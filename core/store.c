@@ -165,6 +165,10 @@ static const char *const migrations[] = {
      * exceptions found by their series */
     "ALTER TABLE sync_state ADD COLUMN plan_key TEXT;"
     "CREATE INDEX source_events_series ON source_events(calendar_id, recurring_event_id);",
+
+    /* 5: a block's column says what it holds: everything the block must look
+     * like (busy shape, title, show-as, visibility), not only its shape */
+    "ALTER TABLE blocks RENAME COLUMN shape TO wanted;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -936,7 +940,7 @@ void bm_store_sources_free(bm_source_t *r, size_t n)
 /* ---- blocks ---- */
 
 #define BLOCK_COLS                                                                                 \
-    "target_calendar_id, block_id, source_calendar_id, source_event_id, master_block_id, shape,"   \
+    "target_calendar_id, block_id, source_calendar_id, source_event_id, master_block_id, wanted,"  \
     " body, created, state, etag"
 
 static void read_block(sqlite3_stmt *s, void *row)
@@ -948,7 +952,7 @@ static void read_block(sqlite3_stmt *s, void *row)
     b->source_calendar_id = sqlite3_column_int64(s, 2);
     b->source_event_id = col_dup(s, 3);
     b->master_block_id = col_dup(s, 4);
-    b->shape = col_dup(s, 5);
+    b->wanted = col_dup(s, 5);
     b->body = col_dup(s, 6);
     b->created = sqlite3_column_int(s, 7) != 0;
     b->state = (bm_block_state_t)sqlite3_column_int(s, 8);
@@ -990,14 +994,14 @@ int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t er
     PREP(s,
          "INSERT INTO blocks(" BLOCK_COLS ", updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
          " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET source_calendar_id = ?3,"
-         " source_event_id = ?4, master_block_id = ?5, shape = ?6, body = ?7, created = ?8,"
+         " source_event_id = ?4, master_block_id = ?5, wanted = ?6, body = ?7, created = ?8,"
          " state = ?9, etag = ?10, updated_at = ?11");
     sqlite3_bind_int64(s, 1, b->target_calendar_id);
     bind_text(s, 2, b->block_id);
     sqlite3_bind_int64(s, 3, b->source_calendar_id);
     bind_text(s, 4, b->source_event_id);
     bind_text(s, 5, b->master_block_id);
-    bind_text(s, 6, b->shape);
+    bind_text(s, 6, b->wanted);
     bind_text(s, 7, b->body);
     sqlite3_bind_int(s, 8, b->created);
     sqlite3_bind_int(s, 9, (int)b->state);
@@ -1052,7 +1056,7 @@ int bm_store_block_count(bm_store_t *st, int64_t target_calendar_id, int64_t *n,
                          size_t errlen)
 {
     PREP(s, "SELECT count(*) FROM blocks WHERE (?1 = 0 OR target_calendar_id = ?1)"
-            " AND created = 1 AND shape IS NOT NULL AND master_block_id IS NULL");
+            " AND created = 1 AND wanted IS NOT NULL AND master_block_id IS NULL");
     sqlite3_bind_int64(s, 1, target_calendar_id);
     return read_count(st, s, n, err, errlen, "count blocks");
 }
@@ -1062,7 +1066,7 @@ void bm_block_dispose(bm_block_t *b)
     free(b->block_id);
     free(b->source_event_id);
     free(b->master_block_id);
-    free(b->shape);
+    free(b->wanted);
     free(b->body);
     free(b->etag);
     memset(b, 0, sizeof(*b));
@@ -1359,7 +1363,7 @@ int bm_store_blocks_orphaned(bm_store_t *st, bm_block_t **out, size_t *n, char *
     /* Live series/single blocks whose source calendar is gone or disabled, whose
      * source event is no longer mirrored, or whose target left its source's group. */
     PREP(s, "SELECT " BLOCK_COLS " FROM blocks b WHERE b.master_block_id IS NULL"
-            " AND b.shape IS NOT NULL AND ("
+            " AND b.wanted IS NOT NULL AND ("
             "  NOT EXISTS (SELECT 1 FROM calendars c WHERE c.id = b.source_calendar_id"
             "   AND c.enabled = 1 AND c.role IN (0, 1))"
             "  OR NOT EXISTS (SELECT 1 FROM source_events e WHERE"
@@ -1449,7 +1453,7 @@ int bm_store_dead_letter_retry(bm_store_t *st, int64_t id, int64_t *n, char *err
             " created_at) SELECT d.target_calendar_id, c.account_id, d.block_id,"
             " CASE WHEN EXISTS (SELECT 1 FROM blocks b WHERE"
             "  b.target_calendar_id = d.target_calendar_id AND b.block_id = d.block_id"
-            "  AND b.shape IS NOT NULL AND b.body IS NOT NULL) THEN 1 ELSE 2 END,"
+            "  AND b.wanted IS NOT NULL AND b.body IS NOT NULL) THEN 1 ELSE 2 END,"
             " d.is_instance, ?2 FROM dead_letters d JOIN calendars c ON c.id = d.target_calendar_id"
             " WHERE ?1 = 0 OR d.id = ?1 ORDER BY d.id"
             " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET op = excluded.op,"
@@ -1494,7 +1498,7 @@ int bm_store_calendar_health(bm_store_t *st, int64_t calendar_id, bm_health_t *h
             " (SELECT MAX(expiration) FROM channels WHERE calendar_id = ?1"
             "   AND stopped_at IS NULL),"
             " (SELECT count(*) FROM blocks WHERE target_calendar_id = ?1 AND created = 1"
-            "   AND shape IS NOT NULL AND master_block_id IS NULL)");
+            "   AND wanted IS NOT NULL AND master_block_id IS NULL)");
     sqlite3_bind_int64(s, 1, calendar_id);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
@@ -1527,7 +1531,7 @@ int bm_store_blocks_forget_source(bm_store_t *st, int64_t source_calendar_id, ch
 int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
                                    size_t errlen)
 {
-    PREP(s, "SELECT count(*) FROM blocks WHERE shape IS NULL AND (target_calendar_id = ?1"
+    PREP(s, "SELECT count(*) FROM blocks WHERE wanted IS NULL AND (target_calendar_id = ?1"
             " OR source_calendar_id = ?1)");
     sqlite3_bind_int64(s, 1, calendar_id);
     return read_count(st, s, n, err, errlen, "count pending deletes");

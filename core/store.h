@@ -15,7 +15,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 4
+#define BM_STORE_SCHEMA_VERSION 5
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. */
 int bm_store_open(const char *path, bm_store_t **out, char *err, size_t errlen);
@@ -168,7 +168,9 @@ typedef struct bm_block {
     int64_t source_calendar_id;
     char *source_event_id;
     char *master_block_id; /* set on occurrence overrides: the series block */
-    char *shape;           /* desired busy shape; NULL = the block must go */
+    char *wanted;          /* what the block must look like: its source's busy shape, title,
+                              show-as and visibility (engine/sync.c block_key), or "cancelled"
+                              for a cancelled occurrence; NULL = the block must go */
     char *body;            /* desired JSON body (for puts) */
     bool created;          /* exists in Google (an insert succeeded or answered 409) */
     bm_block_state_t state;

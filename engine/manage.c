@@ -44,7 +44,7 @@ static int plan_deletes(bm_engine_t *e, bm_block_t *b, size_t n, int64_t run, co
     int rc = BM_OK;
     for (size_t i = 0; rc == BM_OK && i < n; i++) {
         bm_calendar_t t = {0};
-        if (b[i].master_block_id != NULL || b[i].shape == NULL) /* goes with its series */
+        if (b[i].master_block_id != NULL || b[i].wanted == NULL) /* goes with its series */
             continue;
         /* Even a block never confirmed may exist (a run stopped with its insert in
          * flight): delete it in Google too; 404 counts as done. */
@@ -60,8 +60,8 @@ static int plan_deletes(bm_engine_t *e, bm_block_t *b, size_t n, int64_t run, co
         if (found != NULL)
             found_add(found, n_found, t.gcal_id, b[i].block_id, NULL);
         rc = bm_store_audit_add(e->st, &a, err, errlen);
-        free(b[i].shape);
-        b[i].shape = NULL;
+        free(b[i].wanted);
+        b[i].wanted = NULL;
         if (rc == BM_OK)
             rc = bm_store_block_put(e->st, &b[i], err, errlen);
         if (rc == BM_OK)

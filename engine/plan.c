@@ -680,10 +680,9 @@ char *bm_plan_shape(const bm_event_t *ev)
     return bm_buf_steal(&b);
 }
 
-bm_op_kind_t bm_plan_diff(const char *desired_shape, const char *current_shape)
+bm_op_kind_t bm_plan_diff(const char *desired, const char *current)
 {
-    if (desired_shape != NULL)
-        return current_shape == NULL || strcmp(desired_shape, current_shape) != 0 ? BM_OP_PUT
-                                                                                  : BM_OP_NONE;
-    return current_shape != NULL ? BM_OP_DELETE : BM_OP_NONE;
+    if (desired != NULL)
+        return current == NULL || strcmp(desired, current) != 0 ? BM_OP_PUT : BM_OP_NONE;
+    return current != NULL ? BM_OP_DELETE : BM_OP_NONE;
 }

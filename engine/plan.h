@@ -84,11 +84,11 @@ char *bm_plan_shape(const bm_event_t *ev);
 typedef enum { BM_OP_NONE = 0, BM_OP_PUT, BM_OP_DELETE } bm_op_kind_t;
 
 /*
- * Compares the shape a block should have with the shape last written.
- * desired_shape NULL = no block wanted; current_shape NULL = no block recorded.
- * PUT when a block is wanted and none is recorded or it differs; DELETE when
- * none is wanted but one is recorded; NONE otherwise.
+ * Compares what a block must look like with what was last recorded for it
+ * (blocks.wanted). desired NULL = no block wanted; current NULL = no block
+ * recorded. PUT when a block is wanted and none is recorded or it differs;
+ * DELETE when none is wanted but one is recorded; NONE otherwise.
  */
-bm_op_kind_t bm_plan_diff(const char *desired_shape, const char *current_shape);
+bm_op_kind_t bm_plan_diff(const char *desired, const char *current);
 
 #endif

@@ -65,10 +65,11 @@ static void print_op(sync_ctx_t *c, const char *what, const bm_calendar_t *t, co
             c->cal->gcal_id, t->gcal_id, block_id, src_event);
 }
 
-/* Records the block wanted in t (key/body NULL: no block) and plans the write.
- * key is what the block must look like (block_key), stored as blocks.shape. */
+/* Records the block wanted in t (wanted/body NULL: no block) and plans the
+ * write. wanted is what the block must look like (block_key), stored as
+ * blocks.wanted. */
 static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *block_id,
-                           const char *master_block_id, const char *src_event, const char *shape,
+                           const char *master_block_id, const char *src_event, const char *wanted,
                            char *body, char *err, size_t errlen)
 {
     bm_block_t cur = {0};
@@ -78,15 +79,15 @@ static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *bl
     if (rc != BM_OK && rc != BM_ENOTFOUND)
         goto out;
     rc = BM_OK;
-    bm_op_kind_t op = bm_plan_diff(shape, have ? cur.shape : NULL);
+    bm_op_kind_t op = bm_plan_diff(wanted, have ? cur.wanted : NULL);
     if (op == BM_OP_NONE)
         goto out;
     /* A person deleted it and wants it left alone, whatever its source does. */
     if (op == BM_OP_PUT && have && cur.state == BM_BLOCK_USER_DELETED &&
         c->e->o.cfg->sync.respect_deleted_blocks)
         goto out;
-    /* An occurrence that stops being busy is cancelled in the block series: its
-     * shape is "cancelled" and it has no body. */
+    /* An occurrence that stops being busy is cancelled in the block series: it
+     * is wanted "cancelled" and has no body. */
     bm_outbox_op_t what = op == BM_OP_PUT && body != NULL ? BM_OUTBOX_PUT : BM_OUTBOX_DELETE;
     bm_block_t b = {
         .target_calendar_id = t->id,
@@ -94,7 +95,7 @@ static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *bl
         .source_calendar_id = c->cal->id,
         .source_event_id = (char *)src_event,
         .master_block_id = (char *)master_block_id,
-        .shape = (char *)shape,
+        .wanted = (char *)wanted,
         .body = body,
         .created = have && cur.created,
         .state = BM_BLOCK_LIVE,
@@ -228,9 +229,9 @@ static int plan_echo(sync_ctx_t *c, const bm_event_t *ev, bm_block_t *cur, char 
     int rc = BM_OK;
     bool cancelled = ev->status != NULL && strcmp(ev->status, "cancelled") == 0;
     char *listed = cancelled ? NULL : listed_key(ev);
-    if (cur->shape == NULL) /* we are deleting it anyway */
+    if (cur->wanted == NULL) /* we are deleting it anyway */
         goto out;
-    if (cur->master_block_id != NULL && strcmp(cur->shape, "cancelled") == 0) {
+    if (cur->master_block_id != NULL && strcmp(cur->wanted, "cancelled") == 0) {
         if (!cancelled) /* a cancelled occurrence came back: cancel it again */
             rc = bm_store_outbox_put(e->st, cur->target_calendar_id, cur->block_id,
                                      BM_OUTBOX_DELETE, true, err, errlen);
@@ -247,7 +248,7 @@ static int plan_echo(sync_ctx_t *c, const bm_event_t *ev, bm_block_t *cur, char 
             rc = bm_store_block_put(e->st, cur, err, errlen);
             goto out;
         }
-    } else if (listed == NULL || strcmp(listed, cur->shape) == 0) {
+    } else if (listed == NULL || strcmp(listed, cur->wanted) == 0) {
         goto out;
     }
     if (e->o.dry_run || e->o.verbose)
@@ -296,7 +297,7 @@ static int plan_series_echo(sync_ctx_t *c, const bm_event_t *ev, const bm_block_
     char *shape = NULL, *key = NULL, *listed = NULL, *body = NULL, *src_id = NULL;
     bool cancelled = ev->status != NULL && strcmp(ev->status, "cancelled") == 0;
     int rc = BM_OK;
-    if (series->shape == NULL || series->body == NULL || ev->original_start.epoch == 0)
+    if (series->wanted == NULL || series->body == NULL || ev->original_start.epoch == 0)
         goto out; /* the series is on its way out, or the stub says too little */
     if (bm_event_parse_json(series->body, strlen(series->body), &master, err, errlen) != BM_OK)
         goto out;
@@ -317,7 +318,7 @@ static int plan_series_echo(sync_ctx_t *c, const bm_event_t *ev, const bm_block_
         .source_calendar_id = series->source_calendar_id,
         .source_event_id = src_id,
         .master_block_id = series->block_id,
-        .shape = respect ? "cancelled" : key,
+        .wanted = respect ? "cancelled" : key,
         .body = body,
         .created = true,
         .state = respect ? BM_BLOCK_USER_DELETED : BM_BLOCK_LIVE,

@@ -116,7 +116,7 @@ static void plan(const char *id, const char *master, char *body, bool created, b
                     .source_calendar_id = fx.cal_id + 1000,
                     .source_event_id = "src",
                     .master_block_id = (char *)master,
-                    .shape = op == BM_OUTBOX_PUT ? "want" : NULL,
+                    .wanted = op == BM_OUTBOX_PUT ? "want" : NULL,
                     .body = body,
                     .created = created};
     ck_assert_msg(bm_store_block_put(fx.st, &b, err, sizeof(err)) == 0, "%s", err);
