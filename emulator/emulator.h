@@ -410,13 +410,18 @@ int emu_seed_demo(char *err, size_t errlen);
 
 typedef struct emu_counters {
     _Atomic int64_t requests, list, get, insert, update, patch, del, instances, import, writes,
-        batch, batch_parts, watch, stop, token, calendar_list, notifications, errors_injected;
+        batch, batch_parts, watch, stop, token, calendar_list, notifications, errors_injected,
+        list_sync, list_full; /* events.list calls with / without a syncToken */
 } emu_counters_t;
 
 typedef struct emu_faults {
-    double error_500, error_503, error_429, error_403, drop_notifications, short_pages;
+    double error_500, error_502, error_503, error_504, error_429, error_403, drop_notifications,
+        short_pages;
     int64_t latency_ms, delay_notifications_ms;
-    bool writes_only; /* error faults hit writes (insert/update/patch/delete/import) only */
+    int64_t max_errors; /* error faults stop after this many (0: no limit) */
+    int64_t n_errors;   /* error faults injected since these settings were made */
+    bool writes_only;   /* error faults hit writes (insert/update/patch/delete/import) only */
+    bool ignore_extended_property_filter; /* events.list ignores private/sharedExtendedProperty */
 } emu_faults_t;
 
 typedef struct emu_config {
