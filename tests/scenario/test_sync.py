@@ -56,6 +56,51 @@ class SyncTest(Scenario):
         self.assertEqual(n["writes"], 0)
         self.assertEqual(n["batch"], 0)
 
+    def test_second_sync_is_incremental_with_the_stored_sync_token(self):
+        self.emu.event(A, timed("Planning", hour(11)))
+        self.sync()
+        self.emu.reset_counters()
+        self.emu.event(A, timed("Review", hour(13)))
+        self.sync()
+        n = self.emu.counters()
+        # every calendar listed once, each time with the sync token the first sync stored
+        self.assertEqual((n["list_sync"], n["list_full"]), (3, 0))
+        self.assertEqual(len(self.emu.blocks(B)), 2)
+        db = sqlite3.connect(os.path.join(self.dir, "bm.db"))
+        try:
+            kinds = [k for (k,) in db.execute("SELECT kind FROM sync_log ORDER BY id")]
+        finally:
+            db.close()
+        self.assertEqual(kinds, ["full"] * 3 + ["incremental"] * 3)
+
+    def test_batch_part_answering_502_is_retried_not_dead_lettered(self):
+        self.assert_bad_gateway_parts_are_retried("error_502")
+
+    def test_batch_part_answering_503_is_retried_not_dead_lettered(self):
+        self.assert_bad_gateway_parts_are_retried("error_503")
+
+    def test_batch_part_answering_504_is_retried_not_dead_lettered(self):
+        self.assert_bad_gateway_parts_are_retried("error_504")
+
+    def assert_bad_gateway_parts_are_retried(self, fault):
+        for i in range(3):
+            self.emu.event(A, timed("m%d" % i, hour(9 + i)))
+        # the first 2 block writes (parts of one batch: 3 blocks per target
+        # calendar, each in its own account) answer the status; the rest succeed
+        self.emu.faults(writes_only=1, max_errors=2, **{fault: 1.0})
+        self.sync()
+        self.assertEqual(self.emu.counters()["errors_injected"], 2)
+        for t in (B, C):
+            self.assertEqual(shapes(self.emu.blocks(t)),
+                             shapes([timed("", hour(9 + i)) for i in range(3)]))
+            self.assertEqual(len(self.emu.dump(t)), 3)
+        db = sqlite3.connect(os.path.join(self.dir, "bm.db"))
+        try:
+            self.assertEqual(db.execute("SELECT count(*) FROM dead_letters").fetchone()[0], 0)
+            self.assertEqual(db.execute("SELECT count(*) FROM outbox").fetchone()[0], 0)
+        finally:
+            db.close()
+
     def test_blocks_are_private_anonymous_and_keep_times(self):
         start = hour(10)
         self.emu.event(A, timed("Secret project X", start, 90, tz="Europe/Berlin",
