@@ -110,14 +110,17 @@ static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, 
         jv_t *b = emu_body_object(rq, rs, false);
         if (b == NULL)
             return;
-        double rpm = 0, st = 403;
+        double rpm = 0, st = 403, win = 60000;
         num_field(b, "rpm", &rpm);
         num_field(b, "status", &st);
-        if (rpm < 0 || rpm > 1e6 || (st != 403 && st != 429)) {
-            emu_error(rs, 400, "invalid", "rpm must be 0..1000000 and status 403 or 429");
+        num_field(b, "window_ms", &win);
+        if (rpm < 0 || rpm > 1e6 || (st != 403 && st != 429) || win < 1 || win > 3600000) {
+            emu_error(rs, 400, "invalid",
+                      "rpm must be 0..1000000, status 403 or 429, window_ms 1..3600000");
         } else {
             u->quota_rpm = (int)rpm;
             u->quota_status = (int)st;
+            u->quota_window_ms = (int64_t)win;
             free(u->qwin);
             u->qwin = NULL;
             u->qwin_n = u->qwin_head = 0;

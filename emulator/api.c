@@ -142,7 +142,8 @@ static emu_token_t *authenticate(const emu_req_t *rq, emu_resp_t *rs)
     return t;
 }
 
-/* Sliding one-minute window of accepted quota units per user (a patch costs 3). */
+/* Sliding window (one minute unless set) of accepted quota units per user (a patch
+ * costs 3). */
 static bool quota_ok(emu_user_t *u, size_t units, emu_resp_t *rs)
 {
     if (u->quota_rpm <= 0)
@@ -153,7 +154,8 @@ static bool quota_ok(emu_user_t *u, size_t units, emu_resp_t *rs)
         u->qwin = bm_calloc(cap, sizeof(*u->qwin));
         u->qwin_head = u->qwin_n = 0;
     }
-    while (u->qwin_n > 0 && u->qwin[u->qwin_head] <= now - 60000) {
+    int64_t window = u->quota_window_ms > 0 ? u->quota_window_ms : 60000;
+    while (u->qwin_n > 0 && u->qwin[u->qwin_head] <= now - window) {
         u->qwin_head = (u->qwin_head + 1) % cap;
         u->qwin_n--;
     }

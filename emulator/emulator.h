@@ -122,7 +122,8 @@ typedef struct emu_user {
     size_t n_cals, cap_cals;
     int quota_rpm; /* 0: unlimited */
     int quota_status;
-    int64_t *qwin; /* ring of accepted request times (ms) */
+    int64_t quota_window_ms; /* the sliding window of quota_rpm; 0 means one minute */
+    int64_t *qwin;           /* ring of accepted request times (ms) */
     size_t qwin_head, qwin_n;
     /* OAuth consent (oauth.c, admin.c; not persisted) */
     bool consent_deny;    /* clicks Cancel on the consent screen (POST /_emulator/consent) */
