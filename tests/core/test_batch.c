@@ -445,6 +445,7 @@ START_TEST(batch_decode_duplicate_content_id_is_not_given_to_another_request)
     int rc = bm_batch_decode("multipart/mixed; boundary=R", body, strlen(body), reqs, 3, err,
                              sizeof(err));
     ck_assert_int_eq(reqs[0].status, 200);
+    ck_assert_str_eq(reqs[0].response, "{\"id\":\"first\"}"); /* the repeat answers nothing */
     ck_assert_int_eq(reqs[2].status, 204);
     ck_assert_msg(reqs[1].status == 0,
                   "request 2 (DELETE) got status %ld and body %s, which answer request 1",
