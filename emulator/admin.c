@@ -110,14 +110,17 @@ static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, 
         jv_t *b = emu_body_object(rq, rs, false);
         if (b == NULL)
             return;
-        double rpm = 0, st = 403;
+        double rpm = 0, st = 403, win = 60000;
         num_field(b, "rpm", &rpm);
         num_field(b, "status", &st);
-        if (rpm < 0 || rpm > 1e6 || (st != 403 && st != 429)) {
-            emu_error(rs, 400, "invalid", "rpm must be 0..1000000 and status 403 or 429");
+        num_field(b, "window_ms", &win);
+        if (rpm < 0 || rpm > 1e6 || (st != 403 && st != 429) || win < 1 || win > 3600000) {
+            emu_error(rs, 400, "invalid",
+                      "rpm must be 0..1000000, status 403 or 429, window_ms 1..3600000");
         } else {
             u->quota_rpm = (int)rpm;
             u->quota_status = (int)st;
+            u->quota_window_ms = (int64_t)win;
             free(u->qwin);
             u->qwin = NULL;
             u->qwin_n = u->qwin_head = 0;
@@ -214,22 +217,26 @@ static void counters(emu_resp_t *rs)
         "{\"requests\":%lld,\"list\":%lld,\"get\":%lld,\"insert\":%lld,\"update\":%lld,"
         "\"patch\":%lld,\"delete\":%lld,\"instances\":%lld,\"import\":%lld,\"writes\":%lld,"
         "\"batch\":%lld,\"batch_parts\":%lld,\"watch\":%lld,\"stop\":%lld,\"token\":%lld,"
-        "\"calendar_list\":%lld,\"notifications\":%lld,\"errors_injected\":%lld}",
+        "\"calendar_list\":%lld,\"notifications\":%lld,\"errors_injected\":%lld,"
+        "\"list_sync\":%lld,\"list_full\":%lld}",
         (long long)c->requests, (long long)c->list, (long long)c->get, (long long)c->insert,
         (long long)c->update, (long long)c->patch, (long long)c->del, (long long)c->instances,
         (long long)c->import, (long long)c->writes, (long long)c->batch, (long long)c->batch_parts,
         (long long)c->watch, (long long)c->stop, (long long)c->token, (long long)c->calendar_list,
-        (long long)c->notifications, (long long)c->errors_injected);
+        (long long)c->notifications, (long long)c->errors_injected, (long long)c->list_sync,
+        (long long)c->list_full);
 }
 
 static void counters_reset(void)
 {
     emu_counters_t *c = &emu.counters;
-    _Atomic int64_t *all[] = {&c->requests,      &c->list,           &c->get,   &c->insert,
-                              &c->update,        &c->patch,          &c->del,   &c->instances,
-                              &c->import,        &c->writes,         &c->batch, &c->batch_parts,
-                              &c->watch,         &c->stop,           &c->token, &c->calendar_list,
-                              &c->notifications, &c->errors_injected};
+    _Atomic int64_t *all[] = {&c->requests,      &c->list,          &c->get,
+                              &c->insert,        &c->update,        &c->patch,
+                              &c->del,           &c->instances,     &c->import,
+                              &c->writes,        &c->batch,         &c->batch_parts,
+                              &c->watch,         &c->stop,          &c->token,
+                              &c->calendar_list, &c->notifications, &c->errors_injected,
+                              &c->list_sync,     &c->list_full};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         atomic_store(all[i], 0);
 }
@@ -247,7 +254,9 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
         const char *name;
         double *p;
     } probs[] = {{"error_500", &f.error_500},
+                 {"error_502", &f.error_502},
                  {"error_503", &f.error_503},
+                 {"error_504", &f.error_504},
                  {"error_429", &f.error_429},
                  {"error_403", &f.error_403},
                  {"drop_notifications", &f.drop_notifications},
@@ -261,6 +270,13 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
     }
     if (num_field(b, "writes_only", &v))
         f.writes_only = v != 0;
+    if (num_field(b, "ignore_extended_property_filter", &v))
+        f.ignore_extended_property_filter = v != 0;
+    if (num_field(b, "max_errors", &v)) {
+        if (v < 0 || v > 1e9)
+            bad = true;
+        f.max_errors = (int64_t)v;
+    }
     if (num_field(b, "latency_ms", &v)) {
         if (v < 0 || v > 600000)
             bad = true;
@@ -274,9 +290,10 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
     for (size_t i = 0; i < b->n; i++) {
         const char *k = b->keys[i];
         if (!is(k, "seed") && !is(k, "latency_ms") && !is(k, "delay_notifications_ms") &&
-            !is(k, "error_500") && !is(k, "error_503") && !is(k, "error_429") &&
-            !is(k, "error_403") && !is(k, "writes_only") && !is(k, "drop_notifications") &&
-            !is(k, "short_pages"))
+            !is(k, "error_500") && !is(k, "error_502") && !is(k, "error_503") &&
+            !is(k, "error_504") && !is(k, "error_429") && !is(k, "error_403") &&
+            !is(k, "writes_only") && !is(k, "drop_notifications") && !is(k, "short_pages") &&
+            !is(k, "max_errors") && !is(k, "ignore_extended_property_filter"))
             bad = true;
     }
     if (bad) {

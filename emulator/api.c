@@ -142,7 +142,8 @@ static emu_token_t *authenticate(const emu_req_t *rq, emu_resp_t *rs)
     return t;
 }
 
-/* Sliding one-minute window of accepted quota units per user (a patch costs 3). */
+/* Sliding window (one minute unless set) of accepted quota units per user (a patch
+ * costs 3). */
 static bool quota_ok(emu_user_t *u, size_t units, emu_resp_t *rs)
 {
     if (u->quota_rpm <= 0)
@@ -153,7 +154,8 @@ static bool quota_ok(emu_user_t *u, size_t units, emu_resp_t *rs)
         u->qwin = bm_calloc(cap, sizeof(*u->qwin));
         u->qwin_head = u->qwin_n = 0;
     }
-    while (u->qwin_n > 0 && u->qwin[u->qwin_head] <= now - 60000) {
+    int64_t window = u->quota_window_ms > 0 ? u->quota_window_ms : 60000;
+    while (u->qwin_n > 0 && u->qwin[u->qwin_head] <= now - window) {
         u->qwin_head = (u->qwin_head + 1) % cap;
         u->qwin_n--;
     }
@@ -173,13 +175,19 @@ static bool quota_ok(emu_user_t *u, size_t units, emu_resp_t *rs)
 
 static bool fault_injected(emu_resp_t *rs, bool is_write)
 {
-    const emu_faults_t *f = &emu.faults;
+    emu_faults_t *f = &emu.faults;
     if (f->writes_only && !is_write)
+        return false;
+    if (f->max_errors > 0 && f->n_errors >= f->max_errors)
         return false;
     if (f->error_500 > 0 && emu_rand01() < f->error_500) {
         emu_error(rs, 500, "backendError", "Backend Error");
+    } else if (f->error_502 > 0 && emu_rand01() < f->error_502) {
+        emu_error(rs, 502, "backendError", "Bad Gateway");
     } else if (f->error_503 > 0 && emu_rand01() < f->error_503) {
         emu_error(rs, 503, "backendError", "The service is currently unavailable.");
+    } else if (f->error_504 > 0 && emu_rand01() < f->error_504) {
+        emu_error(rs, 504, "backendError", "Gateway Timeout");
     } else if (f->error_429 > 0 && emu_rand01() < f->error_429) {
         emu_error(rs, 429, "rateLimitExceeded", "Rate Limit Exceeded");
     } else if (f->error_403 > 0 && emu_rand01() < f->error_403) {
@@ -189,6 +197,7 @@ static bool fault_injected(emu_resp_t *rs, bool is_write)
     } else {
         return false;
     }
+    f->n_errors++;
     atomic_fetch_add(&emu.counters.errors_injected, 1);
     return true;
 }
@@ -263,7 +272,7 @@ static route_t route(const emu_req_t *rq, char **seg, size_t n, bool *bad_method
     return R_NONE;
 }
 
-static void count_route(route_t r)
+static void count_route(route_t r, const emu_req_t *rq)
 {
     emu_counters_t *c = &emu.counters;
     switch (r) {
@@ -273,6 +282,7 @@ static void count_route(route_t r)
         break;
     case R_LIST:
         atomic_fetch_add(&c->list, 1);
+        atomic_fetch_add(emu_param(rq, "syncToken") != NULL ? &c->list_sync : &c->list_full, 1);
         break;
     case R_GET:
     case R_CAL_GET:
@@ -327,7 +337,7 @@ void emu_api_handle(emu_req_t *rq, emu_resp_t *rs)
                     : R_NONE;
     if (!rq->in_batch)
         atomic_fetch_add(&emu.counters.requests, 1);
-    count_route(r);
+    count_route(r, rq);
     bool is_write =
         r == R_INSERT || r == R_IMPORT || r == R_UPDATE || r == R_PATCH || r == R_DELETE;
     if (r == R_NONE) {

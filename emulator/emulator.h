@@ -122,7 +122,8 @@ typedef struct emu_user {
     size_t n_cals, cap_cals;
     int quota_rpm; /* 0: unlimited */
     int quota_status;
-    int64_t *qwin; /* ring of accepted request times (ms) */
+    int64_t quota_window_ms; /* the sliding window of quota_rpm; 0 means one minute */
+    int64_t *qwin;           /* ring of accepted request times (ms) */
     size_t qwin_head, qwin_n;
     /* OAuth consent (oauth.c, admin.c; not persisted) */
     bool consent_deny;    /* clicks Cancel on the consent screen (POST /_emulator/consent) */
@@ -410,13 +411,18 @@ int emu_seed_demo(char *err, size_t errlen);
 
 typedef struct emu_counters {
     _Atomic int64_t requests, list, get, insert, update, patch, del, instances, import, writes,
-        batch, batch_parts, watch, stop, token, calendar_list, notifications, errors_injected;
+        batch, batch_parts, watch, stop, token, calendar_list, notifications, errors_injected,
+        list_sync, list_full; /* events.list calls with / without a syncToken */
 } emu_counters_t;
 
 typedef struct emu_faults {
-    double error_500, error_503, error_429, error_403, drop_notifications, short_pages;
+    double error_500, error_502, error_503, error_504, error_429, error_403, drop_notifications,
+        short_pages;
     int64_t latency_ms, delay_notifications_ms;
-    bool writes_only; /* error faults hit writes (insert/update/patch/delete/import) only */
+    int64_t max_errors; /* error faults stop after this many (0: no limit) */
+    int64_t n_errors;   /* error faults injected since these settings were made */
+    bool writes_only;   /* error faults hit writes (insert/update/patch/delete/import) only */
+    bool ignore_extended_property_filter; /* events.list ignores private/sharedExtendedProperty */
 } emu_faults_t;
 
 typedef struct emu_config {

@@ -464,7 +464,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, event_nulls_are_absent);
     tcase_add_test(tc, event_parse_from_tree);
     suite_add_tcase(s, tc);
-    tc = tcase_create("review");
+    tc = tcase_create("zones_and_attendees");
     tcase_add_test(tc, time_parse_zone_ambiguous_and_skipped_times_follow_rfc5545);
     tcase_add_test(tc, event_another_attendees_decline_is_not_self);
     suite_add_tcase(s, tc);

@@ -1,5 +1,5 @@
 /*
- * tests/emulator/test_emulator.c: black-box tests of gcal-emulator (P1: OAuth,
+ * tests/emulator/test_emulator.c: black-box tests of gcal-emulator (OAuth,
  * calendarList, events CRUD, listing and sync, occurrences, batch, errors,
  * quotas, faults, counters, admin API, demo world). Each test starts the real
  * binary on loopback and talks HTTP to it.
@@ -2061,7 +2061,7 @@ END_TEST
 Suite *make_suite(void)
 {
     Suite *s = suite_create("emulator");
-    TCase *tc = tcase_create("p1");
+    TCase *tc = tcase_create("api");
     tcase_add_checked_fixture(tc, up, down);
     tcase_set_timeout(tc, 0);
     tcase_add_test(tc, startup_line_port_file_and_clean_exit);
@@ -2107,7 +2107,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, datetime_needs_offset_or_time_zone);
     tcase_add_test(tc, attendee_response_status_enum);
     suite_add_tcase(s, tc);
-    TCase *t3 = tcase_create("p3");
+    TCase *t3 = tcase_create("recurrence_filters_import_db");
     tcase_add_checked_fixture(t3, up, down);
     tcase_set_timeout(t3, 0);
     tcase_add_test(t3, recurrence_exdate_rdate_across_dst);

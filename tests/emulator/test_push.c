@@ -373,7 +373,7 @@ END_TEST
 Suite *make_suite(void)
 {
     Suite *s = suite_create("emulator-push");
-    TCase *tc = tcase_create("p2");
+    TCase *tc = tcase_create("push");
     tcase_add_checked_fixture(tc, up, down);
     tcase_set_timeout(tc, 0);
     tcase_add_test(tc, watch_sync_then_exists);

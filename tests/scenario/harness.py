@@ -188,13 +188,15 @@ class Scenario(unittest.TestCase):
         return path
 
     def bm(self, *args, expect=0, timeout=600):
-        """Runs busymirror; asserts its exit code; returns (stdout, stderr)."""
+        """Runs busymirror; asserts its exit code (unless expect is None); keeps it in
+        self.last_rc; returns (stdout, stderr)."""
         cfg = os.path.join(self.dir, "bm.ini")
         if not os.path.exists(cfg):
             self.write_config()
         p = subprocess.run([BUSYMIRROR, "-c", cfg, *args], cwd=self.dir, capture_output=True,
                            text=True, timeout=timeout)
         self.outputs += [p.stdout, p.stderr]
+        self.last_rc = p.returncode
         if expect is not None:
             self.assertEqual(p.returncode, expect,
                              "busymirror %s -> %d\nstdout: %s\nstderr: %s"

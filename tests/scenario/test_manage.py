@@ -54,6 +54,17 @@ class ManageTest(Scenario):
         self.bm("sync")
         self.assertEqual(times(self.emu.blocks(B)), before)
 
+    def test_reset_deletes_nothing_unmarked_when_the_server_ignores_the_marker_filter(self):
+        # a server that lists every event despite privateExtendedProperty: the
+        # marker check on each listed event is all that protects a person's events
+        own = [self.mine["id"], self.emu.event(B, timed("Dentist", hour(15)))["id"]]
+        self.emu.faults(ignore_extended_property_filter=1)
+        self.bm("reset", "--calendar-id", B, "--confirm")
+        self.emu.faults()
+        self.assertEqual(self.emu.blocks(B), [])
+        live = [e["id"] for e in self.emu.dump(B) if e.get("status") != "cancelled"]
+        self.assertEqual(sorted(live), sorted(own))
+
     def test_reset_finds_blocks_by_marker_without_the_local_mapping(self):
         for f in ("bm.db", "bm.db-wal", "bm.db-shm"):
             path = os.path.join(self.dir, f)
