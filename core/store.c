@@ -536,8 +536,7 @@ void bm_store_rollback(bm_store_t *st)
 
 /* ---- accounts ---- */
 
-#define ACCOUNT_COLS                                                                               \
-    "id, name, email, refresh_token_enc, state, created_at, breaker_failures, breaker_until"
+#define ACCOUNT_COLS "id, name, email, refresh_token_enc, state, breaker_failures, breaker_until"
 
 static void read_account(sqlite3_stmt *s, void *row)
 {
@@ -553,9 +552,8 @@ static void read_account(sqlite3_stmt *s, void *row)
         a->refresh_token_enc_len = (size_t)n;
     }
     a->state = (bm_account_state_t)sqlite3_column_int(s, 4);
-    a->created_at = sqlite3_column_int64(s, 5);
-    a->breaker_failures = sqlite3_column_int(s, 6);
-    a->breaker_until = sqlite3_column_int64(s, 7);
+    a->breaker_failures = sqlite3_column_int(s, 5);
+    a->breaker_until = sqlite3_column_int64(s, 6);
 }
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,

@@ -61,6 +61,13 @@ START_TEST(level_filters_before_formatting)
 }
 END_TEST
 
+static void assert_scrubbed(const char *src, const char *want)
+{
+    char dst[64];
+    bm_log_scrub(src, dst, sizeof(dst));
+    ck_assert_str_eq(dst, want);
+}
+
 static void log_secrets(void)
 {
     bm_log_set_level(BM_LOG_DEBUG);
@@ -83,9 +90,7 @@ START_TEST(secrets_never_reach_a_line)
     ck_assert_ptr_nonnull(strstr(out, "Bearer ***"));
     ck_assert_ptr_nonnull(strstr(out, "channel_token=***"));
     free(out);
-    char dst[64];
-    bm_log_scrub("token=1//refresh-token-value;", dst, sizeof(dst));
-    ck_assert_str_eq(dst, "token=***;");
+    assert_scrubbed("token=1//refresh-token-value;", "token=***;");
 }
 END_TEST
 
@@ -144,9 +149,7 @@ START_TEST(the_longest_secret_wins)
     ck_assert_ptr_null(strstr(out, "longer-tail"));
     ck_assert_ptr_nonnull(strstr(out, "detail=\"got ***!\""));
     free(out);
-    char dst[64];
-    bm_log_scrub("a ya29.short-token-with-a-longer-tail b", dst, sizeof(dst));
-    ck_assert_str_eq(dst, "a *** b");
+    assert_scrubbed("a ya29.short-token-with-a-longer-tail b", "a *** b");
 }
 END_TEST
 
