@@ -1,6 +1,21 @@
 /*
  * cli/cli.h: the busymirror command line. Each command is a function that
- * parses its own options (getopt_long) and returns a process exit code.
+ * parses its own options (getopt_long) and returns a process exit code; the
+ * work itself is done by engine/ and core/. Where each command lives:
+ *
+ *   cli/main.c           global options, the command table, dispatch;
+ *                        serve and poll (not in this version)
+ *   cli/resolve.c        --account-id / --calendar-id lookups, the engine
+ *   cli/cmd_sync.c       sync
+ *   cli/cmd_reset.c      reset
+ *   cli/cmd_cleanup.c    cleanup
+ *   cli/cmd_undo.c       undo
+ *   cli/cmd_account.c    account add|list|remove
+ *   cli/account_login.c  account login
+ *   cli/cmd_calendar.c   calendar discover|enable|disable|list
+ *   cli/cmd_status.c     status
+ *   cli/cmd_dlq.c        dlq list|retry|purge
+ *   cli/cmd_config.c     config check|keys
  */
 #ifndef BM_CLI_CLI_H
 #define BM_CLI_CLI_H

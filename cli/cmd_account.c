@@ -1,4 +1,4 @@
-/* cli/cmd_account.c: `busymirror account add|list`. */
+/* cli/cmd_account.c: `busymirror account add|list|remove`, and sealing refresh tokens. */
 #include "cli/cli.h"
 #include "core/crypto.h"
 #include "core/log.h"
@@ -94,21 +94,25 @@ static int account_list(bm_cli_t *cli)
     int rc = bm_cli_store(cli, &st);
     if (rc != BM_EXIT_OK)
         return rc;
-    if (bm_store_account_list(st, &a, &n, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror: %s\n", err);
-        return BM_EXIT_FAIL;
-    }
+    if (bm_store_account_list(st, &a, &n, err, sizeof(err)) != BM_OK)
+        goto fail;
     printf("%-20s %-32s %-9s %s\n", "NAME", "EMAIL", "CALENDARS", "STATE");
     for (size_t i = 0; i < n; i++) {
         bm_calendar_t *cals = NULL;
         size_t nc = 0;
-        bm_store_calendar_list(st, a[i].id, NULL, false, &cals, &nc, err, sizeof(err));
+        if (bm_store_calendar_list(st, a[i].id, NULL, false, &cals, &nc, err, sizeof(err)) != BM_OK)
+            goto fail;
         printf("%-20s %-32s %-9zu %s\n", a[i].name, a[i].email != NULL ? a[i].email : "-", nc,
                bm_cli_account_state(&a[i]));
         bm_store_calendars_free(cals, nc);
     }
+    goto out;
+fail:
+    fprintf(stderr, "busymirror: %s\n", err);
+    rc = BM_EXIT_FAIL;
+out:
     bm_store_accounts_free(a, n);
-    return BM_EXIT_OK;
+    return rc;
 }
 
 static int account_remove(bm_cli_t *cli, int argc, char **argv)

@@ -151,7 +151,11 @@ static int list(bm_cli_t *cli, cal_args_t *a)
     for (size_t i = 0; i < n; i++) {
         char when[32] = "never";
         int64_t blocks = 0;
-        bm_store_block_count(st, cals[i].id, &blocks, err, sizeof(err));
+        if (bm_store_block_count(st, cals[i].id, &blocks, err, sizeof(err)) != BM_OK) {
+            fprintf(stderr, "busymirror: %s\n", err);
+            rc = BM_EXIT_FAIL;
+            goto out;
+        }
         if (cals[i].last_sync_at > 0) {
             time_t t = (time_t)cals[i].last_sync_at;
             struct tm tm;

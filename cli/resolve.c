@@ -18,7 +18,10 @@ int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out)
     if (r == BM_ENOTFOUND) {
         bm_account_t *all = NULL;
         size_t n = 0;
-        bm_store_account_list(st, &all, &n, err, sizeof(err));
+        if (bm_store_account_list(st, &all, &n, err, sizeof(err)) != BM_OK) {
+            fprintf(stderr, "busymirror: %s\n", err);
+            return BM_EXIT_FAIL;
+        }
         fprintf(stderr, "busymirror: unknown account '%s' (accounts:", name);
         for (size_t i = 0; i < n; i++)
             fprintf(stderr, " %s", all[i].name);

@@ -73,21 +73,25 @@ typedef struct bm_config_key {
     const char *help;
 } bm_config_key_t;
 
+/* Static, read-only: never freed. */
 extern const bm_config_key_t bm_config_keys[];
 extern const size_t bm_config_n_keys;
 
-/* Fills cfg with every default. */
+/* Fills cfg (the caller's struct) with every default; release with bm_config_dispose. */
 void bm_config_init(bm_config_t *cfg);
+/* Frees every string of cfg (values and source); cfg itself stays the caller's. */
 void bm_config_dispose(bm_config_t *cfg);
 
 /*
  * Reads path over the defaults already in cfg. On error returns BM_EINVAL (bad
  * key or value: err says "file:line: [section] key: problem") or BM_EIO
- * (unreadable file), and cfg is left with the defaults only.
+ * (unreadable file), and cfg is left with the defaults only. path is copied
+ * into cfg->source.
  */
 int bm_config_load(bm_config_t *cfg, const char *path, char *err, size_t errlen);
 
-/* Sets one key from text, as if read from a file (used by tests and flags). */
+/* Sets one key from text, as if read from a file (used by tests and flags). The
+ * text is copied (parsed into cfg); section, name and value stay the caller's. */
 int bm_config_set(bm_config_t *cfg, const char *section, const char *name, const char *value,
                   char *err, size_t errlen);
 

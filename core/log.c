@@ -90,18 +90,27 @@ void bm_log_add_transient_secret(const char *value)
     pthread_mutex_unlock(&log_mu);
 }
 
-/* Caller holds log_mu. */
+/* The length of the longest registered secret at src, 0 when none: a token that
+ * extends a shorter registered one must not leak its tail. Caller holds log_mu. */
+static size_t secret_at_locked(const char *src)
+{
+    size_t hit = 0;
+    for (size_t i = 0; i < n_secrets + n_transient; i++) {
+        const char *sec = i < n_secrets ? secrets[i] : transient[i - n_secrets];
+        size_t l = strlen(sec);
+        if (l > hit && strncmp(src, sec, l) == 0)
+            hit = l;
+    }
+    return hit;
+}
+
+/* Matches on the whole of src and cuts only what is written to dst, so a secret
+ * that begins before the cut is replaced as a whole. Caller holds log_mu. */
 static void scrub_locked(const char *src, char *dst, size_t dstlen)
 {
     size_t o = 0;
     while (*src != '\0' && o + 1 < dstlen) {
-        size_t hit = 0;
-        for (size_t i = 0; i < n_secrets + n_transient && hit == 0; i++) {
-            const char *sec = i < n_secrets ? secrets[i] : transient[i - n_secrets];
-            size_t l = strlen(sec);
-            if (strncmp(src, sec, l) == 0)
-                hit = l;
-        }
+        size_t hit = secret_at_locked(src);
         if (hit > 0) {
             for (const char *m = "***"; *m != '\0' && o + 1 < dstlen; m++)
                 dst[o++] = *m;
@@ -131,62 +140,80 @@ static int key_is_secret(const char *key)
     return 0;
 }
 
-static void append_value(bm_buf_t *line, const char *v)
+/* Appends what fits of s[0..n) to the line; BM_ETOOBIG when s was cut. */
+static int put_cut(bm_buf_t *line, const char *s, size_t n)
+{
+    size_t room = line->max - line->len;
+    int rc = bm_buf_append(line, s, n < room ? n : room);
+    return rc != BM_OK ? rc : n <= room ? BM_OK : BM_ETOOBIG;
+}
+
+/* Appends an already scrubbed value, quoted and escaped when needed; stops at the
+ * first append that does not fit (BM_ETOOBIG: the line is full). */
+static int append_value(bm_buf_t *line, const char *v)
 {
     int quote = *v == '\0';
     for (const char *p = v; *p != '\0'; p++)
         if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20)
             quote = 1;
-    if (!quote) {
-        bm_buf_puts(line, v);
-        return;
-    }
-    bm_buf_puts(line, "\"");
-    for (const char *p = v; *p != '\0'; p++) {
+    if (!quote)
+        return put_cut(line, v, strlen(v));
+    int rc = bm_buf_puts(line, "\"");
+    for (const char *p = v; rc == BM_OK && *p != '\0'; p++) {
         if (*p == '"' || *p == '\\')
-            bm_buf_printf(line, "\\%c", *p);
+            rc = bm_buf_printf(line, "\\%c", *p);
         else if (*p == '\n')
-            bm_buf_puts(line, "\\n");
+            rc = bm_buf_puts(line, "\\n");
         else if ((unsigned char)*p < 0x20)
-            bm_buf_printf(line, "\\x%02x", (unsigned char)*p);
+            rc = bm_buf_printf(line, "\\x%02x", (unsigned char)*p);
         else
-            bm_buf_append(line, p, 1);
+            rc = bm_buf_append(line, p, 1);
     }
-    bm_buf_puts(line, "\"");
+    return rc == BM_OK ? bm_buf_puts(line, "\"") : rc;
+}
+
+/* Appends one pair. A string value is scrubbed raw, before it is escaped and
+ * before the line is cut, so no fragment of a secret survives. Caller holds log_mu. */
+static int append_pair_locked(bm_buf_t *line, const bm_kv_t *kv)
+{
+    int rc = bm_buf_printf(line, " %s=", kv->key);
+    if (rc != BM_OK)
+        return rc;
+    if (kv->s == NULL)
+        return bm_buf_printf(line, "%lld", (long long)kv->i);
+    if (key_is_secret(kv->key))
+        return bm_buf_puts(line, "***");
+    /* Only the first LINE_MAX_LEN characters can reach the line. */
+    size_t len = strnlen(kv->s, LINE_MAX_LEN);
+    char *clean = bm_malloc(len + 1);
+    scrub_locked(kv->s, clean, len + 1);
+    rc = append_value(line, clean);
+    free(clean);
+    return rc;
 }
 
 void bm__log_emit(bm_log_level_t lvl, const bm_kv_t *kvs, size_t n_kvs)
 {
-    struct timespec ts;
-    struct tm tm;
+    struct timespec ts = {0};
+    struct tm tm = {0};
     char stamp[96];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || gmtime_r(&ts.tv_sec, &tm) == NULL)
+        memset(&tm, 0, sizeof(tm)); /* a line without a good time beats no line */
     snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              (long)(ts.tv_nsec / 1000000) % 1000);
 
     bm_buf_t line;
     bm_buf_init(&line, LINE_MAX_LEN);
-    bm_buf_printf(&line, "ts=%s level=%s", stamp, bm_log_level_name(lvl));
-    for (size_t i = 0; i < n_kvs; i++) {
-        bm_buf_printf(&line, " %s=", kvs[i].key);
-        if (kvs[i].s == NULL)
-            bm_buf_printf(&line, "%lld", (long long)kvs[i].i);
-        else if (key_is_secret(kvs[i].key))
-            bm_buf_puts(&line, "***");
-        else
-            append_value(&line, kvs[i].s);
-    }
-
-    char *out = bm_malloc(LINE_MAX_LEN + 2);
     pthread_mutex_lock(&log_mu);
-    scrub_locked(line.data != NULL ? line.data : "", out, LINE_MAX_LEN);
-    strcat(out, "\n");
+    /* A pair that does not fit cuts the line there. */
+    int rc = bm_buf_printf(&line, "ts=%s level=%s", stamp, bm_log_level_name(lvl));
+    for (size_t i = 0; rc == BM_OK && i < n_kvs; i++)
+        rc = append_pair_locked(&line, &kvs[i]);
     FILE *f = log_stream != NULL ? log_stream : stderr;
-    fputs(out, f);
-    fflush(f);
+    /* Nowhere to report a failed write of the log itself: it is dropped. */
+    if (line.data != NULL && fputs(line.data, f) != EOF && fputc('\n', f) != EOF)
+        (void)fflush(f);
     pthread_mutex_unlock(&log_mu);
-    free(out);
     bm_buf_dispose(&line);
 }

@@ -3,10 +3,17 @@
  *
  *   BM_LOG(BM_LOG_INFO, BM_MSG("sync done"), BM_KS("calendar", id), BM_KI("inserted", n));
  *
- * The level is tested before any formatting. Values are quoted when needed.
- * Secrets never reach a line: every value registered with bm_log_add_secret()
- * is replaced by "***" wherever it appears (message or values), and values of
- * keys that name a secret (token, secret, password, authorization) are masked.
+ * The level is tested before any formatting. Values are quoted when needed; a
+ * line longer than 8192 bytes is cut there.
+ * Secrets never reach a line, not even a fragment: every value registered with
+ * bm_log_add_secret() is replaced by "***" wherever it appears (message or
+ * values), the longest registered secret winning where several match; each
+ * value is scrubbed raw, before it is escaped and before the line is cut. Values
+ * of keys that name a secret (token, secret, password, authorization,
+ * code_verifier) are masked whole.
+ *
+ * Ownership: nothing is kept from a bm_kv_t after BM_LOG returns; the keys and
+ * strings are the caller's.
  */
 #ifndef BM_CORE_LOG_H
 #define BM_CORE_LOG_H

@@ -181,6 +181,16 @@ static int db_err(bm_store_t *st, char *err, size_t errlen, const char *what)
     return bm_err(err, errlen, BM_ESTORE, "store: %s: %s", what, sqlite3_errmsg(st->db));
 }
 
+/*
+ * One use of a cached statement. The bind_* helpers record the first bind that
+ * fails; step() then fails with it, so every bind error reaches the caller at
+ * step, with SQLite's message, without a check after each bind.
+ */
+typedef struct query {
+    sqlite3_stmt *s;
+    int bind_rc; /* SQLITE_OK, or the code of the first failed bind */
+} query_t;
+
 /* The cached statement for sql (a static string), reset and unbound. */
 static sqlite3_stmt *stmt(bm_store_t *st, const char *sql)
 {
@@ -188,8 +198,10 @@ static sqlite3_stmt *stmt(bm_store_t *st, const char *sql)
     for (size_t i = 0; i < STMT_CACHE; i++) {
         size_t k = (h + i) % STMT_CACHE;
         if (st->cache[k].sql == sql) {
-            sqlite3_reset(st->cache[k].stmt);
-            sqlite3_clear_bindings(st->cache[k].stmt);
+            /* reset answers the last step's error, already reported then;
+             * clear_bindings cannot fail */
+            (void)sqlite3_reset(st->cache[k].stmt);
+            (void)sqlite3_clear_bindings(st->cache[k].stmt);
             return st->cache[k].stmt;
         }
         if (st->cache[k].sql == NULL) {
@@ -205,12 +217,54 @@ static sqlite3_stmt *stmt(bm_store_t *st, const char *sql)
     abort(); /* more distinct statements than STMT_CACHE: raise it */
 }
 
-static void bind_text(sqlite3_stmt *s, int i, const char *v)
+static void bind_rc(query_t *q, int rc)
 {
-    if (v == NULL)
-        sqlite3_bind_null(s, i);
-    else
-        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+    if (q->bind_rc == SQLITE_OK)
+        q->bind_rc = rc;
+}
+
+static void bind_text(query_t *q, int i, const char *v)
+{
+    bind_rc(q, v == NULL ? sqlite3_bind_null(q->s, i)
+                         : sqlite3_bind_text(q->s, i, v, -1, SQLITE_TRANSIENT));
+}
+
+static void bind_int(query_t *q, int i, int v)
+{
+    bind_rc(q, sqlite3_bind_int(q->s, i, v));
+}
+
+static void bind_int64(query_t *q, int i, int64_t v)
+{
+    bind_rc(q, sqlite3_bind_int64(q->s, i, v));
+}
+
+static void bind_blob(query_t *q, int i, const void *p, size_t n)
+{
+    bind_rc(q, n > INT32_MAX ? SQLITE_TOOBIG
+                             : sqlite3_bind_blob(q->s, i, p, (int)n, SQLITE_TRANSIENT));
+}
+
+/* sqlite3_step, unless a bind failed: then that bind's code. */
+static int step(query_t *q)
+{
+    return q->bind_rc != SQLITE_OK ? q->bind_rc : sqlite3_step(q->s);
+}
+
+/* The message of a failed step (or bind). */
+static int query_err(bm_store_t *st, const query_t *q, char *err, size_t errlen, const char *what)
+{
+    if (q->bind_rc != SQLITE_OK)
+        return bm_err(err, errlen, BM_ESTORE, "store: %s: bind: %s", what,
+                      sqlite3_errstr(q->bind_rc));
+    return db_err(st, err, errlen, what);
+}
+
+/* Ends a use of q. After a failed step reset answers that step's error again,
+ * which the caller reports (before calling this). */
+static void done(query_t *q)
+{
+    (void)sqlite3_reset(q->s);
 }
 
 static char *col_dup(sqlite3_stmt *s, int i)
@@ -220,65 +274,72 @@ static char *col_dup(sqlite3_stmt *s, int i)
 }
 
 /* Runs a statement that returns no rows. */
-static int exec_done(bm_store_t *st, sqlite3_stmt *s, char *err, size_t errlen, const char *what)
+static int exec_done(bm_store_t *st, query_t *q, char *err, size_t errlen, const char *what)
 {
-    int rc = sqlite3_step(s);
-    int ret = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? BM_OK : db_err(st, err, errlen, what);
-    sqlite3_reset(s);
+    int rc = step(q);
+    int ret = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? BM_OK : query_err(st, q, err, errlen, what);
+    done(q);
     return ret;
 }
 
-static int count_changes(bm_store_t *st, sqlite3_stmt *s, int64_t *n, char *err, size_t errlen,
+static int count_changes(bm_store_t *st, query_t *q, int64_t *n, char *err, size_t errlen,
                          const char *what)
 {
-    int rc = exec_done(st, s, err, errlen, what);
+    int rc = exec_done(st, q, err, errlen, what);
     if (rc == BM_OK && n != NULL)
         *n = sqlite3_changes(st->db);
     return rc;
 }
 
 #define PREP(var, sql)                                                                             \
-    sqlite3_stmt *var = stmt(st, sql);                                                             \
-    if (var == NULL)                                                                               \
-        return db_err(st, err, errlen, "prepare");
+    query_t var = {stmt(st, sql), SQLITE_OK};                                                      \
+    if (var.s == NULL)                                                                             \
+        return query_err(st, &var, err, errlen, "prepare");
 
-/* Steps s to its end, reading each row with read_row into a growing array of
+/* Steps q to its end, reading each row with read_row into a growing array of
  * size-byte elements (zeroed first), returned (caller frees). On failure (*ret)
  * what was read is released and NULL returned. */
-static void *read_rows(bm_store_t *st, sqlite3_stmt *s, size_t size,
+static void *read_rows(bm_store_t *st, query_t *q, size_t size,
                        void (*read_row)(sqlite3_stmt *, void *), void (*release)(void *, size_t),
                        size_t *n, int *ret, char *err, size_t errlen, const char *what)
 {
     char *rows = NULL;
     size_t cap = 0, count = 0;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = step(q)) == SQLITE_ROW) {
         if (count == cap) {
             cap = cap ? cap * 2 : 16;
             rows = bm_realloc(rows, cap * size);
         }
         memset(rows + count * size, 0, size);
-        read_row(s, rows + count++ * size);
+        read_row(q->s, rows + count++ * size);
     }
-    sqlite3_reset(s);
+    *ret = rc == SQLITE_DONE ? BM_OK : query_err(st, q, err, errlen, what);
+    done(q);
     if (rc != SQLITE_DONE) {
         release(rows, count);
         rows = NULL;
         count = 0;
     }
     *n = count;
-    *ret = rc == SQLITE_DONE ? BM_OK : db_err(st, err, errlen, what);
     return rows;
 }
 
-/* Steps a statement answering one integer (a count) into *n. */
-static int read_count(bm_store_t *st, sqlite3_stmt *s, int64_t *n, char *err, size_t errlen,
-                      const char *what)
+/* Steps a statement answering one row into read_row (NULL: nothing to read).
+ * SQLITE_DONE gives BM_ENOTFOUND without a message. */
+static int read_one(bm_store_t *st, query_t *q, void (*read_row)(sqlite3_stmt *, void *), void *row,
+                    char *err, size_t errlen, const char *what)
 {
-    int rc = sqlite3_step(s);
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, what);
+    int rc = step(q);
+    int ret = BM_OK;
+    if (rc == SQLITE_ROW && read_row != NULL)
+        read_row(q->s, row);
+    else if (rc == SQLITE_DONE)
+        ret = BM_ENOTFOUND;
+    else if (rc != SQLITE_ROW)
+        ret = query_err(st, q, err, errlen, what);
+    done(q);
+    return ret;
 }
 
 static void read_id(sqlite3_stmt *s, void *row)
@@ -286,70 +347,146 @@ static void read_id(sqlite3_stmt *s, void *row)
     *(int64_t *)row = sqlite3_column_int64(s, 0);
 }
 
+/* Steps a statement answering one row of n integers into v[0..n). */
+static int read_int64s(bm_store_t *st, query_t *q, int64_t *v, int n, char *err, size_t errlen,
+                       const char *what)
+{
+    int rc = step(q);
+    int ret = rc == SQLITE_ROW ? BM_OK : query_err(st, q, err, errlen, what);
+    for (int i = 0; i < n; i++)
+        v[i] = rc == SQLITE_ROW ? sqlite3_column_int64(q->s, i) : 0;
+    done(q);
+    return ret;
+}
+
+/* Steps a statement answering one integer (a count, an id) into *n. */
+static int read_count(bm_store_t *st, query_t *q, int64_t *n, char *err, size_t errlen,
+                      const char *what)
+{
+    return read_int64s(st, q, n, 1, err, errlen, what);
+}
+
 static void release_plain(void *rows, size_t n)
 {
+    (void)n;
     free(rows);
 }
 
 /* ---- open, migrate, close ---- */
 
-static int migrate(bm_store_t *st, int target, char *err, size_t errlen)
+static int read_user_version(bm_store_t *st, int *version, char *err, size_t errlen)
 {
+    sqlite3_stmt *s = NULL;
     int rc = BM_OK;
-    char *msg = NULL;
-    int version = bm_store_schema_version(st);
-    if (version > BM_STORE_SCHEMA_VERSION)
-        return bm_err(err, errlen, BM_ESTORE,
-                      "store: database schema %d is newer than this busymirror (%d): upgrade it",
-                      version, BM_STORE_SCHEMA_VERSION);
-    for (int v = version; v < target; v++) {
-        char *sql = bm_sprintf("BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
-                               migrations[v], v + 1);
-        int s = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
-        free(sql);
-        if (s != SQLITE_OK) {
-            rc = bm_err(err, errlen, BM_ESTORE, "store: migration to schema %d failed: %s", v + 1,
-                        msg != NULL ? msg : sqlite3_errstr(s));
-            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-            goto out;
-        }
-        BM_LOG(BM_LOG_DEBUG, BM_MSG("schema migrated"), BM_KI("version", v + 1));
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_ROW) {
+        rc = db_err(st, err, errlen, "read schema version");
+        goto out;
     }
+    *version = sqlite3_column_int(s, 0);
+    if (*version > BM_STORE_SCHEMA_VERSION)
+        rc = bm_err(err, errlen, BM_ESTORE,
+                    "store: database schema %d is newer than this busymirror (%d): upgrade it",
+                    *version, BM_STORE_SCHEMA_VERSION);
 out:
+    (void)sqlite3_finalize(s); /* repeats the step's error, reported above */
+    return rc;
+}
+
+/* Runs sql (one or more statements, no rows). */
+static int exec_sql(bm_store_t *st, const char *sql, char *err, size_t errlen, const char *what)
+{
+    char *msg = NULL;
+    int s = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
+    int rc = s == SQLITE_OK ? BM_OK
+                            : bm_err(err, errlen, BM_ESTORE, "store: %s: %s", what,
+                                     msg != NULL ? msg : sqlite3_errstr(s));
     sqlite3_free(msg);
     return rc;
+}
+
+/* Applies migrations [version, target) inside the caller's write transaction. */
+static int apply_migrations(bm_store_t *st, int version, int target, char *err, size_t errlen)
+{
+    char what[64];
+    int rc = BM_OK;
+    for (int v = version; rc == BM_OK && v < target; v++) {
+        char *set = bm_sprintf("PRAGMA user_version = %d", v + 1);
+        snprintf(what, sizeof(what), "migration to schema %d failed", v + 1);
+        rc = exec_sql(st, migrations[v], err, errlen, what);
+        if (rc == BM_OK)
+            rc = exec_sql(st, set, err, errlen, what);
+        free(set);
+        if (rc == BM_OK)
+            BM_LOG(BM_LOG_DEBUG, BM_MSG("schema migrated"), BM_KI("version", v + 1));
+    }
+    return rc;
+}
+
+/* Migrates up to target. The version is read again under the write lock (BEGIN
+ * IMMEDIATE): processes opening a new database at once migrate it only once. */
+static int migrate(bm_store_t *st, int target, char *err, size_t errlen)
+{
+    int version = 0;
+    int rc = read_user_version(st, &version, err, errlen);
+    if (rc != BM_OK || version >= target) /* up to date: no write lock needed */
+        goto out;
+    if ((rc = exec_sql(st, "BEGIN IMMEDIATE", err, errlen, "begin migration")) != BM_OK)
+        goto out;
+    rc = read_user_version(st, &version, err, errlen);
+    if (rc == BM_OK)
+        rc = apply_migrations(st, version, target, err, errlen);
+    if (rc == BM_OK)
+        rc = exec_sql(st, "COMMIT", err, errlen, "commit migration");
+    if (rc != BM_OK)
+        bm_store_rollback(st);
+out:
+    return rc;
+}
+
+/* Switches a new database to WAL. Two connections doing so at once each hold a
+ * read lock and want the write lock: SQLite answers one SQLITE_BUSY at once,
+ * without the busy handler (that wait could deadlock). The statement is then
+ * retried, for about as long as the busy timeout. */
+static int use_wal(bm_store_t *st, char *err, size_t errlen, const char *path)
+{
+    int s = SQLITE_BUSY;
+    for (int tries = 0; s == SQLITE_BUSY && tries < 1000; tries++) {
+        if (tries > 0)
+            (void)sqlite3_sleep(10); /* answers the time slept */
+        s = sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    }
+    return s == SQLITE_OK ? BM_OK : db_err(st, err, errlen, path);
 }
 
 int bm_store_open_at(const char *path, int version, bm_store_t **out, char *err, size_t errlen)
 {
     int rc = BM_OK;
     bm_store_t *st = bm_calloc(1, sizeof(*st));
-    char *msg = NULL;
 
     /* Create the file ourselves so that it (and SQLite's -wal/-shm, which copy
      * its mode) is 0600 from the first byte. */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    if (fd < 0 || close(fd) != 0) {
         rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", path, strerror(errno));
         goto out;
     }
-    close(fd);
     if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
         SQLITE_OK) {
         rc = bm_err(err, errlen, BM_ESTORE, "store: %s: %s", path,
                     st->db != NULL ? sqlite3_errmsg(st->db) : "cannot open");
         goto out;
     }
-    sqlite3_busy_timeout(st->db, 10000);
-    if (sqlite3_exec(st->db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-                     NULL, NULL, &msg) != SQLITE_OK) {
-        rc = bm_err(err, errlen, BM_ESTORE, "store: %s: %s", path, msg);
+    if (sqlite3_busy_timeout(st->db, 10000) != SQLITE_OK) {
+        rc = db_err(st, err, errlen, "busy timeout");
         goto out;
     }
-    rc = migrate(st, version, err, errlen);
+    rc = use_wal(st, err, errlen, path);
+    if (rc == BM_OK)
+        rc = exec_sql(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err, errlen, path);
+    if (rc == BM_OK)
+        rc = migrate(st, version, err, errlen);
 out:
-    sqlite3_free(msg);
     if (rc != BM_OK) {
         bm_store_close(st);
         st = NULL;
@@ -367,45 +504,43 @@ void bm_store_close(bm_store_t *st)
 {
     if (st == NULL)
         return;
+    /* finalize repeats a statement's last error, reported when it happened */
     for (size_t i = 0; i < STMT_CACHE; i++)
-        sqlite3_finalize(st->cache[i].stmt);
-    sqlite3_close(st->db);
+        (void)sqlite3_finalize(st->cache[i].stmt);
+    /* every statement is finalized: close cannot be busy */
+    (void)sqlite3_close(st->db);
     free(st);
 }
 
 int bm_store_schema_version(bm_store_t *st)
 {
-    sqlite3_stmt *s = NULL;
     int v = -1;
-    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK &&
-        sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_int(s, 0);
-    sqlite3_finalize(s);
-    return v;
+    int rc = read_user_version(st, &v, NULL, 0);
+    return rc == BM_OK || v > BM_STORE_SCHEMA_VERSION ? v : -1; /* a newer one is named */
 }
 
 int bm_store_begin(bm_store_t *st, char *err, size_t errlen)
 {
     PREP(s, "BEGIN IMMEDIATE");
-    return exec_done(st, s, err, errlen, "begin");
+    return exec_done(st, &s, err, errlen, "begin");
 }
 
 int bm_store_commit(bm_store_t *st, char *err, size_t errlen)
 {
     PREP(s, "COMMIT");
-    return exec_done(st, s, err, errlen, "commit");
+    return exec_done(st, &s, err, errlen, "commit");
 }
 
 void bm_store_rollback(bm_store_t *st)
 {
+    /* A failed ROLLBACK leaves nothing to do: SQLite rolls back on close. */
     if (!sqlite3_get_autocommit(st->db))
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        (void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* ---- accounts ---- */
 
-#define ACCOUNT_COLS                                                                               \
-    "id, name, email, refresh_token_enc, state, created_at, breaker_failures, breaker_until"
+#define ACCOUNT_COLS "id, name, email, refresh_token_enc, state, breaker_failures, breaker_until"
 
 static void read_account(sqlite3_stmt *s, void *row)
 {
@@ -421,9 +556,8 @@ static void read_account(sqlite3_stmt *s, void *row)
         a->refresh_token_enc_len = (size_t)n;
     }
     a->state = (bm_account_state_t)sqlite3_column_int(s, 4);
-    a->created_at = sqlite3_column_int64(s, 5);
-    a->breaker_failures = sqlite3_column_int(s, 6);
-    a->breaker_until = sqlite3_column_int64(s, 7);
+    a->breaker_failures = sqlite3_column_int(s, 5);
+    a->breaker_until = sqlite3_column_int64(s, 6);
 }
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
@@ -431,42 +565,37 @@ int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
                          char *err, size_t errlen)
 {
     PREP(s, "INSERT INTO accounts(name, email, refresh_token_enc, created_at) VALUES(?,?,?,?)");
-    bind_text(s, 1, name);
-    bind_text(s, 2, email);
-    sqlite3_bind_blob(s, 3, token_enc, (int)token_enc_len, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 4, bm_now());
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
+    bind_text(&s, 1, name);
+    bind_text(&s, 2, email);
+    bind_blob(&s, 3, token_enc, token_enc_len);
+    bind_int64(&s, 4, bm_now());
+    int rc = step(&s);
+    int ret = BM_OK;
     if (rc == SQLITE_CONSTRAINT)
-        return bm_err(err, errlen, BM_EEXIST, "account '%s' already exists", name);
-    if (rc != SQLITE_DONE)
-        return db_err(st, err, errlen, "add account");
-    if (id_out != NULL)
+        ret = bm_err(err, errlen, BM_EEXIST, "account '%s' already exists", name);
+    else if (rc != SQLITE_DONE)
+        ret = query_err(st, &s, err, errlen, "add account");
+    else if (id_out != NULL)
         *id_out = sqlite3_last_insert_rowid(st->db);
-    return BM_OK;
+    done(&s);
+    return ret;
 }
 
-static int account_get(bm_store_t *st, sqlite3_stmt *s, bm_account_t *out, const char *what,
-                       char *err, size_t errlen)
+static int account_get(bm_store_t *st, query_t *q, bm_account_t *out, const char *what, char *err,
+                       size_t errlen)
 {
-    int rc = sqlite3_step(s);
-    int ret = BM_OK;
-    if (rc == SQLITE_ROW)
-        read_account(s, out);
-    else if (rc == SQLITE_DONE)
-        ret = bm_err(err, errlen, BM_ENOTFOUND, "no account '%s'", what);
-    else
-        ret = db_err(st, err, errlen, "get account");
-    sqlite3_reset(s);
-    return ret;
+    int rc = read_one(st, q, read_account, out, err, errlen, "get account");
+    if (rc == BM_ENOTFOUND)
+        rc = bm_err(err, errlen, BM_ENOTFOUND, "no account '%s'", what);
+    return rc;
 }
 
 int bm_store_account_get(bm_store_t *st, const char *name, bm_account_t *out, char *err,
                          size_t errlen)
 {
     PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts WHERE name = ?");
-    bind_text(s, 1, name);
-    return account_get(st, s, out, name, err, errlen);
+    bind_text(&s, 1, name);
+    return account_get(st, &s, out, name, err, errlen);
 }
 
 int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, char *err,
@@ -474,9 +603,9 @@ int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, ch
 {
     char what[32];
     PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?");
-    sqlite3_bind_int64(s, 1, id);
+    bind_int64(&s, 1, id);
     snprintf(what, sizeof(what), "#%lld", (long long)id);
-    return account_get(st, s, out, what, err, errlen);
+    return account_get(st, &s, out, what, err, errlen);
 }
 
 static void release_accounts(void *rows, size_t n)
@@ -488,7 +617,7 @@ int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *e
 {
     PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY name");
     int rc;
-    *out = read_rows(st, s, sizeof(**out), read_account, release_accounts, n, &rc, err, errlen,
+    *out = read_rows(st, &s, sizeof(**out), read_account, release_accounts, n, &rc, err, errlen,
                      "list accounts");
     return rc;
 }
@@ -497,44 +626,44 @@ int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t st
                                size_t errlen)
 {
     PREP(s, "UPDATE accounts SET state = ? WHERE id = ?");
-    sqlite3_bind_int(s, 1, (int)state);
-    sqlite3_bind_int64(s, 2, id);
-    return exec_done(st, s, err, errlen, "set account state");
+    bind_int(&s, 1, (int)state);
+    bind_int64(&s, 2, id);
+    return exec_done(st, &s, err, errlen, "set account state");
 }
 
 int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *token_enc,
                                size_t len, char *err, size_t errlen)
 {
     PREP(s, "UPDATE accounts SET refresh_token_enc = ?, state = 0 WHERE id = ?");
-    sqlite3_bind_blob(s, 1, token_enc, (int)len, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 2, id);
-    return exec_done(st, s, err, errlen, "set account token");
+    bind_blob(&s, 1, token_enc, len);
+    bind_int64(&s, 2, id);
+    return exec_done(st, &s, err, errlen, "set account token");
 }
 
 int bm_store_account_set_breaker(bm_store_t *st, int64_t id, int failures, int64_t until, char *err,
                                  size_t errlen)
 {
     PREP(s, "UPDATE accounts SET breaker_failures = ?, breaker_until = ? WHERE id = ?");
-    sqlite3_bind_int(s, 1, failures);
-    sqlite3_bind_int64(s, 2, until);
-    sqlite3_bind_int64(s, 3, id);
-    return exec_done(st, s, err, errlen, "set account breaker");
+    bind_int(&s, 1, failures);
+    bind_int64(&s, 2, until);
+    bind_int64(&s, 3, id);
+    return exec_done(st, &s, err, errlen, "set account breaker");
 }
 
 int bm_store_account_set_email(bm_store_t *st, int64_t id, const char *email, char *err,
                                size_t errlen)
 {
     PREP(s, "UPDATE accounts SET email = ? WHERE id = ?");
-    bind_text(s, 1, email);
-    sqlite3_bind_int64(s, 2, id);
-    return exec_done(st, s, err, errlen, "set account email");
+    bind_text(&s, 1, email);
+    bind_int64(&s, 2, id);
+    return exec_done(st, &s, err, errlen, "set account email");
 }
 
 int bm_store_account_remove(bm_store_t *st, int64_t id, char *err, size_t errlen)
 {
     PREP(s, "DELETE FROM accounts WHERE id = ?");
-    sqlite3_bind_int64(s, 1, id);
-    return exec_done(st, s, err, errlen, "remove account");
+    bind_int64(&s, 1, id);
+    return exec_done(st, &s, err, errlen, "remove account");
 }
 
 void bm_account_dispose(bm_account_t *a)
@@ -609,11 +738,11 @@ static void release_calendars(void *rows, size_t n)
     bm_store_calendars_free(rows, n);
 }
 
-static int read_calendars(bm_store_t *st, sqlite3_stmt *s, bm_calendar_t **out, size_t *n,
-                          char *err, size_t errlen)
+static int read_calendars(bm_store_t *st, query_t *q, bm_calendar_t **out, size_t *n, char *err,
+                          size_t errlen)
 {
     int rc;
-    *out = read_rows(st, s, sizeof(**out), read_calendar, release_calendars, n, &rc, err, errlen,
+    *out = read_rows(st, q, sizeof(**out), read_calendar, release_calendars, n, &rc, err, errlen,
                      "list calendars");
     return rc;
 }
@@ -628,33 +757,27 @@ int bm_store_calendar_upsert(bm_store_t *st, int64_t account_id, const char *gca
             " time_zone = excluded.time_zone, access_role = excluded.access_role,"
             " is_primary = excluded.is_primary"
             " RETURNING id");
-    sqlite3_bind_int64(s, 1, account_id);
-    bind_text(s, 2, gcal_id);
-    bind_text(s, 3, summary);
-    bind_text(s, 4, time_zone);
-    bind_text(s, 5, access_role);
-    sqlite3_bind_int(s, 6, primary);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW && id_out != NULL)
-        *id_out = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "upsert calendar");
+    bind_int64(&s, 1, account_id);
+    bind_text(&s, 2, gcal_id);
+    bind_text(&s, 3, summary);
+    bind_text(&s, 4, time_zone);
+    bind_text(&s, 5, access_role);
+    bind_int(&s, 6, primary);
+    int64_t id = 0;
+    int rc = read_count(st, &s, &id, err, errlen, "upsert calendar");
+    if (rc == BM_OK && id_out != NULL)
+        *id_out = id;
+    return rc;
 }
 
 int bm_store_calendar_get(bm_store_t *st, int64_t id, bm_calendar_t *out, char *err, size_t errlen)
 {
     PREP(s, CALENDAR_SELECT "WHERE c.id = ?");
-    sqlite3_bind_int64(s, 1, id);
-    int rc = sqlite3_step(s);
-    int ret = BM_OK;
-    if (rc == SQLITE_ROW)
-        read_calendar(s, out);
-    else if (rc == SQLITE_DONE)
-        ret = bm_err(err, errlen, BM_ENOTFOUND, "no calendar #%lld", (long long)id);
-    else
-        ret = db_err(st, err, errlen, "get calendar");
-    sqlite3_reset(s);
-    return ret;
+    bind_int64(&s, 1, id);
+    int rc = read_one(st, &s, read_calendar, out, err, errlen, "get calendar");
+    if (rc == BM_ENOTFOUND)
+        rc = bm_err(err, errlen, BM_ENOTFOUND, "no calendar #%lld", (long long)id);
+    return rc;
 }
 
 int bm_store_calendar_list(bm_store_t *st, int64_t account_id, const char *gcal_id,
@@ -663,10 +786,10 @@ int bm_store_calendar_list(bm_store_t *st, int64_t account_id, const char *gcal_
 {
     PREP(s, CALENDAR_SELECT "WHERE (?1 = 0 OR c.account_id = ?1) AND (?2 IS NULL OR c.gcal_id = ?2)"
                             " AND (?3 = 0 OR c.enabled = 1) ORDER BY a.name, c.gcal_id");
-    sqlite3_bind_int64(s, 1, account_id);
-    bind_text(s, 2, gcal_id);
-    sqlite3_bind_int(s, 3, enabled_only);
-    return read_calendars(st, s, out, n, err, errlen);
+    bind_int64(&s, 1, account_id);
+    bind_text(&s, 2, gcal_id);
+    bind_int(&s, 3, enabled_only);
+    return read_calendars(st, &s, out, n, err, errlen);
 }
 
 int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, const char *group,
@@ -674,11 +797,11 @@ int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, cons
 {
     PREP(s, "UPDATE calendars SET enabled = ?, group_name = COALESCE(?, group_name), role = ?"
             " WHERE id = ?");
-    sqlite3_bind_int(s, 1, enabled);
-    bind_text(s, 2, group);
-    sqlite3_bind_int(s, 3, (int)role);
-    sqlite3_bind_int64(s, 4, id);
-    return exec_done(st, s, err, errlen, "enable calendar");
+    bind_int(&s, 1, enabled);
+    bind_text(&s, 2, group);
+    bind_int(&s, 3, (int)role);
+    bind_int64(&s, 4, id);
+    return exec_done(st, &s, err, errlen, "enable calendar");
 }
 
 int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calendar_t **out,
@@ -686,9 +809,9 @@ int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calen
 {
     PREP(s, CALENDAR_SELECT "WHERE c.enabled = 1 AND c.group_name = ? AND c.role IN (0, 2)"
                             " AND c.id <> ? ORDER BY c.id");
-    bind_text(s, 1, cal->group_name);
-    sqlite3_bind_int64(s, 2, cal->id);
-    return read_calendars(st, s, out, n, err, errlen);
+    bind_text(&s, 1, cal->group_name);
+    bind_int64(&s, 2, cal->id);
+    return read_calendars(st, &s, out, n, err, errlen);
 }
 
 void bm_calendar_dispose(bm_calendar_t *c)
@@ -724,12 +847,12 @@ int bm_store_sync_state_save(bm_store_t *st, int64_t calendar_id, const char *sy
             " last_full_sync = CASE WHEN ?3 THEN ?4 ELSE last_full_sync END,"
             " last_incr_sync = CASE WHEN ?3 THEN last_incr_sync ELSE ?4 END,"
             " plan_key = CASE WHEN ?3 THEN ?5 ELSE plan_key END");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    bind_text(s, 2, sync_token);
-    sqlite3_bind_int(s, 3, full);
-    sqlite3_bind_int64(s, 4, bm_now());
-    bind_text(s, 5, plan_key);
-    return exec_done(st, s, err, errlen, "save sync state");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, sync_token);
+    bind_int(&s, 3, full);
+    bind_int64(&s, 4, bm_now());
+    bind_text(&s, 5, plan_key);
+    return exec_done(st, &s, err, errlen, "save sync state");
 }
 
 int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result, const char *error,
@@ -738,26 +861,26 @@ int bm_store_sync_result(bm_store_t *st, int64_t calendar_id, const char *result
     PREP(s, "INSERT INTO sync_state(calendar_id, last_result, last_error, last_sync_at)"
             " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(calendar_id) DO UPDATE SET"
             " last_result = ?2, last_error = ?3, last_sync_at = ?4");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    bind_text(s, 2, result);
-    bind_text(s, 3, error);
-    sqlite3_bind_int64(s, 4, bm_now());
-    return exec_done(st, s, err, errlen, "save sync result");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, result);
+    bind_text(&s, 3, error);
+    bind_int64(&s, 4, bm_now());
+    return exec_done(st, &s, err, errlen, "save sync result");
 }
 
 int bm_store_group_relist(bm_store_t *st, const char *group, char *err, size_t errlen)
 {
     PREP(s, "UPDATE sync_state SET sync_token = NULL WHERE calendar_id IN"
             " (SELECT id FROM calendars WHERE group_name = ? AND enabled = 1)");
-    bind_text(s, 1, group);
-    return exec_done(st, s, err, errlen, "relist group");
+    bind_text(&s, 1, group);
+    return exec_done(st, &s, err, errlen, "relist group");
 }
 
 int bm_store_sync_state_reset(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)
 {
     PREP(s, "UPDATE sync_state SET sync_token = NULL WHERE calendar_id = ?");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    return exec_done(st, s, err, errlen, "reset sync state");
+    bind_int64(&s, 1, calendar_id);
+    return exec_done(st, &s, err, errlen, "reset sync state");
 }
 
 /* ---- leases ---- */
@@ -778,28 +901,29 @@ static int lease_take(bm_store_t *st, const char *name, const char *owner, int t
 {
     int64_t now = bm_now();
     PREP(q, "SELECT owner, expires_at FROM leases WHERE name = ?");
-    bind_text(q, 1, name);
-    int rc = sqlite3_step(q);
+    bind_text(&q, 1, name);
+    int rc = step(&q);
     if (rc == SQLITE_ROW) {
-        const char *holder = (const char *)sqlite3_column_text(q, 0);
-        int64_t expires = sqlite3_column_int64(q, 1);
+        const char *holder = (const char *)sqlite3_column_text(q.s, 0);
+        int64_t expires = sqlite3_column_int64(q.s, 1);
         if (strcmp(holder, owner) != 0 && expires > now && !owner_is_dead(holder)) {
             int ret = bm_err(err, errlen, BM_EBUSY, "%s is held by %s for %llds more", name, holder,
                              (long long)(expires - now));
-            sqlite3_reset(q);
+            done(&q);
             return ret;
         }
     } else if (rc != SQLITE_DONE) {
-        sqlite3_reset(q);
-        return db_err(st, err, errlen, "read lease");
+        int ret = query_err(st, &q, err, errlen, "read lease");
+        done(&q);
+        return ret;
     }
-    sqlite3_reset(q);
+    done(&q);
     PREP(s, "INSERT INTO leases(name, owner, expires_at) VALUES(?1, ?2, ?3)"
             " ON CONFLICT(name) DO UPDATE SET owner = ?2, expires_at = ?3");
-    bind_text(s, 1, name);
-    bind_text(s, 2, owner);
-    sqlite3_bind_int64(s, 3, now + ttl_s);
-    return exec_done(st, s, err, errlen, "take lease");
+    bind_text(&s, 1, name);
+    bind_text(&s, 2, owner);
+    bind_int64(&s, 3, now + ttl_s);
+    return exec_done(st, &s, err, errlen, "take lease");
 }
 
 int bm_store_lease_take(bm_store_t *st, const char *name, const char *owner, int ttl_s, char *err,
@@ -822,35 +946,33 @@ int bm_store_lease_take(bm_store_t *st, const char *name, const char *owner, int
 
 int bm_store_lease_release(bm_store_t *st, const char *name, const char *owner)
 {
-    sqlite3_stmt *s = stmt(st, "DELETE FROM leases WHERE name = ? AND owner = ?");
-    if (s == NULL)
-        return BM_ESTORE;
-    bind_text(s, 1, name);
-    bind_text(s, 2, owner);
-    return exec_done(st, s, NULL, 0, "release lease");
+    char *err = NULL; /* no message: PREP and exec_done take none */
+    size_t errlen = 0;
+    PREP(s, "DELETE FROM leases WHERE name = ? AND owner = ?");
+    bind_text(&s, 1, name);
+    bind_text(&s, 2, owner);
+    return exec_done(st, &s, err, errlen, "release lease");
 }
 
 /* ---- the mirror of source events ---- */
 
+static void read_source(sqlite3_stmt *s, void *row)
+{
+    bm_source_t *r = row;
+    r->event_id = col_dup(s, 0);
+    r->busy = sqlite3_column_int(s, 1) != 0;
+    r->shape = col_dup(s, 2);
+    r->recurring_event_id = col_dup(s, 3);
+}
+
 int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id, bm_source_t *out,
                         char *err, size_t errlen)
 {
-    PREP(s, "SELECT busy, shape, recurring_event_id FROM source_events"
+    PREP(s, "SELECT event_id, busy, shape, recurring_event_id FROM source_events"
             " WHERE calendar_id = ? AND event_id = ?");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    bind_text(s, 2, event_id);
-    int rc = sqlite3_step(s);
-    int ret = BM_OK;
-    if (rc == SQLITE_ROW) {
-        out->event_id = bm_strdup(event_id);
-        out->busy = sqlite3_column_int(s, 0) != 0;
-        out->shape = col_dup(s, 1);
-        out->recurring_event_id = col_dup(s, 2);
-    } else {
-        ret = rc == SQLITE_DONE ? BM_ENOTFOUND : db_err(st, err, errlen, "get source event");
-    }
-    sqlite3_reset(s);
-    return ret;
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, event_id);
+    return read_one(st, &s, read_source, out, err, errlen, "get source event");
 }
 
 int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *src, char *err,
@@ -859,21 +981,21 @@ int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *
     PREP(s, "INSERT INTO source_events(calendar_id, event_id, busy, shape, recurring_event_id,"
             " seen) VALUES(?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT(calendar_id, event_id) DO UPDATE"
             " SET busy = ?3, shape = ?4, recurring_event_id = ?5, seen = 1");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    bind_text(s, 2, src->event_id);
-    sqlite3_bind_int(s, 3, src->busy);
-    bind_text(s, 4, src->shape);
-    bind_text(s, 5, src->recurring_event_id);
-    return exec_done(st, s, err, errlen, "put source event");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, src->event_id);
+    bind_int(&s, 3, src->busy);
+    bind_text(&s, 4, src->shape);
+    bind_text(&s, 5, src->recurring_event_id);
+    return exec_done(st, &s, err, errlen, "put source event");
 }
 
 int bm_store_source_delete(bm_store_t *st, int64_t calendar_id, const char *event_id, char *err,
                            size_t errlen)
 {
     PREP(s, "DELETE FROM source_events WHERE calendar_id = ? AND event_id = ?");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    bind_text(s, 2, event_id);
-    return exec_done(st, s, err, errlen, "delete source event");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, event_id);
+    return exec_done(st, &s, err, errlen, "delete source event");
 }
 
 int bm_store_source_has_exceptions(bm_store_t *st, int64_t calendar_id, const char *series_id,
@@ -881,28 +1003,19 @@ int bm_store_source_has_exceptions(bm_store_t *st, int64_t calendar_id, const ch
 {
     PREP(s, "SELECT EXISTS (SELECT 1 FROM source_events WHERE calendar_id = ?"
             " AND recurring_event_id = ?)");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    bind_text(s, 2, series_id);
-    int rc = sqlite3_step(s);
-    *yes = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "find exceptions");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, series_id);
+    int64_t found = 0;
+    int rc = read_count(st, &s, &found, err, errlen, "find exceptions");
+    *yes = rc == BM_OK && found != 0;
+    return rc;
 }
 
 int bm_store_source_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)
 {
     PREP(s, "UPDATE source_events SET seen = 0 WHERE calendar_id = ?");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    return exec_done(st, s, err, errlen, "unmark source events");
-}
-
-static void read_source_unseen_row(sqlite3_stmt *s, void *row)
-{
-    bm_source_t *r = row;
-    r->event_id = col_dup(s, 0);
-    r->busy = sqlite3_column_int(s, 1) != 0;
-    r->shape = col_dup(s, 2);
-    r->recurring_event_id = col_dup(s, 3);
+    bind_int64(&s, 1, calendar_id);
+    return exec_done(st, &s, err, errlen, "unmark source events");
 }
 
 static void release_source_unseen_rows(void *rows, size_t n)
@@ -915,10 +1028,10 @@ int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **ou
 {
     PREP(s, "SELECT event_id, busy, shape, recurring_event_id FROM source_events"
             " WHERE calendar_id = ? AND seen = 0");
-    sqlite3_bind_int64(s, 1, calendar_id);
+    bind_int64(&s, 1, calendar_id);
     int rc;
-    *out = read_rows(st, s, sizeof(**out), read_source_unseen_row, release_source_unseen_rows, n,
-                     &rc, err, errlen, "list unseen source events");
+    *out = read_rows(st, &s, sizeof(**out), read_source, release_source_unseen_rows, n, &rc, err,
+                     errlen, "list unseen source events");
     return rc;
 }
 
@@ -964,11 +1077,11 @@ static void release_blocks(void *rows, size_t n)
     bm_store_blocks_free(rows, n);
 }
 
-static int read_blocks(bm_store_t *st, sqlite3_stmt *s, bm_block_t **out, size_t *n, char *err,
+static int read_blocks(bm_store_t *st, query_t *q, bm_block_t **out, size_t *n, char *err,
                        size_t errlen)
 {
     int rc;
-    *out = read_rows(st, s, sizeof(**out), read_block, release_blocks, n, &rc, err, errlen,
+    *out = read_rows(st, q, sizeof(**out), read_block, release_blocks, n, &rc, err, errlen,
                      "list blocks");
     return rc;
 }
@@ -977,16 +1090,9 @@ int bm_store_block_get(bm_store_t *st, int64_t target_calendar_id, const char *b
                        bm_block_t *out, char *err, size_t errlen)
 {
     PREP(s, "SELECT " BLOCK_COLS " FROM blocks WHERE target_calendar_id = ? AND block_id = ?");
-    sqlite3_bind_int64(s, 1, target_calendar_id);
-    bind_text(s, 2, block_id);
-    int rc = sqlite3_step(s);
-    int ret = BM_OK;
-    if (rc == SQLITE_ROW)
-        read_block(s, out);
-    else
-        ret = rc == SQLITE_DONE ? BM_ENOTFOUND : db_err(st, err, errlen, "get block");
-    sqlite3_reset(s);
-    return ret;
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, block_id);
+    return read_one(st, &s, read_block, out, err, errlen, "get block");
 }
 
 int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t errlen)
@@ -996,18 +1102,18 @@ int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t er
          " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET source_calendar_id = ?3,"
          " source_event_id = ?4, master_block_id = ?5, wanted = ?6, body = ?7, created = ?8,"
          " state = ?9, etag = ?10, updated_at = ?11");
-    sqlite3_bind_int64(s, 1, b->target_calendar_id);
-    bind_text(s, 2, b->block_id);
-    sqlite3_bind_int64(s, 3, b->source_calendar_id);
-    bind_text(s, 4, b->source_event_id);
-    bind_text(s, 5, b->master_block_id);
-    bind_text(s, 6, b->wanted);
-    bind_text(s, 7, b->body);
-    sqlite3_bind_int(s, 8, b->created);
-    sqlite3_bind_int(s, 9, (int)b->state);
-    bind_text(s, 10, b->etag);
-    sqlite3_bind_int64(s, 11, bm_now());
-    return exec_done(st, s, err, errlen, "put block");
+    bind_int64(&s, 1, b->target_calendar_id);
+    bind_text(&s, 2, b->block_id);
+    bind_int64(&s, 3, b->source_calendar_id);
+    bind_text(&s, 4, b->source_event_id);
+    bind_text(&s, 5, b->master_block_id);
+    bind_text(&s, 6, b->wanted);
+    bind_text(&s, 7, b->body);
+    bind_int(&s, 8, b->created);
+    bind_int(&s, 9, (int)b->state);
+    bind_text(&s, 10, b->etag);
+    bind_int64(&s, 11, bm_now());
+    return exec_done(st, &s, err, errlen, "put block");
 }
 
 int bm_store_block_delete(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
@@ -1015,9 +1121,9 @@ int bm_store_block_delete(bm_store_t *st, int64_t target_calendar_id, const char
 {
     PREP(s, "DELETE FROM blocks WHERE target_calendar_id = ?1 AND (block_id = ?2"
             " OR master_block_id = ?2)");
-    sqlite3_bind_int64(s, 1, target_calendar_id);
-    bind_text(s, 2, block_id);
-    return exec_done(st, s, err, errlen, "delete block");
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, block_id);
+    return exec_done(st, &s, err, errlen, "delete block");
 }
 
 int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
@@ -1025,12 +1131,12 @@ int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const cha
 {
     PREP(s, "UPDATE blocks SET created = ?3, etag = COALESCE(?4, etag), updated_at = ?5"
             " WHERE target_calendar_id = ?1 AND block_id = ?2");
-    sqlite3_bind_int64(s, 1, target_calendar_id);
-    bind_text(s, 2, block_id);
-    sqlite3_bind_int(s, 3, created);
-    bind_text(s, 4, etag);
-    sqlite3_bind_int64(s, 5, bm_now());
-    return exec_done(st, s, err, errlen, "mark block applied");
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, block_id);
+    bind_int(&s, 3, created);
+    bind_text(&s, 4, etag);
+    bind_int64(&s, 5, bm_now());
+    return exec_done(st, &s, err, errlen, "mark block applied");
 }
 
 int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
@@ -1039,17 +1145,17 @@ int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
 {
     PREP(s, "SELECT " BLOCK_COLS " FROM blocks WHERE source_calendar_id = ?1"
             " AND (?2 IS NULL OR source_event_id = ?2) ORDER BY target_calendar_id, block_id");
-    sqlite3_bind_int64(s, 1, source_calendar_id);
-    bind_text(s, 2, source_event_id);
-    return read_blocks(st, s, out, n, err, errlen);
+    bind_int64(&s, 1, source_calendar_id);
+    bind_text(&s, 2, source_event_id);
+    return read_blocks(st, &s, out, n, err, errlen);
 }
 
 int bm_store_blocks_in_target(bm_store_t *st, int64_t target_calendar_id, bm_block_t **out,
                               size_t *n, char *err, size_t errlen)
 {
     PREP(s, "SELECT " BLOCK_COLS " FROM blocks WHERE target_calendar_id = ? ORDER BY block_id");
-    sqlite3_bind_int64(s, 1, target_calendar_id);
-    return read_blocks(st, s, out, n, err, errlen);
+    bind_int64(&s, 1, target_calendar_id);
+    return read_blocks(st, &s, out, n, err, errlen);
 }
 
 int bm_store_block_count(bm_store_t *st, int64_t target_calendar_id, int64_t *n, char *err,
@@ -1057,8 +1163,8 @@ int bm_store_block_count(bm_store_t *st, int64_t target_calendar_id, int64_t *n,
 {
     PREP(s, "SELECT count(*) FROM blocks WHERE (?1 = 0 OR target_calendar_id = ?1)"
             " AND created = 1 AND wanted IS NOT NULL AND master_block_id IS NULL");
-    sqlite3_bind_int64(s, 1, target_calendar_id);
-    return read_count(st, s, n, err, errlen, "count blocks");
+    bind_int64(&s, 1, target_calendar_id);
+    return read_count(st, &s, n, err, errlen, "count blocks");
 }
 
 void bm_block_dispose(bm_block_t *b)
@@ -1089,21 +1195,21 @@ int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *
             " ?4, ?5) ON CONFLICT(target_calendar_id, block_id) DO UPDATE"
             " SET op = ?3, is_instance = ?4, attempts = 0, next_at = 0, last_error = NULL,"
             " rev = rev + 1");
-    sqlite3_bind_int64(s, 1, target_calendar_id);
-    bind_text(s, 2, block_id);
-    sqlite3_bind_int(s, 3, (int)op);
-    sqlite3_bind_int(s, 4, is_instance);
-    sqlite3_bind_int64(s, 5, bm_now());
-    return exec_done(st, s, err, errlen, "put outbox item");
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, block_id);
+    bind_int(&s, 3, (int)op);
+    bind_int(&s, 4, is_instance);
+    bind_int64(&s, 5, bm_now());
+    return exec_done(st, &s, err, errlen, "put outbox item");
 }
 
 int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *current, char *err,
                          size_t errlen)
 {
     PREP(s, "DELETE FROM outbox WHERE id = ? AND rev = ?");
-    sqlite3_bind_int64(s, 1, it->id);
-    sqlite3_bind_int64(s, 2, it->rev);
-    int rc = exec_done(st, s, err, errlen, "remove outbox item");
+    bind_int64(&s, 1, it->id);
+    bind_int64(&s, 2, it->rev);
+    int rc = exec_done(st, &s, err, errlen, "remove outbox item");
     *current = rc == BM_OK && sqlite3_changes(st->db) == 1;
     return rc;
 }
@@ -1113,7 +1219,7 @@ int bm_store_outbox_drop_stale(bm_store_t *st, int64_t *n, char *err, size_t err
     PREP(s, "DELETE FROM outbox WHERE op = 1 AND NOT EXISTS (SELECT 1 FROM blocks b"
             " WHERE b.target_calendar_id = outbox.target_calendar_id"
             " AND b.block_id = outbox.block_id AND b.body IS NOT NULL)");
-    return count_changes(st, s, n, err, errlen, "drop stale outbox items");
+    return count_changes(st, &s, n, err, errlen, "drop stale outbox items");
 }
 
 static void read_outbox_due_row(sqlite3_stmt *s, void *row)
@@ -1155,12 +1261,12 @@ int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int6
             "   WHERE mo.target_calendar_id = o.target_calendar_id"
             "   AND mo.block_id = b.master_block_id)))"
             " ORDER BY o.id LIMIT ?4");
-    sqlite3_bind_int64(s, 1, account_id);
-    sqlite3_bind_int(s, 2, instances);
-    sqlite3_bind_int64(s, 3, now_ms);
-    sqlite3_bind_int64(s, 4, (int64_t)limit);
+    bind_int64(&s, 1, account_id);
+    bind_int(&s, 2, instances);
+    bind_int64(&s, 3, now_ms);
+    bind_int64(&s, 4, (int64_t)limit);
     int rc;
-    *out = read_rows(st, s, sizeof(**out), read_outbox_due_row, release_outbox_due_rows, n, &rc,
+    *out = read_rows(st, &s, sizeof(**out), read_outbox_due_row, release_outbox_due_rows, n, &rc,
                      err, errlen, "read outbox");
     return rc;
 }
@@ -1171,12 +1277,12 @@ int bm_store_outbox_retry_later(bm_store_t *st, const bm_outbox_item_t *it, int6
     /* A newer plan for the block (another rev) starts afresh instead. */
     PREP(s, "UPDATE outbox SET attempts = ?3, next_at = ?4, last_error = ?5"
             " WHERE id = ?1 AND rev = ?2");
-    sqlite3_bind_int64(s, 1, it->id);
-    sqlite3_bind_int64(s, 2, it->rev);
-    sqlite3_bind_int(s, 3, it->attempts + 1);
-    sqlite3_bind_int64(s, 4, next_at_ms);
-    bind_text(s, 5, error);
-    return exec_done(st, s, err, errlen, "reschedule outbox item");
+    bind_int64(&s, 1, it->id);
+    bind_int64(&s, 2, it->rev);
+    bind_int(&s, 3, it->attempts + 1);
+    bind_int64(&s, 4, next_at_ms);
+    bind_text(&s, 5, error);
+    return exec_done(st, &s, err, errlen, "reschedule outbox item");
 }
 
 int bm_store_outbox_to_dead_letters(bm_store_t *st, const bm_outbox_item_t *it, const char *error,
@@ -1188,34 +1294,34 @@ int bm_store_outbox_to_dead_letters(bm_store_t *st, const bm_outbox_item_t *it, 
         return rc;
     PREP(s, "INSERT INTO dead_letters(target_calendar_id, block_id, op, is_instance, attempts,"
             " error, failed_at) VALUES(?,?,?,?,?,?,?)");
-    sqlite3_bind_int64(s, 1, it->target_calendar_id);
-    bind_text(s, 2, it->block_id);
-    sqlite3_bind_int(s, 3, (int)it->op);
-    sqlite3_bind_int(s, 4, it->is_instance);
-    sqlite3_bind_int(s, 5, it->attempts + 1);
-    bind_text(s, 6, error);
-    sqlite3_bind_int64(s, 7, bm_now());
-    return exec_done(st, s, err, errlen, "add dead letter");
+    bind_int64(&s, 1, it->target_calendar_id);
+    bind_text(&s, 2, it->block_id);
+    bind_int(&s, 3, (int)it->op);
+    bind_int(&s, 4, it->is_instance);
+    bind_int(&s, 5, it->attempts + 1);
+    bind_text(&s, 6, error);
+    bind_int64(&s, 7, bm_now());
+    return exec_done(st, &s, err, errlen, "add dead letter");
 }
 
 int bm_store_outbox_stats(bm_store_t *st, int64_t *pending, int64_t *next_due_ms, char *err,
                           size_t errlen)
 {
     PREP(s, "SELECT count(*), min(next_at) FROM outbox");
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *pending = sqlite3_column_int64(s, 0);
-        *next_due_ms = sqlite3_column_int64(s, 1);
+    int64_t v[2];
+    int rc = read_int64s(st, &s, v, 2, err, errlen, "outbox stats");
+    if (rc == BM_OK) {
+        *pending = v[0];
+        *next_due_ms = v[1];
     }
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "outbox stats");
+    return rc;
 }
 
 int bm_store_outbox_accounts(bm_store_t *st, int64_t **ids, size_t *n, char *err, size_t errlen)
 {
     PREP(s, "SELECT DISTINCT account_id FROM outbox ORDER BY 1");
     int rc;
-    *ids = read_rows(st, s, sizeof(**ids), read_id, release_plain, n, &rc, err, errlen,
+    *ids = read_rows(st, &s, sizeof(**ids), read_id, release_plain, n, &rc, err, errlen,
                      "outbox accounts");
     return rc;
 }
@@ -1237,18 +1343,18 @@ int bm_store_sync_log_add(bm_store_t *st, const bm_sync_log_t *l, char *err, siz
 {
     PREP(s, "INSERT INTO sync_log(calendar_id, started_at, duration_ms, kind, listed, inserted,"
             " updated, deleted, api_calls, result, error) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
-    sqlite3_bind_int64(s, 1, l->calendar_id);
-    sqlite3_bind_int64(s, 2, l->started_at);
-    sqlite3_bind_int64(s, 3, l->duration_ms);
-    bind_text(s, 4, l->kind);
-    sqlite3_bind_int64(s, 5, l->listed);
-    sqlite3_bind_int64(s, 6, l->inserted);
-    sqlite3_bind_int64(s, 7, l->updated);
-    sqlite3_bind_int64(s, 8, l->deleted);
-    sqlite3_bind_int64(s, 9, l->api_calls);
-    bind_text(s, 10, l->result);
-    bind_text(s, 11, l->error);
-    return exec_done(st, s, err, errlen, "add sync log");
+    bind_int64(&s, 1, l->calendar_id);
+    bind_int64(&s, 2, l->started_at);
+    bind_int64(&s, 3, l->duration_ms);
+    bind_text(&s, 4, l->kind);
+    bind_int64(&s, 5, l->listed);
+    bind_int64(&s, 6, l->inserted);
+    bind_int64(&s, 7, l->updated);
+    bind_int64(&s, 8, l->deleted);
+    bind_int64(&s, 9, l->api_calls);
+    bind_text(&s, 10, l->result);
+    bind_text(&s, 11, l->error);
+    return exec_done(st, &s, err, errlen, "add sync log");
 }
 
 /* ---- audit log: what reset, cleanup and removals deleted ---- */
@@ -1256,25 +1362,21 @@ int bm_store_sync_log_add(bm_store_t *st, const bm_sync_log_t *l, char *err, siz
 int bm_store_audit_new_run(bm_store_t *st, int64_t *run_id, char *err, size_t errlen)
 {
     PREP(s, "SELECT COALESCE(MAX(run_id), 0) + 1 FROM audit_log");
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *run_id = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "new audit run");
+    return read_count(st, &s, run_id, err, errlen, "new audit run");
 }
 
 int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t errlen)
 {
     PREP(s, "INSERT INTO audit_log(run_id, at, action, account_id, gcal_id, block_id, content)"
             " VALUES(?,?,?,?,?,?,?)");
-    sqlite3_bind_int64(s, 1, a->run_id);
-    sqlite3_bind_int64(s, 2, bm_now());
-    bind_text(s, 3, a->action);
-    sqlite3_bind_int64(s, 4, a->account_id);
-    bind_text(s, 5, a->gcal_id);
-    bind_text(s, 6, a->block_id);
-    bind_text(s, 7, a->content);
-    return exec_done(st, s, err, errlen, "add audit entry");
+    bind_int64(&s, 1, a->run_id);
+    bind_int64(&s, 2, bm_now());
+    bind_text(&s, 3, a->action);
+    bind_int64(&s, 4, a->account_id);
+    bind_text(&s, 5, a->gcal_id);
+    bind_text(&s, 6, a->block_id);
+    bind_text(&s, 7, a->content);
+    return exec_done(st, &s, err, errlen, "add audit entry");
 }
 
 static void read_audit_run_row(sqlite3_stmt *s, void *row)
@@ -1303,9 +1405,9 @@ int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t 
     PREP(s, "SELECT id, run_id, at, action, account_id, gcal_id, block_id, content, undone_at"
             " FROM audit_log WHERE run_id = CASE WHEN ?1 = 0 THEN"
             " (SELECT MAX(run_id) FROM audit_log) ELSE ?1 END ORDER BY id");
-    sqlite3_bind_int64(s, 1, run_id);
+    bind_int64(&s, 1, run_id);
     int rc;
-    *out = read_rows(st, s, sizeof(**out), read_audit_run_row, release_audit_run_rows, n, &rc, err,
+    *out = read_rows(st, &s, sizeof(**out), read_audit_run_row, release_audit_run_rows, n, &rc, err,
                      errlen, "read audit run");
     return rc;
 }
@@ -1313,9 +1415,9 @@ int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t 
 int bm_store_audit_mark_undone(bm_store_t *st, int64_t id, char *err, size_t errlen)
 {
     PREP(s, "UPDATE audit_log SET undone_at = ? WHERE id = ?");
-    sqlite3_bind_int64(s, 1, bm_now());
-    sqlite3_bind_int64(s, 2, id);
-    return exec_done(st, s, err, errlen, "mark audit entry undone");
+    bind_int64(&s, 1, bm_now());
+    bind_int64(&s, 2, id);
+    return exec_done(st, &s, err, errlen, "mark audit entry undone");
 }
 
 void bm_store_audits_free(bm_audit_t *a, size_t n)
@@ -1337,23 +1439,23 @@ int bm_store_logs_purge(bm_store_t *st, int64_t before, bool apply, int64_t *n_s
     if (!apply) {
         PREP(q, "SELECT (SELECT count(*) FROM sync_log WHERE started_at < ?1),"
                 " (SELECT count(*) FROM audit_log WHERE at < ?1)");
-        sqlite3_bind_int64(q, 1, before);
-        int rc = sqlite3_step(q);
-        if (rc == SQLITE_ROW) {
-            *n_sync = sqlite3_column_int64(q, 0);
-            *n_audit = sqlite3_column_int64(q, 1);
+        bind_int64(&q, 1, before);
+        int64_t v[2];
+        int rc = read_int64s(st, &q, v, 2, err, errlen, "count old logs");
+        if (rc == BM_OK) {
+            *n_sync = v[0];
+            *n_audit = v[1];
         }
-        sqlite3_reset(q);
-        return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count old logs");
+        return rc;
     }
     PREP(s, "DELETE FROM sync_log WHERE started_at < ?");
-    sqlite3_bind_int64(s, 1, before);
-    int rc = count_changes(st, s, n_sync, err, errlen, "purge sync log");
+    bind_int64(&s, 1, before);
+    int rc = count_changes(st, &s, n_sync, err, errlen, "purge sync log");
     if (rc != BM_OK)
         return rc;
     PREP(a, "DELETE FROM audit_log WHERE at < ?");
-    sqlite3_bind_int64(a, 1, before);
-    return count_changes(st, a, n_audit, err, errlen, "purge audit log");
+    bind_int64(&a, 1, before);
+    return count_changes(st, &a, n_audit, err, errlen, "purge audit log");
 }
 
 /* ---- orphans ---- */
@@ -1373,25 +1475,22 @@ int bm_store_blocks_orphaned(bm_store_t *st, bm_block_t **out, size_t *n, char *
             "   ON c.id = b.source_calendar_id AND c.group_name = t.group_name"
             "   WHERE t.id = b.target_calendar_id AND t.enabled = 1 AND t.role IN (0, 2)))"
             " ORDER BY b.target_calendar_id, b.block_id");
-    return read_blocks(st, s, out, n, err, errlen);
+    return read_blocks(st, &s, out, n, err, errlen);
 }
 
 int bm_store_sources_purge_unused(bm_store_t *st, bool apply, int64_t *n, char *err, size_t errlen)
 {
     /* Mirror rows of calendars that no longer give blocks, and rows no block uses. */
+#define UNUSED_SOURCES                                                                             \
+    " FROM source_events WHERE NOT EXISTS (SELECT 1 FROM calendars c"                              \
+    " WHERE c.id = source_events.calendar_id AND c.enabled = 1 AND c.role IN (0, 1))"              \
+    " OR (busy = 0 AND recurring_event_id IS NULL)"
     if (!apply) {
-        PREP(q, "SELECT count(*) FROM source_events WHERE NOT EXISTS (SELECT 1 FROM calendars c"
-                " WHERE c.id = source_events.calendar_id AND c.enabled = 1 AND c.role IN (0, 1))"
-                " OR (busy = 0 AND recurring_event_id IS NULL)");
-        int rc = sqlite3_step(q);
-        *n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-        sqlite3_reset(q);
-        return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "count unused sources");
+        PREP(q, "SELECT count(*)" UNUSED_SOURCES);
+        return read_count(st, &q, n, err, errlen, "count unused sources");
     }
-    PREP(s, "DELETE FROM source_events WHERE NOT EXISTS (SELECT 1 FROM calendars c"
-            " WHERE c.id = source_events.calendar_id AND c.enabled = 1 AND c.role IN (0, 1))"
-            " OR (busy = 0 AND recurring_event_id IS NULL)");
-    return count_changes(st, s, n, err, errlen, "purge unused sources");
+    PREP(s, "DELETE" UNUSED_SOURCES);
+    return count_changes(st, &s, n, err, errlen, "purge unused sources");
 }
 
 /* ---- a calendar's local state, for reset ---- */
@@ -1406,8 +1505,8 @@ int bm_store_calendar_forget(bm_store_t *st, int64_t calendar_id, char *err, siz
     int rc = BM_OK;
     for (size_t i = 0; rc == BM_OK && i < sizeof(sql) / sizeof(sql[0]); i++) {
         PREP(s, sql[i]);
-        sqlite3_bind_int64(s, 1, calendar_id);
-        rc = exec_done(st, s, err, errlen, "forget calendar");
+        bind_int64(&s, 1, calendar_id);
+        rc = exec_done(st, &s, err, errlen, "forget calendar");
     }
     return rc;
 }
@@ -1439,8 +1538,8 @@ int bm_store_dead_letters(bm_store_t *st, bm_dead_letter_t **out, size_t *n, cha
             " d.attempts, d.error, d.failed_at FROM dead_letters d"
             " LEFT JOIN calendars c ON c.id = d.target_calendar_id ORDER BY d.id");
     int rc;
-    *out = read_rows(st, s, sizeof(**out), read_dead_letters_row, release_dead_letters_rows, n, &rc,
-                     err, errlen, "list dead letters");
+    *out = read_rows(st, &s, sizeof(**out), read_dead_letters_row, release_dead_letters_rows, n,
+                     &rc, err, errlen, "list dead letters");
     return rc;
 }
 
@@ -1458,22 +1557,22 @@ int bm_store_dead_letter_retry(bm_store_t *st, int64_t id, int64_t *n, char *err
             " WHERE ?1 = 0 OR d.id = ?1 ORDER BY d.id"
             " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET op = excluded.op,"
             " attempts = 0, next_at = 0, last_error = NULL");
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, bm_now());
-    int rc = count_changes(st, s, n, err, errlen, "retry dead letters");
+    bind_int64(&s, 1, id);
+    bind_int64(&s, 2, bm_now());
+    int rc = count_changes(st, &s, n, err, errlen, "retry dead letters");
     if (rc != BM_OK)
         return rc;
     PREP(d, "DELETE FROM dead_letters WHERE ?1 = 0 OR id = ?1");
-    sqlite3_bind_int64(d, 1, id);
-    return exec_done(st, d, err, errlen, "retry dead letters");
+    bind_int64(&d, 1, id);
+    return exec_done(st, &d, err, errlen, "retry dead letters");
 }
 
 int bm_store_dead_letters_purge(bm_store_t *st, int64_t before, int64_t *n, char *err,
                                 size_t errlen)
 {
     PREP(s, "DELETE FROM dead_letters WHERE failed_at < ?");
-    sqlite3_bind_int64(s, 1, before);
-    return count_changes(st, s, n, err, errlen, "purge dead letters");
+    bind_int64(&s, 1, before);
+    return count_changes(st, &s, n, err, errlen, "purge dead letters");
 }
 
 void bm_store_dead_letters_free(bm_dead_letter_t *d, size_t n)
@@ -1499,18 +1598,17 @@ int bm_store_calendar_health(bm_store_t *st, int64_t calendar_id, bm_health_t *h
             "   AND stopped_at IS NULL),"
             " (SELECT count(*) FROM blocks WHERE target_calendar_id = ?1 AND created = 1"
             "   AND wanted IS NOT NULL AND master_block_id IS NULL)");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        h->outbox = sqlite3_column_int64(s, 0);
-        h->retrying = sqlite3_column_int64(s, 1);
-        h->dead_letters = sqlite3_column_int64(s, 2);
-        h->jobs = sqlite3_column_int64(s, 3);
-        h->channel_expiration = sqlite3_column_int64(s, 4);
-        h->blocks = sqlite3_column_int64(s, 5);
-    }
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? BM_OK : db_err(st, err, errlen, "calendar health");
+    bind_int64(&s, 1, calendar_id);
+    int64_t v[6];
+    int rc = read_int64s(st, &s, v, 6, err, errlen, "calendar health");
+    if (rc == BM_OK)
+        *h = (bm_health_t){.outbox = v[0],
+                           .retrying = v[1],
+                           .dead_letters = v[2],
+                           .jobs = v[3],
+                           .channel_expiration = v[4],
+                           .blocks = v[5]};
+    return rc;
 }
 
 int bm_store_blocks_forget_source(bm_store_t *st, int64_t source_calendar_id, char *err,
@@ -1519,13 +1617,13 @@ int bm_store_blocks_forget_source(bm_store_t *st, int64_t source_calendar_id, ch
     PREP(o, "DELETE FROM outbox WHERE EXISTS (SELECT 1 FROM blocks b WHERE"
             " b.target_calendar_id = outbox.target_calendar_id AND b.block_id = outbox.block_id"
             " AND b.source_calendar_id = ?)");
-    sqlite3_bind_int64(o, 1, source_calendar_id);
-    int rc = exec_done(st, o, err, errlen, "forget outbox of a source");
+    bind_int64(&o, 1, source_calendar_id);
+    int rc = exec_done(st, &o, err, errlen, "forget outbox of a source");
     if (rc != BM_OK)
         return rc;
     PREP(s, "DELETE FROM blocks WHERE source_calendar_id = ?");
-    sqlite3_bind_int64(s, 1, source_calendar_id);
-    return exec_done(st, s, err, errlen, "forget blocks of a source");
+    bind_int64(&s, 1, source_calendar_id);
+    return exec_done(st, &s, err, errlen, "forget blocks of a source");
 }
 
 int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t *n, char *err,
@@ -1533,6 +1631,6 @@ int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t 
 {
     PREP(s, "SELECT count(*) FROM blocks WHERE wanted IS NULL AND (target_calendar_id = ?1"
             " OR source_calendar_id = ?1)");
-    sqlite3_bind_int64(s, 1, calendar_id);
-    return read_count(st, s, n, err, errlen, "count pending deletes");
+    bind_int64(&s, 1, calendar_id);
+    return read_count(st, &s, n, err, errlen, "count pending deletes");
 }

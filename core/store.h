@@ -3,7 +3,11 @@
  * of the project lives in core/store.c, behind these functions.
  *
  * A bm_store_t is one connection; use one per thread. Rows returned in structs
- * own their strings: release them with the matching *_dispose function.
+ * own their strings: release one row with the matching *_dispose function, an
+ * array of rows (each function below names its own) with the matching *_free.
+ * Structs passed in (const pointers, const char *) are borrowed for the call
+ * only: the store copies what it keeps. On failure nothing is returned: an
+ * out array is NULL with a count of 0, an out row is untouched.
  * Functions return 0 or a negative BM_E* code with a message in err.
  */
 #ifndef BM_CORE_STORE_H
@@ -17,11 +21,14 @@ typedef struct bm_store bm_store_t;
 
 #define BM_STORE_SCHEMA_VERSION 5
 
-/* Opens (creating 0600 if needed) and migrates to the newest schema. */
+/* Opens (creating 0600 if needed) and migrates to the newest schema. *out is
+ * released with bm_store_close; NULL on failure. Safe when several processes
+ * open a new database at once: it is migrated once. */
 int bm_store_open(const char *path, bm_store_t **out, char *err, size_t errlen);
 /* Opens and migrates only up to `version` (tests of migrations). */
 int bm_store_open_at(const char *path, int version, bm_store_t **out, char *err, size_t errlen);
-void bm_store_close(bm_store_t *st);
+void bm_store_close(bm_store_t *st); /* NULL is a no-op */
+/* PRAGMA user_version, -1 when it cannot be read. */
 int bm_store_schema_version(bm_store_t *st);
 
 /* Transactions (BEGIN IMMEDIATE). Nesting is not supported. */
@@ -39,7 +46,6 @@ typedef struct bm_account {
     unsigned char *refresh_token_enc; /* sealed by core/crypto; never clear text */
     size_t refresh_token_enc_len;
     bm_account_state_t state;
-    int64_t created_at;
     int breaker_failures;  /* consecutive failed runs against Google */
     int64_t breaker_until; /* open (calls skipped) until this time; then half-open */
 } bm_account_t;
@@ -47,8 +53,9 @@ typedef struct bm_account {
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
                          const unsigned char *token_enc, size_t token_enc_len, int64_t *id_out,
                          char *err, size_t errlen);
+/* *out is the caller's: bm_account_dispose. BM_ENOTFOUND when absent. */
 int bm_store_account_get(bm_store_t *st, const char *name, bm_account_t *out, char *err,
-                         size_t errlen); /* BM_ENOTFOUND when absent */
+                         size_t errlen);
 int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, char *err,
                                size_t errlen);
 /* All accounts, ordered by name; *out is a malloc'd array (bm_store_accounts_free). */
@@ -94,22 +101,25 @@ typedef struct bm_calendar {
     char *plan_key; /* planning settings of the last full listing */
 } bm_calendar_t;
 
-const char *bm_role_name(bm_role_t r);
+const char *bm_role_name(bm_role_t r); /* a static string */
 int bm_role_parse(const char *s, bm_role_t *out);
 
 /* Inserts or refreshes a calendar seen in calendarList (keeps enabled/group/role). */
 int bm_store_calendar_upsert(bm_store_t *st, int64_t account_id, const char *gcal_id,
                              const char *summary, const char *time_zone, const char *access_role,
                              bool primary, int64_t *id_out, char *err, size_t errlen);
+/* *out is the caller's: bm_calendar_dispose. BM_ENOTFOUND when absent. */
 int bm_store_calendar_get(bm_store_t *st, int64_t id, bm_calendar_t *out, char *err, size_t errlen);
 /* Calendars matching a filter: account_id 0 = any, gcal_id NULL = any,
- * enabled_only. Ordered by account name, then Google id. */
+ * enabled_only. Ordered by account name, then Google id. *out: malloc'd,
+ * released with bm_store_calendars_free. */
 int bm_store_calendar_list(bm_store_t *st, int64_t account_id, const char *gcal_id,
                            bool enabled_only, bm_calendar_t **out, size_t *n, char *err,
                            size_t errlen);
 int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, const char *group,
                                   bm_role_t role, char *err, size_t errlen);
-/* Enabled calendars of cal's group that receive its blocks (role both|target, not cal). */
+/* Enabled calendars of cal's group that receive its blocks (role both|target, not cal).
+ * *out: bm_store_calendars_free. */
 int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calendar_t **out,
                               size_t *n, char *err, size_t errlen);
 void bm_calendar_dispose(bm_calendar_t *c);
@@ -141,8 +151,9 @@ typedef struct bm_source {
     char *recurring_event_id; /* set on a series' exceptions */
 } bm_source_t;
 
+/* *out is the caller's: bm_source_dispose. BM_ENOTFOUND (no message) when absent. */
 int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id, bm_source_t *out,
-                        char *err, size_t errlen); /* BM_ENOTFOUND */
+                        char *err, size_t errlen);
 /* Inserts or replaces, marking the row seen. */
 int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *src, char *err,
                         size_t errlen);
@@ -152,7 +163,8 @@ int bm_store_source_delete(bm_store_t *st, int64_t calendar_id, const char *even
  * of series_id, mirrored as occurrences of the series or alone. */
 int bm_store_source_has_exceptions(bm_store_t *st, int64_t calendar_id, const char *series_id,
                                    bool *yes, char *err, size_t errlen);
-/* Full listings: unmark every row, put what is listed, then read what was not. */
+/* Full listings: unmark every row, put what is listed, then read what was not
+ * (*out: bm_store_sources_free). */
 int bm_store_source_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
 int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **out, size_t *n,
                            char *err, size_t errlen);
@@ -177,15 +189,19 @@ typedef struct bm_block {
     char *etag;
 } bm_block_t;
 
+/* *out is the caller's: bm_block_dispose. BM_ENOTFOUND (no message) when absent. */
 int bm_store_block_get(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
-                       bm_block_t *out, char *err, size_t errlen); /* BM_ENOTFOUND */
+                       bm_block_t *out, char *err, size_t errlen);
+/* Inserts or replaces the row of b. b and its strings are borrowed for the call
+ * only: the store copies them (the caller still owns and disposes b). */
 int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t errlen);
 /* Deletes the block row and the rows of its occurrence overrides. */
 int bm_store_block_delete(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                           char *err, size_t errlen);
 int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                            bool created, const char *etag, char *err, size_t errlen);
-/* Blocks made from one source event (NULL: from the whole source calendar). */
+/* Blocks made from one source event (NULL: from the whole source calendar).
+ * For these lists of blocks, *out is released with bm_store_blocks_free. */
 int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
                                const char *source_event_id, bm_block_t **out, size_t *n, char *err,
                                size_t errlen);
@@ -200,6 +216,8 @@ void bm_store_blocks_free(bm_block_t *b, size_t n);
 /* ---- the outbox: block writes planned but not yet applied ---- */
 typedef enum { BM_OUTBOX_PUT = 1, BM_OUTBOX_DELETE = 2 } bm_outbox_op_t;
 
+/* Items are read by bm_store_outbox_due and released (as an array) with
+ * bm_store_outbox_items_free; there is no single-item dispose. */
 typedef struct bm_outbox_item {
     int64_t id;
     int64_t target_calendar_id;
@@ -236,11 +254,13 @@ int bm_store_outbox_to_dead_letters(bm_store_t *st, const bm_outbox_item_t *it, 
                                     char *err, size_t errlen);
 int bm_store_outbox_stats(bm_store_t *st, int64_t *pending, int64_t *next_due_ms, char *err,
                           size_t errlen);
-/* Accounts owning a target with pending items (*ids malloc'd). */
+/* Accounts owning a target with pending items (*ids malloc'd: free()). */
 int bm_store_outbox_accounts(bm_store_t *st, int64_t **ids, size_t *n, char *err, size_t errlen);
 void bm_store_outbox_items_free(bm_outbox_item_t *items, size_t n);
 
 /* ---- sync log ---- */
+/* Written only, never read back: the strings are the caller's (often string
+ * literals), borrowed for bm_store_sync_log_add; nothing to release. */
 typedef struct bm_sync_log {
     int64_t calendar_id;
     int64_t started_at;
@@ -254,6 +274,9 @@ typedef struct bm_sync_log {
 int bm_store_sync_log_add(bm_store_t *st, const bm_sync_log_t *l, char *err, size_t errlen);
 
 /* ---- audit log: every block deletion by reset, cleanup, disable or removal ---- */
+/* Rows read by bm_store_audit_run own their strings and are released (as an
+ * array) with bm_store_audits_free; one passed to bm_store_audit_add is the
+ * caller's, borrowed for the call. */
 typedef struct bm_audit {
     int64_t id;
     int64_t run_id; /* one per command run */
@@ -269,7 +292,7 @@ typedef struct bm_audit {
 int bm_store_audit_new_run(bm_store_t *st, int64_t *run_id, char *err, size_t errlen);
 /* Inserts a (borrowed fields; id, at and undone_at ignored). */
 int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t errlen);
-/* The entries of one run (run_id 0: the newest run). */
+/* The entries of one run (run_id 0: the newest run); *out: bm_store_audits_free. */
 int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t *n, char *err,
                        size_t errlen);
 int bm_store_audit_mark_undone(bm_store_t *st, int64_t id, char *err, size_t errlen);
@@ -280,7 +303,7 @@ int bm_store_logs_purge(bm_store_t *st, int64_t before, bool apply, int64_t *n_s
                         int64_t *n_audit, char *err, size_t errlen);
 
 /* Live blocks whose source calendar is gone or disabled, whose source event is no
- * longer mirrored, or whose target left the source's group. */
+ * longer mirrored, or whose target left the source's group (bm_store_blocks_free). */
 int bm_store_blocks_orphaned(bm_store_t *st, bm_block_t **out, size_t *n, char *err, size_t errlen);
 /* Deletes (apply) or counts mirror rows nothing can use any more. */
 int bm_store_sources_purge_unused(bm_store_t *st, bool apply, int64_t *n, char *err, size_t errlen);
@@ -296,6 +319,7 @@ int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t 
 int bm_store_calendar_forget(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
 
 /* ---- dead letters ---- */
+/* Rows own their strings; released (as an array) with bm_store_dead_letters_free. */
 typedef struct bm_dead_letter {
     int64_t id;
     int64_t target_calendar_id;
@@ -307,6 +331,7 @@ typedef struct bm_dead_letter {
     int64_t failed_at;
 } bm_dead_letter_t;
 
+/* Every dead letter, oldest first; *out: bm_store_dead_letters_free. */
 int bm_store_dead_letters(bm_store_t *st, bm_dead_letter_t **out, size_t *n, char *err,
                           size_t errlen);
 /* Moves dead letter id (0: all) back to the outbox with fresh attempts, as the
@@ -317,6 +342,7 @@ int bm_store_dead_letters_purge(bm_store_t *st, int64_t before, int64_t *n, char
 void bm_store_dead_letters_free(bm_dead_letter_t *d, size_t n);
 
 /* ---- health of one calendar, for status ---- */
+/* Plain counters, filled in a caller's struct: nothing to release. */
 typedef struct bm_health {
     int64_t outbox;   /* writes pending for it */
     int64_t retrying; /* of which failed at least once */

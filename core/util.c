@@ -336,7 +336,7 @@ int bm_read_file(const char *path, size_t max, char **out, char *err, size_t err
     *out = bm_buf_steal(&b);
 out:
     if (f != NULL)
-        fclose(f);
+        (void)fclose(f); /* read only: a failed close loses nothing */
     bm_buf_dispose(&b);
     return rc;
 }

@@ -37,12 +37,11 @@ enum {
     BM_EXIT_FAIL = 1,
     BM_EXIT_USAGE = 2,
     BM_EXIT_UNAVAILABLE = 69,
-    BM_EXIT_SOFTWARE = 70,
     BM_EXIT_TEMPFAIL = 75,
     BM_EXIT_CONFIG = 78,
 };
 
-/* Short name of an error code, e.g. "transient". */
+/* Short name of an error code, e.g. "transient" (a static string). */
 const char *bm_strerror(int code);
 
 void *bm_malloc(size_t n);
@@ -57,8 +56,12 @@ int bm_err(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /*
- * A growable byte buffer with a hard maximum. data is always NUL-terminated.
- * Appending past max fails with BM_ETOOBIG and leaves the buffer as it was.
+ * A growable byte buffer with a hard maximum. data is NUL-terminated once
+ * anything was appended (NULL before). Growing aborts on out-of-memory (through
+ * bm_realloc), but every append can fail: past max with BM_ETOOBIG, leaving the
+ * buffer as it was, and bm_buf_printf with BM_EINVAL on a bad format. Callers
+ * check each append. The buffer owns data: bm_buf_dispose frees it,
+ * bm_buf_steal hands it over.
  */
 typedef struct bm_buf {
     char *data;
@@ -73,7 +76,8 @@ void bm_buf_reset(bm_buf_t *b);
 int bm_buf_append(bm_buf_t *b, const void *p, size_t n);
 int bm_buf_puts(bm_buf_t *b, const char *s);
 int bm_buf_printf(bm_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Takes the data out of the buffer (caller frees), leaving it empty. */
+/* Takes the data out of the buffer (caller frees; "" when nothing was appended),
+ * leaving it empty. */
 char *bm_buf_steal(bm_buf_t *b);
 
 /* ---- codecs ---- */

@@ -61,6 +61,13 @@ START_TEST(level_filters_before_formatting)
 }
 END_TEST
 
+static void assert_scrubbed(const char *src, const char *want)
+{
+    char dst[64];
+    bm_log_scrub(src, dst, sizeof(dst));
+    ck_assert_str_eq(dst, want);
+}
+
 static void log_secrets(void)
 {
     bm_log_set_level(BM_LOG_DEBUG);
@@ -83,9 +90,66 @@ START_TEST(secrets_never_reach_a_line)
     ck_assert_ptr_nonnull(strstr(out, "Bearer ***"));
     ck_assert_ptr_nonnull(strstr(out, "channel_token=***"));
     free(out);
-    char dst[64];
-    bm_log_scrub("token=1//refresh-token-value;", dst, sizeof(dst));
-    ck_assert_str_eq(dst, "token=***;");
+    assert_scrubbed("token=1//refresh-token-value;", "token=***;");
+}
+END_TEST
+
+/* Whether out holds any 16-character piece of secret. */
+static int leaks_fragment(const char *out, const char *secret)
+{
+    size_t len = strlen(secret);
+    for (size_t i = 0; i + 16 <= len; i++) {
+        char piece[17];
+        memcpy(piece, secret + i, 16);
+        piece[16] = '\0';
+        if (strstr(out, piece) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+#define LONG_SECRET "1//0gLongRefreshTokenValue-abcdefghijklmnopqrstuvwxy"
+
+static void log_long_value_ending_in_secret(void)
+{
+    bm_log_set_level(BM_LOG_DEBUG);
+    bm_log_add_secret(LONG_SECRET);
+    /* The secret straddles the line cap: cutting first would leave a fragment. */
+    for (size_t pad = 8100; pad < 8200; pad += 7) {
+        char *v = bm_malloc(pad + sizeof(LONG_SECRET));
+        memset(v, 'a', pad);
+        v[0] = ' '; /* quoted: appended one character at a time */
+        memcpy(v + pad, LONG_SECRET, sizeof(LONG_SECRET));
+        BM_LOG(BM_LOG_ERROR, BM_MSG("refresh failed"), BM_KS("body", v));
+        free(v);
+    }
+}
+
+START_TEST(a_cut_line_leaks_no_fragment)
+{
+    ck_assert_int_eq((int)strlen(LONG_SECRET), 52);
+    char *out = capture(log_long_value_ending_in_secret);
+    ck_assert_ptr_nonnull(strstr(out, "msg=\"refresh failed\""));
+    ck_assert(!leaks_fragment(out, LONG_SECRET));
+    free(out);
+}
+END_TEST
+
+static void log_overlapping_secrets(void)
+{
+    bm_log_set_level(BM_LOG_DEBUG);
+    bm_log_add_secret("ya29.short-token");
+    bm_log_add_secret("ya29.short-token-with-a-longer-tail");
+    BM_LOG(BM_LOG_ERROR, BM_MSG("x"), BM_KS("detail", "got ya29.short-token-with-a-longer-tail!"));
+}
+
+START_TEST(the_longest_secret_wins)
+{
+    char *out = capture(log_overlapping_secrets);
+    ck_assert_ptr_null(strstr(out, "longer-tail"));
+    ck_assert_ptr_nonnull(strstr(out, "detail=\"got ***!\""));
+    free(out);
+    assert_scrubbed("a ya29.short-token-with-a-longer-tail b", "a *** b");
 }
 END_TEST
 
@@ -105,6 +169,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, lines_are_logfmt);
     tcase_add_test(tc, level_filters_before_formatting);
     tcase_add_test(tc, secrets_never_reach_a_line);
+    tcase_add_test(tc, a_cut_line_leaks_no_fragment);
+    tcase_add_test(tc, the_longest_secret_wins);
     tcase_add_test(tc, level_names_parse);
     suite_add_tcase(s, tc);
     return s;

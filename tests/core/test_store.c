@@ -362,6 +362,50 @@ START_TEST(full_listing_sweep_finds_unseen_sources)
 }
 END_TEST
 
+/* One process of the race: waits for the start (the pipe closing), then opens. */
+static void open_racer(const char *path, int start_fd)
+{
+    char c, e[512];
+    bm_store_t *st = NULL;
+    ssize_t r = read(start_fd, &c, 1); /* 0 (EOF) when the parent lets everyone go */
+    int rc = r == 0 ? bm_store_open(path, &st, e, sizeof(e)) : BM_EIO;
+    if (rc != BM_OK)
+        fprintf(stderr, "racer %d: %s\n", (int)getpid(), rc == BM_EIO ? "no start" : e);
+    else if (bm_store_schema_version(st) != BM_STORE_SCHEMA_VERSION)
+        rc = BM_ESTORE;
+    bm_store_close(st);
+    _exit(rc == BM_OK ? 0 : 1);
+}
+
+START_TEST(new_database_opened_by_many_processes_at_once)
+{
+    enum { ROUNDS = 20, RACERS = 8 };
+    for (int round = 0; round < ROUNDS; round++) {
+        char path[160];
+        int start[2];
+        pid_t pids[RACERS];
+        snprintf(path, sizeof(path), "%s/race%d.db", dir, round);
+        ck_assert_int_eq(pipe(start), 0);
+        for (int i = 0; i < RACERS; i++) {
+            pids[i] = fork();
+            ck_assert_int_ge(pids[i], 0);
+            if (pids[i] == 0) {
+                close(start[1]);
+                open_racer(path, start[0]);
+            }
+        }
+        close(start[0]);
+        close(start[1]); /* go */
+        for (int i = 0; i < RACERS; i++) {
+            int status = 0;
+            ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+            ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                          "round %d: an open failed (see stderr)", round);
+        }
+    }
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("store");
@@ -377,6 +421,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, lease_excludes_live_owners_only);
     tcase_add_test(tc, outbox_keeps_one_item_per_block_and_gates_occurrences);
     tcase_add_test(tc, full_listing_sweep_finds_unseen_sources);
+    tcase_add_test(tc, new_database_opened_by_many_processes_at_once);
     suite_add_tcase(s, tc);
     return s;
 }
