@@ -144,7 +144,7 @@ static size_t delete_now(bm_engine_t *e, engine_account_t *a, const char *gcal_i
                          size_t n)
 {
     size_t batch = bm__engine_batch_size(e), failed = 0;
-    char *cal = bm_gcal_escape(gcal_id), err[512];
+    char err[512];
     bool *done = bm_calloc(n ? n : 1, sizeof(*done));
     bm_gcal_req_t *reqs = bm_calloc(batch, sizeof(*reqs));
     char **paths = bm_calloc(batch, sizeof(*paths));
@@ -157,7 +157,7 @@ static size_t delete_now(bm_engine_t *e, engine_account_t *a, const char *gcal_i
                 if (done[lo])
                     continue;
                 idx[k] = lo;
-                paths[k] = bm_sprintf("/calendars/%s/events/%s?sendUpdates=none", cal, ids[lo]);
+                paths[k] = bm_gcal_path_event(gcal_id, ids[lo]);
                 reqs[k].method = "DELETE";
                 reqs[k].path = paths[k];
                 k++;
@@ -166,11 +166,12 @@ static size_t delete_now(bm_engine_t *e, engine_account_t *a, const char *gcal_i
                 break;
             int rc = bm_gcal_batch(e->gcal, &a->g, reqs, k, err, sizeof(err));
             for (size_t j = 0; j < k; j++) {
-                long s = reqs[j].status;
-                if (rc == BM_OK && ((s >= 200 && s < 300) || s == 404 || s == 410)) {
+                bm_outcome_t o =
+                    rc == BM_OK ? bm_retry_classify(reqs[j].status, reqs[j].reason, BM_RETRY_DELETE)
+                                : BM_OUTCOME_RETRY;
+                if (o == BM_OUTCOME_DONE) {
                     done[idx[j]] = true;
-                } else if (rc == BM_OK && s >= 400 && s < 500 && s != 409 && s != 429 && s != 403 &&
-                           s != 401) {
+                } else if (o == BM_OUTCOME_DEAD) {
                     done[idx[j]] = true; /* permanent: counted, not retried */
                     failed++;
                 } else {
@@ -182,7 +183,7 @@ static size_t delete_now(bm_engine_t *e, engine_account_t *a, const char *gcal_i
         }
         if (left == 0)
             break;
-        long ms = bm_backoff_delay_ms(attempt, 500, 8000, &e->rng);
+        long ms = bm_retry_backoff_ms(attempt, 500, 8000, &e->rng);
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -191,7 +192,6 @@ static size_t delete_now(bm_engine_t *e, engine_account_t *a, const char *gcal_i
     free(done);
     free(reqs);
     free(paths);
-    free(cal);
     return failed;
 }
 
@@ -351,14 +351,13 @@ int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *res
             bm_store_calendars_free(cals, nc);
             continue;
         }
-        char *cal = bm_gcal_escape(au->gcal_id);
-        char *path = bm_sprintf("/calendars/%s/events/%s?sendUpdates=none", cal, au->block_id);
+        char *path = bm_gcal_path_event(au->gcal_id, au->block_id);
         /* A deleted event's id stays taken: an update revives it. */
         int r =
             bm_gcal_call(e->gcal, &a->g, "PUT", path, au->content, &status, NULL, one, sizeof(one));
         if (r == BM_ENOTFOUND) {
             free(path);
-            path = bm_sprintf("/calendars/%s/events?sendUpdates=none", cal);
+            path = bm_gcal_path_events(au->gcal_id);
             r = bm_gcal_call(e->gcal, &a->g, "POST", path, au->content, &status, NULL, one,
                              sizeof(one));
         }
@@ -374,7 +373,6 @@ int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *res
                    BM_KS("block", au->block_id), BM_KS("error", one));
         }
         free(path);
-        free(cal);
         bm_store_calendars_free(cals, nc);
     }
 out:

@@ -819,18 +819,14 @@ int bm_engine_sync_calendar(bm_engine_t *e, const bm_calendar_t *cal, char *err,
 /* Google is refusing work for now: no answer, rate limits, an outage. */
 static bool refused_for_now(long status, const char *reason)
 {
-    if (status == 0 || status == 429 || status >= 500)
-        return true;
-    return status == 403 &&
-           (strcmp(reason, "rateLimitExceeded") == 0 ||
-            strcmp(reason, "userRateLimitExceeded") == 0 || strcmp(reason, "quotaExceeded") == 0);
+    return bm_retry_refused_for_now(status, reason);
 }
 
 /* Worth trying the item again later. 409 here is a batch conflict (a duplicate
  * insert was handled already), 401 a token that expired mid-batch. */
 static bool transient_status(long status, const char *reason)
 {
-    return status == 401 || status == 409 || refused_for_now(status, reason);
+    return bm_retry_classify(status, reason, BM_RETRY_PART) == BM_OUTCOME_RETRY;
 }
 
 /* Records the result of one applied item (inside the caller's transaction). */
@@ -871,7 +867,7 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
     /* An occurrence Google does not know (yet): its series may still be changing. */
     bool retry = transient_status(s, r->reason) || (it->is_instance && s == 404);
     if (retry && it->attempts + 1 < MAX_ATTEMPTS) {
-        long delay = bm_backoff_delay_ms(it->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
+        long delay = bm_retry_backoff_ms(it->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
         return bm_store_outbox_retry_later(e->st, it, bm_now_ms() + delay, msg, err, errlen);
     }
     e->totals.dead_letters++;
@@ -883,11 +879,8 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
 
 static char *item_path(const bm_outbox_item_t *it, bool inserting)
 {
-    char *cal = bm_gcal_escape(it->target_gcal_id);
-    char *p = inserting ? bm_sprintf("/calendars/%s/events?sendUpdates=none", cal)
-                        : bm_sprintf("/calendars/%s/events/%s?sendUpdates=none", cal, it->block_id);
-    free(cal);
-    return p;
+    return inserting ? bm_gcal_path_events(it->target_gcal_id)
+                     : bm_gcal_path_event(it->target_gcal_id, it->block_id);
 }
 
 /* One batch of due items of one account; *n_done gets how many were due. */
