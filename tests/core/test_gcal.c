@@ -8,6 +8,7 @@
 #include "core/gcal.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "emulator/harness.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -1390,6 +1391,83 @@ START_TEST(no_secret_prefix_survives_error_truncation)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- push channels (emulator) */
+
+/* A client of the emulator e and an account of a new user; *rt is its refresh
+ * token (caller frees, after disposing the account). */
+static bm_gcal_t *emu_client(const emu_proc_t *e, const char *email, bm_gcal_account_t *a,
+                             char **rt)
+{
+    char api[96], batch[96], token[96], err[256] = "";
+    snprintf(api, sizeof(api), "%s/calendar/v3", e->base);
+    snprintf(batch, sizeof(batch), "%s/batch/calendar/v3", e->base);
+    snprintf(token, sizeof(token), "%s/token", e->base);
+    bm_gcal_opts_t o = {.api_base_url = api,
+                        .batch_url = batch,
+                        .token_url = token,
+                        .client_id = "emu-client-id",
+                        .client_secret = "emu-client-secret",
+                        .max_retries = -1};
+    bm_gcal_t *g = NULL;
+    ck_assert_msg(bm_gcal_new(&o, &g, err, sizeof(err)) == 0, "%s", err);
+    char *body = fmt("{\"email\":\"%s\"}", email);
+    resp_t *r = h_req(e, "POST", "/_emulator/users", NULL, body, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    *rt = strdup(j_str(r->json, "refresh_token"));
+    h_free(r);
+    free(body);
+    bm_gcal_account_init(a, *rt, email);
+    return g;
+}
+
+START_TEST(watch_and_stop_a_channel)
+{
+    emu_proc_t e;
+    emu_start(&e, NULL);
+    bm_gcal_account_t a;
+    char *rt, err[512] = "";
+    bm_gcal_t *g = emu_client(&e, "w@example.com", &a, &rt);
+    bm_gcal_watch_params_t p = {.channel_id = "bm-chan-1",
+                                .address = "http://127.0.0.1:1/hook",
+                                .token = "chan-token-secret",
+                                .ttl_s = 600};
+    bm_gcal_channel_t ch;
+    int64_t before = bm_now_ms();
+    ck_assert_msg(bm_gcal_watch(g, &a, "w@example.com", &p, &ch, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(ch.resource_id[0] != '\0', "no resourceId");
+    ck_assert_msg(ch.expiration_ms > before, "expiration %lld is not in the future",
+                  (long long)ch.expiration_ms);
+    ck_assert_int_eq(counter(&e, "watch"), 1);
+    ck_assert_msg(bm_gcal_channel_stop(g, &a, "bm-chan-1", ch.resource_id, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_int_eq(counter(&e, "stop"), 1);
+    /* stopped already: Google answers 404, which counts as done */
+    ck_assert_msg(bm_gcal_channel_stop(g, &a, "bm-chan-1", ch.resource_id, err, sizeof(err)) == 0,
+                  "%s", err);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+    free(rt);
+    ck_assert_int_eq(emu_stop(&e), 0);
+}
+END_TEST
+
+START_TEST(stop_of_an_unknown_channel_is_done)
+{
+    emu_proc_t e;
+    emu_start(&e, NULL);
+    bm_gcal_account_t a;
+    char *rt, err[512] = "";
+    bm_gcal_t *g = emu_client(&e, "s@example.com", &a, &rt);
+    ck_assert_msg(
+        bm_gcal_channel_stop(g, &a, "never-opened", "no-such-resource", err, sizeof(err)) == 0,
+        "%s", err);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+    free(rt);
+    ck_assert_int_eq(emu_stop(&e), 0);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("gcal");
@@ -1435,6 +1513,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, list_events_gone_on_a_later_page);
     tcase_add_test(tc, client_secret_stays_masked_after_many_token_refreshes);
     tcase_add_test(tc, no_secret_prefix_survives_error_truncation);
+    tcase_add_test(tc, watch_and_stop_a_channel);
+    tcase_add_test(tc, stop_of_an_unknown_channel_is_done);
     suite_add_tcase(s, tc);
     return s;
 }
