@@ -99,6 +99,9 @@ static void say(const char *err)
     fprintf(stderr, "busymirror account login: %s\n", clean);
 }
 
+/* One piece on purpose: the login is one linear sequence (options, local checks,
+ * browser, token, calendars, store) whose secrets and handles are all released
+ * at the single exit label; split up, each part would have to hand them on. */
 int bm_account_login(bm_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {{"name", required_argument, NULL, 'n'},

@@ -75,20 +75,12 @@ out:
     return rc;
 }
 
-static yajl_val jget(yajl_val obj, const char *key)
-{
-    if (obj == NULL || !YAJL_IS_OBJECT(obj))
-        return NULL;
-    for (size_t i = 0; i < obj->u.object.len; i++)
-        if (strcmp(obj->u.object.keys[i], key) == 0)
-            return obj->u.object.values[i];
-    return NULL;
-}
-
+/* A string member of a JSON object, or NULL (yajl's own lookup). */
 static char *jstr(yajl_val obj, const char *key)
 {
-    yajl_val v = jget(obj, key);
-    return v != NULL && YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : NULL;
+    const char *path[] = {key, NULL};
+    yajl_val v = obj != NULL ? yajl_tree_get(obj, path, yajl_t_string) : NULL;
+    return v != NULL ? YAJL_GET_STRING(v) : NULL;
 }
 
 /* Copies a message into err with every registered secret masked. */
@@ -144,7 +136,8 @@ int bm_oauth_token_answer(const bm_oauth_grant_t *grant, long status, const char
                         "token endpoint: no usable access_token in the answer");
             goto out;
         }
-        yajl_val exp = jget(root, "expires_in");
+        const char *exp_path[] = {"expires_in", NULL};
+        yajl_val exp = yajl_tree_get(root, exp_path, yajl_t_number);
         out->expires_in_s = exp != NULL && YAJL_IS_INTEGER(exp) ? YAJL_GET_INTEGER(exp) : 3600;
         if (out->expires_in_s <= 0)
             out->expires_in_s = 60;

@@ -1420,6 +1420,14 @@ static bm_gcal_t *emu_client(const emu_proc_t *e, const char *email, bm_gcal_acc
     return g;
 }
 
+static void emu_client_done(emu_proc_t *e, bm_gcal_t *g, bm_gcal_account_t *a, char *rt)
+{
+    bm_gcal_account_dispose(a);
+    bm_gcal_free(g);
+    free(rt);
+    ck_assert_int_eq(emu_stop(e), 0);
+}
+
 START_TEST(watch_and_stop_a_channel)
 {
     emu_proc_t e;
@@ -1444,10 +1452,7 @@ START_TEST(watch_and_stop_a_channel)
     /* stopped already: Google answers 404, which counts as done */
     ck_assert_msg(bm_gcal_channel_stop(g, &a, "bm-chan-1", ch.resource_id, err, sizeof(err)) == 0,
                   "%s", err);
-    bm_gcal_account_dispose(&a);
-    bm_gcal_free(g);
-    free(rt);
-    ck_assert_int_eq(emu_stop(&e), 0);
+    emu_client_done(&e, g, &a, rt);
 }
 END_TEST
 
@@ -1461,10 +1466,7 @@ START_TEST(stop_of_an_unknown_channel_is_done)
     ck_assert_msg(
         bm_gcal_channel_stop(g, &a, "never-opened", "no-such-resource", err, sizeof(err)) == 0,
         "%s", err);
-    bm_gcal_account_dispose(&a);
-    bm_gcal_free(g);
-    free(rt);
-    ck_assert_int_eq(emu_stop(&e), 0);
+    emu_client_done(&e, g, &a, rt);
 }
 END_TEST
 
