@@ -34,7 +34,7 @@ static const bm_cli_command_t commands[] = {
     {"account", bm_cmd_account, "add, log in, list and remove Google accounts",
      "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
      "                      store an account; its refresh token is encrypted at rest\n"
-     "  login --name NAME [--timeout SECONDS] [--login-hint EMAIL] [--no-browser]\n"
+     "  login --name NAME [--timeout SECONDS] [--login-hint EMAIL]\n"
      "                      log in with Google in a browser (prints the address to open;\n"
      "                      answers arrive on 127.0.0.1, default --timeout 300) and store\n"
      "                      the account, or give an existing one a new token (needs-login)\n"

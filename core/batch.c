@@ -6,7 +6,7 @@
  * Response: one part per call, each a whole HTTP response, Content-ID
  * <response-item-N>. Line ends are CRLF on the wire; LF alone is accepted.
  */
-#include "core/gcal.h"
+#include "core/batch.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,13 +1,16 @@
 /*
- * core/gcal.c: the Google Calendar API client: HTTP (libcurl, shared connection
- * cache, pooled easy handles), OAuth token refresh, retries with full-jitter
- * backoff, events.list / calendarList.list paging, single calls and batches.
- * The multipart batch codec is in core/batch.c.
+ * core/gcal.c: the Google Calendar API client: authorised requests with the
+ * retry policy (core/retry.h), the access-token cache of an account (the token
+ * request's form and answer are core/oauth.c's), events.list / calendarList.list
+ * paging, single calls, batches (codec in core/batch.c) and push channels.
+ * HTTP is core/http.c's.
  */
 #include "core/gcal.h"
+#include "core/batch.h"
+#include "core/http-int.h"
 #include "core/log.h"
+#include "core/oauth.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,12 +20,11 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
-#define POOL_MAX          16
 #define TOKEN_RESP_MAX    (64u << 10)
-#define TOKEN_EARLY_MS    60000   /* refresh when the access token expires this soon */
-#define RETRY_AFTER_MAX   600000L /* never wait longer than this for Retry-After */
+#define TOKEN_EARLY_MS    60000 /* refresh when the access token expires this soon */
 #define SLEEP_SLICE_MS    50
 #define MAX_PAGES         4000 /* 10 million events at 2500 a page: a token cycle ends here */
 #define CALENDAR_PAGE_MAX 250
@@ -34,9 +36,6 @@ struct bm_gcal {
     char *token_url;
     char *client_id;
     char *client_secret;
-    char *user_agent;
-    long connect_timeout_ms;
-    long timeout_ms;
     int max_retries;
     long backoff_base_ms;
     long backoff_cap_ms;
@@ -44,11 +43,7 @@ struct bm_gcal {
     int user_quota; /* per account per minute; 0 = no pacing */
     const volatile int *stop;
 
-    CURLSH *share;
-    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
-    pthread_mutex_t pool_mu;
-    CURL *pool[POOL_MAX];
-    size_t n_pool;
+    bm_http_t *http;
     pthread_mutex_t rng_mu;
     uint64_t rng;
 
@@ -57,62 +52,6 @@ struct bm_gcal {
 };
 
 /* ---------------------------------------------------------------- helpers */
-
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-void bm_bucket_init(bm_bucket_t *b, int quota_per_minute, int64_t now_ms)
-{
-    memset(b, 0, sizeof(*b));
-    if (quota_per_minute <= 0)
-        return; /* capacity 0: no pacing */
-    b->capacity = quota_per_minute / 6.0;
-    b->per_ms = (quota_per_minute - b->capacity) / 60000.0;
-    if (b->capacity < 1.0) { /* a tiny quota: one call at a time, at the quota's rate */
-        b->capacity = 1.0;
-        b->per_ms = quota_per_minute / 60000.0;
-    }
-    b->tokens = b->capacity;
-    b->last_ms = now_ms;
-}
-
-long bm_bucket_take(bm_bucket_t *b, double n, int64_t now_ms)
-{
-    if (b->capacity <= 0)
-        return 0;
-    if (now_ms > b->last_ms) {
-        b->tokens += (double)(now_ms - b->last_ms) * b->per_ms;
-        if (b->tokens > b->capacity)
-            b->tokens = b->capacity;
-        b->last_ms = now_ms;
-    }
-    double need = n < b->capacity ? n : b->capacity;
-    if (b->tokens >= need) {
-        b->tokens -= n;
-        return 0;
-    }
-    long wait = (long)((need - b->tokens) / b->per_ms + 0.5); /* a float shortfall costs 1 ms */
-    return wait > 0 ? wait : 1;
-}
-
-long bm_backoff_delay_ms(int attempt, long base_ms, long cap_ms, uint64_t *rng_state)
-{
-    if (base_ms <= 0 || cap_ms <= 0)
-        return 0;
-    if (attempt < 0)
-        attempt = 0;
-    long ceiling = base_ms;
-    for (int i = 0; i < attempt && ceiling < cap_ms; i++)
-        ceiling = ceiling > cap_ms / 2 ? cap_ms : ceiling * 2;
-    if (ceiling > cap_ms)
-        ceiling = cap_ms;
-    return (long)(splitmix64(rng_state) % ((uint64_t)ceiling + 1));
-}
 
 char *bm_gcal_escape(const char *s)
 {
@@ -222,7 +161,7 @@ static int sleep_ms(bm_gcal_t *g, long ms)
 static long next_delay(bm_gcal_t *g, int attempt, long base, long cap)
 {
     pthread_mutex_lock(&g->rng_mu);
-    long d = bm_backoff_delay_ms(attempt, base, cap, &g->rng);
+    long d = bm_retry_backoff_ms(attempt, base, cap, &g->rng);
     pthread_mutex_unlock(&g->rng_mu);
     return d;
 }
@@ -235,271 +174,184 @@ static void url_what(const bm_gcal_t *g, const char *method, const char *url, ch
     snprintf(buf, len, "%s %.*s", method, (int)strcspn(p, "?"), p);
 }
 
-/* ---------------------------------------------------------------- HTTP */
+/* ---------------------------------------------------------------- requests */
 
-typedef struct http_resp {
-    long status;
-    bm_buf_t body;
-    char content_type[256];
-    long retry_after_ms; /* -1 when absent */
-    bool too_big;
-} http_resp_t;
+/* KIND_TOKEN and KIND_CODE go to the token endpoint without an access token; a
+ * code is single-use, so KIND_CODE is not repeated after a network error. */
+typedef enum { KIND_CALL, KIND_LIST, KIND_BATCH, KIND_TOKEN, KIND_CODE } req_kind_t;
 
-static void resp_init(http_resp_t *r, size_t max)
+typedef struct request {
+    const char *method;
+    const char *url;
+    const char *content_type; /* or NULL */
+    const char *body;         /* or NULL */
+    size_t body_len;
+    req_kind_t kind;
+    size_t n_parts; /* KIND_BATCH: the requests it carries */
+} request_t;
+
+static bool to_token_endpoint(const request_t *rq)
 {
-    memset(r, 0, sizeof(*r));
-    bm_buf_init(&r->body, max);
-    r->retry_after_ms = -1;
+    return rq->kind == KIND_TOKEN || rq->kind == KIND_CODE;
 }
 
-static void resp_reset(http_resp_t *r)
+static int get_token(bm_gcal_t *g, bm_gcal_account_t *a, char *out, size_t outlen, char *err,
+                     size_t errlen);
+
+/* Waits until the account's bucket lets n calls go (see bm_retry_bucket_t). */
+static int pace(bm_gcal_t *g, bm_gcal_account_t *a, size_t n)
 {
-    bm_buf_reset(&r->body);
-    r->status = 0;
-    r->content_type[0] = '\0';
-    r->retry_after_ms = -1;
-    r->too_big = false;
+    if (g->user_quota <= 0)
+        return BM_OK;
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        if (a->bucket.capacity <= 0)
+            bm_retry_bucket_init(&a->bucket, g->user_quota, bm_mono_ms());
+        long wait = bm_retry_bucket_take(&a->bucket, (double)n, bm_mono_ms());
+        pthread_mutex_unlock(&a->mu);
+        if (wait == 0)
+            return BM_OK;
+        int rc = sleep_ms(g, wait);
+        if (rc != BM_OK)
+            return rc;
+    }
 }
 
-static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+/* The header lines of one attempt (at most 4) into hdrs; auth and ct are their
+ * buffers (auth gets the bearer token: the caller wipes it). */
+static size_t headers_for(const request_t *rq, const char *token, char *auth, size_t auth_len,
+                          char *ct, size_t ct_len, const char **hdrs)
 {
-    http_resp_t *r = ud;
-    size_t n = size * nmemb;
-    if (bm_buf_append(&r->body, ptr, n) != BM_OK) {
-        r->too_big = true;
-        return 0;
+    size_t n = 0;
+    if (to_token_endpoint(rq)) {
+        hdrs[n++] = "Content-Type: application/x-www-form-urlencoded";
+        hdrs[n++] = "Accept: application/json";
+        return n;
+    }
+    snprintf(auth, auth_len, "Authorization: Bearer %s", token);
+    hdrs[n++] = auth;
+    hdrs[n++] = "Expect:";
+    hdrs[n++] = "Accept: application/json";
+    if (rq->content_type != NULL) {
+        snprintf(ct, ct_len, "Content-Type: %s", rq->content_type);
+        hdrs[n++] = ct;
     }
     return n;
 }
 
-static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud)
+static void count_attempt(bm_gcal_t *g, const request_t *rq)
 {
-    http_resp_t *r = ud;
-    size_t n = size * nitems;
-    size_t len = n;
-    while (len > 0 && (ptr[len - 1] == '\r' || ptr[len - 1] == '\n'))
-        len--;
-    if (len >= 5 && strncmp(ptr, "HTTP/", 5) == 0) { /* a new response (after 100, 3xx) */
-        r->content_type[0] = '\0';
-        r->retry_after_ms = -1;
-        return n;
+    atomic_fetch_add(&g->st_requests, 1);
+    if (rq->kind == KIND_LIST)
+        atomic_fetch_add(&g->st_list_calls, 1);
+    if (rq->kind == KIND_BATCH) {
+        atomic_fetch_add(&g->st_batch_calls, 1);
+        atomic_fetch_add(&g->st_batch_parts, (long)rq->n_parts);
     }
-    const char *colon = memchr(ptr, ':', len);
-    if (colon == NULL)
-        return n;
-    size_t name_len = (size_t)(colon - ptr);
-    const char *v = colon + 1;
-    while (v < ptr + len && (*v == ' ' || *v == '\t'))
-        v++;
-    size_t vlen = (size_t)(ptr + len - v);
-    if (name_len == 12 && strncasecmp(ptr, "content-type", 12) == 0) {
-        snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)vlen, v);
-    } else if (name_len == 11 && strncasecmp(ptr, "retry-after", 11) == 0 && vlen < 64) {
-        char val[64];
-        while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-            vlen--;
-        memcpy(val, v, vlen);
-        val[vlen] = '\0';
-        char *end;
-        long secs = strtol(val, &end, 10);
-        if (end != val && *end == '\0' && secs >= 0) {
-            r->retry_after_ms = secs > RETRY_AFTER_MAX / 1000 ? RETRY_AFTER_MAX : secs * 1000;
-        } else {
-            time_t when = curl_getdate(val, NULL);
-            if (when != -1) {
-                int64_t ms = ((int64_t)when - bm_now()) * 1000;
-                r->retry_after_ms = ms < 0 ? 0 : ms > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : (long)ms;
-            }
-        }
-    }
-    return n;
+    if (to_token_endpoint(rq))
+        atomic_fetch_add(&g->st_token_calls, 1);
 }
 
-static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
+/* A 401 to an API request: drops the refused token unless another thread
+ * replaced it already, so that the next attempt gets a fresh one. */
+static void drop_token(bm_gcal_t *g, bm_gcal_account_t *a, const char *token, const char *what)
 {
-    const bm_gcal_t *g = ud;
-    return stopped(g);
+    BM_LOG(BM_LOG_INFO, BM_MSG("access token refused, refreshing"), BM_KS("account", a->label),
+           BM_KS("request", what));
+    atomic_fetch_add(&g->st_retries, 1);
+    pthread_mutex_lock(&a->mu);
+    if (strcmp(token, a->access_token) == 0)
+        a->access_expires_ms = 0;
+    pthread_mutex_unlock(&a->mu);
 }
-
-static CURL *handle_get(bm_gcal_t *g)
-{
-    CURL *h = NULL;
-    pthread_mutex_lock(&g->pool_mu);
-    if (g->n_pool > 0)
-        h = g->pool[--g->n_pool];
-    pthread_mutex_unlock(&g->pool_mu);
-    return h != NULL ? h : curl_easy_init();
-}
-
-static void handle_put(bm_gcal_t *g, CURL *h)
-{
-    if (h == NULL)
-        return;
-    curl_easy_reset(h);
-    pthread_mutex_lock(&g->pool_mu);
-    if (g->n_pool < POOL_MAX) {
-        g->pool[g->n_pool++] = h;
-        h = NULL;
-    }
-    pthread_mutex_unlock(&g->pool_mu);
-    if (h != NULL)
-        curl_easy_cleanup(h);
-}
-
-#define SETOPT(h, opt, val)                                                                        \
-    do {                                                                                           \
-        if ((cc = curl_easy_setopt((h), (opt), (val))) != CURLE_OK)                                \
-            goto setopt_failed;                                                                    \
-    } while (0)
 
 /*
- * One HTTP exchange. Returns 0 when a response arrived (resp->status set),
- * BM_ETRANSIENT on a network failure, BM_ETOOBIG, BM_ECANCELED or BM_EIO.
+ * One request with the retry policy (core/gcal.h; the classification is
+ * bm_retry_classify's, BM_RETRY_CALL). a is NULL for the token endpoint. Returns
+ * 0 when a final response arrived (resp filled; any status the policy does not
+ * retry), else an error.
  */
-static int http_perform(bm_gcal_t *g, const char *method, const char *url,
-                        struct curl_slist *headers, const char *body, size_t body_len,
-                        http_resp_t *resp, char *err, size_t errlen)
+static int exec(bm_gcal_t *g, bm_gcal_account_t *a, const request_t *rq, bm_http_resp_t *resp,
+                char *err, size_t errlen)
 {
     int rc = BM_OK;
-    CURLcode cc;
-    char curl_err[CURL_ERROR_SIZE] = "";
-    resp_reset(resp);
-    CURL *h = handle_get(g);
-    if (h == NULL) {
-        rc = bm_err(err, errlen, BM_EIO, "curl_easy_init failed");
-        goto out;
-    }
-    SETOPT(h, CURLOPT_URL, url);
-    SETOPT(h, CURLOPT_SHARE, g->share);
-    SETOPT(h, CURLOPT_NOSIGNAL, 1L);
-    SETOPT(h, CURLOPT_ERRORBUFFER, curl_err);
-    SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, g->connect_timeout_ms);
-    SETOPT(h, CURLOPT_TIMEOUT_MS, g->timeout_ms);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    SETOPT(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    /* HTTP/2 over TLS when offered; plain http (the emulator) stays HTTP/1.1. */
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    SETOPT(h, CURLOPT_ACCEPT_ENCODING, "");
-    SETOPT(h, CURLOPT_USERAGENT, g->user_agent);
-    SETOPT(h, CURLOPT_HTTPHEADER, headers);
-    SETOPT(h, CURLOPT_WRITEFUNCTION, on_write);
-    SETOPT(h, CURLOPT_WRITEDATA, resp);
-    SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(h, CURLOPT_HEADERDATA, resp);
-    /* A stop aborts reads at once; a write in flight completes (within the
-     * timeout), so that its result is recorded and nothing is applied twice. */
-    SETOPT(h, CURLOPT_NOPROGRESS, strcmp(method, "GET") == 0 ? 0L : 1L);
-    SETOPT(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    SETOPT(h, CURLOPT_XFERINFODATA, g);
-    SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)resp->body.max);
-    if (strcmp(method, "GET") == 0) {
-        SETOPT(h, CURLOPT_HTTPGET, 1L);
-    } else {
-        if (strcmp(method, "POST") != 0)
-            SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-        if (body != NULL || strcmp(method, "POST") == 0) {
-            SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-            SETOPT(h, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+    char token[BM_GCAL_ACCESS_TOKEN_MAX] = "", auth[BM_GCAL_ACCESS_TOKEN_MAX + 64], ct[300];
+    char what[200];
+    const char *hdrs[4];
+    bool refreshed = false, tokens = to_token_endpoint(rq);
+    if (tokens)
+        snprintf(what, sizeof(what), "token endpoint");
+    else
+        url_what(g, rq->method, rq->url, what, sizeof(what));
+    for (int attempt = 0;;) {
+        if (!tokens && (rc = get_token(g, a, token, sizeof(token), err, errlen)) != BM_OK)
+            goto out;
+        size_t n_hdrs = headers_for(rq, token, auth, sizeof(auth), ct, sizeof(ct), hdrs);
+        if (!tokens && (rc = pace(g, a, rq->kind == KIND_BATCH ? rq->n_parts : 1)) != BM_OK) {
+            rc = bm_err(err, errlen, rc, "stopped");
+            goto out;
         }
-    }
-
-    atomic_fetch_add(&g->st_requests, 1);
-    cc = curl_easy_perform(h);
-    if (cc == CURLE_OK) {
-        SETOPT(h, CURLOPT_ERRORBUFFER, NULL);
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-        goto out;
-    }
-    if (resp->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
-        rc = bm_err(err, errlen, BM_ETOOBIG, "response larger than %zu bytes", resp->body.max);
-    } else if (cc == CURLE_ABORTED_BY_CALLBACK && stopped(g)) {
-        rc = bm_err(err, errlen, BM_ECANCELED, "stopped");
-    } else {
-        char msg[CURL_ERROR_SIZE + 64];
-        snprintf(msg, sizeof(msg), "%s", curl_err[0] != '\0' ? curl_err : curl_easy_strerror(cc));
-        rc = scrubbed_err(err, errlen, BM_ETRANSIENT, msg);
-    }
-    goto out;
-setopt_failed:
-    rc = bm_err(err, errlen, BM_EIO, "curl_easy_setopt: %s", curl_easy_strerror(cc));
-out:
-    if (h != NULL)
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-    handle_put(g, h);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- OAuth */
-
-static bool transient_status(long status)
-{
-    return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
-}
-
-/* POSTs a form to the token endpoint with retries on 429/5xx (and network errors
- * when retry_network). Returns 0 with resp filled for any final status. */
-static int token_post(bm_gcal_t *g, const char *form, bool retry_network, http_resp_t *resp,
-                      char *err, size_t errlen)
-{
-    int rc;
-    struct curl_slist *hdrs = NULL, *tmp;
-    if ((tmp = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded")) == NULL)
-        goto oom;
-    hdrs = tmp;
-    if ((tmp = curl_slist_append(hdrs, "Accept: application/json")) == NULL)
-        goto oom;
-    hdrs = tmp;
-    for (int attempt = 0;; attempt++) {
-        atomic_fetch_add(&g->st_token_calls, 1);
-        rc = http_perform(g, "POST", g->token_url, hdrs, form, strlen(form), resp, err, errlen);
-        if (rc == BM_ETRANSIENT && !retry_network)
+        count_attempt(g, rq);
+        rc = bm__http_perform(g->http, rq->method, rq->url, hdrs, n_hdrs, rq->body, rq->body_len,
+                              resp, err, errlen);
+        explicit_bzero(auth, sizeof(auth));
+        if ((rc != BM_OK && rc != BM_ETRANSIENT) || (rc != BM_OK && rq->kind == KIND_CODE))
             goto out;
-        if (rc != BM_OK && rc != BM_ETRANSIENT)
-            goto out;
-        if (rc == BM_OK && !transient_status(resp->status))
-            goto out;
-        char why[256];
-        if (rc == BM_OK)
-            snprintf(why, sizeof(why), "HTTP %ld", resp->status);
-        else
+
+        char why[300] = "", reason[64] = "", message[200] = "";
+        long floor_ms = 0;
+        if (rc == BM_OK) {
+            /* The token endpoint's reasons are OAuth's: none of them is a rate limit. */
+            if (!tokens && (resp->status == 403 || resp->status == 429))
+                bm_gcal_error_parse(resp->body.data, reason, sizeof(reason), message,
+                                    sizeof(message));
+            bm_outcome_t o = bm_retry_classify(resp->status, tokens ? NULL : reason, BM_RETRY_CALL);
+            if (o == BM_OUTCOME_LOGIN && !tokens && !refreshed) {
+                refreshed = true;
+                drop_token(g, a, token, what);
+                continue;
+            }
+            if (o != BM_OUTCOME_RETRY)
+                goto out;
+            snprintf(why, sizeof(why), "HTTP %ld%s%s", resp->status, reason[0] ? " " : "", reason);
+            if (strcmp(reason, "quotaExceeded") == 0)
+                floor_ms = g->quota_backoff_ms;
+            if (resp->retry_after_ms > floor_ms)
+                floor_ms = resp->retry_after_ms;
+        } else {
             snprintf(why, sizeof(why), "%s", err != NULL ? err : "network error");
+        }
         if (attempt >= g->max_retries) {
-            char msg[320];
-            snprintf(msg, sizeof(msg), "token endpoint: %s (gave up after %d attempts)", why,
+            char msg[600];
+            snprintf(msg, sizeof(msg), "%s: %s (gave up after %d attempts)", what, why,
                      attempt + 1);
             rc = scrubbed_err(err, errlen, BM_ETRANSIENT, msg);
             goto out;
         }
         long delay = next_delay(g, attempt, g->backoff_base_ms, g->backoff_cap_ms);
-        if (rc == BM_OK && resp->retry_after_ms > delay)
-            delay = resp->retry_after_ms;
-        BM_LOG(BM_LOG_WARN, BM_MSG("token request failed, retrying"), BM_KS("error", why),
-               BM_KI("attempt", attempt + 1), BM_KI("delay_ms", delay));
+        if (tokens) { /* Retry-After replaces the backoff there, and adds to it elsewhere */
+            delay = floor_ms > delay ? floor_ms : delay;
+            BM_LOG(BM_LOG_WARN, BM_MSG("token request failed, retrying"), BM_KS("error", why),
+                   BM_KI("attempt", attempt + 1), BM_KI("delay_ms", delay));
+        } else {
+            delay += floor_ms;
+            BM_LOG(BM_LOG_WARN, BM_MSG("google request failed, retrying"),
+                   BM_KS("account", a->label), BM_KS("request", what), BM_KS("error", why),
+                   BM_KI("attempt", attempt + 1), BM_KI("delay_ms", delay));
+        }
         atomic_fetch_add(&g->st_retries, 1);
         if ((rc = sleep_ms(g, delay)) != BM_OK) {
             rc = bm_err(err, errlen, rc, "stopped");
             goto out;
         }
+        attempt++;
     }
-oom:
-    rc = bm_err(err, errlen, BM_EIO, "curl_slist_append failed");
 out:
-    curl_slist_free_all(hdrs);
+    explicit_bzero(token, sizeof(token));
     return rc;
 }
 
-/* Appends "&key=value" (escaped) to a form. */
-static void form_add(bm_buf_t *b, const char *key, const char *value)
-{
-    char *v = bm_gcal_escape(value);
-    bm_buf_printf(b, "%s%s=%s", b->len > 0 ? "&" : "", key, v);
-    explicit_bzero(v, strlen(v));
-    free(v);
-}
+/* ---------------------------------------------------------------- OAuth */
 
 static void form_wipe(bm_buf_t *b)
 {
@@ -508,36 +360,38 @@ static void form_wipe(bm_buf_t *b)
     bm_buf_dispose(b);
 }
 
-/* Turns a final non-200 token endpoint answer into an error. */
-static int token_error(bm_gcal_account_t *a, const http_resp_t *resp, char *err, size_t errlen)
+/* The token request of either grant (form and answer: core/oauth.c). */
+static int token_request(bm_gcal_t *g, const bm_oauth_grant_t *grant, bm_oauth_tokens_t *out,
+                         char *err, size_t errlen)
 {
-    char reason[64], message[256], msg[512];
-    bm_gcal_error_parse(resp->body.data, reason, sizeof(reason), message, sizeof(message));
-    if (strcmp(reason, "invalid_grant") == 0) {
-        if (a != NULL)
-            a->needs_login = true;
-        snprintf(msg, sizeof(msg),
-                 "Google refused the refresh token (invalid_grant%s%s): log in again",
-                 message[0] ? ": " : "", message);
-        return scrubbed_err(err, errlen, BM_EAUTH, msg);
-    }
-    snprintf(msg, sizeof(msg), "token endpoint: HTTP %ld %s%s%s", resp->status,
-             reason[0] ? reason : "error", message[0] ? ": " : "", message);
-    if (strcmp(reason, "invalid_client") == 0 || strcmp(reason, "unauthorized_client") == 0)
-        snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-                 " (check [google] client_id and client_secret)");
-    return scrubbed_err(err, errlen, BM_EAPI, msg);
+    int rc;
+    bm_buf_t form;
+    bm_http_resp_t resp;
+    bm_buf_init(&form, 64 << 10);
+    bm__http_resp_init(&resp, TOKEN_RESP_MAX);
+    memset(out, 0, sizeof(*out));
+    if ((rc = bm_oauth_token_form(g->client_id, g->client_secret, grant, &form, err, errlen)) !=
+        BM_OK)
+        goto out;
+    request_t rq = {.method = "POST",
+                    .url = g->token_url,
+                    .body = form.data,
+                    .body_len = form.len,
+                    .kind = grant->refresh_token != NULL ? KIND_TOKEN : KIND_CODE};
+    if ((rc = exec(g, NULL, &rq, &resp, err, errlen)) != BM_OK)
+        goto out;
+    rc = bm_oauth_token_answer(grant, resp.status, resp.body.data, out, err, errlen);
+out:
+    bm__http_resp_dispose(&resp, true);
+    form_wipe(&form);
+    return rc;
 }
 
 /* Caller holds a->mu. */
 static int refresh_locked(bm_gcal_t *g, bm_gcal_account_t *a, char *err, size_t errlen)
 {
     int rc = BM_OK;
-    yajl_val root = NULL;
-    bm_buf_t form;
-    http_resp_t resp;
-    bm_buf_init(&form, 64 << 10);
-    resp_init(&resp, TOKEN_RESP_MAX);
+    bm_oauth_tokens_t tok = {0};
     if (a->needs_login) {
         rc = bm_err(err, errlen, BM_EAUTH, "the account needs a new login");
         goto out;
@@ -546,42 +400,18 @@ static int refresh_locked(bm_gcal_t *g, bm_gcal_account_t *a, char *err, size_t 
         rc = bm_err(err, errlen, BM_EAUTH, "no refresh token: log in again");
         goto out;
     }
-    form_add(&form, "grant_type", "refresh_token");
-    form_add(&form, "client_id", g->client_id);
-    form_add(&form, "client_secret", g->client_secret);
-    form_add(&form, "refresh_token", a->refresh_token);
-    if ((rc = token_post(g, form.data, true, &resp, err, errlen)) != BM_OK)
-        goto out;
-    if (resp.status != 200) {
-        rc = token_error(a, &resp, err, errlen);
+    bm_oauth_grant_t grant = {.refresh_token = a->refresh_token};
+    if ((rc = token_request(g, &grant, &tok, err, errlen)) != BM_OK) {
+        if (rc == BM_EAUTH) /* invalid_grant */
+            a->needs_login = true;
         goto out;
     }
-    root = yajl_tree_parse(resp.body.data, NULL, 0);
-    const char *tok = jstr(root, "access_token");
-    if (tok == NULL || *tok == '\0' || strlen(tok) >= sizeof(a->access_token)) {
-        rc = bm_err(err, errlen, BM_EAPI, "token endpoint: no usable access_token in the answer");
-        goto out;
-    }
-    yajl_val exp = jget(root, "expires_in");
-    int64_t expires_s = exp != NULL && YAJL_IS_INTEGER(exp) ? YAJL_GET_INTEGER(exp) : 3600;
-    if (expires_s <= 0)
-        expires_s = 60;
-    bm_log_add_transient_secret(tok);
-    snprintf(a->access_token, sizeof(a->access_token), "%s", tok);
-    a->access_expires_ms = bm_now_ms() + expires_s * 1000;
+    snprintf(a->access_token, sizeof(a->access_token), "%s", tok.access_token);
+    a->access_expires_ms = bm_now_ms() + tok.expires_in_s * 1000;
     BM_LOG(BM_LOG_DEBUG, BM_MSG("access token refreshed"), BM_KS("account", a->label),
-           BM_KI("expires_in", expires_s));
+           BM_KI("expires_in", tok.expires_in_s));
 out:
-    if (root != NULL) {
-        const char *t = jstr(root, "access_token");
-        if (t != NULL)
-            explicit_bzero((char *)t, strlen(t));
-    }
-    yajl_tree_free(root);
-    if (resp.body.data != NULL)
-        explicit_bzero(resp.body.data, resp.body.cap);
-    bm_buf_dispose(&resp.body);
-    form_wipe(&form);
+    bm_oauth_tokens_dispose(&tok);
     return rc;
 }
 
@@ -634,188 +464,23 @@ void bm_gcal_account_dispose(bm_gcal_account_t *a)
 int bm_gcal_exchange_code(bm_gcal_t *g, const char *code, const char *code_verifier,
                           const char *redirect_uri, char **refresh_token, char *err, size_t errlen)
 {
-    int rc = BM_OK;
-    yajl_val root = NULL;
-    bm_buf_t form;
-    http_resp_t resp;
-    bm_buf_init(&form, 64 << 10);
-    resp_init(&resp, TOKEN_RESP_MAX);
+    bm_oauth_tokens_t tok = {0};
+    bm_oauth_grant_t grant = {
+        .code = code, .code_verifier = code_verifier, .redirect_uri = redirect_uri};
     *refresh_token = NULL;
-    if (code == NULL || redirect_uri == NULL) {
-        rc = bm_err(err, errlen, BM_EINVAL, "code and redirect_uri are required");
-        goto out;
+    int rc = token_request(g, &grant, &tok, err, errlen);
+    if (rc == BM_OK) {
+        *refresh_token = tok.refresh_token;
+        tok.refresh_token = NULL;
     }
-    form_add(&form, "grant_type", "authorization_code");
-    form_add(&form, "code", code);
-    form_add(&form, "client_id", g->client_id);
-    form_add(&form, "client_secret", g->client_secret);
-    form_add(&form, "redirect_uri", redirect_uri);
-    if (code_verifier != NULL)
-        form_add(&form, "code_verifier", code_verifier);
-    if ((rc = token_post(g, form.data, false, &resp, err, errlen)) != BM_OK)
-        goto out;
-    if (resp.status != 200) {
-        rc = token_error(NULL, &resp, err, errlen);
-        if (rc == BM_EAUTH)
-            rc = bm_err(err, errlen, BM_EAUTH,
-                        "Google refused the authorization code (invalid_grant): it expired or "
-                        "was used already; log in again");
-        goto out;
-    }
-    root = yajl_tree_parse(resp.body.data, NULL, 0);
-    const char *rt = jstr(root, "refresh_token");
-    const char *at = jstr(root, "access_token");
-    if (at != NULL)
-        bm_log_add_transient_secret(at);
-    if (rt == NULL || *rt == '\0') {
-        rc = bm_err(err, errlen, BM_EAPI,
-                    "Google returned no refresh token (the consent must ask for offline access "
-                    "with prompt=consent)");
-        goto out;
-    }
-    bm_log_add_secret(rt);
-    *refresh_token = bm_strdup(rt);
-out:
-    yajl_tree_free(root);
-    if (resp.body.data != NULL)
-        explicit_bzero(resp.body.data, resp.body.cap);
-    bm_buf_dispose(&resp.body);
-    form_wipe(&form);
+    bm_oauth_tokens_dispose(&tok);
     return rc;
 }
 
 /* ---------------------------------------------------------------- API requests */
 
-/* Waits until the account's bucket lets n calls go (see bm_bucket_t). */
-static int pace(bm_gcal_t *g, bm_gcal_account_t *a, size_t n)
-{
-    if (g->user_quota <= 0)
-        return BM_OK;
-    for (;;) {
-        pthread_mutex_lock(&a->mu);
-        if (a->bucket.capacity <= 0)
-            bm_bucket_init(&a->bucket, g->user_quota, bm_mono_ms());
-        long wait = bm_bucket_take(&a->bucket, (double)n, bm_mono_ms());
-        pthread_mutex_unlock(&a->mu);
-        if (wait == 0)
-            return BM_OK;
-        int rc = sleep_ms(g, wait);
-        if (rc != BM_OK)
-            return rc;
-    }
-}
-
-typedef enum { KIND_CALL, KIND_LIST, KIND_BATCH } req_kind_t;
-
-/*
- * An authorised API request with the retry policy. Returns 0 when a final response
- * arrived (resp filled; any status but the transient ones), else an error.
- */
-static int api_exec(bm_gcal_t *g, bm_gcal_account_t *a, const char *method, const char *url,
-                    const char *content_type, const char *body, size_t body_len, req_kind_t kind,
-                    size_t n_parts, http_resp_t *resp, char *err, size_t errlen)
-{
-    int rc = BM_OK;
-    char token[BM_GCAL_ACCESS_TOKEN_MAX] = "";
-    char hdr[BM_GCAL_ACCESS_TOKEN_MAX + 64];
-    char what[200];
-    bool refreshed = false;
-    url_what(g, method, url, what, sizeof(what));
-    for (int attempt = 0;;) {
-        struct curl_slist *hdrs = NULL, *tmp;
-        if ((rc = get_token(g, a, token, sizeof(token), err, errlen)) != BM_OK)
-            goto out;
-        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", token);
-        bool ok = (tmp = curl_slist_append(hdrs, hdr)) != NULL && (hdrs = tmp) != NULL &&
-                  (tmp = curl_slist_append(hdrs, "Expect:")) != NULL && (hdrs = tmp) != NULL &&
-                  (tmp = curl_slist_append(hdrs, "Accept: application/json")) != NULL &&
-                  (hdrs = tmp) != NULL;
-        explicit_bzero(hdr, sizeof(hdr));
-        if (ok && content_type != NULL) {
-            char ct[300];
-            snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
-            ok = (tmp = curl_slist_append(hdrs, ct)) != NULL && (hdrs = tmp) != NULL;
-        }
-        if (!ok) {
-            curl_slist_free_all(hdrs);
-            rc = bm_err(err, errlen, BM_EIO, "curl_slist_append failed");
-            goto out;
-        }
-        if ((rc = pace(g, a, kind == KIND_BATCH ? n_parts : 1)) != BM_OK) {
-            curl_slist_free_all(hdrs);
-            rc = bm_err(err, errlen, rc, "stopped");
-            goto out;
-        }
-        if (kind == KIND_LIST)
-            atomic_fetch_add(&g->st_list_calls, 1);
-        if (kind == KIND_BATCH) {
-            atomic_fetch_add(&g->st_batch_calls, 1);
-            atomic_fetch_add(&g->st_batch_parts, (long)n_parts);
-        }
-        rc = http_perform(g, method, url, hdrs, body, body_len, resp, err, errlen);
-        curl_slist_free_all(hdrs);
-        if (rc != BM_OK && rc != BM_ETRANSIENT)
-            goto out;
-
-        char why[300] = "";
-        long floor_ms = 0;
-        if (rc == BM_OK) {
-            if (resp->status == 401 && !refreshed) {
-                refreshed = true;
-                BM_LOG(BM_LOG_INFO, BM_MSG("access token refused, refreshing"),
-                       BM_KS("account", a->label), BM_KS("request", what));
-                atomic_fetch_add(&g->st_retries, 1);
-                /* drop the refused token unless another thread replaced it already */
-                pthread_mutex_lock(&a->mu);
-                if (strcmp(token, a->access_token) == 0)
-                    a->access_expires_ms = 0;
-                pthread_mutex_unlock(&a->mu);
-                continue;
-            }
-            char reason[64] = "", message[200] = "";
-            if (resp->status == 403 || resp->status == 429)
-                bm_gcal_error_parse(resp->body.data, reason, sizeof(reason), message,
-                                    sizeof(message));
-            bool quota = resp->status == 403 && strcmp(reason, "quotaExceeded") == 0;
-            bool rate = resp->status == 403 && (strcmp(reason, "rateLimitExceeded") == 0 ||
-                                                strcmp(reason, "userRateLimitExceeded") == 0);
-            if (!transient_status(resp->status) && !quota && !rate) {
-                rc = BM_OK;
-                goto out;
-            }
-            snprintf(why, sizeof(why), "HTTP %ld%s%s", resp->status, reason[0] ? " " : "", reason);
-            if (quota)
-                floor_ms = g->quota_backoff_ms;
-            if (resp->retry_after_ms > floor_ms)
-                floor_ms = resp->retry_after_ms;
-        } else {
-            snprintf(why, sizeof(why), "%s", err != NULL ? err : "network error");
-        }
-        if (attempt >= g->max_retries) {
-            char msg[600];
-            snprintf(msg, sizeof(msg), "%s: %s (gave up after %d attempts)", what, why,
-                     attempt + 1);
-            rc = scrubbed_err(err, errlen, BM_ETRANSIENT, msg);
-            goto out;
-        }
-        long delay = floor_ms + next_delay(g, attempt, g->backoff_base_ms, g->backoff_cap_ms);
-        BM_LOG(BM_LOG_WARN, BM_MSG("google request failed, retrying"), BM_KS("account", a->label),
-               BM_KS("request", what), BM_KS("error", why), BM_KI("attempt", attempt + 1),
-               BM_KI("delay_ms", delay));
-        atomic_fetch_add(&g->st_retries, 1);
-        if ((rc = sleep_ms(g, delay)) != BM_OK) {
-            rc = bm_err(err, errlen, rc, "stopped");
-            goto out;
-        }
-        attempt++;
-    }
-out:
-    explicit_bzero(token, sizeof(token));
-    return rc;
-}
-
 /* The return code and message for a final response: 0 for 2xx. */
-static int final_status(const char *what, const http_resp_t *resp, char *err, size_t errlen)
+static int final_status(const char *what, const bm_http_resp_t *resp, char *err, size_t errlen)
 {
     long st = resp->status;
     if (st >= 200 && st < 300)
@@ -837,18 +502,22 @@ int bm_gcal_call(bm_gcal_t *g, bm_gcal_account_t *a, const char *method, const c
                  const char *body, long *status, char **resp_body, char *err, size_t errlen)
 {
     int rc;
-    http_resp_t resp;
+    bm_http_resp_t resp;
     char what[200];
-    resp_init(&resp, BM_GCAL_MAX_RESPONSE);
+    bm__http_resp_init(&resp, BM_GCAL_MAX_RESPONSE);
     if (status != NULL)
         *status = 0;
     if (resp_body != NULL)
         *resp_body = NULL;
     char *url = bm_sprintf("%s%s%s", g->api_base, path[0] == '/' ? "" : "/", path);
     url_what(g, method, url, what, sizeof(what));
-    rc = api_exec(g, a, method, url, body != NULL ? "application/json" : NULL, body,
-                  body != NULL ? strlen(body) : 0, KIND_CALL, 0, &resp, err, errlen);
-    if (rc != BM_OK)
+    request_t rq = {.method = method,
+                    .url = url,
+                    .content_type = body != NULL ? "application/json" : NULL,
+                    .body = body,
+                    .body_len = body != NULL ? strlen(body) : 0,
+                    .kind = KIND_CALL};
+    if ((rc = exec(g, a, &rq, &resp, err, errlen)) != BM_OK)
         goto out;
     if (status != NULL)
         *status = resp.status;
@@ -856,20 +525,40 @@ int bm_gcal_call(bm_gcal_t *g, bm_gcal_account_t *a, const char *method, const c
     if (resp_body != NULL)
         *resp_body = bm_buf_steal(&resp.body);
 out:
-    bm_buf_dispose(&resp.body);
+    bm__http_resp_dispose(&resp, false);
     free(url);
     return rc;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+char *bm_gcal_path_events(const char *gcal_id)
+{
+    char *cal = bm_gcal_escape(gcal_id);
+    char *p = bm_sprintf("/calendars/%s/events?sendUpdates=none", cal);
+    free(cal);
+    return p;
+}
+
+char *bm_gcal_path_event(const char *gcal_id, const char *event_id)
+{
+    char *cal = bm_gcal_escape(gcal_id), *ev = bm_gcal_escape(event_id);
+    char *p = bm_sprintf("/calendars/%s/events/%s?sendUpdates=none", cal, ev);
+    free(cal);
+    free(ev);
+    return p;
 }
 
 /* ---------------------------------------------------------------- listings */
 
 /* GETs url, checks the status and parses the JSON page into *root. */
-static int get_page(bm_gcal_t *g, bm_gcal_account_t *a, const char *url, http_resp_t *resp,
+static int get_page(bm_gcal_t *g, bm_gcal_account_t *a, const char *url, bm_http_resp_t *resp,
                     yajl_val *root, char *err, size_t errlen)
 {
     char what[200];
     url_what(g, "GET", url, what, sizeof(what));
-    int rc = api_exec(g, a, "GET", url, NULL, NULL, 0, KIND_LIST, 0, resp, err, errlen);
+    request_t rq = {.method = "GET", .url = url, .kind = KIND_LIST};
+    int rc = exec(g, a, &rq, resp, err, errlen);
     if (rc != BM_OK)
         return rc;
     if ((rc = final_status(what, resp, err, errlen)) != BM_OK)
@@ -883,20 +572,111 @@ static int get_page(bm_gcal_t *g, bm_gcal_account_t *a, const char *url, http_re
     return BM_OK;
 }
 
+/* One page of a listing; root is borrowed for the call. Nonzero stops the listing. */
+typedef int (*page_fn)(void *ud, yajl_val root);
+
+/*
+ * GETs every page of a listing: base_url (with its query) plus &pageToken= of the
+ * page before, until a page has no nextPageToken. what names the listing in
+ * errors. A nonzero page result stops and is returned; a token that repeats or
+ * more than MAX_PAGES pages are BM_EAPI.
+ */
+static int list_pages(bm_gcal_t *g, bm_gcal_account_t *a, const char *base_url, const char *what,
+                      page_fn on_page, void *ud, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    bm_buf_t url;
+    bm_http_resp_t resp;
+    yajl_val root = NULL;
+    char *page_token = NULL;
+    bm_buf_init(&url, 64 << 10);
+    bm__http_resp_init(&resp, BM_GCAL_MAX_RESPONSE);
+    for (int page = 0;; page++) {
+        if (page >= MAX_PAGES) {
+            rc = bm_err(err, errlen, BM_EAPI, "%s: more than %d pages", what, MAX_PAGES);
+            goto out;
+        }
+        bm_buf_reset(&url);
+        int r = bm_buf_puts(&url, base_url);
+        if (r == BM_OK && page_token != NULL) {
+            char *pt = bm_gcal_escape(page_token);
+            r = bm_buf_printf(&url, "&pageToken=%s", pt);
+            free(pt);
+        }
+        if (r != BM_OK) {
+            rc = bm_err(err, errlen, BM_ETOOBIG, "%s: page token too long", what);
+            goto out;
+        }
+        yajl_tree_free(root);
+        root = NULL;
+        if ((rc = get_page(g, a, url.data, &resp, &root, err, errlen)) != BM_OK)
+            goto out;
+        if ((rc = on_page(ud, root)) != 0)
+            goto out;
+        const char *npt = jstr(root, "nextPageToken");
+        if (npt == NULL || *npt == '\0')
+            break;
+        if (page_token != NULL && strcmp(page_token, npt) == 0) {
+            rc = bm_err(err, errlen, BM_EAPI, "%s: page token repeats", what);
+            goto out;
+        }
+        free(page_token);
+        page_token = bm_strdup(npt);
+    }
+out:
+    yajl_tree_free(root);
+    free(page_token);
+    bm__http_resp_dispose(&resp, false);
+    bm_buf_dispose(&url);
+    return rc;
+}
+
+typedef struct events_ctx {
+    const char *calendar_id;
+    bm_gcal_page_cb cb;
+    void *ud;
+    char *next_sync_token;
+} events_ctx_t;
+
+static int events_page(void *ud, yajl_val root)
+{
+    events_ctx_t *x = ud;
+    int rc = BM_OK;
+    yajl_val items = jget(root, "items");
+    size_t n_items = items != NULL && YAJL_IS_ARRAY(items) ? items->u.array.len : 0, n_events = 0;
+    bm_event_t *events = bm_calloc(n_items ? n_items : 1, sizeof(*events));
+    for (size_t i = 0; i < n_items; i++) {
+        char perr[256];
+        if (bm_event_parse(items->u.array.values[i], &events[n_events], perr, sizeof(perr)) ==
+            BM_OK) {
+            n_events++;
+        } else {
+            BM_LOG(BM_LOG_WARN, BM_MSG("skipping an event Google sent that does not parse"),
+                   BM_KS("calendar", x->calendar_id),
+                   BM_KS("event", jstr(items->u.array.values[i], "id")), BM_KS("error", perr));
+        }
+    }
+    if (n_events > 0 && x->cb != NULL && (rc = x->cb(x->ud, events, n_events)) != 0)
+        goto out;
+    const char *npt = jstr(root, "nextPageToken"), *nst = jstr(root, "nextSyncToken");
+    if ((npt == NULL || *npt == '\0') && nst != NULL && *nst != '\0')
+        x->next_sync_token = bm_strdup(nst); /* the last page */
+out:
+    for (size_t i = 0; i < n_events; i++)
+        bm_event_dispose(&events[i]);
+    free(events);
+    return rc;
+}
+
 int bm_gcal_list_events(bm_gcal_t *g, bm_gcal_account_t *a, const char *calendar_id,
                         const bm_gcal_list_params_t *p, bm_gcal_page_cb cb, void *ud,
                         char **next_sync_token, char *err, size_t errlen)
 {
     int rc = BM_OK;
-    bm_buf_t base, url;
-    http_resp_t resp;
-    yajl_val root = NULL;
-    char *page_token = NULL;
-    bm_event_t *events = NULL;
-    size_t n_events = 0;
+    bm_buf_t base;
+    char what[300];
+    events_ctx_t x = {.calendar_id = calendar_id, .cb = cb, .ud = ud};
     bm_buf_init(&base, 64 << 10);
-    bm_buf_init(&url, 64 << 10);
-    resp_init(&resp, BM_GCAL_MAX_RESPONSE);
     *next_sync_token = NULL;
     const bm_gcal_list_params_t defaults = {0};
     if (p == NULL)
@@ -938,140 +718,162 @@ int bm_gcal_list_events(bm_gcal_t *g, bm_gcal_account_t *a, const char *calendar
         rc = bm_err(err, errlen, BM_ETOOBIG, "sync token too long");
         goto out;
     }
-
-    for (int page = 0;; page++) {
-        if (page >= MAX_PAGES) {
-            rc = bm_err(err, errlen, BM_EAPI, "events.list of %s: more than %d pages", calendar_id,
-                        MAX_PAGES);
-            goto out;
-        }
-        bm_buf_reset(&url);
-        bm_buf_puts(&url, base.data);
-        if (page_token != NULL) {
-            char *pt = bm_gcal_escape(page_token);
-            int r2 = bm_buf_printf(&url, "&pageToken=%s", pt);
-            free(pt);
-            if (r2 != BM_OK) {
-                rc = bm_err(err, errlen, BM_ETOOBIG, "page token too long");
-                goto out;
-            }
-        }
-        yajl_tree_free(root);
-        root = NULL;
-        if ((rc = get_page(g, a, url.data, &resp, &root, err, errlen)) != BM_OK)
-            goto out;
-
-        yajl_val items = jget(root, "items");
-        size_t n_items = items != NULL && YAJL_IS_ARRAY(items) ? items->u.array.len : 0;
-        events = bm_calloc(n_items, sizeof(*events));
-        n_events = 0;
-        for (size_t i = 0; i < n_items; i++) {
-            char perr[256];
-            if (bm_event_parse(items->u.array.values[i], &events[n_events], perr, sizeof(perr)) ==
-                BM_OK) {
-                n_events++;
-            } else {
-                BM_LOG(BM_LOG_WARN, BM_MSG("skipping an event Google sent that does not parse"),
-                       BM_KS("calendar", calendar_id),
-                       BM_KS("event", jstr(items->u.array.values[i], "id")), BM_KS("error", perr));
-            }
-        }
-        if (n_events > 0 && cb != NULL && (rc = cb(ud, events, n_events)) != 0)
-            goto out;
-        for (size_t i = 0; i < n_events; i++)
-            bm_event_dispose(&events[i]);
-        free(events);
-        events = NULL;
-        n_events = 0;
-
-        const char *npt = jstr(root, "nextPageToken");
-        if (npt != NULL && *npt != '\0') {
-            if (page_token != NULL && strcmp(page_token, npt) == 0) {
-                rc = bm_err(err, errlen, BM_EAPI, "events.list of %s: page token repeats",
-                            calendar_id);
-                goto out;
-            }
-            free(page_token);
-            page_token = bm_strdup(npt);
-            continue;
-        }
-        const char *nst = jstr(root, "nextSyncToken");
-        *next_sync_token = nst != NULL && *nst != '\0' ? bm_strdup(nst) : NULL;
-        break;
-    }
+    snprintf(what, sizeof(what), "events.list of %s", calendar_id);
+    if ((rc = list_pages(g, a, base.data, what, events_page, &x, err, errlen)) != BM_OK)
+        goto out;
+    *next_sync_token = x.next_sync_token;
+    x.next_sync_token = NULL;
 out:
-    for (size_t i = 0; i < n_events; i++)
-        bm_event_dispose(&events[i]);
-    free(events);
-    yajl_tree_free(root);
-    free(page_token);
-    bm_buf_dispose(&resp.body);
+    free(x.next_sync_token);
     bm_buf_dispose(&base);
-    bm_buf_dispose(&url);
     return rc;
+}
+
+typedef struct calendars_ctx {
+    bm_gcal_calendar_cb cb;
+    void *ud;
+} calendars_ctx_t;
+
+static int calendars_page(void *ud, yajl_val root)
+{
+    calendars_ctx_t *x = ud;
+    yajl_val items = jget(root, "items");
+    size_t n_items = items != NULL && YAJL_IS_ARRAY(items) ? items->u.array.len : 0;
+    for (size_t i = 0; i < n_items; i++) {
+        yajl_val it = items->u.array.values[i];
+        yajl_val prim = jget(it, "primary");
+        bm_gcal_calendar_t cal = {
+            .id = jstr(it, "id"),
+            .summary =
+                jstr(it, "summaryOverride") ? jstr(it, "summaryOverride") : jstr(it, "summary"),
+            .time_zone = jstr(it, "timeZone"),
+            .access_role = jstr(it, "accessRole"),
+            .primary = prim != NULL && YAJL_IS_TRUE(prim),
+        };
+        int rc;
+        if (cal.id != NULL && x->cb != NULL && (rc = x->cb(x->ud, &cal)) != 0)
+            return rc;
+    }
+    return BM_OK;
 }
 
 int bm_gcal_list_calendars(bm_gcal_t *g, bm_gcal_account_t *a, bm_gcal_calendar_cb cb, void *ud,
                            char *err, size_t errlen)
 {
-    int rc = BM_OK;
-    http_resp_t resp;
-    yajl_val root = NULL;
-    char *page_token = NULL;
-    char *url = NULL;
-    resp_init(&resp, BM_GCAL_MAX_RESPONSE);
-    for (int page = 0;; page++) {
-        if (page >= MAX_PAGES) {
-            rc = bm_err(err, errlen, BM_EAPI, "calendarList.list: too many pages");
-            goto out;
-        }
-        free(url);
-        if (page_token != NULL) {
-            char *pt = bm_gcal_escape(page_token);
-            url = bm_sprintf("%s/users/me/calendarList?maxResults=%d&pageToken=%s", g->api_base,
-                             CALENDAR_PAGE_MAX, pt);
-            free(pt);
-        } else {
-            url = bm_sprintf("%s/users/me/calendarList?maxResults=%d", g->api_base,
-                             CALENDAR_PAGE_MAX);
-        }
-        yajl_tree_free(root);
-        root = NULL;
-        if ((rc = get_page(g, a, url, &resp, &root, err, errlen)) != BM_OK)
-            goto out;
-        yajl_val items = jget(root, "items");
-        size_t n_items = items != NULL && YAJL_IS_ARRAY(items) ? items->u.array.len : 0;
-        for (size_t i = 0; i < n_items; i++) {
-            yajl_val it = items->u.array.values[i];
-            yajl_val prim = jget(it, "primary");
-            bm_gcal_calendar_t cal = {
-                .id = jstr(it, "id"),
-                .summary =
-                    jstr(it, "summaryOverride") ? jstr(it, "summaryOverride") : jstr(it, "summary"),
-                .time_zone = jstr(it, "timeZone"),
-                .access_role = jstr(it, "accessRole"),
-                .primary = prim != NULL && YAJL_IS_TRUE(prim),
-            };
-            if (cal.id == NULL)
-                continue;
-            if (cb != NULL && (rc = cb(ud, &cal)) != 0)
-                goto out;
-        }
-        const char *npt = jstr(root, "nextPageToken");
-        if (npt == NULL || *npt == '\0')
-            break;
-        if (page_token != NULL && strcmp(page_token, npt) == 0) {
-            rc = bm_err(err, errlen, BM_EAPI, "calendarList.list: page token repeats");
-            goto out;
-        }
-        free(page_token);
-        page_token = bm_strdup(npt);
+    calendars_ctx_t x = {.cb = cb, .ud = ud};
+    char *base =
+        bm_sprintf("%s/users/me/calendarList?maxResults=%d", g->api_base, CALENDAR_PAGE_MAX);
+    int rc = list_pages(g, a, base, "calendarList.list", calendars_page, &x, err, errlen);
+    free(base);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- push channels */
+
+/*
+ * A JSON object of the string members kv[0]: kv[1], kv[2]: kv[3] ... (a NULL value
+ * leaves its member out), then "params": {"ttl": ttl} when ttl is not NULL. NULL
+ * when yajl refuses a string (not UTF-8). Caller frees; yajl's copy is wiped.
+ */
+static bool gen_str(yajl_gen y, const char *s)
+{
+    return yajl_gen_string(y, (const unsigned char *)s, strlen(s)) == yajl_gen_status_ok;
+}
+
+static char *json_object(const char *const *kv, size_t n_kv, const char *ttl)
+{
+    yajl_gen y = yajl_gen_alloc(NULL);
+    const unsigned char *buf;
+    size_t len;
+    char *out = NULL;
+    bool ok = y != NULL && yajl_gen_map_open(y) == yajl_gen_status_ok;
+    for (size_t i = 0; ok && i + 1 < n_kv; i += 2)
+        if (kv[i + 1] != NULL)
+            ok = gen_str(y, kv[i]) && gen_str(y, kv[i + 1]);
+    if (ok && ttl != NULL)
+        ok = gen_str(y, "params") && yajl_gen_map_open(y) == yajl_gen_status_ok &&
+             gen_str(y, "ttl") && gen_str(y, ttl) && yajl_gen_map_close(y) == yajl_gen_status_ok;
+    ok = ok && yajl_gen_map_close(y) == yajl_gen_status_ok &&
+         yajl_gen_get_buf(y, &buf, &len) == yajl_gen_status_ok;
+    if (ok) {
+        out = bm_strndup((const char *)buf, len);
+        explicit_bzero((void *)buf, len); /* may hold a channel token */
     }
+    if (y != NULL)
+        yajl_gen_free(y);
+    return out;
+}
+
+int bm_gcal_watch(bm_gcal_t *g, bm_gcal_account_t *a, const char *gcal_id,
+                  const bm_gcal_watch_params_t *p, bm_gcal_channel_t *out, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    char *path = NULL, *body = NULL, *resp = NULL;
+    yajl_val root = NULL;
+    memset(out, 0, sizeof(*out));
+    if (gcal_id == NULL || p->channel_id == NULL || p->address == NULL) {
+        rc =
+            bm_err(err, errlen, BM_EINVAL, "events.watch needs a calendar, channel id and address");
+        goto out;
+    }
+    if (p->token != NULL)
+        bm_log_add_secret(p->token);
+    char ttl[32];
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)p->ttl_s);
+    const char *kv[] = {"id",      p->channel_id, "type",  "web_hook",
+                        "address", p->address,    "token", p->token};
+    if ((body = json_object(kv, 8, p->ttl_s > 0 ? ttl : NULL)) == NULL) {
+        rc = bm_err(err, errlen, BM_EINVAL, "events.watch: cannot encode the channel (bad UTF-8?)");
+        goto out;
+    }
+    char *cal = bm_gcal_escape(gcal_id);
+    path = bm_sprintf("/calendars/%s/events/watch", cal);
+    free(cal);
+    if ((rc = bm_gcal_call(g, a, "POST", path, body, NULL, &resp, err, errlen)) != BM_OK)
+        goto out;
+    root = yajl_tree_parse(resp != NULL ? resp : "", NULL, 0);
+    const char *rid = jstr(root, "resourceId"), *exp = jstr(root, "expiration");
+    yajl_val expn = jget(root, "expiration");
+    char *end = NULL;
+    long long ms = exp != NULL                             ? strtoll(exp, &end, 10)
+                   : expn != NULL && YAJL_IS_INTEGER(expn) ? YAJL_GET_INTEGER(expn)
+                                                           : -1;
+    if (rid == NULL || *rid == '\0' || strlen(rid) >= sizeof(out->resource_id) || ms <= 0 ||
+        (exp != NULL && (end == exp || *end != '\0'))) {
+        rc = bm_err(err, errlen, BM_EAPI,
+                    "events.watch of %s: the answer lacks a usable resourceId or expiration",
+                    gcal_id);
+        goto out;
+    }
+    snprintf(out->resource_id, sizeof(out->resource_id), "%s", rid);
+    out->expiration_ms = ms;
 out:
     yajl_tree_free(root);
-    free(page_token);
-    free(url);
-    bm_buf_dispose(&resp.body);
+    if (body != NULL)
+        explicit_bzero(body, strlen(body));
+    if (resp != NULL)
+        explicit_bzero(resp, strlen(resp)); /* Google echoes the token */
+    free(body);
+    free(resp);
+    free(path);
+    return rc;
+}
+
+int bm_gcal_channel_stop(bm_gcal_t *g, bm_gcal_account_t *a, const char *channel_id,
+                         const char *resource_id, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    const char *kv[] = {"id", channel_id, "resourceId", resource_id};
+    char *body = NULL;
+    if (channel_id == NULL || resource_id == NULL || (body = json_object(kv, 4, NULL)) == NULL) {
+        rc = bm_err(err, errlen, BM_EINVAL, "channels.stop needs a channel id and resource id");
+        goto out;
+    }
+    rc = bm_gcal_call(g, a, "POST", "/channels/stop", body, NULL, NULL, err, errlen);
+    if (rc == BM_ENOTFOUND) /* expired or stopped already: what a stop wants */
+        rc = BM_OK;
+out:
+    free(body);
     return rc;
 }
 
@@ -1092,10 +894,10 @@ int bm_gcal_batch(bm_gcal_t *g, bm_gcal_account_t *a, bm_gcal_req_t *reqs, size_
 {
     int rc = BM_OK;
     bm_buf_t body;
-    http_resp_t resp;
+    bm_http_resp_t resp;
     char boundary[64], ctype[128], what[200];
     bm_buf_init(&body, BM_GCAL_MAX_RESPONSE);
-    resp_init(&resp, BM_GCAL_MAX_RESPONSE);
+    bm__http_resp_init(&resp, BM_GCAL_MAX_RESPONSE);
     bm_gcal_reqs_dispose(reqs, n);
     if (n == 0)
         goto out;
@@ -1105,7 +907,7 @@ int bm_gcal_batch(bm_gcal_t *g, bm_gcal_account_t *a, bm_gcal_req_t *reqs, size_
         goto out;
     }
     pthread_mutex_lock(&g->rng_mu);
-    uint64_t r1 = splitmix64(&g->rng), r2 = splitmix64(&g->rng);
+    uint64_t r1 = bm_retry_rand(&g->rng), r2 = bm_retry_rand(&g->rng);
     pthread_mutex_unlock(&g->rng_mu);
     snprintf(boundary, sizeof(boundary), "batch_bm%016llx%016llx", (unsigned long long)r1,
              (unsigned long long)r2);
@@ -1115,9 +917,14 @@ int bm_gcal_batch(bm_gcal_t *g, bm_gcal_account_t *a, bm_gcal_req_t *reqs, size_
         goto out;
     }
     url_what(g, "POST", g->batch_url, what, sizeof(what));
-    rc = api_exec(g, a, "POST", g->batch_url, ctype, body.data, body.len, KIND_BATCH, n, &resp, err,
-                  errlen);
-    if (rc != BM_OK)
+    request_t rq = {.method = "POST",
+                    .url = g->batch_url,
+                    .content_type = ctype,
+                    .body = body.data,
+                    .body_len = body.len,
+                    .kind = KIND_BATCH,
+                    .n_parts = n};
+    if ((rc = exec(g, a, &rq, &resp, err, errlen)) != BM_OK)
         goto out;
     if ((rc = final_status(what, &resp, err, errlen)) != BM_OK)
         goto out;
@@ -1135,33 +942,11 @@ int bm_gcal_batch(bm_gcal_t *g, bm_gcal_account_t *a, bm_gcal_req_t *reqs, size_
     }
 out:
     bm_buf_dispose(&body);
-    bm_buf_dispose(&resp.body);
+    bm__http_resp_dispose(&resp, false);
     return rc;
 }
 
 /* ---------------------------------------------------------------- lifecycle */
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init_once(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
-{
-    bm_gcal_t *g = ud;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_lock(&g->share_mu[data]);
-}
-
-static void share_unlock(CURL *h, curl_lock_data data, void *ud)
-{
-    bm_gcal_t *g = ud;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_unlock(&g->share_mu[data]);
-}
 
 static char *dup_url(const char *s, const char *def)
 {
@@ -1177,11 +962,6 @@ int bm_gcal_new(const bm_gcal_opts_t *o, bm_gcal_t **out, char *err, size_t errl
     int rc = BM_OK;
     bm_gcal_t *g = NULL;
     *out = NULL;
-    pthread_once(&curl_once, curl_init_once);
-    if (curl_init_rc != CURLE_OK) {
-        rc = bm_err(err, errlen, BM_EIO, "curl_global_init: %s", curl_easy_strerror(curl_init_rc));
-        goto out;
-    }
     g = bm_calloc(1, sizeof(*g));
     g->api_base = dup_url(o->api_base_url, "https://www.googleapis.com/calendar/v3");
     g->api_prefix = bm_gcal_url_path(g->api_base);
@@ -1189,9 +969,6 @@ int bm_gcal_new(const bm_gcal_opts_t *o, bm_gcal_t **out, char *err, size_t errl
     g->token_url = dup_url(o->token_url, "https://oauth2.googleapis.com/token");
     g->client_id = bm_strdup(o->client_id != NULL ? o->client_id : "");
     g->client_secret = bm_strdup(o->client_secret != NULL ? o->client_secret : "");
-    g->user_agent = bm_strdup(o->user_agent != NULL ? o->user_agent : "busymirror");
-    g->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000;
-    g->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 120000;
     g->max_retries = o->max_retries > 0 ? o->max_retries : o->max_retries < 0 ? 0 : 5;
     g->backoff_base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 500;
     g->backoff_cap_ms = o->backoff_cap_ms > 0 ? o->backoff_cap_ms : 32000;
@@ -1199,28 +976,17 @@ int bm_gcal_new(const bm_gcal_opts_t *o, bm_gcal_t **out, char *err, size_t errl
     g->user_quota = o->user_quota > 0 ? o->user_quota : 0;
     g->stop = o->stop;
     bm_log_add_secret(g->client_secret);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&g->share_mu[i], NULL);
-    pthread_mutex_init(&g->pool_mu, NULL);
     pthread_mutex_init(&g->rng_mu, NULL);
     if (getrandom(&g->rng, sizeof(g->rng), 0) != (ssize_t)sizeof(g->rng))
         g->rng = (uint64_t)bm_mono_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)g;
-
-    if ((g->share = curl_share_init()) == NULL) {
-        rc = bm_err(err, errlen, BM_EIO, "curl_share_init failed");
+    bm_http_opts_t ho = {
+        .user_agent = o->user_agent != NULL ? o->user_agent : "busymirror",
+        .connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000,
+        .timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 120000,
+        .stop = o->stop,
+    };
+    if ((rc = bm__http_new(&ho, &g->http, err, errlen)) != BM_OK)
         goto out;
-    }
-    CURLSHcode sc;
-    if ((sc = curl_share_setopt(g->share, CURLSHOPT_LOCKFUNC, share_lock)) != CURLSHE_OK ||
-        (sc = curl_share_setopt(g->share, CURLSHOPT_UNLOCKFUNC, share_unlock)) != CURLSHE_OK ||
-        (sc = curl_share_setopt(g->share, CURLSHOPT_USERDATA, g)) != CURLSHE_OK ||
-        (sc = curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS)) != CURLSHE_OK ||
-        (sc = curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)) !=
-            CURLSHE_OK ||
-        (sc = curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT)) != CURLSHE_OK) {
-        rc = bm_err(err, errlen, BM_EIO, "curl_share_setopt: %s", curl_share_strerror(sc));
-        goto out;
-    }
     if (g->client_id[0] == '\0')
         BM_LOG(BM_LOG_WARN, BM_MSG("google client_id is empty: token requests will fail"));
     *out = g;
@@ -1234,13 +1000,7 @@ void bm_gcal_free(bm_gcal_t *g)
 {
     if (g == NULL)
         return;
-    for (size_t i = 0; i < g->n_pool; i++)
-        curl_easy_cleanup(g->pool[i]);
-    if (g->share != NULL)
-        curl_share_cleanup(g->share);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&g->share_mu[i]);
-    pthread_mutex_destroy(&g->pool_mu);
+    bm__http_free(g->http);
     pthread_mutex_destroy(&g->rng_mu);
     free(g->api_base);
     free(g->api_prefix);
@@ -1250,7 +1010,6 @@ void bm_gcal_free(bm_gcal_t *g)
     if (g->client_secret != NULL)
         explicit_bzero(g->client_secret, strlen(g->client_secret));
     free(g->client_secret);
-    free(g->user_agent);
     free(g);
 }
 

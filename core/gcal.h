@@ -1,14 +1,15 @@
 /*
  * core/gcal.h: the Google Calendar API v3 client (libcurl + yajl).
  *
- * One bm_gcal_t per process, shared by every thread: connections, DNS and TLS
- * sessions are shared (a CURLSH) and easy handles are pooled, so calls reuse
+ * One bm_gcal_t per process, shared by every thread; its HTTP (core/http.c)
+ * shares connections, DNS and TLS sessions and pools handles, so calls reuse
  * connections (HTTP/2 where the server offers it over TLS). Every call has a
  * connect and a total timeout. Responses are capped (BM_GCAL_MAX_RESPONSE):
- * a larger one fails with BM_ETOOBIG.
+ * a larger one fails with BM_ETOOBIG. OAuth's form and answers: core/oauth.h.
  *
- * Retries inside one call: network errors, 429, 500/502/503/504 and 403
- * rateLimitExceeded/userRateLimitExceeded are retried up to max_retries times
+ * Retries inside one call (bm_retry_classify, BM_RETRY_CALL): network errors,
+ * 429, 500/502/503/504 and 403 rateLimitExceeded/userRateLimitExceeded are
+ * retried up to max_retries times
  * with full-jitter exponential backoff (Retry-After is honoured as a floor);
  * 403 quotaExceeded is retried with a long back-off (quota_backoff_ms). A 401
  * refreshes the access token once and repeats the request. Waits end early with
@@ -26,6 +27,8 @@
 #define BM_CORE_GCAL_H
 
 #include "core/event.h"
+#include "core/oauth.h"
+#include "core/retry.h"
 #include "core/util.h"
 
 #include <pthread.h>
@@ -36,7 +39,7 @@
 #define BM_GCAL_MAX_RESPONSE     (64u << 20) /* list pages, batch responses, calls */
 #define BM_GCAL_MAX_BATCH        1000        /* requests per batch (Google's limit) */
 #define BM_GCAL_DEFAULT_PAGE     2500        /* events.list maxResults (Google's max) */
-#define BM_GCAL_ACCESS_TOKEN_MAX 4096
+#define BM_GCAL_ACCESS_TOKEN_MAX BM_OAUTH_ACCESS_TOKEN_MAX
 
 typedef struct bm_gcal bm_gcal_t;
 
@@ -76,25 +79,6 @@ typedef struct bm_gcal_stats {
  * access token cache is filled by the client under mu, so one account may be
  * used from several threads at once.
  */
-/*
- * A token bucket that keeps one account under Google's per-user quota, a sliding
- * minute: it refills at 5/6 of the quota per minute and holds 1/6 of it, so no
- * minute ever sees more than the quota (below 6 a minute: one call at a time at
- * the quota's rate). A request of n calls (a batch counts
- * each part) waits until min(n, capacity) tokens are there, then takes n: the
- * bucket may go below zero, and later requests wait for it.
- */
-typedef struct bm_bucket {
-    double tokens;
-    double capacity;
-    double per_ms;
-    int64_t last_ms;
-} bm_bucket_t;
-
-void bm_bucket_init(bm_bucket_t *b, int quota_per_minute, int64_t now_ms);
-/* 0 when n calls may go now (taken), else the milliseconds to wait first. */
-long bm_bucket_take(bm_bucket_t *b, double n, int64_t now_ms);
-
 typedef struct bm_gcal_account {
     const char *refresh_token;
     const char *label; /* optional, for logs (e.g. the e-mail address); borrowed */
@@ -102,7 +86,7 @@ typedef struct bm_gcal_account {
     char access_token[BM_GCAL_ACCESS_TOKEN_MAX];
     int64_t access_expires_ms; /* wall clock; 0 = no token */
     bool needs_login;          /* set after invalid_grant: calls fail fast with BM_EAUTH */
-    bm_bucket_t bucket;        /* pacing under the per-user quota (under mu) */
+    bm_retry_bucket_t bucket;  /* pacing under the per-user quota (under mu) */
 } bm_gcal_account_t;
 
 void bm_gcal_account_init(bm_gcal_account_t *a, const char *refresh_token, const char *label);
@@ -170,6 +154,40 @@ int bm_gcal_list_calendars(bm_gcal_t *g, bm_gcal_account_t *a, bm_gcal_calendar_
 int bm_gcal_call(bm_gcal_t *g, bm_gcal_account_t *a, const char *method, const char *path,
                  const char *body, long *status, char **resp_body, char *err, size_t errlen);
 
+/* The paths of events.insert ("/calendars/<id>/events?sendUpdates=none") and of
+ * one event for get/update/patch/delete ("/calendars/<id>/events/<event
+ * id>?sendUpdates=none"), both ids percent-encoded. Caller frees. */
+char *bm_gcal_path_events(const char *gcal_id);
+char *bm_gcal_path_event(const char *gcal_id, const char *event_id);
+
+/* ---- push channels (events.watch, channels.stop) ---- */
+
+/* Borrowed strings. token (may be NULL) comes back in every notification's
+ * X-Goog-Channel-Token; it is registered as a secret. ttl_s 0: Google's default. */
+typedef struct bm_gcal_watch_params {
+    const char *channel_id; /* ours, unique: [A-Za-z0-9-_+/=], at most 64 characters */
+    const char *address;    /* https URL that receives the notifications */
+    const char *token;
+    int64_t ttl_s;
+} bm_gcal_watch_params_t;
+
+/* What Google made of a channel. Caller-owned, nothing to free. */
+typedef struct bm_gcal_channel {
+    char resource_id[256]; /* Google's id of the watched resource, for channels.stop */
+    int64_t expiration_ms; /* wall clock, ms since the epoch */
+} bm_gcal_channel_t;
+
+/* events.watch on calendar gcal_id: opens a web_hook channel. The call's errors;
+ * BM_EAPI also when the answer lacks resourceId or expiration. */
+int bm_gcal_watch(bm_gcal_t *g, bm_gcal_account_t *a, const char *gcal_id,
+                  const bm_gcal_watch_params_t *p, bm_gcal_channel_t *out, char *err,
+                  size_t errlen);
+
+/* channels.stop. A channel Google does not know (404: expired, or stopped
+ * already) counts as stopped: 0. */
+int bm_gcal_channel_stop(bm_gcal_t *g, bm_gcal_account_t *a, const char *channel_id,
+                         const char *resource_id, char *err, size_t errlen);
+
 /* One request of a batch. The caller fills the inputs; outputs are overwritten
  * (response must be NULL or malloc'd on entry: it is freed first, so an array can be
  * reused for a retry). Release outputs with bm_gcal_reqs_dispose(). */
@@ -202,22 +220,6 @@ int bm_gcal_exchange_code(bm_gcal_t *g, const char *code, const char *code_verif
                           const char *redirect_uri, char **refresh_token, char *err, size_t errlen);
 
 /* ---- pure helpers (unit-tested) ---- */
-
-/* Full jitter: uniform in [0, min(cap, base * 2^attempt)]; rng_state is any seed
- * and advances. */
-long bm_backoff_delay_ms(int attempt, long base_ms, long cap_ms, uint64_t *rng_state);
-
-/* The multipart/mixed body of a batch. api_path_prefix is the path of the API base
- * ("/calendar/v3"); each part has Content-ID <item-N> (N = index + 1). Appends to out. */
-int bm_batch_encode(const bm_gcal_req_t *reqs, size_t n, const char *api_path_prefix,
-                    const char *boundary, bm_buf_t *out);
-
-/* Parses a multipart/mixed batch response (content_type carries the boundary) into
- * reqs[] (their outputs are cleared first, as bm_gcal_reqs_dispose does): parts are matched by
- * Content-ID response-item-N when present, else by position. BM_EINVAL on malformed input or when a
- * request got no part (the parts that did parse are filled). */
-int bm_batch_decode(const char *content_type, const char *body, size_t len, bm_gcal_req_t *reqs,
-                    size_t n, char *err, size_t errlen);
 
 /* Percent-encodes everything but RFC 3986 unreserved characters (for calendar
  * ids, event ids and query values). Caller frees. */

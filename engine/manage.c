@@ -315,14 +315,13 @@ int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *res
             bm_store_calendars_free(cals, nc);
             continue;
         }
-        char *cal = bm_gcal_escape(au->gcal_id);
-        char *path = bm_sprintf("/calendars/%s/events/%s?sendUpdates=none", cal, au->block_id);
+        char *path = bm_gcal_path_event(au->gcal_id, au->block_id);
         /* A deleted event's id stays taken: an update revives it. */
         int r =
             bm_gcal_call(e->gcal, &a->g, "PUT", path, au->content, &status, NULL, one, sizeof(one));
         if (r == BM_ENOTFOUND) {
             free(path);
-            path = bm_sprintf("/calendars/%s/events?sendUpdates=none", cal);
+            path = bm_gcal_path_events(au->gcal_id);
             r = bm_gcal_call(e->gcal, &a->g, "POST", path, au->content, &status, NULL, one,
                              sizeof(one));
         }
@@ -338,7 +337,6 @@ int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *res
                    BM_KS("block", au->block_id), BM_KS("error", one));
         }
         free(path);
-        free(cal);
         bm_store_calendars_free(cals, nc);
     }
 out:

@@ -4,6 +4,7 @@
  * letter), and feeds the account's circuit breaker.
  */
 #include "core/gcal.h"
+#include "core/retry.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/engine-int.h"
@@ -17,32 +18,16 @@
 #define RETRY_CAP_MS      8000
 #define DRAIN_MAX_WAIT_MS 20000 /* a run waits this long at most for a backed-off item */
 
-/* Google is refusing work for now: no answer, rate limits, an outage. */
-static bool refused_for_now(long status, const char *reason)
-{
-    if (status == 0 || status == 429 || status >= 500)
-        return true;
-    return status == 403 &&
-           (strcmp(reason, "rateLimitExceeded") == 0 ||
-            strcmp(reason, "userRateLimitExceeded") == 0 || strcmp(reason, "quotaExceeded") == 0);
-}
-
-/* Worth trying the item again later. 409 here is a batch conflict (a duplicate
- * insert was handled already), 401 a token that expired mid-batch. */
-static bool transient_status(long status, const char *reason)
-{
-    return status == 401 || status == 409 || refused_for_now(status, reason);
-}
-
 /* Records the result of one applied item (inside the caller's transaction). */
 static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_t *r,
                   bool inserting, char *err, size_t errlen)
 {
     long s = r->status;
-    bool ok = s >= 200 && s < 300;
+    bm_outcome_t o = bm_retry_classify(
+        s, r->reason, it->op == BM_OUTBOX_DELETE ? BM_RETRY_DELETE : BM_RETRY_PART);
     char msg[160];
     bool current = true;
-    if (it->op == BM_OUTBOX_DELETE && (ok || s == 404 || s == 410)) {
+    if (it->op == BM_OUTBOX_DELETE && o == BM_OUTCOME_DONE) {
         /* Another process may have planned this block anew while the request was
          * in flight: then its plan stands, and only what Google did is recorded. */
         e->totals.applied++;
@@ -54,7 +39,7 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
                                : bm_store_block_delete(e->st, it->target_calendar_id, it->block_id,
                                                        err, errlen);
     }
-    if (it->op == BM_OUTBOX_PUT && ok) {
+    if (it->op == BM_OUTBOX_PUT && o == BM_OUTCOME_DONE) {
         e->totals.applied++;
         int rc = bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, true, NULL,
                                         err, errlen);
@@ -70,9 +55,9 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
                                       errlen);
     snprintf(msg, sizeof(msg), "HTTP %ld %s", s, r->reason);
     /* An occurrence Google does not know (yet): its series may still be changing. */
-    bool retry = transient_status(s, r->reason) || (it->is_instance && s == 404);
+    bool retry = o == BM_OUTCOME_RETRY || (it->is_instance && s == 404);
     if (retry && it->attempts + 1 < MAX_ATTEMPTS) {
-        long delay = bm_backoff_delay_ms(it->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
+        long delay = bm_retry_backoff_ms(it->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
         return bm_store_outbox_retry_later(e->st, it, bm_now_ms() + delay, msg, err, errlen);
     }
     e->totals.dead_letters++;
@@ -84,11 +69,8 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
 
 static char *item_path(const bm_outbox_item_t *it, bool inserting)
 {
-    char *cal = bm_gcal_escape(it->target_gcal_id);
-    char *p = inserting ? bm_sprintf("/calendars/%s/events?sendUpdates=none", cal)
-                        : bm_sprintf("/calendars/%s/events/%s?sendUpdates=none", cal, it->block_id);
-    free(cal);
-    return p;
+    return inserting ? bm_gcal_path_events(it->target_gcal_id)
+                     : bm_gcal_path_event(it->target_gcal_id, it->block_id);
 }
 
 /* One batch of due items of one account; *n_done gets how many were due. */
@@ -126,7 +108,7 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
     size_t n_transient = 0;
     rc = bm_store_begin(e->st, err, errlen);
     for (size_t i = 0; rc == BM_OK && i < n; i++) {
-        n_transient += refused_for_now(reqs[i].status, reqs[i].reason);
+        n_transient += bm_retry_refused_for_now(reqs[i].status, reqs[i].reason);
         rc = settle(e, &items[i], &reqs[i], inserting[i], err, errlen);
     }
     if (rc == BM_OK)

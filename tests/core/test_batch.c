@@ -4,6 +4,7 @@
  * matching of parts to requests (Content-ID, position), missing, repeated and
  * unknown parts, malformed input, bodies and error reasons.
  */
+#include "core/batch.h"
 #include "core/gcal.h"
 #include "core/util.h"
 #include "google_batch.h"

@@ -1,12 +1,15 @@
 /*
- * tests/core/test_gcal.c: the Google client. Pure helpers (backoff, escaping,
- * error parsing; the batch codec is in test_batch.c) and the HTTP behaviour (paging, 401 refresh,
+ * tests/core/test_gcal.c: the Google client. Pure helpers (escaping, error
+ * parsing; the batch codec is in test_batch.c, backoff and the bucket in
+ * test_retry.c) and the HTTP behaviour (paging, 401 refresh,
  * invalid_grant, retries, stop, caps, secrets) against a scripted loopback server
  * in this file.
  */
+#include "core/batch.h"
 #include "core/gcal.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "emulator/harness.h"
 #include "google_batch.h"
 
 #include <arpa/inet.h>
@@ -21,58 +24,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---------------------------------------------------------------- backoff */
-
-START_TEST(backoff_bounds)
-{
-    uint64_t rng = 12345;
-    for (int attempt = 0; attempt < 70; attempt++) {
-        long ceiling = 100;
-        for (int i = 0; i < attempt && ceiling < 30000; i++)
-            ceiling *= 2;
-        if (ceiling > 30000)
-            ceiling = 30000;
-        for (int k = 0; k < 200; k++) {
-            long d = bm_backoff_delay_ms(attempt, 100, 30000, &rng);
-            ck_assert_int_ge(d, 0);
-            ck_assert_int_le(d, ceiling);
-        }
-    }
-    ck_assert_int_eq(bm_backoff_delay_ms(3, 0, 1000, &rng), 0);
-    ck_assert_int_le(bm_backoff_delay_ms(-5, 100, 1000, &rng), 100);
-    /* huge values never overflow */
-    ck_assert_int_le(bm_backoff_delay_ms(1000, 1L << 40, 1L << 50, &rng), 1L << 50);
-}
-END_TEST
-
-START_TEST(backoff_jitter_distribution)
-{
-    /* full jitter: uniform over [0, ceiling], so roughly 10% per decile, mean ~ceiling/2 */
-    uint64_t rng = 99;
-    int buckets[10] = {0};
-    const int n = 100000;
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        long d = bm_backoff_delay_ms(4, 100, 100000, &rng); /* ceiling 1600 */
-        sum += (double)d;
-        int b = (int)(d * 10 / 1601);
-        buckets[b]++;
-    }
-    for (int b = 0; b < 10; b++)
-        ck_assert_msg(buckets[b] > n / 10 * 0.9 && buckets[b] < n / 10 * 1.1, "bucket %d: %d", b,
-                      buckets[b]);
-    ck_assert_double_ge(sum / n, 760);
-    ck_assert_double_le(sum / n, 840);
-    /* the state advances: two calls differ (almost surely) and two seeds differ */
-    uint64_t a = 1, b = 2;
-    int same = 0;
-    for (int i = 0; i < 100; i++)
-        same += bm_backoff_delay_ms(10, 1000, 1000000, &a) ==
-                bm_backoff_delay_ms(10, 1000, 1000000, &b);
-    ck_assert_int_lt(same, 5);
-}
-END_TEST
 
 /* ---------------------------------------------------------------- escaping */
 
@@ -747,13 +698,14 @@ START_TEST(stop_during_retry_after)
     char err[256] = "";
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, set_stop_later, (void *)&stop_flag), 0);
-    int64_t t0 = bm_mono_ms();
     ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)),
                      BM_ECANCELED);
-    int64_t took = bm_mono_ms() - t0;
-    ck_assert_int_ge(took, 250);
-    ck_assert_int_lt(took, 2000);
     pthread_join(th, NULL);
+    /* stopped while waiting out the Retry-After, not before the request */
+    bm_gcal_stats_t st;
+    bm_gcal_stats(g, &st);
+    ck_assert_int_eq(st.requests, 2);
+    ck_assert_int_eq(st.retries, 1);
     bm_gcal_account_dispose(&a);
     bm_gcal_free(g);
     test_stop = NULL;
@@ -936,54 +888,38 @@ START_TEST(threads_share_one_refresh)
 }
 END_TEST
 
-START_TEST(bucket_keeps_every_minute_under_the_quota)
-{
-    bm_bucket_t b;
-    int64_t now = 1000000;
-    bm_bucket_init(&b, 600, now); /* holds 100, refills 500 a minute */
-    int sent = 0;
-    /* a greedy caller for two minutes: count what goes out in each minute */
-    int per_minute[2] = {0, 0};
-    for (int64_t t = now; t < now + 120000; t += 10) {
-        while (bm_bucket_take(&b, 1, t) == 0) {
-            per_minute[(t - now) / 60000]++;
-            sent++;
-        }
-    }
-    ck_assert_int_le(per_minute[0], 600);
-    ck_assert_int_ge(per_minute[0], 590);
-    ck_assert_int_le(per_minute[1], 510);
-    ck_assert_int_ge(per_minute[1], 490);
-    /* a batch larger than the bucket waits for a full bucket, then overdraws */
-    bm_bucket_init(&b, 60, now);
-    ck_assert_int_eq(bm_bucket_take(&b, 50, now), 0);
-    long wait = bm_bucket_take(&b, 1, now);
-    ck_assert_int_ge(wait, 41 * 60000 / 50); /* 40 tokens of debt + 1, at 50 a minute */
-    ck_assert_int_le(wait, 41 * 60000 / 50 + 2);
-    ck_assert_int_eq(bm_bucket_take(&b, 1, now + wait), 0);
-    /* quota 0: no pacing at all */
-    bm_bucket_init(&b, 0, now);
-    ck_assert_int_eq(bm_bucket_take(&b, 1000, now), 0);
-}
-END_TEST
-
 /* ---------------------------------------------------------------- review: more bounds */
 
-START_TEST(bucket_with_a_tiny_quota_still_refills)
+/* Sends the log to a temporary file (closed by logged_retry_delay). */
+static FILE *log_to_tmpfile(void)
 {
-    /* [google] user_quota accepts 1..1000000: a quota of 1 a minute must let one
-     * request through per minute, not stall the account forever. */
-    bm_bucket_t b;
-    int64_t now = 1000000;
-    bm_bucket_init(&b, 1, now);
-    ck_assert_int_eq(bm_bucket_take(&b, 1, now), 0);
-    long wait = bm_bucket_take(&b, 1, now);
-    ck_assert_int_ge(wait, 1);
-    ck_assert_int_le(wait, 60000);
-    ck_assert_msg(bm_bucket_take(&b, 1, now + 60000) == 0,
-                  "a minute later the second request still may not go (per_ms=%g)", b.per_ms);
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    bm_log_set_stream(f);
+    bm_log_set_level(BM_LOG_DEBUG);
+    return f;
 }
-END_TEST
+
+/* The delay_ms of the one "retrying" line in the log f; closes f. */
+static long logged_retry_delay(FILE *f)
+{
+    char line[4096];
+    long delay = -1;
+    int n = 0;
+    bm_log_set_stream(NULL);
+    fflush(f);
+    rewind(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *d = strstr(line, "delay_ms=");
+        if (strstr(line, "retrying") != NULL && d != NULL) {
+            delay = strtol(d + 9, NULL, 10);
+            n++;
+        }
+    }
+    fclose(f);
+    ck_assert_int_eq(n, 1);
+    return delay;
+}
 
 START_TEST(retry_after_with_trailing_whitespace_is_honoured)
 {
@@ -999,12 +935,11 @@ START_TEST(retry_after_with_trailing_whitespace_is_honoured)
     bm_gcal_account_t a;
     bm_gcal_account_init(&a, "1//refresh-alice", NULL);
     char err[256] = "";
-    int64_t t0 = bm_mono_ms();
+    FILE *logf = log_to_tmpfile();
     ck_assert_msg(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)) == 0, "%s",
                   err);
-    int64_t took = bm_mono_ms() - t0;
-    ck_assert_msg(took >= 900, "retried after %lld ms although Google asked for 1 s",
-                  (long long)took);
+    long delay = logged_retry_delay(logf);
+    ck_assert_msg(delay >= 1000, "retry planned after %ld ms although Google asked for 1 s", delay);
     bm_gcal_account_dispose(&a);
     bm_gcal_free(g);
 }
@@ -1029,12 +964,12 @@ START_TEST(retry_after_http_date_is_honoured)
     bm_gcal_account_t a;
     bm_gcal_account_init(&a, "1//refresh-alice", NULL);
     char err[256] = "";
-    int64_t t0 = bm_mono_ms();
+    FILE *logf = log_to_tmpfile();
     ck_assert_msg(bm_gcal_call(g, &a, "GET", "/x", NULL, NULL, NULL, err, sizeof(err)) == 0, "%s",
                   err);
-    int64_t took = bm_mono_ms() - t0;
-    ck_assert_int_ge(took, 900);
-    ck_assert_int_lt(took, 4000);
+    long delay = logged_retry_delay(logf);
+    ck_assert_int_ge(delay, 1000);     /* the date is 1 to 2 s ahead */
+    ck_assert_int_le(delay, 2000 + 5); /* plus at most backoff_cap_ms of jitter */
     bm_gcal_account_dispose(&a);
     bm_gcal_free(g);
 }
@@ -1133,16 +1068,92 @@ START_TEST(no_secret_prefix_survives_error_truncation)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- push channels (emulator) */
+
+/* A client of the emulator e and an account of a new user; *rt is its refresh
+ * token (caller frees, after disposing the account). */
+static bm_gcal_t *emu_client(const emu_proc_t *e, const char *email, bm_gcal_account_t *a,
+                             char **rt)
+{
+    char api[96], batch[96], token[96], err[256] = "";
+    snprintf(api, sizeof(api), "%s/calendar/v3", e->base);
+    snprintf(batch, sizeof(batch), "%s/batch/calendar/v3", e->base);
+    snprintf(token, sizeof(token), "%s/token", e->base);
+    bm_gcal_opts_t o = {.api_base_url = api,
+                        .batch_url = batch,
+                        .token_url = token,
+                        .client_id = "emu-client-id",
+                        .client_secret = "emu-client-secret",
+                        .max_retries = -1};
+    bm_gcal_t *g = NULL;
+    ck_assert_msg(bm_gcal_new(&o, &g, err, sizeof(err)) == 0, "%s", err);
+    char *body = fmt("{\"email\":\"%s\"}", email);
+    resp_t *r = h_req(e, "POST", "/_emulator/users", NULL, body, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    *rt = strdup(j_str(r->json, "refresh_token"));
+    h_free(r);
+    free(body);
+    bm_gcal_account_init(a, *rt, email);
+    return g;
+}
+
+static void emu_client_done(emu_proc_t *e, bm_gcal_t *g, bm_gcal_account_t *a, char *rt)
+{
+    bm_gcal_account_dispose(a);
+    bm_gcal_free(g);
+    free(rt);
+    ck_assert_int_eq(emu_stop(e), 0);
+}
+
+START_TEST(watch_and_stop_a_channel)
+{
+    emu_proc_t e;
+    emu_start(&e, NULL);
+    bm_gcal_account_t a;
+    char *rt, err[512] = "";
+    bm_gcal_t *g = emu_client(&e, "w@example.com", &a, &rt);
+    bm_gcal_watch_params_t p = {.channel_id = "bm-chan-1",
+                                .address = "http://127.0.0.1:1/hook",
+                                .token = "chan-token-secret",
+                                .ttl_s = 600};
+    bm_gcal_channel_t ch;
+    int64_t before = bm_now_ms();
+    ck_assert_msg(bm_gcal_watch(g, &a, "w@example.com", &p, &ch, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(ch.resource_id[0] != '\0', "no resourceId");
+    ck_assert_msg(ch.expiration_ms > before, "expiration %lld is not in the future",
+                  (long long)ch.expiration_ms);
+    ck_assert_int_eq(counter(&e, "watch"), 1);
+    ck_assert_msg(bm_gcal_channel_stop(g, &a, "bm-chan-1", ch.resource_id, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_int_eq(counter(&e, "stop"), 1);
+    /* stopped already: Google answers 404, which counts as done */
+    ck_assert_msg(bm_gcal_channel_stop(g, &a, "bm-chan-1", ch.resource_id, err, sizeof(err)) == 0,
+                  "%s", err);
+    emu_client_done(&e, g, &a, rt);
+}
+END_TEST
+
+START_TEST(stop_of_an_unknown_channel_is_done)
+{
+    emu_proc_t e;
+    emu_start(&e, NULL);
+    bm_gcal_account_t a;
+    char *rt, err[512] = "";
+    bm_gcal_t *g = emu_client(&e, "s@example.com", &a, &rt);
+    ck_assert_msg(
+        bm_gcal_channel_stop(g, &a, "never-opened", "no-such-resource", err, sizeof(err)) == 0,
+        "%s", err);
+    emu_client_done(&e, g, &a, rt);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("gcal");
     TCase *tc = tcase_create("pure");
-    tcase_add_test(tc, backoff_bounds);
-    tcase_add_test(tc, backoff_jitter_distribution);
     tcase_add_test(tc, escape_ids);
     tcase_add_test(tc, url_path);
     tcase_add_test(tc, error_parse);
-    tcase_add_test(tc, bucket_keeps_every_minute_under_the_quota);
     suite_add_tcase(s, tc);
     tc = tcase_create("http");
     tcase_set_timeout(tc, 60);
@@ -1165,12 +1176,13 @@ Suite *make_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("retry_after_paging_and_secrets");
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, bucket_with_a_tiny_quota_still_refills);
     tcase_add_test(tc, retry_after_with_trailing_whitespace_is_honoured);
     tcase_add_test(tc, retry_after_http_date_is_honoured);
     tcase_add_test(tc, list_events_gone_on_a_later_page);
     tcase_add_test(tc, client_secret_stays_masked_after_many_token_refreshes);
     tcase_add_test(tc, no_secret_prefix_survives_error_truncation);
+    tcase_add_test(tc, watch_and_stop_a_channel);
+    tcase_add_test(tc, stop_of_an_unknown_channel_is_done);
     suite_add_tcase(s, tc);
     return s;
 }

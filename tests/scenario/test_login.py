@@ -235,7 +235,7 @@ class LoginTest(Scenario):
 
     def test_no_browser_answer_times_out(self):
         self.write_config()
-        p = self.login("--name", "alice", "--timeout", "1", "--no-browser")
+        p = self.login("--name", "alice", "--timeout", "1")
         p.url()
         rc, _, err = p.wait(timeout=30)
         self.assertEqual(rc, 1)
