@@ -687,35 +687,38 @@ int bm_gcal_list_events(bm_gcal_t *g, bm_gcal_account_t *a, const char *calendar
     }
 
     char *cal = bm_gcal_escape(calendar_id);
-    bm_buf_printf(&base, "%s/calendars/%s/events?maxResults=%d", g->api_base, cal,
-                  p->max_results > 0 ? p->max_results : BM_GCAL_DEFAULT_PAGE);
+    rc = bm_buf_printf(&base, "%s/calendars/%s/events?maxResults=%d", g->api_base, cal,
+                       p->max_results > 0 ? p->max_results : BM_GCAL_DEFAULT_PAGE);
     free(cal);
-    if (p->sync_token != NULL) {
+    /* Every append is checked: the URL has a hard maximum (a long sync token or
+     * calendar id must fail, not be cut). */
+    if (rc == BM_OK && p->sync_token != NULL) {
         char *st = bm_gcal_escape(p->sync_token);
         rc = bm_buf_printf(&base, "&syncToken=%s", st);
         free(st);
-    } else {
+    } else if (rc == BM_OK) {
         char t[40];
         if (p->time_min != 0) {
             bm_time_format(p->time_min, t, sizeof(t));
-            bm_buf_printf(&base, "&timeMin=%s", t);
+            rc = bm_buf_printf(&base, "&timeMin=%s", t);
         }
-        if (p->time_max != 0) {
+        if (rc == BM_OK && p->time_max != 0) {
             bm_time_format(p->time_max, t, sizeof(t));
-            bm_buf_printf(&base, "&timeMax=%s", t);
+            rc = bm_buf_printf(&base, "&timeMax=%s", t);
         }
-        if (p->private_property != NULL) {
+        if (rc == BM_OK && p->private_property != NULL) {
             char *pp = bm_gcal_escape(p->private_property);
-            bm_buf_printf(&base, "&privateExtendedProperty=%s", pp);
+            rc = bm_buf_printf(&base, "&privateExtendedProperty=%s", pp);
             free(pp);
         }
     }
-    if (p->show_deleted)
-        bm_buf_puts(&base, "&showDeleted=true");
-    if (p->single_events)
-        bm_buf_puts(&base, "&singleEvents=true");
+    if (rc == BM_OK && p->show_deleted)
+        rc = bm_buf_puts(&base, "&showDeleted=true");
+    if (rc == BM_OK && p->single_events)
+        rc = bm_buf_puts(&base, "&singleEvents=true");
     if (rc != BM_OK) {
-        rc = bm_err(err, errlen, BM_ETOOBIG, "sync token too long");
+        rc = bm_err(err, errlen, BM_ETOOBIG, "events.list of %s: request address too long",
+                    calendar_id);
         goto out;
     }
     snprintf(what, sizeof(what), "events.list of %s", calendar_id);

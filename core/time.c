@@ -139,7 +139,8 @@ static int offset_at(icaltimezone *zone, int64_t t)
     return icaltimezone_get_utc_offset_of_utc_time(zone, &tt, &is_daylight);
 }
 
-int64_t bm_local_to_utc(void *ical_zone, int year, int month, int day, int hour, int min, int sec)
+int64_t bm_time_local_to_utc(void *ical_zone, int year, int month, int day, int hour, int min,
+                             int sec)
 {
     icaltimezone *zone = ical_zone;
     int64_t base = days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec;
@@ -173,7 +174,7 @@ int bm_time_parse_tz(const char *s, const char *time_zone, int64_t *out)
     icaltimezone *zone = icaltimezone_get_builtin_timezone(time_zone);
     if (zone == NULL)
         return BM_EINVAL;
-    *out = bm_local_to_utc(zone, t.year, t.mon, t.day, t.hour, t.min, t.sec);
+    *out = bm_time_local_to_utc(zone, t.year, t.mon, t.day, t.hour, t.min, t.sec);
     return BM_OK;
 }
 
@@ -188,7 +189,7 @@ void bm_time_format(int64_t t, char *buf, size_t len)
              (int)(rem / 60 % 60), (int)(rem % 60));
 }
 
-void bm_date_format(int64_t t, char *buf, size_t len)
+void bm_time_format_date(int64_t t, char *buf, size_t len)
 {
     char full[40];
     bm_time_format(t, full, sizeof(full));

@@ -19,10 +19,11 @@ int bm_time_parse_tz(const char *s, const char *time_zone, int64_t *out);
 /* A local wall-clock time in a zone (an icaltimezone *) as UTC seconds, the way
  * RFC 5545 §3.3.5 reads it: a time that occurs twice (DST ends) is the first; a
  * time a gap skips (DST starts) uses the offset from before the gap. */
-int64_t bm_local_to_utc(void *ical_zone, int year, int month, int day, int hour, int min, int sec);
+int64_t bm_time_local_to_utc(void *ical_zone, int year, int month, int day, int hour, int min,
+                             int sec);
 /* Formats UTC seconds as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes). */
 void bm_time_format(int64_t t, char *buf, size_t len);
 /* Formats the UTC date of t as "YYYY-MM-DD" into buf (at least 11 bytes). */
-void bm_date_format(int64_t t, char *buf, size_t len);
+void bm_time_format_date(int64_t t, char *buf, size_t len);
 
 #endif

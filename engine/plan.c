@@ -144,7 +144,7 @@ static int64_t tt_to_epoch(const tzctx_t *c, struct icaltimetype tt)
     /* Occurrences and EXDATE/RDATE values alike: one reading of local times */
     icaltimezone *zone = tt.zone != NULL ? (icaltimezone *)tt.zone : c->zone;
     if (zone != NULL)
-        return bm_local_to_utc(zone, tt.year, tt.month, tt.day, tt.hour, tt.minute, tt.second);
+        return bm_time_local_to_utc(zone, tt.year, tt.month, tt.day, tt.hour, tt.minute, tt.second);
     return (int64_t)icaltime_as_timet(tt) - c->offset;
 }
 

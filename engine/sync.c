@@ -276,7 +276,7 @@ static void series_occurrence(const bm_event_t *series, const bm_evtime_t *orig,
     occ->end.time_zone = series->end.time_zone;
     if (orig->date != NULL) {
         occ->start.date = orig->date;
-        bm_date_format(occ->end.epoch, bufs[1], 40);
+        bm_time_format_date(occ->end.epoch, bufs[1], 40);
         occ->end.date = bufs[1];
     } else { /* both ends in UTC: the instants are what matters */
         bm_time_format(occ->start.epoch, bufs[0], 40);

@@ -110,7 +110,7 @@ START_TEST(time_format_round_trip)
     ck_assert_str_eq(buf, "1969-12-31T23:59:59Z");
     bm_time_format(951782400, buf, sizeof(buf)); /* 2000-02-29 */
     ck_assert_str_eq(buf, "2000-02-29T00:00:00Z");
-    bm_date_format(1795514400, buf, sizeof(buf));
+    bm_time_format_date(1795514400, buf, sizeof(buf));
     ck_assert_str_eq(buf, "2026-11-24");
     /* every 7 hours over ~30 years round-trips */
     for (int64_t t = 946684800; t < 1900000000; t += 7 * 3600 + 13) {
