@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,4 +270,48 @@ out:
     if (plain != NULL)
         bm_crypto_free(plain, plain_len);
     return rc;
+}
+
+int bm_crypto_channel_token(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *channel_id,
+                            char out[BM_CRYPTO_CHANNEL_TOKEN_LEN + 1])
+{
+    static const char label[] = "busymirror channel token v1";
+    unsigned char server[32], mac[32];
+    unsigned int n = 0;
+    int rc = BM_OK;
+    out[0] = '\0';
+    if (HMAC(EVP_sha256(), key, BM_CRYPTO_KEY_LEN, (const unsigned char *)label, sizeof(label) - 1,
+             server, &n) == NULL ||
+        n != sizeof(server) ||
+        HMAC(EVP_sha256(), server, sizeof(server), (const unsigned char *)channel_id,
+             strlen(channel_id), mac, &n) == NULL ||
+        n != sizeof(mac)) {
+        rc = BM_ECRYPTO;
+        goto out;
+    }
+    bm_buf_t b;
+    bm_buf_init(&b, BM_CRYPTO_CHANNEL_TOKEN_LEN);
+    rc = bm_buf_b64url(&b, mac, sizeof(mac)); /* 32 bytes: 43 characters, no padding */
+    if (rc == BM_OK)
+        memcpy(out, b.data, b.len + 1);
+    bm_crypto_wipe(b.data, b.len);
+    bm_buf_dispose(&b);
+out:
+    bm_crypto_wipe(server, sizeof(server));
+    bm_crypto_wipe(mac, sizeof(mac));
+    return rc;
+}
+
+bool bm_crypto_channel_token_ok(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *channel_id,
+                                const char *token)
+{
+    char want[BM_CRYPTO_CHANNEL_TOKEN_LEN + 1];
+    if (bm_crypto_channel_token(key, channel_id, want) != BM_OK)
+        return false;
+    size_t n = strlen(token);
+    /* the length is not secret (always 43); the bytes are compared in full */
+    bool ok = n == BM_CRYPTO_CHANNEL_TOKEN_LEN &&
+              CRYPTO_memcmp(want, token, BM_CRYPTO_CHANNEL_TOKEN_LEN) == 0;
+    bm_crypto_wipe(want, sizeof(want));
+    return ok;
 }

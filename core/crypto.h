@@ -42,6 +42,22 @@ int bm_crypto_seal(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *aad, 
 int bm_crypto_open(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *aad, const void *sealed,
                    size_t len, unsigned char **out, size_t *out_len, char *err, size_t errlen);
 
+/*
+ * The secret token of watch channel channel_id: base64url (no padding) of
+ * HMAC-SHA256(server key, channel_id), where the server key is
+ * HMAC-SHA256(key, "busymirror channel token v1"), so the key file's key is
+ * never used directly and a notification can be authenticated with one hash,
+ * even for a channel the database has forgotten. out holds at least
+ * BM_CRYPTO_CHANNEL_TOKEN_LEN + 1 bytes. 0, or BM_ECRYPTO when OpenSSL fails.
+ */
+#define BM_CRYPTO_CHANNEL_TOKEN_LEN 43
+int bm_crypto_channel_token(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *channel_id,
+                            char out[BM_CRYPTO_CHANNEL_TOKEN_LEN + 1]);
+/* Whether the NUL-terminated token equals channel_id's token, compared in
+ * constant time (no early exit on the first differing byte). */
+bool bm_crypto_channel_token_ok(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *channel_id,
+                                const char *token);
+
 /* Wipes (OPENSSL_cleanse) and frees plaintext from bm_crypto_open; NULL is fine. */
 void bm_crypto_free(void *p, size_t len);
 /* Wipes len bytes (OPENSSL_cleanse), e.g. a key on the stack. */

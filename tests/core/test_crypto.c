@@ -249,6 +249,34 @@ START_TEST(key_file_symlink_refused)
 }
 END_TEST
 
+START_TEST(channel_token_is_an_hmac_of_the_channel_id)
+{
+    unsigned char k1[BM_CRYPTO_KEY_LEN], k2[BM_CRYPTO_KEY_LEN];
+    memset(k1, 0x11, sizeof(k1));
+    memset(k2, 0x22, sizeof(k2));
+    char a[BM_CRYPTO_CHANNEL_TOKEN_LEN + 1], b[BM_CRYPTO_CHANNEL_TOKEN_LEN + 1];
+    ck_assert_int_eq(bm_crypto_channel_token(k1, "chan-1", a), 0);
+    ck_assert_uint_eq(strlen(a), BM_CRYPTO_CHANNEL_TOKEN_LEN);
+    ck_assert_uint_eq(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                      BM_CRYPTO_CHANNEL_TOKEN_LEN);
+    ck_assert_int_eq(bm_crypto_channel_token(k1, "chan-1", b), 0);
+    ck_assert_str_eq(a, b); /* deterministic: derived, never stored */
+    ck_assert_int_eq(bm_crypto_channel_token(k1, "chan-2", b), 0);
+    ck_assert_str_ne(a, b);
+    ck_assert_int_eq(bm_crypto_channel_token(k2, "chan-1", b), 0);
+    ck_assert_str_ne(a, b);
+    ck_assert(bm_crypto_channel_token_ok(k1, "chan-1", a));
+    ck_assert(!bm_crypto_channel_token_ok(k2, "chan-1", a));
+    ck_assert(!bm_crypto_channel_token_ok(k1, "chan-2", a));
+    a[10] = a[10] == 'A' ? 'B' : 'A';
+    ck_assert(!bm_crypto_channel_token_ok(k1, "chan-1", a));
+    ck_assert(!bm_crypto_channel_token_ok(k1, "chan-1", ""));
+    ck_assert_int_eq(bm_crypto_channel_token(k1, "chan-1", a), 0);
+    a[BM_CRYPTO_CHANNEL_TOKEN_LEN - 1] = '\0'; /* a prefix is not the token */
+    ck_assert(!bm_crypto_channel_token_ok(k1, "chan-1", a));
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("crypto");
@@ -265,6 +293,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, key_file_missing);
     tcase_add_test(tc, key_file_bad_refused);
     tcase_add_test(tc, key_file_symlink_refused);
+    tcase_add_test(tc, channel_token_is_an_hmac_of_the_channel_id);
     suite_add_tcase(s, tc);
     return s;
 }
