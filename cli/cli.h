@@ -27,9 +27,11 @@
 
 typedef struct bm_cli {
     bm_config_t cfg;
-    const char *config_path; /* NULL: defaults only */
+    const char *config_path; /* NULL: none given nor found */
     bm_store_t *store;       /* opened on first use by bm_cli_store() */
     const char *prog;
+    char found_path[4096]; /* a default file found by main(), when config_path is it */
+    char looked[8192];     /* where main() looked, for bm_cli_config()'s message */
 } bm_cli_t;
 
 typedef struct bm_cli_command {
@@ -39,7 +41,11 @@ typedef struct bm_cli_command {
     const char *usage; /* options, one per line, printed by --help */
 } bm_cli_command_t;
 
-/* Opens the store named by the config (exit code on failure, message printed). */
+/* BM_EXIT_OK when a config file was read; else prints where busymirror looked and
+ * returns BM_EXIT_CONFIG. Every command that uses the configuration calls it. */
+int bm_cli_config(bm_cli_t *cli);
+/* Opens the store named by the config (exit code on failure, message printed;
+ * BM_EXIT_CONFIG without a config file). */
 int bm_cli_store(bm_cli_t *cli, bm_store_t **out);
 /* Prints "busymirror COMMAND: <message>" and a hint to stderr; returns BM_EXIT_USAGE. */
 int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)

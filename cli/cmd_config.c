@@ -10,6 +10,9 @@ int bm_cmd_config(bm_cli_t *cli, int argc, char **argv)
     if (argc != 2)
         return bm_cli_usage_error(self, "expected 'check' or 'keys'");
     if (strcmp(argv[1], "check") == 0) {
+        int rc = bm_cli_config(cli);
+        if (rc != BM_EXIT_OK)
+            return rc;
         bm_config_print(&cli->cfg, stdout);
         return BM_EXIT_OK;
     }

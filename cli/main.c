@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const bm_cli_command_t commands[] = {
     {"serve", bm_cmd_unavailable, "run gateway, sync workers and renewer (not in this version)",
@@ -86,7 +87,9 @@ static void print_help(FILE *f)
                "of its group as a private \"Busy\" block.\n"
                "\n"
                "options:\n"
-               "  -c, --config FILE   configuration file (or BUSYMIRROR_CONFIG)\n"
+               "  -c, --config FILE   configuration file (else BUSYMIRROR_CONFIG, else\n"
+               "                      /etc/busymirror/busymirror.ini, else\n"
+               "                      $XDG_CONFIG_HOME/busymirror/busymirror.ini)\n"
                "  -h, --help          this help; COMMAND --help for a command's\n"
                "  -V, --version       print the version\n"
                "\n"
@@ -118,9 +121,23 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
     return BM_EXIT_USAGE;
 }
 
+int bm_cli_config(bm_cli_t *cli)
+{
+    if (cli->config_path != NULL)
+        return BM_EXIT_OK;
+    fprintf(stderr,
+            "busymirror: no configuration file: none given with -c FILE or BUSYMIRROR_CONFIG, "
+            "and none at %s\n",
+            cli->looked);
+    return BM_EXIT_CONFIG;
+}
+
 int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
 {
     char err[512];
+    int rc = bm_cli_config(cli);
+    if (rc != BM_EXIT_OK)
+        return rc;
     if (cli->store == NULL &&
         bm_store_open(cli->cfg.store.path, &cli->store, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror: %s\n", err);
@@ -134,6 +151,29 @@ int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv)
 {
     fprintf(stderr, "busymirror: '%s' is not available in this version yet\n", argv[0]);
     return BM_EXIT_UNAVAILABLE;
+}
+
+/* The documented defaults, first found wins: /etc/busymirror/busymirror.ini, then
+ * $XDG_CONFIG_HOME/busymirror/busymirror.ini (XDG_CONFIG_HOME defaults to ~/.config).
+ * Sets cli->config_path to the file found, or leaves it NULL with cli->looked
+ * naming the places. */
+static void find_default_config(bm_cli_t *cli)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    char user[4096] = "";
+    if (xdg != NULL && xdg[0] == '/')
+        snprintf(user, sizeof(user), "%s/busymirror/busymirror.ini", xdg);
+    else if (home != NULL && home[0] != '\0')
+        snprintf(user, sizeof(user), "%s/.config/busymirror/busymirror.ini", home);
+    const char *places[] = {"/etc/busymirror/busymirror.ini", user};
+    snprintf(cli->looked, sizeof(cli->looked), "%s%s%s", places[0], user[0] ? " or " : "", user);
+    for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+        if (places[i][0] != '\0' && access(places[i], F_OK) == 0) {
+            snprintf(cli->found_path, sizeof(cli->found_path), "%s", places[i]);
+            cli->config_path = cli->found_path;
+            return;
+        }
+    }
 }
 
 int main(int argc, char **argv)
@@ -184,7 +224,11 @@ int main(int argc, char **argv)
     }
     if (cli.config_path == NULL)
         cli.config_path = getenv("BUSYMIRROR_CONFIG");
-    if (cli.config_path != NULL && cli.config_path[0] != '\0' &&
+    if (cli.config_path != NULL && cli.config_path[0] == '\0')
+        cli.config_path = NULL;
+    if (cli.config_path == NULL)
+        find_default_config(&cli);
+    if (cli.config_path != NULL &&
         bm_config_load(&cli.cfg, cli.config_path, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror: %s\n", err);
         rc = BM_EXIT_CONFIG;

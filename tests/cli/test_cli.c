@@ -1,5 +1,6 @@
 /* tests/cli/test_cli.c: the real busymirror binary's usage errors and exit codes. */
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,64 @@ START_TEST(config_check_masks_secrets)
 }
 END_TEST
 
+/* Writes text to dir/name (mode 0600). */
+static void write_file(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(chmod(path, 0600), 0);
+}
+
+static bool exists(const char *name)
+{
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return stat(path, &sb) == 0;
+}
+
+static bool one_line(const char *s)
+{
+    const char *nl = strchr(s, '\n');
+    return nl != NULL && nl[1] == '\0';
+}
+
+START_TEST(no_config_exits_78_saying_where_it_looked)
+{
+    char env[256];
+    snprintf(env, sizeof(env), "-u XDG_CONFIG_HOME HOME=%s", dir);
+    ck_assert_int_eq(run_env(env, "status", out, sizeof(out), err, sizeof(err)), 78);
+    ck_assert_ptr_nonnull(strstr(err, "/etc/busymirror/busymirror.ini"));
+    ck_assert_ptr_nonnull(strstr(err, "/.config/busymirror/busymirror.ini"));
+    ck_assert_msg(one_line(err), "not one line: %s", err);
+    ck_assert(!exists("busymirror.db"));
+    ck_assert_int_eq(run_env("BUSYMIRROR_CONFIG=", "sync", out, sizeof(out), err, sizeof(err)), 78);
+    ck_assert(!exists("busymirror.db"));
+    /* what needs no configuration still works */
+    ck_assert_int_eq(run_env(env, "config keys", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_int_eq(run_env(env, "--version", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_int_eq(run_env(env, "status --help", out, sizeof(out), err, sizeof(err)), 0);
+    /* the XDG default, then ~/.config */
+    ck_assert_int_eq(mkdir(strcat(strcpy(env, dir), "/xdg"), 0700), 0);
+    ck_assert_int_eq(mkdir(strcat(env, "/busymirror"), 0700), 0);
+    write_file("xdg/busymirror/busymirror.ini", "[sync]\npast_days = 3\n");
+    snprintf(env, sizeof(env), "XDG_CONFIG_HOME=%s/xdg", dir);
+    ck_assert_int_eq(run_env(env, "config check", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "/xdg/busymirror/busymirror.ini"));
+    ck_assert_ptr_nonnull(strstr(out, "past_days = 3"));
+    ck_assert_int_eq(mkdir(strcat(strcpy(env, dir), "/.config"), 0700), 0);
+    ck_assert_int_eq(mkdir(strcat(env, "/busymirror"), 0700), 0);
+    write_file(".config/busymirror/busymirror.ini", "[sync]\npast_days = 4\n");
+    snprintf(env, sizeof(env), "-u XDG_CONFIG_HOME HOME=%s", dir);
+    ck_assert_int_eq(run_env(env, "config check", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "past_days = 4"));
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -123,6 +182,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, unknown_command_and_flag_exit_2);
     tcase_add_test(tc, bad_config_exits_78_and_creates_nothing);
     tcase_add_test(tc, config_check_masks_secrets);
+    tcase_add_test(tc, no_config_exits_78_saying_where_it_looked);
     suite_add_tcase(s, tc);
     return s;
 }
