@@ -62,7 +62,11 @@ int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name
                     bm_calendar_t *out);
 /* "ok", "needs-login" or "breaker-open". */
 const char *bm_cli_account_state(const bm_account_t *a);
-/* A sync engine on the CLI's store (exit code on failure, message printed). */
+/* BM_EXIT_OK when [google] client_id and client_secret are set; else prints
+ * which is missing and returns BM_EXIT_CONFIG (before anything calls Google). */
+int bm_cli_google(bm_cli_t *cli);
+/* A sync engine on the CLI's store (exit code on failure, message printed;
+ * BM_EXIT_CONFIG without the OAuth client). */
 struct bm_engine;
 int bm_cli_engine(bm_cli_t *cli, struct bm_engine **e);
 /* Seals a refresh token for account name under the key file (created on first

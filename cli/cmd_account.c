@@ -5,9 +5,11 @@
 #include "core/util.h"
 #include "engine/engine.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Seals a refresh token for account name with the key file (created on first use). */
 int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsigned char **out,
@@ -22,6 +24,59 @@ int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsign
     bm_crypto_wipe(key, sizeof(key));
     if (rc != BM_OK)
         fprintf(stderr, "busymirror: %s\n", err);
+    return rc;
+}
+
+/* The longest refresh token accepted (Google's are about 100 characters). */
+#define TOKEN_MAX 512
+
+/* Reads a refresh token file: one line (one trailing newline, LF or CRLF, is
+ * dropped) of printable ASCII without blanks, at most TOKEN_MAX characters.
+ * *out is the caller's (wipe and free); err names the file and the problem. */
+static int read_token_file(const char *path, char **out, char *err, size_t errlen)
+{
+    char buf[TOKEN_MAX + 3];
+    size_t len = 0;
+    struct stat sb;
+    int rc = BM_OK;
+    FILE *f = fopen(path, "rb");
+    *out = NULL;
+    if (f == NULL || fstat(fileno(f), &sb) != 0) {
+        rc = bm_err(err, errlen, BM_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        rc = bm_err(err, errlen, BM_EINVAL, "%s: cannot read: not a regular file", path);
+        goto out;
+    }
+    len = fread(buf, 1, sizeof(buf), f);
+    if (ferror(f)) {
+        rc = bm_err(err, errlen, BM_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    if (len > 0 && buf[len - 1] == '\n')
+        len -= len > 1 && buf[len - 2] == '\r' ? 2 : 1;
+    for (size_t i = 0; i < len && rc == BM_OK; i++) {
+        if (buf[i] == '\n')
+            rc = bm_err(err, errlen, BM_EINVAL,
+                        "%s: more than one line (expected the refresh token alone)", path);
+        else if (buf[i] <= ' ' || buf[i] > '~')
+            rc = bm_err(err, errlen, BM_EINVAL,
+                        "%s: not one refresh token (byte %zu is a blank, a control character "
+                        "or not ASCII)",
+                        path, i + 1);
+    }
+    if (rc == BM_OK && len == 0)
+        rc = bm_err(err, errlen, BM_EINVAL, "%s: empty (expected one refresh token)", path);
+    if (rc == BM_OK && len > TOKEN_MAX)
+        rc = bm_err(err, errlen, BM_EINVAL, "%s: longer than %d characters: not one refresh token",
+                    path, TOKEN_MAX);
+    if (rc == BM_OK)
+        *out = bm_strndup(buf, len);
+out:
+    bm_crypto_wipe(buf, sizeof(buf));
+    if (f != NULL)
+        (void)fclose(f); /* read only: a failed close loses nothing */
     return rc;
 }
 
@@ -55,9 +110,8 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
     }
     if (name == NULL || file == NULL || optind != argc)
         return bm_cli_usage_error(self, "add needs --name NAME and --refresh-token-file FILE");
-    if (bm_read_file(file, 4096, &token, err, sizeof(err)) != BM_OK || token[0] == '\0') {
-        fprintf(stderr, "busymirror account: %s\n",
-                token != NULL ? "empty refresh token file" : err);
+    if (read_token_file(file, &token, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror account add: refresh token file %s\n", err);
         rc = BM_EXIT_USAGE;
         goto out;
     }

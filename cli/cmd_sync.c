@@ -68,7 +68,7 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
     }
     if (optind != argc)
         return bm_cli_usage_error(self, "unexpected argument '%s'", argv[optind]);
-    if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
+    if ((rc = bm_cli_google(cli)) != BM_EXIT_OK || (rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
         return rc;
     if (calendar != NULL) {
         rc = bm_cli_calendar(cli, calendar, account, &cal);

@@ -44,7 +44,8 @@ static const bm_cli_command_t commands[] = {
      "                      delete the blocks in its calendars and those made from them\n"
      "                      (unless --keep-blocks), then forget the account\n"
      "\nexit codes: 0 ok; 1 failure (login: denied, no answer within --timeout, Google\n"
-     "refused the code); 2 usage; 78 [google] client_id or client_secret not set\n"},
+     "refused the code); 2 usage (add: FILE is not one line of printable ASCII without\n"
+     "blanks, at most 512 characters); 78 [google] client_id or client_secret not set\n"},
     {"calendar", bm_cmd_calendar, "discover, enable, disable and list calendars",
      "  discover --account-id NAME\n"
      "                      read the account's calendar list from Google\n"

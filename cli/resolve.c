@@ -74,11 +74,28 @@ int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name
     return rc;
 }
 
+int bm_cli_google(bm_cli_t *cli)
+{
+    const char *id = cli->cfg.google.client_id, *secret = cli->cfg.google.client_secret;
+    bool no_id = id == NULL || id[0] == '\0', no_secret = secret == NULL || secret[0] == '\0';
+    int rc = bm_cli_config(cli);
+    if (rc != BM_EXIT_OK || (!no_id && !no_secret))
+        return rc;
+    fprintf(stderr,
+            "busymirror: %s%s%s not set in %s (the OAuth client of type Desktop app, see "
+            "README)\n",
+            no_id ? "[google] client_id" : "", no_id && no_secret ? " and " : "",
+            no_secret ? "[google] client_secret" : "", cli->config_path);
+    return BM_EXIT_CONFIG;
+}
+
 int bm_cli_engine(bm_cli_t *cli, bm_engine_t **e)
 {
     bm_store_t *st;
     char err[512];
-    int rc = bm_cli_store(cli, &st);
+    int rc = bm_cli_google(cli);
+    if (rc == BM_EXIT_OK)
+        rc = bm_cli_store(cli, &st);
     if (rc != BM_EXIT_OK)
         return rc;
     bm_engine_opts_t o = {.cfg = &cli->cfg};

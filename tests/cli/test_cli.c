@@ -173,6 +173,86 @@ START_TEST(no_config_exits_78_saying_where_it_looked)
 }
 END_TEST
 
+START_TEST(missing_credentials_exit_78_at_once)
+{
+    write_file("bm.ini", "[store]\npath = bm.db\nkey_file = bm.key\n[google]\n"
+                         "api_base_url = http://127.0.0.1:1/calendar/v3\n"
+                         "token_url = http://127.0.0.1:1/token\nclient_id = abc\n");
+    write_file("t.token", "1//refresh-abc\n");
+    ck_assert_int_eq(run("-c bm.ini account add --name a --refresh-token-file t.token", out,
+                         sizeof(out), err, sizeof(err)),
+                     0);
+    const char *cmds[] = {"calendar discover --account-id a", "sync", "sync --account-id a"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        char args[128];
+        snprintf(args, sizeof(args), "-c bm.ini %s", cmds[i]);
+        ck_assert_int_eq(run(args, out, sizeof(out), err, sizeof(err)), 78);
+        ck_assert_ptr_nonnull(strstr(err, "[google] client_secret"));
+        ck_assert_msg(one_line(err), "not one line: %s", err);
+    }
+}
+END_TEST
+
+/* A refresh token file is one line of printable ASCII without blanks. */
+static const struct {
+    const char *text;
+    size_t len;
+    const char *expect;
+} bad_tokens[] = {
+    {"{\"refresh_token\": \"1//x\"}\n", 0, "not one refresh token"},
+    {"1//abc\n1//def\n", 0, "more than one line"},
+    {"  1//abc\n", 0, "not one refresh token"},
+    {"1//abc\n\n", 0, "more than one line"},
+    {"\n", 0, "empty"},
+    {"1//a\x01\x02\n", 0, "not one refresh token"},
+    {"\xff\xfe\x00\x01", 4, "not one refresh token"},
+};
+
+START_TEST(refresh_token_file_shape_is_checked)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/t.token", dir);
+    FILE *f = fopen(path, "wb");
+    size_t len = bad_tokens[_i].len ? bad_tokens[_i].len : strlen(bad_tokens[_i].text);
+    ck_assert_int_eq(fwrite(bad_tokens[_i].text, 1, len, f), len);
+    fclose(f);
+    write_file("bm.ini", "[store]\npath = bm.db\nkey_file = bm.key\n");
+    ck_assert_int_eq(run("-c bm.ini account add --name a --refresh-token-file t.token", out,
+                         sizeof(out), err, sizeof(err)),
+                     2);
+    ck_assert_msg(strstr(err, "t.token") != NULL && strstr(err, bad_tokens[_i].expect) != NULL,
+                  "got: %s", err);
+    ck_assert_msg(one_line(err), "not one line: %s", err);
+    ck_assert_int_eq(run("-c bm.ini account list", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_ptr_null(strstr(out, "\na "));
+}
+END_TEST
+
+START_TEST(refresh_token_file_too_long_random_or_a_directory)
+{
+    write_file("bm.ini", "[store]\npath = bm.db\nkey_file = bm.key\n");
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "head -c 4096 /dev/urandom >%s/rand.token && mkdir %s/d.token", dir,
+             dir);
+    ck_assert_int_eq(system(cmd), 0);
+    char big[700];
+    memset(big, 'a', sizeof(big) - 2);
+    big[sizeof(big) - 2] = '\n';
+    big[sizeof(big) - 1] = '\0';
+    write_file("big.token", big);
+    const char *files[] = {"rand.token", "d.token", "big.token", "none.token"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char args[200];
+        snprintf(args, sizeof(args), "-c bm.ini account add --name a --refresh-token-file %s",
+                 files[i]);
+        ck_assert_int_eq(run(args, out, sizeof(out), err, sizeof(err)), 2);
+        ck_assert_msg(strstr(err, files[i]) != NULL, "no file name in: %s", err);
+        ck_assert_msg(one_line(err), "not one line: %s", err);
+    }
+    ck_assert_ptr_nonnull(strstr(err, "none.token: cannot read"));
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -183,6 +263,10 @@ Suite *make_suite(void)
     tcase_add_test(tc, bad_config_exits_78_and_creates_nothing);
     tcase_add_test(tc, config_check_masks_secrets);
     tcase_add_test(tc, no_config_exits_78_saying_where_it_looked);
+    tcase_add_test(tc, missing_credentials_exit_78_at_once);
+    tcase_add_loop_test(tc, refresh_token_file_shape_is_checked, 0,
+                        sizeof(bad_tokens) / sizeof(bad_tokens[0]));
+    tcase_add_test(tc, refresh_token_file_too_long_random_or_a_directory);
     suite_add_tcase(s, tc);
     return s;
 }
