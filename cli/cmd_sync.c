@@ -35,7 +35,8 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
     bm_calendar_t cal = {0};
     bm_engine_t *e = NULL;
     bm_store_t *st;
-    long timeout = 0;
+    long timeout = cli->cfg.sync.deadline;
+    bool timeout_flag = false;
     char err[1024], *end;
     int c, rc;
 
@@ -58,9 +59,10 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
             break;
         case 't':
             timeout = strtol(optarg, &end, 10);
-            if (*end != '\0' || timeout <= 0 || timeout > 86400)
-                return bm_cli_usage_error(self, "--timeout takes seconds from 1 to 86400, not '%s'",
-                                          optarg);
+            timeout_flag = true;
+            if (*end != '\0' || end == optarg || timeout < 0 || timeout > 86400)
+                return bm_cli_usage_error(
+                    self, "--timeout takes seconds from 0 (no limit) to 86400, not '%s'", optarg);
             break;
         default:
             return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
@@ -114,10 +116,16 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
                     "busymirror status)\n",
                     (long long)t.pending);
     } else if (r == BM_ECANCELED) {
-        fprintf(stderr,
-                "busymirror sync: stopped by %s; pending writes stay in the outbox for "
-                "the next run\n",
-                stop_signal == SIGALRM ? "--timeout" : "a signal");
+        if (stop_signal == SIGALRM)
+            fprintf(stderr,
+                    "busymirror sync: stopped by %s (%ld s); pending writes stay in the "
+                    "outbox for the next run\n",
+                    timeout_flag ? "--timeout" : "[sync] deadline", timeout);
+        else
+            fprintf(stderr,
+                    "busymirror sync: stopped by signal %d; pending writes stay in the outbox "
+                    "for the next run\n",
+                    (int)stop_signal);
         rc = stop_signal == SIGALRM ? BM_EXIT_FAIL : 128 + (int)stop_signal;
     } else if (r == BM_EBUSY && t.calendars_failed == 0) {
         fprintf(stderr, "busymirror sync: %s\n", err);

@@ -20,8 +20,9 @@ static const bm_cli_command_t commands[] = {
      "  --force-full        ignore sync tokens, list everything\n"
      "  --dry-run           print planned operations, write nothing\n"
      "  --verbose           progress per calendar and one line per operation\n"
-     "  --timeout SECONDS   stop cleanly after this long\n"
-     "\nexit codes: 0 all synced; 1 some calendars failed (or --timeout hit); 2 usage;\n"
+     "  --timeout SECONDS   stop cleanly after this long (default [sync] deadline,\n"
+     "                      600; 0: no limit)\n"
+     "\nexit codes: 0 all synced; 1 some calendars failed (or the deadline hit); 2 usage;\n"
      "75 another sync holds a calendar's lease; 78 bad configuration\n"},
     {"reset", bm_cmd_reset, "remove every block busymirror made in one calendar",
      "  --calendar-id ID    the calendar (blocks are found by busymirror's marker in Google)\n"

@@ -26,6 +26,7 @@ typedef struct bm_config {
         char *token_url;
         char *auth_url;
         int user_quota;
+        int request_timeout; /* seconds */
     } google;
     struct {
         char *listen;
@@ -44,6 +45,7 @@ typedef struct bm_config {
         char *block_summary;
         bool respect_deleted_blocks;
         int poll_interval;
+        int deadline; /* seconds a sync may run; 0: no limit */
     } sync;
     struct {
         int level;

@@ -27,6 +27,7 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
         .client_id = cfg->google.client_id,
         .client_secret = cfg->google.client_secret,
         .user_quota = cfg->google.user_quota,
+        .timeout_ms = (long)cfg->google.request_timeout * 1000,
         .stop = o->stop,
     };
     int rc = bm_gcal_new(&go, &e->gcal, err, errlen);

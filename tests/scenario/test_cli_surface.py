@@ -1,0 +1,43 @@
+"""The operator's surface: deadlines, signals, names, file modes and messages, as
+the real busymirror shows them against the real gcal-emulator."""
+import os
+import signal
+import stat
+import time
+import unittest
+
+from harness import Scenario, hour, timed
+
+A = "alice@example.com"
+
+
+class Surface(Scenario):
+
+    def one_calendar(self):
+        self.add_account("alice", A)
+        self.bm("calendar", "discover", "--account-id", "alice")
+        self.bm("calendar", "enable", "--calendar-id", A)
+
+    def test_a_hung_api_is_bounded_by_request_timeout_and_deadline(self):
+        self.one_calendar()
+        self.write_config(google={"request_timeout": 1}, sync={"deadline": 3})
+        self.emu.faults(latency_ms=30000)
+        t0 = time.monotonic()
+        _, err = self.bm("sync", expect=1, timeout=120)
+        self.assertLess(time.monotonic() - t0, 15)
+        self.assertIn("stopped by [sync] deadline (3 s)", err)
+
+    def test_timeout_flag_overrides_the_deadline(self):
+        self.one_calendar()
+        self.write_config(google={"request_timeout": 1}, sync={"deadline": 0})
+        self.emu.faults(latency_ms=30000)
+        t0 = time.monotonic()
+        _, err = self.bm("sync", "--timeout", "2", expect=1, timeout=120)
+        self.assertLess(time.monotonic() - t0, 12)
+        self.assertIn("stopped by --timeout (2 s)", err)
+        self.emu.faults(latency_ms=0)
+        self.bm("sync", "--timeout", "0")  # 0: no deadline
+
+
+if __name__ == "__main__":
+    unittest.main()
