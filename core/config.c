@@ -231,13 +231,45 @@ typedef struct load_ctx {
     int rc;
 } load_ctx_t;
 
+/* Hands inih one line at a time, refusing what inih would misread: a line longer
+ * than its buffer (num bytes, newline and NUL included), a NUL byte, and an
+ * unterminated "[section". The error goes to lc->rc; NULL then ends the file. */
 static char *read_line(char *str, int num, void *stream)
 {
     load_ctx_t *lc = stream;
-    char *s = fgets(str, num, lc->f);
-    if (s != NULL)
-        lc->line++;
-    return s;
+    size_t n = 0, max = num > 2 ? (size_t)num - 2 : 0;
+    int c = lc->rc == BM_OK ? getc(lc->f) : EOF;
+    if (c == EOF)
+        return NULL;
+    lc->line++;
+    for (; c != EOF; c = getc(lc->f)) {
+        if (c == '\0') {
+            lc->rc = bm_err(lc->err, lc->errlen, BM_EINVAL, "%s:%d: a NUL byte: not a text file",
+                            lc->path, lc->line);
+            return NULL;
+        }
+        if (n == max && c != '\n') {
+            lc->rc = bm_err(lc->err, lc->errlen, BM_EINVAL,
+                            "%s:%d: line longer than %zu characters (the limit)", lc->path,
+                            lc->line, max);
+            return NULL;
+        }
+        str[n++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    str[n] = '\0';
+    const char *p = str + strspn(str, " \t");
+    if (*p == '[' && strchr(p, ']') == NULL) {
+        int len = (int)strcspn(p, "\r\n");
+        while (len > 1 && strchr(" \t", p[len - 1]) != NULL)
+            len--;
+        lc->rc = bm_err(lc->err, lc->errlen, BM_EINVAL,
+                        "%s:%d: unterminated section header '%.*s' (no ']')", lc->path, lc->line,
+                        len, p);
+        return NULL;
+    }
+    return str;
 }
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
