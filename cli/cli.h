@@ -60,6 +60,12 @@ const bm_cli_command_t *bm_cli_find(const char *name);
 int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out);
 int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name,
                     bm_calendar_t *out);
+/* s quoted for a POSIX shell ('...', a ' inside as '\''), so a printed hint pastes
+ * as it is; written into buf (truncated to len), which is returned. */
+const char *bm_cli_quote(const char *s, char *buf, size_t len);
+/* Checks an account name (what = "account") or group name with bm_name_check;
+ * prints the problem and returns BM_EXIT_USAGE when it is not one. */
+int bm_cli_name(const bm_cli_command_t *cmd, const char *what, const char *name);
 /* "ok", "needs-login" or "breaker-open". */
 const char *bm_cli_account_state(const bm_account_t *a);
 /* BM_EXIT_OK when [google] client_id and client_secret are set; else prints

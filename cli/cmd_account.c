@@ -88,7 +88,7 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const bm_cli_command_t *self = bm_cli_find("account");
     const char *name = NULL, *file = NULL, *email = NULL;
-    char *token = NULL, err[512];
+    char *token = NULL, err[512], quoted[2 * BM_NAME_MAX];
     unsigned char *sealed = NULL;
     size_t sealed_len = 0;
     bm_store_t *st;
@@ -110,6 +110,8 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
     }
     if (name == NULL || file == NULL || optind != argc)
         return bm_cli_usage_error(self, "add needs --name NAME and --refresh-token-file FILE");
+    if ((rc = bm_cli_name(self, "account", name)) != BM_EXIT_OK)
+        return rc;
     if (read_token_file(file, &token, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror account add: refresh token file %s\n", err);
         rc = BM_EXIT_USAGE;
@@ -129,7 +131,8 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
         rc = r == BM_EEXIST ? BM_EXIT_USAGE : BM_EXIT_FAIL;
         goto out;
     }
-    printf("account '%s' added; next: busymirror calendar discover --account-id %s\n", name, name);
+    printf("account '%s' added; next: busymirror calendar discover --account-id %s\n", name,
+           bm_cli_quote(name, quoted, sizeof(quoted)));
 out:
     if (token != NULL) {
         bm_crypto_wipe(token, strlen(token));
@@ -226,6 +229,22 @@ out:
     return rc;
 }
 
+/* `account login` parses its own options (cli/account_login.c); its --name is
+ * checked here first, so that every command takes the same names. */
+static int login_name_check(const bm_cli_command_t *self, int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *name = NULL;
+        if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+            name = argv[++i];
+        else if (strncmp(argv[i], "--name=", 7) == 0)
+            name = argv[i] + 7;
+        if (name != NULL && bm_cli_name(self, "account", name) != BM_EXIT_OK)
+            return BM_EXIT_USAGE;
+    }
+    return BM_EXIT_OK;
+}
+
 int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
 {
     const bm_cli_command_t *self = bm_cli_find("account");
@@ -235,7 +254,9 @@ int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
     if (strcmp(sub, "add") == 0)
         return account_add(cli, argc - 1, argv + 1);
     if (strcmp(sub, "login") == 0)
-        return bm_account_login(cli, argc - 1, argv + 1);
+        return login_name_check(self, argc - 1, argv + 1) != BM_EXIT_OK
+                   ? BM_EXIT_USAGE
+                   : bm_account_login(cli, argc - 1, argv + 1);
     if (strcmp(sub, "list") == 0 && argc == 2)
         return account_list(cli);
     if (strcmp(sub, "remove") == 0)

@@ -89,6 +89,8 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
         return bm_cli_usage_error(self, "%s needs --calendar-id ID", enable ? "enable" : "disable");
     if (a->role != NULL && bm_role_parse(a->role, &role) != BM_OK)
         return bm_cli_usage_error(self, "--role must be both, source or target, not '%s'", a->role);
+    if (a->group != NULL && bm_cli_name(self, "group", a->group) != BM_EXIT_OK)
+        return BM_EXIT_USAGE;
     int rc = bm_cli_calendar(cli, a->calendar, a->account, &cal);
     if (rc != BM_EXIT_OK)
         return rc;

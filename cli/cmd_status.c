@@ -63,7 +63,7 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
     size_t n_accts = 0, n_cals = 0;
     bm_store_t *st;
     yajl_gen g = NULL;
-    char err[512], when[40], expiry[40];
+    char err[512], when[40], expiry[40], quoted[512];
     int c, rc;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c != 'j')
@@ -108,7 +108,8 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
         } else {
             printf("  %-20s %-32s %s", accts[i].name, accts[i].email ? accts[i].email : "-", state);
             if (strcmp(state, "needs-login") == 0)
-                printf(": busymirror account login --name %s", accts[i].name);
+                printf(": busymirror account login --name %s",
+                       bm_cli_quote(accts[i].name, quoted, sizeof(quoted)));
             else if (strcmp(state, "breaker-open") == 0)
                 printf(" after %d failures, until %s", accts[i].breaker_failures, when);
             printf("\n");

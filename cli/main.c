@@ -34,6 +34,7 @@ static const bm_cli_command_t commands[] = {
      "  --dry-run           report what would be removed\n"},
     {"poll", bm_cmd_unavailable, "poll calendars without push once (not in this version)", ""},
     {"account", bm_cmd_account, "add, log in, list and remove Google accounts",
+     "  (NAME: 1 to 64 characters of A-Z a-z 0-9 . _ @ + -)\n"
      "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
      "                      store an account; its refresh token is encrypted at rest\n"
      "  login --name NAME [--timeout SECONDS] [--login-hint EMAIL] [--no-browser]\n"
@@ -52,7 +53,8 @@ static const bm_cli_command_t commands[] = {
      "                      read the account's calendar list from Google\n"
      "  enable --calendar-id ID [--account-id NAME] [--group G] [--role both|source|target]\n"
      "                      mirror this calendar with the others of its group (default\n"
-     "                      'default'); source: only gives, target: only receives\n"
+     "                      'default'; G as a NAME: 1 to 64 of A-Z a-z 0-9 . _ @ + -);\n"
+     "                      source: only gives, target: only receives\n"
      "  disable --calendar-id ID [--account-id NAME]\n"
      "                      stop mirroring it and remove the blocks it gave and got\n"
      "  list [--account-id NAME]\n"},

@@ -106,6 +106,33 @@ int bm_cli_engine(bm_cli_t *cli, bm_engine_t **e)
     return BM_EXIT_OK;
 }
 
+const char *bm_cli_quote(const char *s, char *buf, size_t len)
+{
+    size_t n = 0;
+    if (len < 3) /* room for '' and the NUL */
+        return len > 0 ? (buf[0] = '\0', buf) : buf;
+    buf[n++] = '\'';
+    for (; *s != '\0' && n + 5 < len; s++) {
+        if (*s == '\'') {
+            memcpy(buf + n, "'\\''", 4);
+            n += 4;
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n++] = '\'';
+    buf[n] = '\0';
+    return buf;
+}
+
+int bm_cli_name(const bm_cli_command_t *cmd, const char *what, const char *name)
+{
+    char err[256];
+    if (bm_name_check(what, name, err, sizeof(err)) == BM_OK)
+        return BM_EXIT_OK;
+    return bm_cli_usage_error(cmd, "%s", err);
+}
+
 const char *bm_cli_account_state(const bm_account_t *a)
 {
     if (a->state == BM_ACCOUNT_NEEDS_LOGIN)

@@ -253,6 +253,36 @@ START_TEST(refresh_token_file_too_long_random_or_a_directory)
 }
 END_TEST
 
+START_TEST(names_are_checked_and_hints_quote_them)
+{
+    write_file("bm.ini", "[store]\npath = bm.db\nkey_file = bm.key\n");
+    write_file("t.token", "1//refresh-abc\n");
+    const char *bad[] = {"''", "'two words'", "\"$(printf 'a\\nb')\"",
+                         "\"$(printf '\\033[31mred')\"",
+                         "\"$(head -c 5000 /dev/zero | tr '\\0' a)\""};
+    char args[512];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(args, sizeof(args), "-c bm.ini account add --name %s --refresh-token-file t.token",
+                 bad[i]);
+        ck_assert_int_eq(run(args, out, sizeof(out), err, sizeof(err)), 2);
+        ck_assert_msg(strstr(err, "account name") != NULL, "got: %s", err);
+        snprintf(args, sizeof(args), "-c bm.ini account login --name %s", bad[i]);
+        ck_assert_int_eq(run(args, out, sizeof(out), err, sizeof(err)), 2);
+        ck_assert_msg(strstr(err, "account name") != NULL, "got: %s", err);
+        snprintf(args, sizeof(args), "-c bm.ini calendar enable --calendar-id x --group %s",
+                 bad[i]);
+        ck_assert_int_eq(run(args, out, sizeof(out), err, sizeof(err)), 2);
+        ck_assert_msg(strstr(err, "group name") != NULL, "got: %s", err);
+    }
+    ck_assert(!exists("bm.db"));
+    ck_assert_int_eq(run("-c bm.ini account add --name work --refresh-token-file t.token", out,
+                         sizeof(out), err, sizeof(err)),
+                     0);
+    ck_assert_msg(strstr(out, "busymirror calendar discover --account-id 'work'") != NULL,
+                  "got: %s", out);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -267,6 +297,7 @@ Suite *make_suite(void)
     tcase_add_loop_test(tc, refresh_token_file_shape_is_checked, 0,
                         sizeof(bad_tokens) / sizeof(bad_tokens[0]));
     tcase_add_test(tc, refresh_token_file_too_long_random_or_a_directory);
+    tcase_add_test(tc, names_are_checked_and_hints_quote_them);
     suite_add_tcase(s, tc);
     return s;
 }
