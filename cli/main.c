@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const bm_cli_command_t commands[] = {
@@ -180,6 +181,18 @@ static void find_default_config(bm_cli_t *cli)
     }
 }
 
+/* The client secret sits in the config file in clear: say so when others can read it. */
+static void warn_open_secret(const bm_cli_t *cli)
+{
+    struct stat sb;
+    if (cli->cfg.google.client_secret != NULL && cli->cfg.source != NULL &&
+        stat(cli->cfg.source, &sb) == 0 && (sb.st_mode & 044) != 0)
+        fprintf(stderr,
+                "busymirror: warning: %s holds [google] client_secret in clear and is readable "
+                "by group or others (mode %04o): run chmod 600 %s\n",
+                cli->cfg.source, (unsigned)(sb.st_mode & 07777), cli->cfg.source);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -238,6 +251,7 @@ int main(int argc, char **argv)
         rc = BM_EXIT_CONFIG;
         goto out;
     }
+    warn_open_secret(&cli);
     bm_log_set_level((bm_log_level_t)cli.cfg.log.level);
     bm_log_add_secret(cli.cfg.google.client_secret);
     optind++; /* the command's own getopt starts after its name */

@@ -283,6 +283,53 @@ START_TEST(names_are_checked_and_hints_quote_them)
 }
 END_TEST
 
+static unsigned mode_of(const char *name)
+{
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    ck_assert_int_eq(lstat(path, &sb), 0);
+    return (unsigned)(sb.st_mode & 07777);
+}
+
+START_TEST(store_files_are_made_0600_and_symlinks_refused)
+{
+    write_file("bm.ini", "[store]\npath = bm.db\nkey_file = bm.key\n");
+    ck_assert_int_eq(run("-c bm.ini status", out, sizeof(out), err, sizeof(err)), 0);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && touch bm.db-wal bm.db-shm && chmod 644 bm.db bm.db-wal "
+             "bm.db-shm",
+             dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(run("-c bm.ini status", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_uint_eq(mode_of("bm.db"), 0600);
+    /* SQLite removes -wal and -shm at the last close: the warnings show them fixed */
+    ck_assert_msg(strstr(err, "bm.db-wal") != NULL && strstr(err, "bm.db-shm") != NULL, "got: %s",
+                  err);
+    ck_assert_msg(strstr(err, "mode=0644") != NULL && strstr(err, "bm.db") != NULL, "got: %s", err);
+    snprintf(cmd, sizeof(cmd), "cd %s && mv bm.db real.db && ln -s real.db bm.db", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(run("-c bm.ini status", out, sizeof(out), err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "symbolic link") != NULL, "got: %s", err);
+}
+END_TEST
+
+START_TEST(a_config_with_the_secret_readable_by_others_warns_once)
+{
+    write_file("bm.ini", "[google]\nclient_id = a\nclient_secret = GOCSPX-x\n");
+    ck_assert_int_eq(run("-c bm.ini config check", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_str_eq(err, "");
+    char path[256];
+    snprintf(path, sizeof(path), "%s/bm.ini", dir);
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    ck_assert_int_eq(run("-c bm.ini config check", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "bm.ini") != NULL && strstr(err, "chmod 600") != NULL, "got: %s",
+                  err);
+    ck_assert_msg(one_line(err), "not one line: %s", err);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -298,6 +345,8 @@ Suite *make_suite(void)
                         sizeof(bad_tokens) / sizeof(bad_tokens[0]));
     tcase_add_test(tc, refresh_token_file_too_long_random_or_a_directory);
     tcase_add_test(tc, names_are_checked_and_hints_quote_them);
+    tcase_add_test(tc, store_files_are_made_0600_and_symlinks_refused);
+    tcase_add_test(tc, a_config_with_the_secret_readable_by_others_warns_once);
     suite_add_tcase(s, tc);
     return s;
 }
