@@ -50,6 +50,11 @@ int bm_cli_store(bm_cli_t *cli, bm_store_t **out);
 /* Prints "busymirror COMMAND: <message>" and a hint to stderr; returns BM_EXIT_USAGE. */
 int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* For getopt_long with an optstring starting with ':': one usage error for the
+ * option that getopt returned c (':' missing argument, '?' unknown) for. */
+int bm_cli_option_error(const bm_cli_command_t *cmd, int c, char **argv);
+/* A usage error naming two options that cannot go together. */
+int bm_cli_conflict(const bm_cli_command_t *cmd, const char *a, const char *b);
 /* Prints a command's help to f. */
 void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f);
 const bm_cli_command_t *bm_cli_find(const char *name);

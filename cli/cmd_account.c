@@ -93,7 +93,7 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
     size_t sealed_len = 0;
     bm_store_t *st;
     int c, rc = BM_EXIT_OK;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
             name = optarg;
@@ -105,7 +105,7 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
             email = optarg;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (name == NULL || file == NULL || optind != argc)
@@ -186,7 +186,7 @@ static int account_remove(bm_cli_t *cli, int argc, char **argv)
     size_t deleted = 0;
     char err[1024];
     int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             name = optarg;
@@ -198,7 +198,7 @@ static int account_remove(bm_cli_t *cli, int argc, char **argv)
             confirm = true;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (name == NULL || optind != argc)

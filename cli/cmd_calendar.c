@@ -25,7 +25,7 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
                                          {NULL, 0, NULL, 0}};
     int c;
     memset(a, 0, sizeof(*a));
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             a->account = optarg;
@@ -44,7 +44,7 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
                 a->role = optarg;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (optind != argc)
@@ -70,9 +70,9 @@ static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
         rc = BM_EXIT_FAIL;
         goto out;
     }
-    printf("%zu calendars found for %s; enable them with busymirror calendar enable "
+    printf("%zu calendar%s found for %s; enable them with busymirror calendar enable "
            "--calendar-id ID\n",
-           n, a->account);
+           n, n == 1 ? "" : "s", a->account);
 out:
     bm_engine_free(e);
     bm_account_dispose(&acct);

@@ -65,9 +65,9 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
     yajl_gen g = NULL;
     char err[512], when[40], expiry[40], quoted[512];
     int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (c != 'j')
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         json = true;
     }
     if (optind != argc)

@@ -40,7 +40,7 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
     char err[1024], *end;
     int c, rc;
 
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             account = optarg;
@@ -65,7 +65,7 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
                     self, "--timeout takes seconds from 0 (no limit) to 86400, not '%s'", optarg);
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (optind != argc)

@@ -126,6 +126,18 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
     return BM_EXIT_USAGE;
 }
 
+int bm_cli_option_error(const bm_cli_command_t *cmd, int c, char **argv)
+{
+    if (c == ':')
+        return bm_cli_usage_error(cmd, "option '%s' needs an argument", argv[optind - 1]);
+    return bm_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+}
+
+int bm_cli_conflict(const bm_cli_command_t *cmd, const char *a, const char *b)
+{
+    return bm_cli_usage_error(cmd, "%s and %s conflict: give one of them", a, b);
+}
+
 int bm_cli_config(bm_cli_t *cli)
 {
     if (cli->config_path != NULL)
@@ -207,7 +219,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     bm_config_init(&cli.cfg);
     /* '+': stop at the command name; the command parses the rest. */
-    while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:c:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             cli.config_path = optarg;
@@ -219,7 +231,7 @@ int main(int argc, char **argv)
             printf("busymirror %s\n", BM_VERSION);
             goto out;
         default:
-            rc = bm_cli_usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+            rc = bm_cli_option_error(NULL, c, argv);
             goto out;
         }
     }

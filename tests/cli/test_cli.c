@@ -330,6 +330,35 @@ START_TEST(a_config_with_the_secret_readable_by_others_warns_once)
 }
 END_TEST
 
+START_TEST(one_message_for_a_missing_argument_and_conflicts_named)
+{
+    write_file("bm.ini", "[store]\npath = bm.db\nkey_file = bm.key\n[google]\n"
+                         "client_id = a\nclient_secret = b\n");
+    const char *missing[] = {"account add --name", "sync --timeout", "calendar list --account-id",
+                             "reset --calendar-id", "-c"};
+    char args[256];
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        snprintf(args, sizeof(args), "-c bm.ini %s", missing[i]);
+        ck_assert_int_eq(run(args, out, sizeof(out), err, sizeof(err)), 2);
+        ck_assert_msg(strstr(err, "needs an argument") != NULL, "%s: %s", args, err);
+        ck_assert_msg(strstr(err, "unknown") == NULL && strstr(err, "requires") == NULL, "%s: %s",
+                      args, err);
+    }
+    static const struct {
+        const char *args, *expect;
+    } conflicts[] = {
+        {"undo --last --audit-id 3", "--last and --audit-id conflict"},
+        {"dlq retry --id 5 --all", "--id and --all conflict"},
+        {"reset --calendar-id x --dry-run --confirm", "--dry-run and --confirm conflict"},
+    };
+    for (size_t i = 0; i < sizeof(conflicts) / sizeof(conflicts[0]); i++) {
+        snprintf(args, sizeof(args), "-c bm.ini %s", conflicts[i].args);
+        ck_assert_int_eq(run(args, out, sizeof(out), err, sizeof(err)), 2);
+        ck_assert_msg(strstr(err, conflicts[i].expect) != NULL, "%s: %s", args, err);
+    }
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -347,6 +376,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, names_are_checked_and_hints_quote_them);
     tcase_add_test(tc, store_files_are_made_0600_and_symlinks_refused);
     tcase_add_test(tc, a_config_with_the_secret_readable_by_others_warns_once);
+    tcase_add_test(tc, one_message_for_a_missing_argument_and_conflicts_named);
     suite_add_tcase(s, tc);
     return s;
 }

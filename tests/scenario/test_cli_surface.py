@@ -38,6 +38,14 @@ class Surface(Scenario):
         self.emu.faults(latency_ms=0)
         self.bm("sync", "--timeout", "0")  # 0: no deadline
 
+    def test_counts_are_singular_or_plural(self):
+        self.add_account("alice", A)
+        out, _ = self.bm("calendar", "discover", "--account-id", "alice")
+        self.assertIn("1 calendar found for alice", out)
+        self.emu.calendar(A, "alice-personal@group.calendar.google.com", "Alice personal")
+        out, _ = self.bm("calendar", "discover", "--account-id", "alice")
+        self.assertIn("2 calendars found for alice", out)
+
 
 if __name__ == "__main__":
     unittest.main()
