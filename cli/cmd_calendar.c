@@ -149,7 +149,7 @@ static int list(bm_cli_t *cli, cal_args_t *a)
         goto out;
     }
     printf("%-12s %-44s %-20s %-8s %-7s %-7s %-5s %-20s %s\n", "ACCOUNT", "CALENDAR", "SUMMARY",
-           "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "BLOCKS");
+           "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "STATE");
     for (size_t i = 0; i < n; i++) {
         char when[32] = "never";
         int64_t blocks = 0;
@@ -163,12 +163,12 @@ static int list(bm_cli_t *cli, cal_args_t *a)
             struct tm tm;
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
         }
-        printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s %lld%s%s\n", cals[i].account_name,
-               cals[i].gcal_id, cals[i].summary != NULL ? cals[i].summary : "", cals[i].group_name,
+        printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s blocks=%lld last=%s\n",
+               cals[i].account_name, cals[i].gcal_id,
+               cals[i].summary != NULL ? cals[i].summary : "", cals[i].group_name,
                bm_role_name(cals[i].role), cals[i].enabled ? "yes" : "no",
                cals[i].mode == BM_MODE_PUSH ? "push" : "poll", when, (long long)blocks,
-               cals[i].last_result != NULL ? " last=" : "",
-               cals[i].last_result != NULL ? cals[i].last_result : "");
+               cals[i].last_result != NULL ? cals[i].last_result : "-");
     }
 out:
     bm_store_calendars_free(cals, n);

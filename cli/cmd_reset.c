@@ -96,6 +96,12 @@ int bm_cmd_reset(bm_cli_t *cli, int argc, char **argv)
     printf("reset %s: %zu blocks deleted, %zu failed; its sync state is cleared "
            "(undo with: busymirror undo --last)\n",
            cal.gcal_id, n - failed, failed);
+    if (cal.enabled) {
+        char quoted[1100];
+        printf("%s is still enabled: the next sync puts its blocks back (to stop mirroring it: "
+               "busymirror calendar disable --calendar-id %s)\n",
+               cal.gcal_id, bm_cli_quote(cal.gcal_id, quoted, sizeof(quoted)));
+    }
     rc = failed > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
 out:
     bm_found_blocks_free(found, n);

@@ -157,13 +157,13 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
             gen_str(g, "attention", why);
             yajl_gen_map_close(g);
         } else if (cal->enabled || why != NULL) {
-            printf("  %-44s %s %s last=%s (%s) channel=%s queue=%lld+%lld dead=%lld blocks=%lld%s%s"
-                   "\n",
+            printf("  %-44s account=%s mode=%s last=%s (%s) channel=%s jobs=%lld pending=%lld "
+                   "retrying=%lld dead=%lld blocks=%lld%s%s\n",
                    cal->gcal_id, cal->account_name, mode, when,
                    cal->last_result != NULL ? cal->last_result : "-",
                    h.channel_expiration > 0 ? expiry : "none", (long long)h.jobs,
-                   (long long)h.outbox, (long long)h.dead_letters, (long long)h.blocks,
-                   why != NULL ? "  ATTENTION: " : "", why != NULL ? why : "");
+                   (long long)h.outbox, (long long)h.retrying, (long long)h.dead_letters,
+                   (long long)h.blocks, why != NULL ? "  ATTENTION: " : "", why != NULL ? why : "");
         }
     }
     if (json) {

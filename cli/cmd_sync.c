@@ -85,6 +85,7 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* a closed terminal stops as cleanly as Ctrl-C */
     sigaction(SIGALRM, &sa, NULL);
     if (timeout > 0)
         alarm((unsigned)timeout);
@@ -123,9 +124,11 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
                     timeout_flag ? "--timeout" : "[sync] deadline", timeout);
         else
             fprintf(stderr,
-                    "busymirror sync: stopped by signal %d; pending writes stay in the outbox "
-                    "for the next run\n",
-                    (int)stop_signal);
+                    "busymirror sync: stopped by %s; pending writes stay in the outbox for "
+                    "the next run\n",
+                    stop_signal == SIGHUP   ? "SIGHUP"
+                    : stop_signal == SIGINT ? "SIGINT (Ctrl-C)"
+                                            : "SIGTERM");
         rc = stop_signal == SIGALRM ? BM_EXIT_FAIL : 128 + (int)stop_signal;
     } else if (r == BM_EBUSY && t.calendars_failed == 0) {
         fprintf(stderr, "busymirror sync: %s\n", err);

@@ -16,7 +16,8 @@ static const bm_cli_command_t commands[] = {
     {"serve", bm_cmd_unavailable, "run gateway, sync workers and renewer (not in this version)",
      ""},
     {"sync", bm_cmd_sync, "mirror busy time now, once (for cron or by hand)",
-     "  --account-id NAME   only this account's calendars\n"
+     "  --account-id NAME   only this account's calendars (NAME: the account's name, as\n"
+     "                      in account list; not a number)\n"
      "  --calendar-id ID    only this calendar\n"
      "  --force-full        ignore sync tokens, list everything\n"
      "  --dry-run           print planned operations, write nothing\n"
@@ -24,7 +25,8 @@ static const bm_cli_command_t commands[] = {
      "  --timeout SECONDS   stop cleanly after this long (default [sync] deadline,\n"
      "                      600; 0: no limit)\n"
      "\nexit codes: 0 all synced; 1 some calendars failed (or the deadline hit); 2 usage;\n"
-     "75 another sync holds a calendar's lease; 78 bad configuration\n"},
+     "75 another sync holds a calendar's lease; 78 bad configuration; 129, 130, 143\n"
+     "stopped by SIGHUP, SIGINT (Ctrl-C), SIGTERM (the outbox keeps the rest)\n"},
     {"reset", bm_cmd_reset, "remove every block busymirror made in one calendar",
      "  --calendar-id ID    the calendar (blocks are found by busymirror's marker in Google)\n"
      "  --account-id NAME   when the calendar id is in several accounts\n"
@@ -67,12 +69,16 @@ static const bm_cli_command_t commands[] = {
      "  list\n"
      "  retry --id N | --all      back to the outbox, then applied now\n"
      "  purge [--older-than DAYS] --confirm\n"},
-    {"undo", bm_cmd_undo, "re-create what a reset, cleanup or account removal deleted",
+    {"undo", bm_cmd_undo,
+     "re-create what a reset, cleanup, disable, regroup or account removal deleted",
      "  --audit-id N        the run to undo (its number is in the audit log)\n"
-     "  --last              the newest run\n"},
+     "  --last              the newest run\n"
+     "\nundoes the blocks deleted by: reset, cleanup, calendar disable, calendar enable\n"
+     "--group (a regroup), account remove; each is audited with the blocks' content\n"},
     {"config", bm_cmd_config, "validate the configuration (config check)",
-     "  check               validate and print the effective config, secrets masked\n"
-     "  keys                list every key with its default\n"},
+     "  check               validate and print the effective config, secrets masked, and\n"
+     "                      check that the folders of [store] path and key_file exist\n"
+     "  keys                list every key with its default and range\n"},
 };
 static const size_t n_commands = sizeof(commands) / sizeof(commands[0]);
 
@@ -103,8 +109,10 @@ static void print_help(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nconfiguration keys:\n");
     bm_config_print_keys(f);
-    fprintf(f, "\nexit codes: 0 ok, 1 failure, 2 usage, 69 not available, 75 busy (try later),\n"
-               "            78 bad configuration\n");
+    fprintf(f, "\n--account-id takes the account's name (as in account list), not a number.\n"
+               "\nexit codes: 0 ok, 1 failure, 2 usage, 69 not available, 75 busy (try later),\n"
+               "            78 bad configuration, 129/130/143 sync stopped by SIGHUP/SIGINT/\n"
+               "            SIGTERM (the outbox keeps what was not applied)\n");
 }
 
 void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f)

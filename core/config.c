@@ -17,7 +17,7 @@ const bm_config_key_t bm_config_keys[] = {
     {"store", "path", BM_CFG_PATH, "busymirror.db", OFF(store.path), 0, 0, false,
      "SQLite database (created 0600)"},
     {"store", "key_file", BM_CFG_PATH, "busymirror.key", OFF(store.key_file), 0, 0, false,
-     "AES-256 key encrypting secrets at rest (created 0600 on first use)"},
+     "AES-256 key encrypting refresh tokens at rest (created 0600 on first use)"},
     {"google", "client_id", BM_CFG_STRING, NULL, OFF(google.client_id), 0, 0, false,
      "OAuth client id"},
     {"google", "client_secret", BM_CFG_STRING, NULL, OFF(google.client_secret), 0, 0, true,
@@ -325,6 +325,33 @@ out:
     return rc;
 }
 
+int bm_config_batch_size(const bm_config_t *cfg)
+{
+    int n = cfg->engine.batch_size, quota = cfg->google.user_quota;
+    int burst = quota >= 6 ? quota / 6 : 1;
+    return quota > 0 && burst < n ? burst : n;
+}
+
+int bm_config_check_paths(const bm_config_t *cfg, char *err, size_t errlen)
+{
+    const struct {
+        const char *key, *path;
+    } paths[] = {{"[store] path", cfg->store.path}, {"[store] key_file", cfg->store.key_file}};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        char *copy = bm_strdup(paths[i].path);
+        const char *folder = dirname(copy);
+        struct stat sb;
+        int rc = stat(folder, &sb) != 0 || !S_ISDIR(sb.st_mode)
+                     ? bm_err(err, errlen, BM_EINVAL, "%s: %s: folder %s does not exist",
+                              paths[i].key, paths[i].path, folder)
+                     : BM_OK;
+        free(copy);
+        if (rc != BM_OK)
+            return rc;
+    }
+    return BM_OK;
+}
+
 static void format_value(const bm_config_t *cfg, const bm_config_key_t *k, char *buf, size_t len)
 {
     const char *base = (const char *)cfg;
@@ -371,6 +398,10 @@ void bm_config_print_keys(FILE *out)
         const bm_config_key_t *k = &bm_config_keys[i];
         char key[64];
         snprintf(key, sizeof(key), "[%s] %s", k->section, k->name);
-        fprintf(out, "  %-30s %s (default: %s)\n", key, k->help, k->def != NULL ? k->def : "unset");
+        char range[64] = "";
+        if (k->type == BM_CFG_INT)
+            snprintf(range, sizeof(range), "%ld..%ld, ", k->min, k->max);
+        fprintf(out, "  %-30s %s (%sdefault: %s)\n", key, k->help, range,
+                k->def != NULL ? k->def : "unset");
     }
 }

@@ -97,6 +97,13 @@ int bm_config_load(bm_config_t *cfg, const char *path, char *err, size_t errlen)
 int bm_config_set(bm_config_t *cfg, const char *section, const char *name, const char *value,
                   char *err, size_t errlen);
 
+/* Requests per batch call: [engine] batch_size, capped by the quota's burst (a
+ * sixth of [google] user_quota, at least 1) so one batch never exceeds a minute. */
+int bm_config_batch_size(const bm_config_t *cfg);
+/* BM_EINVAL, err naming the key and folder, when the folder of [store] path or
+ * key_file does not exist. */
+int bm_config_check_paths(const bm_config_t *cfg, char *err, size_t errlen);
+
 /* Prints the effective configuration as INI, secrets masked. */
 void bm_config_print(const bm_config_t *cfg, FILE *out);
 /* Prints the table of keys with defaults and help (for --help and README). */

@@ -359,6 +359,37 @@ START_TEST(one_message_for_a_missing_argument_and_conflicts_named)
 }
 END_TEST
 
+START_TEST(help_says_what_options_take_and_keys_show_ranges)
+{
+    ck_assert_int_eq(run("sync --help", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_msg(strstr(out, "the account's name") != NULL, "got: %s", out);
+    ck_assert_int_eq(run("undo --help", out, sizeof(out), err, sizeof(err)), 0);
+    const char *undone[] = {"reset", "cleanup", "disable", "regroup", "account remov"};
+    for (size_t i = 0; i < sizeof(undone) / sizeof(undone[0]); i++)
+        ck_assert_msg(strstr(out, undone[i]) != NULL, "no %s in: %s", undone[i], out);
+    ck_assert_int_eq(run("--help", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "129"));
+    ck_assert_ptr_nonnull(strstr(out, "143"));
+    ck_assert_int_eq(run("config keys", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_msg(strstr(out, "1..1000") != NULL, "no range in: %s", out);
+}
+END_TEST
+
+START_TEST(config_check_checks_folders_and_shows_the_batch_cap)
+{
+    write_file("a.ini", "[store]\npath = nodir/bm.db\n");
+    ck_assert_int_eq(run("-c a.ini config check", out, sizeof(out), err, sizeof(err)), 78);
+    ck_assert_msg(strstr(err, "[store] path") != NULL && strstr(err, "/nodir") != NULL, "got: %s",
+                  err);
+    write_file("b.ini", "[store]\nkey_file = /nonexistent/k.key\n");
+    ck_assert_int_eq(run("-c b.ini config check", out, sizeof(out), err, sizeof(err)), 78);
+    ck_assert_msg(strstr(err, "[store] key_file") != NULL, "got: %s", err);
+    write_file("c.ini", "[google]\nuser_quota = 60\n[engine]\nbatch_size = 50\n");
+    ck_assert_int_eq(run("-c c.ini config check", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_msg(strstr(out, "effective batch size: 10") != NULL, "got: %s", out);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -377,6 +408,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, store_files_are_made_0600_and_symlinks_refused);
     tcase_add_test(tc, a_config_with_the_secret_readable_by_others_warns_once);
     tcase_add_test(tc, one_message_for_a_missing_argument_and_conflicts_named);
+    tcase_add_test(tc, help_says_what_options_take_and_keys_show_ranges);
+    tcase_add_test(tc, config_check_checks_folders_and_shows_the_batch_cap);
     suite_add_tcase(s, tc);
     return s;
 }

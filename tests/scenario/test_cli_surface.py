@@ -46,6 +46,33 @@ class Surface(Scenario):
         out, _ = self.bm("calendar", "discover", "--account-id", "alice")
         self.assertIn("2 calendars found for alice", out)
 
+    def test_sighup_stops_sync_cleanly_with_129(self):
+        self.one_calendar()
+        self.emu.faults(latency_ms=3000)
+        p = self.bm_proc("sync")
+        time.sleep(1)
+        p.send_signal(signal.SIGHUP)
+        out, err = p.communicate(timeout=60)
+        self.outputs += [out, err]
+        self.assertEqual(p.returncode, 129, err)
+        self.assertIn("stopped by SIGHUP", err)
+
+    def test_reset_of_an_enabled_calendar_says_the_next_sync_puts_blocks_back(self):
+        self.one_calendar()
+        self.bm("sync")
+        out, _ = self.bm("reset", "--calendar-id", A, "--confirm")
+        self.assertIn("the next sync puts its blocks back", out)
+        self.assertIn("busymirror calendar disable --calendar-id '%s'" % A, out)
+
+    def test_status_and_calendar_list_label_their_numbers(self):
+        self.one_calendar()
+        self.emu.event(A, timed("m", hour(3)))
+        self.bm("sync")
+        out, _ = self.bm("status")
+        self.assertRegex(out, r"jobs=0 pending=0 retrying=0 dead=0 blocks=0")
+        out, _ = self.bm("calendar", "list")
+        self.assertRegex(out, r"blocks=0 last=ok")
+
 
 if __name__ == "__main__":
     unittest.main()
