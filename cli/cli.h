@@ -27,9 +27,11 @@
 
 typedef struct bm_cli {
     bm_config_t cfg;
-    const char *config_path; /* NULL: defaults only */
+    const char *config_path; /* NULL: none given nor found */
     bm_store_t *store;       /* opened on first use by bm_cli_store() */
     const char *prog;
+    char found_path[4096]; /* a default file found by main(), when config_path is it */
+    char looked[8192];     /* where main() looked, for bm_cli_config()'s message */
 } bm_cli_t;
 
 typedef struct bm_cli_command {
@@ -39,11 +41,20 @@ typedef struct bm_cli_command {
     const char *usage; /* options, one per line, printed by --help */
 } bm_cli_command_t;
 
-/* Opens the store named by the config (exit code on failure, message printed). */
+/* BM_EXIT_OK when a config file was read; else prints where busymirror looked and
+ * returns BM_EXIT_CONFIG. Every command that uses the configuration calls it. */
+int bm_cli_config(bm_cli_t *cli);
+/* Opens the store named by the config (exit code on failure, message printed;
+ * BM_EXIT_CONFIG without a config file). */
 int bm_cli_store(bm_cli_t *cli, bm_store_t **out);
 /* Prints "busymirror COMMAND: <message>" and a hint to stderr; returns BM_EXIT_USAGE. */
 int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* For getopt_long with an optstring starting with ':': one usage error for the
+ * option that getopt returned c (':' missing argument, '?' unknown) for. */
+int bm_cli_option_error(const bm_cli_command_t *cmd, int c, char **argv);
+/* A usage error naming two options that cannot go together. */
+int bm_cli_conflict(const bm_cli_command_t *cmd, const char *a, const char *b);
 /* Prints a command's help to f. */
 void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f);
 const bm_cli_command_t *bm_cli_find(const char *name);
@@ -54,9 +65,19 @@ const bm_cli_command_t *bm_cli_find(const char *name);
 int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out);
 int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name,
                     bm_calendar_t *out);
+/* s quoted for a POSIX shell ('...', a ' inside as '\''), so a printed hint pastes
+ * as it is; written into buf (truncated to len), which is returned. */
+const char *bm_cli_quote(const char *s, char *buf, size_t len);
+/* Checks an account name (what = "account") or group name with bm_name_check;
+ * prints the problem and returns BM_EXIT_USAGE when it is not one. */
+int bm_cli_name(const bm_cli_command_t *cmd, const char *what, const char *name);
 /* "ok", "needs-login" or "breaker-open". */
 const char *bm_cli_account_state(const bm_account_t *a);
-/* A sync engine on the CLI's store (exit code on failure, message printed). */
+/* BM_EXIT_OK when [google] client_id and client_secret are set; else prints
+ * which is missing and returns BM_EXIT_CONFIG (before anything calls Google). */
+int bm_cli_google(bm_cli_t *cli);
+/* A sync engine on the CLI's store (exit code on failure, message printed;
+ * BM_EXIT_CONFIG without the OAuth client). */
 struct bm_engine;
 int bm_cli_engine(bm_cli_t *cli, struct bm_engine **e);
 /* Seals a refresh token for account name under the key file (created on first

@@ -5,9 +5,11 @@
 #include "core/util.h"
 #include "engine/engine.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Seals a refresh token for account name with the key file (created on first use). */
 int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsigned char **out,
@@ -25,6 +27,59 @@ int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsign
     return rc;
 }
 
+/* The longest refresh token accepted (Google's are about 100 characters). */
+#define TOKEN_MAX 512
+
+/* Reads a refresh token file: one line (one trailing newline, LF or CRLF, is
+ * dropped) of printable ASCII without blanks, at most TOKEN_MAX characters.
+ * *out is the caller's (wipe and free); err names the file and the problem. */
+static int read_token_file(const char *path, char **out, char *err, size_t errlen)
+{
+    char buf[TOKEN_MAX + 3];
+    size_t len = 0;
+    struct stat sb;
+    int rc = BM_OK;
+    FILE *f = fopen(path, "rb");
+    *out = NULL;
+    if (f == NULL || fstat(fileno(f), &sb) != 0) {
+        rc = bm_err(err, errlen, BM_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        rc = bm_err(err, errlen, BM_EINVAL, "%s: cannot read: not a regular file", path);
+        goto out;
+    }
+    len = fread(buf, 1, sizeof(buf), f);
+    if (ferror(f)) {
+        rc = bm_err(err, errlen, BM_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    if (len > 0 && buf[len - 1] == '\n')
+        len -= len > 1 && buf[len - 2] == '\r' ? 2 : 1;
+    for (size_t i = 0; i < len && rc == BM_OK; i++) {
+        if (buf[i] == '\n')
+            rc = bm_err(err, errlen, BM_EINVAL,
+                        "%s: more than one line (expected the refresh token alone)", path);
+        else if (buf[i] <= ' ' || buf[i] > '~')
+            rc = bm_err(err, errlen, BM_EINVAL,
+                        "%s: not one refresh token (byte %zu is a blank, a control character "
+                        "or not ASCII)",
+                        path, i + 1);
+    }
+    if (rc == BM_OK && len == 0)
+        rc = bm_err(err, errlen, BM_EINVAL, "%s: empty (expected one refresh token)", path);
+    if (rc == BM_OK && len > TOKEN_MAX)
+        rc = bm_err(err, errlen, BM_EINVAL, "%s: longer than %d characters: not one refresh token",
+                    path, TOKEN_MAX);
+    if (rc == BM_OK)
+        *out = bm_strndup(buf, len);
+out:
+    bm_crypto_wipe(buf, sizeof(buf));
+    if (f != NULL)
+        (void)fclose(f); /* read only: a failed close loses nothing */
+    return rc;
+}
+
 static int account_add(bm_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {{"name", required_argument, NULL, 'n'},
@@ -33,12 +88,12 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const bm_cli_command_t *self = bm_cli_find("account");
     const char *name = NULL, *file = NULL, *email = NULL;
-    char *token = NULL, err[512];
+    char *token = NULL, err[512], quoted[2 * BM_NAME_MAX];
     unsigned char *sealed = NULL;
     size_t sealed_len = 0;
     bm_store_t *st;
     int c, rc = BM_EXIT_OK;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
             name = optarg;
@@ -50,14 +105,15 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
             email = optarg;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (name == NULL || file == NULL || optind != argc)
         return bm_cli_usage_error(self, "add needs --name NAME and --refresh-token-file FILE");
-    if (bm_read_file(file, 4096, &token, err, sizeof(err)) != BM_OK || token[0] == '\0') {
-        fprintf(stderr, "busymirror account: %s\n",
-                token != NULL ? "empty refresh token file" : err);
+    if ((rc = bm_cli_name(self, "account", name)) != BM_EXIT_OK)
+        return rc;
+    if (read_token_file(file, &token, err, sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror account add: refresh token file %s\n", err);
         rc = BM_EXIT_USAGE;
         goto out;
     }
@@ -75,7 +131,8 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
         rc = r == BM_EEXIST ? BM_EXIT_USAGE : BM_EXIT_FAIL;
         goto out;
     }
-    printf("account '%s' added; next: busymirror calendar discover --account-id %s\n", name, name);
+    printf("account '%s' added; next: busymirror calendar discover --account-id %s\n", name,
+           bm_cli_quote(name, quoted, sizeof(quoted)));
 out:
     if (token != NULL) {
         bm_crypto_wipe(token, strlen(token));
@@ -129,7 +186,7 @@ static int account_remove(bm_cli_t *cli, int argc, char **argv)
     size_t deleted = 0;
     char err[1024];
     int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             name = optarg;
@@ -141,7 +198,7 @@ static int account_remove(bm_cli_t *cli, int argc, char **argv)
             confirm = true;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (name == NULL || optind != argc)
@@ -172,6 +229,22 @@ out:
     return rc;
 }
 
+/* `account login` parses its own options (cli/account_login.c); its --name is
+ * checked here first, so that every command takes the same names. */
+static int login_name_check(const bm_cli_command_t *self, int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *name = NULL;
+        if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+            name = argv[++i];
+        else if (strncmp(argv[i], "--name=", 7) == 0)
+            name = argv[i] + 7;
+        if (name != NULL && bm_cli_name(self, "account", name) != BM_EXIT_OK)
+            return BM_EXIT_USAGE;
+    }
+    return BM_EXIT_OK;
+}
+
 int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
 {
     const bm_cli_command_t *self = bm_cli_find("account");
@@ -181,7 +254,9 @@ int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
     if (strcmp(sub, "add") == 0)
         return account_add(cli, argc - 1, argv + 1);
     if (strcmp(sub, "login") == 0)
-        return bm_account_login(cli, argc - 1, argv + 1);
+        return login_name_check(self, argc - 1, argv + 1) != BM_EXIT_OK
+                   ? BM_EXIT_USAGE
+                   : bm_account_login(cli, argc - 1, argv + 1);
     if (strcmp(sub, "list") == 0 && argc == 2)
         return account_list(cli);
     if (strcmp(sub, "remove") == 0)

@@ -25,7 +25,7 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
                                          {NULL, 0, NULL, 0}};
     int c;
     memset(a, 0, sizeof(*a));
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             a->account = optarg;
@@ -44,7 +44,7 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
                 a->role = optarg;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (optind != argc)
@@ -70,9 +70,9 @@ static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
         rc = BM_EXIT_FAIL;
         goto out;
     }
-    printf("%zu calendars found for %s; enable them with busymirror calendar enable "
+    printf("%zu calendar%s found for %s; enable them with busymirror calendar enable "
            "--calendar-id ID\n",
-           n, a->account);
+           n, n == 1 ? "" : "s", a->account);
 out:
     bm_engine_free(e);
     bm_account_dispose(&acct);
@@ -89,6 +89,8 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
         return bm_cli_usage_error(self, "%s needs --calendar-id ID", enable ? "enable" : "disable");
     if (a->role != NULL && bm_role_parse(a->role, &role) != BM_OK)
         return bm_cli_usage_error(self, "--role must be both, source or target, not '%s'", a->role);
+    if (a->group != NULL && bm_cli_name(self, "group", a->group) != BM_EXIT_OK)
+        return BM_EXIT_USAGE;
     int rc = bm_cli_calendar(cli, a->calendar, a->account, &cal);
     if (rc != BM_EXIT_OK)
         return rc;
@@ -147,7 +149,7 @@ static int list(bm_cli_t *cli, cal_args_t *a)
         goto out;
     }
     printf("%-12s %-44s %-20s %-8s %-7s %-7s %-5s %-20s %s\n", "ACCOUNT", "CALENDAR", "SUMMARY",
-           "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "BLOCKS");
+           "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "STATE");
     for (size_t i = 0; i < n; i++) {
         char when[32] = "never";
         int64_t blocks = 0;
@@ -161,12 +163,12 @@ static int list(bm_cli_t *cli, cal_args_t *a)
             struct tm tm;
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
         }
-        printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s %lld%s%s\n", cals[i].account_name,
-               cals[i].gcal_id, cals[i].summary != NULL ? cals[i].summary : "", cals[i].group_name,
+        printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s blocks=%lld last=%s\n",
+               cals[i].account_name, cals[i].gcal_id,
+               cals[i].summary != NULL ? cals[i].summary : "", cals[i].group_name,
                bm_role_name(cals[i].role), cals[i].enabled ? "yes" : "no",
                cals[i].mode == BM_MODE_PUSH ? "push" : "poll", when, (long long)blocks,
-               cals[i].last_result != NULL ? " last=" : "",
-               cals[i].last_result != NULL ? cals[i].last_result : "");
+               cals[i].last_result != NULL ? cals[i].last_result : "-");
     }
 out:
     bm_store_calendars_free(cals, n);

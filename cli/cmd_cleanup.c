@@ -16,9 +16,9 @@ int bm_cmd_cleanup(bm_cli_t *cli, int argc, char **argv)
     bm_cleanup_report_t r = {0};
     char err[1024];
     int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (c != 'n')
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         dry_run = true;
     }
     if (optind != argc)

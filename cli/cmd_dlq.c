@@ -53,7 +53,7 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
     const char *sub = argv[1];
     argc--;
     argv++;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'i':
         case 'o': {
@@ -72,7 +72,7 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
             confirm = true;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (optind != argc)
@@ -82,6 +82,8 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
     if (strcmp(sub, "list") == 0)
         return dlq_list(st);
     if (strcmp(sub, "retry") == 0) {
+        if (id > 0 && all)
+            return bm_cli_conflict(self, "--id", "--all");
         if ((id > 0) == all)
             return bm_cli_usage_error(self, "retry needs --id N or --all");
         if (bm_store_dead_letter_retry(st, id, &n, err, sizeof(err)) != BM_OK) {

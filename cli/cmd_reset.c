@@ -38,7 +38,7 @@ int bm_cmd_reset(bm_cli_t *cli, int argc, char **argv)
     size_t n = 0, failed = 0;
     char err[1024];
     int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             calendar = optarg;
@@ -53,11 +53,13 @@ int bm_cmd_reset(bm_cli_t *cli, int argc, char **argv)
             confirm = true;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (calendar == NULL || optind != argc)
         return bm_cli_usage_error(self, "reset needs --calendar-id ID");
+    if (dry_run && confirm)
+        return bm_cli_conflict(self, "--dry-run", "--confirm");
     if ((rc = bm_cli_calendar(cli, calendar, account, &cal)) != BM_EXIT_OK)
         return rc;
     if ((rc = bm_cli_engine(cli, &e)) != BM_EXIT_OK)
@@ -94,6 +96,12 @@ int bm_cmd_reset(bm_cli_t *cli, int argc, char **argv)
     printf("reset %s: %zu blocks deleted, %zu failed; its sync state is cleared "
            "(undo with: busymirror undo --last)\n",
            cal.gcal_id, n - failed, failed);
+    if (cal.enabled) {
+        char quoted[1100];
+        printf("%s is still enabled: the next sync puts its blocks back (to stop mirroring it: "
+               "busymirror calendar disable --calendar-id %s)\n",
+               cal.gcal_id, bm_cli_quote(cal.gcal_id, quoted, sizeof(quoted)));
+    }
     rc = failed > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
 out:
     bm_found_blocks_free(found, n);

@@ -63,11 +63,11 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
     size_t n_accts = 0, n_cals = 0;
     bm_store_t *st;
     yajl_gen g = NULL;
-    char err[512], when[40], expiry[40];
+    char err[512], when[40], expiry[40], quoted[512];
     int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (c != 'j')
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         json = true;
     }
     if (optind != argc)
@@ -108,7 +108,8 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
         } else {
             printf("  %-20s %-32s %s", accts[i].name, accts[i].email ? accts[i].email : "-", state);
             if (strcmp(state, "needs-login") == 0)
-                printf(": busymirror account login --name %s", accts[i].name);
+                printf(": busymirror account login --name %s",
+                       bm_cli_quote(accts[i].name, quoted, sizeof(quoted)));
             else if (strcmp(state, "breaker-open") == 0)
                 printf(" after %d failures, until %s", accts[i].breaker_failures, when);
             printf("\n");
@@ -156,13 +157,13 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
             gen_str(g, "attention", why);
             yajl_gen_map_close(g);
         } else if (cal->enabled || why != NULL) {
-            printf("  %-44s %s %s last=%s (%s) channel=%s queue=%lld+%lld dead=%lld blocks=%lld%s%s"
-                   "\n",
+            printf("  %-44s account=%s mode=%s last=%s (%s) channel=%s jobs=%lld pending=%lld "
+                   "retrying=%lld dead=%lld blocks=%lld%s%s\n",
                    cal->gcal_id, cal->account_name, mode, when,
                    cal->last_result != NULL ? cal->last_result : "-",
                    h.channel_expiration > 0 ? expiry : "none", (long long)h.jobs,
-                   (long long)h.outbox, (long long)h.dead_letters, (long long)h.blocks,
-                   why != NULL ? "  ATTENTION: " : "", why != NULL ? why : "");
+                   (long long)h.outbox, (long long)h.retrying, (long long)h.dead_letters,
+                   (long long)h.blocks, why != NULL ? "  ATTENTION: " : "", why != NULL ? why : "");
         }
     }
     if (json) {

@@ -35,11 +35,12 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
     bm_calendar_t cal = {0};
     bm_engine_t *e = NULL;
     bm_store_t *st;
-    long timeout = 0;
+    long timeout = cli->cfg.sync.deadline;
+    bool timeout_flag = false;
     char err[1024], *end;
     int c, rc;
 
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             account = optarg;
@@ -58,17 +59,18 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
             break;
         case 't':
             timeout = strtol(optarg, &end, 10);
-            if (*end != '\0' || timeout <= 0 || timeout > 86400)
-                return bm_cli_usage_error(self, "--timeout takes seconds from 1 to 86400, not '%s'",
-                                          optarg);
+            timeout_flag = true;
+            if (*end != '\0' || end == optarg || timeout < 0 || timeout > 86400)
+                return bm_cli_usage_error(
+                    self, "--timeout takes seconds from 0 (no limit) to 86400, not '%s'", optarg);
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (optind != argc)
         return bm_cli_usage_error(self, "unexpected argument '%s'", argv[optind]);
-    if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
+    if ((rc = bm_cli_google(cli)) != BM_EXIT_OK || (rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
         return rc;
     if (calendar != NULL) {
         rc = bm_cli_calendar(cli, calendar, account, &cal);
@@ -83,6 +85,7 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* a closed terminal stops as cleanly as Ctrl-C */
     sigaction(SIGALRM, &sa, NULL);
     if (timeout > 0)
         alarm((unsigned)timeout);
@@ -114,10 +117,18 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
                     "busymirror status)\n",
                     (long long)t.pending);
     } else if (r == BM_ECANCELED) {
-        fprintf(stderr,
-                "busymirror sync: stopped by %s; pending writes stay in the outbox for "
-                "the next run\n",
-                stop_signal == SIGALRM ? "--timeout" : "a signal");
+        if (stop_signal == SIGALRM)
+            fprintf(stderr,
+                    "busymirror sync: stopped by %s (%ld s); pending writes stay in the "
+                    "outbox for the next run\n",
+                    timeout_flag ? "--timeout" : "[sync] deadline", timeout);
+        else
+            fprintf(stderr,
+                    "busymirror sync: stopped by %s; pending writes stay in the outbox for "
+                    "the next run\n",
+                    stop_signal == SIGHUP   ? "SIGHUP"
+                    : stop_signal == SIGINT ? "SIGINT (Ctrl-C)"
+                                            : "SIGTERM");
         rc = stop_signal == SIGALRM ? BM_EXIT_FAIL : 128 + (int)stop_signal;
     } else if (r == BM_EBUSY && t.calendars_failed == 0) {
         fprintf(stderr, "busymirror sync: %s\n", err);

@@ -19,7 +19,7 @@ int bm_cmd_undo(bm_cli_t *cli, int argc, char **argv)
     int64_t run = 0;
     char err[1024], *end;
     int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'i':
             id = strtoll(optarg, &end, 10);
@@ -30,9 +30,11 @@ int bm_cmd_undo(bm_cli_t *cli, int argc, char **argv)
             last = true;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
+    if (id > 0 && last)
+        return bm_cli_conflict(self, "--last", "--audit-id");
     if ((id > 0) == last || optind != argc)
         return bm_cli_usage_error(self, "undo needs --audit-id N or --last");
     if ((rc = bm_cli_engine(cli, &e)) != BM_EXIT_OK)

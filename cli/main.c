@@ -9,19 +9,24 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const bm_cli_command_t commands[] = {
     {"serve", bm_cmd_unavailable, "run gateway, sync workers and renewer (not in this version)",
      ""},
     {"sync", bm_cmd_sync, "mirror busy time now, once (for cron or by hand)",
-     "  --account-id NAME   only this account's calendars\n"
+     "  --account-id NAME   only this account's calendars (NAME: the account's name, as\n"
+     "                      in account list; not a number)\n"
      "  --calendar-id ID    only this calendar\n"
      "  --force-full        ignore sync tokens, list everything\n"
      "  --dry-run           print planned operations, write nothing\n"
      "  --verbose           progress per calendar and one line per operation\n"
-     "  --timeout SECONDS   stop cleanly after this long\n"
-     "\nexit codes: 0 all synced; 1 some calendars failed (or --timeout hit); 2 usage;\n"
-     "75 another sync holds a calendar's lease; 78 bad configuration\n"},
+     "  --timeout SECONDS   stop cleanly after this long (default [sync] deadline,\n"
+     "                      600; 0: no limit)\n"
+     "\nexit codes: 0 all synced; 1 some calendars failed (or the deadline hit); 2 usage;\n"
+     "75 another sync holds a calendar's lease; 78 bad configuration; 129, 130, 143\n"
+     "stopped by SIGHUP, SIGINT (Ctrl-C), SIGTERM (the outbox keeps the rest)\n"},
     {"reset", bm_cmd_reset, "remove every block busymirror made in one calendar",
      "  --calendar-id ID    the calendar (blocks are found by busymirror's marker in Google)\n"
      "  --account-id NAME   when the calendar id is in several accounts\n"
@@ -32,6 +37,7 @@ static const bm_cli_command_t commands[] = {
      "  --dry-run           report what would be removed\n"},
     {"poll", bm_cmd_unavailable, "poll calendars without push once (not in this version)", ""},
     {"account", bm_cmd_account, "add, log in, list and remove Google accounts",
+     "  (NAME: 1 to 64 characters of A-Z a-z 0-9 . _ @ + -)\n"
      "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
      "                      store an account; its refresh token is encrypted at rest\n"
      "  login --name NAME [--timeout SECONDS] [--login-hint EMAIL]\n"
@@ -43,13 +49,15 @@ static const bm_cli_command_t commands[] = {
      "                      delete the blocks in its calendars and those made from them\n"
      "                      (unless --keep-blocks), then forget the account\n"
      "\nexit codes: 0 ok; 1 failure (login: denied, no answer within --timeout, Google\n"
-     "refused the code); 2 usage; 78 [google] client_id or client_secret not set\n"},
+     "refused the code); 2 usage (add: FILE is not one line of printable ASCII without\n"
+     "blanks, at most 512 characters); 78 [google] client_id or client_secret not set\n"},
     {"calendar", bm_cmd_calendar, "discover, enable, disable and list calendars",
      "  discover --account-id NAME\n"
      "                      read the account's calendar list from Google\n"
      "  enable --calendar-id ID [--account-id NAME] [--group G] [--role both|source|target]\n"
      "                      mirror this calendar with the others of its group (default\n"
-     "                      'default'); source: only gives, target: only receives\n"
+     "                      'default'; G as a NAME: 1 to 64 of A-Z a-z 0-9 . _ @ + -);\n"
+     "                      source: only gives, target: only receives\n"
      "  disable --calendar-id ID [--account-id NAME]\n"
      "                      stop mirroring it and remove the blocks it gave and got\n"
      "  list [--account-id NAME]\n"},
@@ -61,12 +69,16 @@ static const bm_cli_command_t commands[] = {
      "  list\n"
      "  retry --id N | --all      back to the outbox, then applied now\n"
      "  purge [--older-than DAYS] --confirm\n"},
-    {"undo", bm_cmd_undo, "re-create what a reset, cleanup or account removal deleted",
+    {"undo", bm_cmd_undo,
+     "re-create what a reset, cleanup, disable, regroup or account removal deleted",
      "  --audit-id N        the run to undo (its number is in the audit log)\n"
-     "  --last              the newest run\n"},
+     "  --last              the newest run\n"
+     "\nundoes the blocks deleted by: reset, cleanup, calendar disable, calendar enable\n"
+     "--group (a regroup), account remove; each is audited with the blocks' content\n"},
     {"config", bm_cmd_config, "validate the configuration (config check)",
-     "  check               validate and print the effective config, secrets masked\n"
-     "  keys                list every key with its default\n"},
+     "  check               validate and print the effective config, secrets masked, and\n"
+     "                      check that the folders of [store] path and key_file exist\n"
+     "  keys                list every key with its default and range\n"},
 };
 static const size_t n_commands = sizeof(commands) / sizeof(commands[0]);
 
@@ -86,7 +98,9 @@ static void print_help(FILE *f)
                "of its group as a private \"Busy\" block.\n"
                "\n"
                "options:\n"
-               "  -c, --config FILE   configuration file (or BUSYMIRROR_CONFIG)\n"
+               "  -c, --config FILE   configuration file (else BUSYMIRROR_CONFIG, else\n"
+               "                      /etc/busymirror/busymirror.ini, else\n"
+               "                      $XDG_CONFIG_HOME/busymirror/busymirror.ini)\n"
                "  -h, --help          this help; COMMAND --help for a command's\n"
                "  -V, --version       print the version\n"
                "\n"
@@ -95,8 +109,10 @@ static void print_help(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nconfiguration keys:\n");
     bm_config_print_keys(f);
-    fprintf(f, "\nexit codes: 0 ok, 1 failure, 2 usage, 69 not available, 75 busy (try later),\n"
-               "            78 bad configuration\n");
+    fprintf(f, "\n--account-id takes the account's name (as in account list), not a number.\n"
+               "\nexit codes: 0 ok, 1 failure, 2 usage, 69 not available, 75 busy (try later),\n"
+               "            78 bad configuration, 129/130/143 sync stopped by SIGHUP/SIGINT/\n"
+               "            SIGTERM (the outbox keeps what was not applied)\n");
 }
 
 void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f)
@@ -118,9 +134,35 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
     return BM_EXIT_USAGE;
 }
 
+int bm_cli_option_error(const bm_cli_command_t *cmd, int c, char **argv)
+{
+    if (c == ':')
+        return bm_cli_usage_error(cmd, "option '%s' needs an argument", argv[optind - 1]);
+    return bm_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+}
+
+int bm_cli_conflict(const bm_cli_command_t *cmd, const char *a, const char *b)
+{
+    return bm_cli_usage_error(cmd, "%s and %s conflict: give one of them", a, b);
+}
+
+int bm_cli_config(bm_cli_t *cli)
+{
+    if (cli->config_path != NULL)
+        return BM_EXIT_OK;
+    fprintf(stderr,
+            "busymirror: no configuration file: none given with -c FILE or BUSYMIRROR_CONFIG, "
+            "and none at %s\n",
+            cli->looked);
+    return BM_EXIT_CONFIG;
+}
+
 int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
 {
     char err[512];
+    int rc = bm_cli_config(cli);
+    if (rc != BM_EXIT_OK)
+        return rc;
     if (cli->store == NULL &&
         bm_store_open(cli->cfg.store.path, &cli->store, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror: %s\n", err);
@@ -134,6 +176,41 @@ int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv)
 {
     fprintf(stderr, "busymirror: '%s' is not available in this version yet\n", argv[0]);
     return BM_EXIT_UNAVAILABLE;
+}
+
+/* The documented defaults, first found wins: /etc/busymirror/busymirror.ini, then
+ * $XDG_CONFIG_HOME/busymirror/busymirror.ini (XDG_CONFIG_HOME defaults to ~/.config).
+ * Sets cli->config_path to the file found, or leaves it NULL with cli->looked
+ * naming the places. */
+static void find_default_config(bm_cli_t *cli)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    char user[4096] = "";
+    if (xdg != NULL && xdg[0] == '/')
+        snprintf(user, sizeof(user), "%s/busymirror/busymirror.ini", xdg);
+    else if (home != NULL && home[0] != '\0')
+        snprintf(user, sizeof(user), "%s/.config/busymirror/busymirror.ini", home);
+    const char *places[] = {"/etc/busymirror/busymirror.ini", user};
+    snprintf(cli->looked, sizeof(cli->looked), "%s%s%s", places[0], user[0] ? " or " : "", user);
+    for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+        if (places[i][0] != '\0' && access(places[i], F_OK) == 0) {
+            snprintf(cli->found_path, sizeof(cli->found_path), "%s", places[i]);
+            cli->config_path = cli->found_path;
+            return;
+        }
+    }
+}
+
+/* The client secret sits in the config file in clear: say so when others can read it. */
+static void warn_open_secret(const bm_cli_t *cli)
+{
+    struct stat sb;
+    if (cli->cfg.google.client_secret != NULL && cli->cfg.source != NULL &&
+        stat(cli->cfg.source, &sb) == 0 && (sb.st_mode & 044) != 0)
+        fprintf(stderr,
+                "busymirror: warning: %s holds [google] client_secret in clear and is readable "
+                "by group or others (mode %04o): run chmod 600 %s\n",
+                cli->cfg.source, (unsigned)(sb.st_mode & 07777), cli->cfg.source);
 }
 
 int main(int argc, char **argv)
@@ -150,7 +227,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     bm_config_init(&cli.cfg);
     /* '+': stop at the command name; the command parses the rest. */
-    while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:c:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             cli.config_path = optarg;
@@ -162,7 +239,7 @@ int main(int argc, char **argv)
             printf("busymirror %s\n", BM_VERSION);
             goto out;
         default:
-            rc = bm_cli_usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
+            rc = bm_cli_option_error(NULL, c, argv);
             goto out;
         }
     }
@@ -184,12 +261,17 @@ int main(int argc, char **argv)
     }
     if (cli.config_path == NULL)
         cli.config_path = getenv("BUSYMIRROR_CONFIG");
-    if (cli.config_path != NULL && cli.config_path[0] != '\0' &&
+    if (cli.config_path != NULL && cli.config_path[0] == '\0')
+        cli.config_path = NULL;
+    if (cli.config_path == NULL)
+        find_default_config(&cli);
+    if (cli.config_path != NULL &&
         bm_config_load(&cli.cfg, cli.config_path, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror: %s\n", err);
         rc = BM_EXIT_CONFIG;
         goto out;
     }
+    warn_open_secret(&cli);
     bm_log_set_level((bm_log_level_t)cli.cfg.log.level);
     bm_log_add_secret(cli.cfg.google.client_secret);
     optind++; /* the command's own getopt starts after its name */

@@ -74,11 +74,28 @@ int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name
     return rc;
 }
 
+int bm_cli_google(bm_cli_t *cli)
+{
+    const char *id = cli->cfg.google.client_id, *secret = cli->cfg.google.client_secret;
+    bool no_id = id == NULL || id[0] == '\0', no_secret = secret == NULL || secret[0] == '\0';
+    int rc = bm_cli_config(cli);
+    if (rc != BM_EXIT_OK || (!no_id && !no_secret))
+        return rc;
+    fprintf(stderr,
+            "busymirror: %s%s%s not set in %s (the OAuth client of type Desktop app, see "
+            "README)\n",
+            no_id ? "[google] client_id" : "", no_id && no_secret ? " and " : "",
+            no_secret ? "[google] client_secret" : "", cli->config_path);
+    return BM_EXIT_CONFIG;
+}
+
 int bm_cli_engine(bm_cli_t *cli, bm_engine_t **e)
 {
     bm_store_t *st;
     char err[512];
-    int rc = bm_cli_store(cli, &st);
+    int rc = bm_cli_google(cli);
+    if (rc == BM_EXIT_OK)
+        rc = bm_cli_store(cli, &st);
     if (rc != BM_EXIT_OK)
         return rc;
     bm_engine_opts_t o = {.cfg = &cli->cfg};
@@ -87,6 +104,33 @@ int bm_cli_engine(bm_cli_t *cli, bm_engine_t **e)
         return BM_EXIT_FAIL;
     }
     return BM_EXIT_OK;
+}
+
+const char *bm_cli_quote(const char *s, char *buf, size_t len)
+{
+    size_t n = 0;
+    if (len < 3) /* room for '' and the NUL */
+        return len > 0 ? (buf[0] = '\0', buf) : buf;
+    buf[n++] = '\'';
+    for (; *s != '\0' && n + 5 < len; s++) {
+        if (*s == '\'') {
+            memcpy(buf + n, "'\\''", 4);
+            n += 4;
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n++] = '\'';
+    buf[n] = '\0';
+    return buf;
+}
+
+int bm_cli_name(const bm_cli_command_t *cmd, const char *what, const char *name)
+{
+    char err[256];
+    if (bm_name_check(what, name, err, sizeof(err)) == BM_OK)
+        return BM_EXIT_OK;
+    return bm_cli_usage_error(cmd, "%s", err);
 }
 
 const char *bm_cli_account_state(const bm_account_t *a)

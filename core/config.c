@@ -17,7 +17,7 @@ const bm_config_key_t bm_config_keys[] = {
     {"store", "path", BM_CFG_PATH, "busymirror.db", OFF(store.path), 0, 0, false,
      "SQLite database (created 0600)"},
     {"store", "key_file", BM_CFG_PATH, "busymirror.key", OFF(store.key_file), 0, 0, false,
-     "AES-256 key encrypting secrets at rest (created 0600 on first use)"},
+     "AES-256 key encrypting refresh tokens at rest (created 0600 on first use)"},
     {"google", "client_id", BM_CFG_STRING, NULL, OFF(google.client_id), 0, 0, false,
      "OAuth client id"},
     {"google", "client_secret", BM_CFG_STRING, NULL, OFF(google.client_secret), 0, 0, true,
@@ -32,6 +32,8 @@ const bm_config_key_t bm_config_keys[] = {
      OFF(google.auth_url), 0, 0, false, "OAuth authorization endpoint (account login)"},
     {"google", "user_quota", BM_CFG_INT, "600", OFF(google.user_quota), 0, 1000000, false,
      "requests per minute per account busymirror keeps under (Google's quota); 0: no pacing"},
+    {"google", "request_timeout", BM_CFG_INT, "30", OFF(google.request_timeout), 1, 3600, false,
+     "seconds one request to Google may take before it counts as failed (and is retried)"},
     {"gateway", "listen", BM_CFG_LISTEN, "127.0.0.1:8443", OFF(gateway.listen), 0, 0, false,
      "address the push gateway listens on"},
     {"gateway", "tls_cert", BM_CFG_PATH, NULL, OFF(gateway.tls_cert), 0, 0, false,
@@ -55,6 +57,8 @@ const bm_config_key_t bm_config_keys[] = {
      false, "leave blocks a person deleted alone instead of restoring them"},
     {"sync", "poll_interval", BM_CFG_INT, "300", OFF(sync.poll_interval), 10, 86400, false,
      "seconds between polls of a calendar without push"},
+    {"sync", "deadline", BM_CFG_INT, "600", OFF(sync.deadline), 0, 86400, false,
+     "seconds a sync may run before it stops cleanly (exit 1; sync --timeout overrides); 0: none"},
     {"log", "level", BM_CFG_LEVEL, "info", OFF(log.level), 0, 0, false,
      "debug, info, warn, error or off"},
     {"log", "retention_days", BM_CFG_INT, "30", OFF(log.retention_days), 1, 3650, false,
@@ -227,13 +231,45 @@ typedef struct load_ctx {
     int rc;
 } load_ctx_t;
 
+/* Hands inih one line at a time, refusing what inih would misread: a line longer
+ * than its buffer (num bytes, newline and NUL included), a NUL byte, and an
+ * unterminated "[section". The error goes to lc->rc; NULL then ends the file. */
 static char *read_line(char *str, int num, void *stream)
 {
     load_ctx_t *lc = stream;
-    char *s = fgets(str, num, lc->f);
-    if (s != NULL)
-        lc->line++;
-    return s;
+    size_t n = 0, max = num > 2 ? (size_t)num - 2 : 0;
+    int c = lc->rc == BM_OK ? getc(lc->f) : EOF;
+    if (c == EOF)
+        return NULL;
+    lc->line++;
+    for (; c != EOF; c = getc(lc->f)) {
+        if (c == '\0') {
+            lc->rc = bm_err(lc->err, lc->errlen, BM_EINVAL, "%s:%d: a NUL byte: not a text file",
+                            lc->path, lc->line);
+            return NULL;
+        }
+        if (n == max && c != '\n') {
+            lc->rc = bm_err(lc->err, lc->errlen, BM_EINVAL,
+                            "%s:%d: line longer than %zu characters (the limit)", lc->path,
+                            lc->line, max);
+            return NULL;
+        }
+        str[n++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    str[n] = '\0';
+    const char *p = str + strspn(str, " \t");
+    if (*p == '[' && strchr(p, ']') == NULL) {
+        int len = (int)strcspn(p, "\r\n");
+        while (len > 1 && strchr(" \t", p[len - 1]) != NULL)
+            len--;
+        lc->rc = bm_err(lc->err, lc->errlen, BM_EINVAL,
+                        "%s:%d: unterminated section header '%.*s' (no ']')", lc->path, lc->line,
+                        len, p);
+        return NULL;
+    }
+    return str;
 }
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
@@ -289,6 +325,33 @@ out:
     return rc;
 }
 
+int bm_config_batch_size(const bm_config_t *cfg)
+{
+    int n = cfg->engine.batch_size, quota = cfg->google.user_quota;
+    int burst = quota >= 6 ? quota / 6 : 1;
+    return quota > 0 && burst < n ? burst : n;
+}
+
+int bm_config_check_paths(const bm_config_t *cfg, char *err, size_t errlen)
+{
+    const struct {
+        const char *key, *path;
+    } paths[] = {{"[store] path", cfg->store.path}, {"[store] key_file", cfg->store.key_file}};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        char *copy = bm_strdup(paths[i].path);
+        const char *folder = dirname(copy);
+        struct stat sb;
+        int rc = stat(folder, &sb) != 0 || !S_ISDIR(sb.st_mode)
+                     ? bm_err(err, errlen, BM_EINVAL, "%s: %s: folder %s does not exist",
+                              paths[i].key, paths[i].path, folder)
+                     : BM_OK;
+        free(copy);
+        if (rc != BM_OK)
+            return rc;
+    }
+    return BM_OK;
+}
+
 static void format_value(const bm_config_t *cfg, const bm_config_key_t *k, char *buf, size_t len)
 {
     const char *base = (const char *)cfg;
@@ -335,6 +398,10 @@ void bm_config_print_keys(FILE *out)
         const bm_config_key_t *k = &bm_config_keys[i];
         char key[64];
         snprintf(key, sizeof(key), "[%s] %s", k->section, k->name);
-        fprintf(out, "  %-30s %s (default: %s)\n", key, k->help, k->def != NULL ? k->def : "unset");
+        char range[64] = "";
+        if (k->type == BM_CFG_INT)
+            snprintf(range, sizeof(range), "%ld..%ld, ", k->min, k->max);
+        fprintf(out, "  %-30s %s (%sdefault: %s)\n", key, k->help, range,
+                k->def != NULL ? k->def : "unset");
     }
 }

@@ -26,6 +26,7 @@ typedef struct bm_config {
         char *token_url;
         char *auth_url;
         int user_quota;
+        int request_timeout; /* seconds */
     } google;
     struct {
         char *listen;
@@ -44,6 +45,7 @@ typedef struct bm_config {
         char *block_summary;
         bool respect_deleted_blocks;
         int poll_interval;
+        int deadline; /* seconds a sync may run; 0: no limit */
     } sync;
     struct {
         int level;
@@ -94,6 +96,13 @@ int bm_config_load(bm_config_t *cfg, const char *path, char *err, size_t errlen)
  * text is copied (parsed into cfg); section, name and value stay the caller's. */
 int bm_config_set(bm_config_t *cfg, const char *section, const char *name, const char *value,
                   char *err, size_t errlen);
+
+/* Requests per batch call: [engine] batch_size, capped by the quota's burst (a
+ * sixth of [google] user_quota, at least 1) so one batch never exceeds a minute. */
+int bm_config_batch_size(const bm_config_t *cfg);
+/* BM_EINVAL, err naming the key and folder, when the folder of [store] path or
+ * key_file does not exist. */
+int bm_config_check_paths(const bm_config_t *cfg, char *err, size_t errlen);
 
 /* Prints the effective configuration as INI, secrets masked. */
 void bm_config_print(const bm_config_t *cfg, FILE *out);

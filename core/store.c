@@ -459,18 +459,57 @@ static int use_wal(bm_store_t *st, char *err, size_t errlen, const char *path)
     return s == SQLITE_OK ? BM_OK : db_err(st, err, errlen, path);
 }
 
+/* Opens path+suffix without following a symbolic link (created 0600 when create,
+ * else skipped when absent) and makes it 0600 if it was more open, with a warning. */
+static int private_file(const char *path, const char *suffix, bool create, char *err, size_t errlen)
+{
+    char *name = bm_sprintf("%s%s", path, suffix);
+    struct stat sb;
+    int rc = BM_OK;
+    int fd = open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+    if (fd < 0) {
+        if (errno != ENOENT || create)
+            rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", name,
+                        errno == ELOOP ? "is a symbolic link (refused: name the file itself)"
+                                       : strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = bm_err(err, errlen, BM_EIO, "store: %s: not a regular file", name);
+        goto out;
+    }
+    if ((sb.st_mode & 077) != 0) {
+        if (fchmod(fd, 0600) != 0) {
+            rc = bm_err(err, errlen, BM_EIO, "store: %s: mode %04o, chmod 600: %s", name,
+                        (unsigned)(sb.st_mode & 07777), strerror(errno));
+            goto out;
+        }
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)(sb.st_mode & 07777));
+        BM_LOG(BM_LOG_WARN, BM_MSG("store file was open to group or others: made 0600"),
+               BM_KS("file", name), BM_KS("mode", mode));
+    }
+out:
+    if (fd >= 0 && close(fd) != 0 && rc == BM_OK)
+        rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", name, strerror(errno));
+    free(name);
+    return rc;
+}
+
 int bm_store_open_at(const char *path, int version, bm_store_t **out, char *err, size_t errlen)
 {
     int rc = BM_OK;
     bm_store_t *st = bm_calloc(1, sizeof(*st));
 
     /* Create the file ourselves so that it (and SQLite's -wal/-shm, which copy
-     * its mode) is 0600 from the first byte. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || close(fd) != 0) {
-        rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", path, strerror(errno));
+     * its mode) is 0600 from the first byte; an older one is made 0600. */
+    rc = private_file(path, "", true, err, errlen);
+    if (rc == BM_OK)
+        rc = private_file(path, "-wal", false, err, errlen);
+    if (rc == BM_OK)
+        rc = private_file(path, "-shm", false, err, errlen);
+    if (rc != BM_OK)
         goto out;
-    }
     if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
         SQLITE_OK) {
         rc = bm_err(err, errlen, BM_ESTORE, "store: %s: %s", path,

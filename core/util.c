@@ -1,5 +1,6 @@
 #include "core/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,4 +340,21 @@ out:
         (void)fclose(f); /* read only: a failed close loses nothing */
     bm_buf_dispose(&b);
     return rc;
+}
+
+int bm_name_check(const char *what, const char *name, char *err, size_t errlen)
+{
+    static const char extra[] = "._@+-";
+    size_t len = strlen(name);
+    if (len == 0 || len > BM_NAME_MAX)
+        return bm_err(err, errlen, BM_EINVAL, "%s name must be 1 to %d characters, not %zu", what,
+                      BM_NAME_MAX, len);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!(c < 0x80 && (isalnum(c) || strchr(extra, c) != NULL)))
+            return bm_err(err, errlen, BM_EINVAL,
+                          "%s name: character %zu is not one of A-Z a-z 0-9 . _ @ + -", what,
+                          i + 1);
+    }
+    return BM_OK;
 }

@@ -102,6 +102,12 @@ int64_t bm_mono_ms(void);
 /* Constant-time comparison of two NUL-terminated strings (length leaks, content doesn't). */
 int bm_consttime_streq(const char *a, const char *b);
 
+/* Account and group names: 1..BM_NAME_MAX characters of [A-Za-z0-9._@+-], so they
+ * print, paste and log as they are. BM_EINVAL with "<what> name ..." in err (the
+ * bad text itself is not copied into it). */
+#define BM_NAME_MAX 64
+int bm_name_check(const char *what, const char *name, char *err, size_t errlen);
+
 /* Reads a whole small file (at most max bytes) into *out (caller frees), trailing
  * whitespace stripped. */
 int bm_read_file(const char *path, size_t max, char **out, char *err, size_t errlen);

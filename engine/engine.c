@@ -27,6 +27,7 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
         .client_id = cfg->google.client_id,
         .client_secret = cfg->google.client_secret,
         .user_quota = cfg->google.user_quota,
+        .timeout_ms = (long)cfg->google.request_timeout * 1000,
         .stop = o->stop,
     };
     int rc = bm_gcal_new(&go, &e->gcal, err, errlen);
@@ -86,10 +87,7 @@ long bm_engine_api_calls(const bm_engine_t *e)
 
 size_t bm__engine_batch_size(const bm_engine_t *e)
 {
-    size_t n = (size_t)e->o.cfg->engine.batch_size;
-    int quota = e->o.cfg->google.user_quota;
-    size_t burst = quota >= 6 ? (size_t)quota / 6 : 1;
-    return quota > 0 && burst < n ? burst : n;
+    return (size_t)bm_config_batch_size(e->o.cfg);
 }
 
 bool bm__engine_stopped(const bm_engine_t *e)

@@ -73,6 +73,8 @@ static const struct {
     {"[sync]\nthis line has no equals sign\n", ":2: syntax error"},
     {"[sync]\nblock_summary = Bu\xffsy\n", ":2: [sync] block_summary: not UTF-8 text"},
     {"[sync]\nblock_summary = \xed\xa0\x80\n", ":2: [sync] block_summary: not UTF-8 text"},
+    {"[sync\npast_days = 1\n", ":1: unterminated section header '[sync' (no ']')"},
+    {"; ok\n  [engine\n", ":2: unterminated section header '[engine' (no ']')"},
 };
 
 START_TEST(bad_values_name_file_line_and_key)
@@ -86,6 +88,54 @@ START_TEST(bad_values_name_file_line_and_key)
     ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "no file name in: %s", err);
     ck_assert_int_eq(c.engine.batch_size, 50); /* defaults only after a failure */
     ck_assert_int_eq(c.engine.workers, 2);
+    bm_config_dispose(&c);
+    unlink(path);
+}
+END_TEST
+
+/* Lines past inih's buffer are refused with their number, not cut or misnumbered;
+ * a line of exactly the limit is fine. */
+START_TEST(over_long_lines_are_refused_with_their_number)
+{
+    char text[1024], err[512];
+    bm_config_t c;
+    for (int pass = 0; pass < 2; pass++) {
+        int len = pass == 0 ? 198 : 199; /* the line's characters, without the newline */
+        int n = snprintf(text, sizeof(text), "[sync]\npast_days = 3\nblock_summary = ");
+        memset(text + n, 'x', (size_t)(len - (int)strlen("block_summary = ")));
+        n += len - (int)strlen("block_summary = ");
+        snprintf(text + n, sizeof(text) - (size_t)n, "\npast_days = 4\n");
+        write_cfg(text);
+        bm_config_init(&c);
+        int rc = bm_config_load(&c, path, err, sizeof(err));
+        if (pass == 0) {
+            ck_assert_msg(rc == BM_OK, "got: %s", err);
+            ck_assert_int_eq((int)strlen(c.sync.block_summary), 198 - 16);
+            ck_assert_int_eq(c.sync.past_days, 4);
+        } else {
+            ck_assert_int_eq(rc, BM_EINVAL);
+            ck_assert_msg(strstr(err, ":3: line longer than 198 characters (the limit)") != NULL,
+                          "got: %s", err);
+        }
+        bm_config_dispose(&c);
+        unlink(path);
+    }
+}
+END_TEST
+
+START_TEST(a_nul_byte_is_not_text)
+{
+    static const char text[] = "\0[sync]\npast_days = 3\n";
+    char err[512];
+    bm_config_t c;
+    strcpy(path, "/tmp/bm_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+    close(fd);
+    bm_config_init(&c);
+    ck_assert_int_eq(bm_config_load(&c, path, err, sizeof(err)), BM_EINVAL);
+    ck_assert_msg(strstr(err, ":1: a NUL byte: not a text file") != NULL, "got: %s", err);
     bm_config_dispose(&c);
     unlink(path);
 }
@@ -142,6 +192,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, defaults_match_the_table);
     tcase_add_test(tc, file_values_override_and_paths_resolve);
     tcase_add_loop_test(tc, bad_values_name_file_line_and_key, 0, sizeof(bad) / sizeof(bad[0]));
+    tcase_add_test(tc, over_long_lines_are_refused_with_their_number);
+    tcase_add_test(tc, a_nul_byte_is_not_text);
     tcase_add_test(tc, unreadable_file_is_an_io_error);
     tcase_add_test(tc, a_directory_is_not_a_config_file);
     tcase_add_test(tc, print_masks_secrets);

@@ -130,6 +130,31 @@ START_TEST(url_codec_keeps_unreserved_and_checks_escapes)
 }
 END_TEST
 
+START_TEST(names_are_short_and_plain)
+{
+    char err[256], big[70];
+    const char *good[] = {"work", "a", "alice@example.com", "client.x_1+2-3"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        ck_assert_int_eq(bm_name_check("account", good[i], err, sizeof(err)), BM_OK);
+    const char *bad[] = {"",      "two words", "line\nbreak", "\x1b[31mred",
+                         "tab\t", "quote'",    "caf\xc3\xa9", "a/b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_int_eq(bm_name_check("account", bad[i], err, sizeof(err)), BM_EINVAL);
+        ck_assert_msg(strstr(err, "account name") != NULL, "got: %s", err);
+        ck_assert_msg(strchr(err, '\n') == NULL && strchr(err, '\x1b') == NULL,
+                      "the bad text reached the message: %s", err);
+    }
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    big[BM_NAME_MAX] = '\0';
+    ck_assert_int_eq(bm_name_check("group", big, err, sizeof(err)), BM_OK);
+    big[BM_NAME_MAX] = 'a';
+    ck_assert_int_eq(bm_name_check("group", big, err, sizeof(err)), BM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "group name"));
+    ck_assert_ptr_nonnull(strstr(err, "64"));
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("util");
@@ -141,6 +166,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, read_file_strips_and_bounds);
     tcase_add_test(tc, base64url_round_trips_without_padding);
     tcase_add_test(tc, url_codec_keeps_unreserved_and_checks_escapes);
+    tcase_add_test(tc, names_are_short_and_plain);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -180,7 +180,8 @@ class Scenario(unittest.TestCase):
         for sec, kv in list(self.config_extra.items()) + list(sections.items()):
             cfg.setdefault(sec, {}).update(kv)
         path = os.path.join(self.dir, "bm.ini")
-        with open(path, "w") as f:
+        # it holds the client secret: 0600, as the README asks
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             for sec, kv in cfg.items():
                 f.write("[%s]\n" % sec)
                 for k, v in kv.items():
