@@ -126,7 +126,7 @@ int bm_account_login(bm_cli_t *cli, int argc, char **argv)
     int c, rc = BM_EXIT_OK, r;
     bm_store_t *st;
 
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
             name = optarg;
@@ -141,17 +141,14 @@ int bm_account_login(bm_cli_t *cli, int argc, char **argv)
             hint = optarg;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (name == NULL || name[0] == '\0' || optind != argc)
         return bm_cli_usage_error(self, "login needs --name NAME");
-    if (cfg->google.client_id == NULL || cfg->google.client_id[0] == '\0' ||
-        cfg->google.client_secret == NULL || cfg->google.client_secret[0] == '\0') {
-        fprintf(stderr, "busymirror account login: set [google] client_id and [google] "
-                        "client_secret in the config (an OAuth client of type Desktop app)\n");
-        return BM_EXIT_CONFIG;
-    }
+    if ((rc = bm_cli_name(self, "account", name)) != BM_EXIT_OK ||
+        (rc = bm_cli_google(cli)) != BM_EXIT_OK)
+        return rc;
 
     /* Everything that can fail locally fails before the user is sent to a browser. */
     if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
@@ -213,8 +210,8 @@ int bm_account_login(bm_cli_t *cli, int argc, char **argv)
         say(err);
         goto out;
     }
-    printf("account '%s' logged in as %s; %zu calendars found\n", name,
-           email != NULL ? email : "(no primary calendar)", found.n);
+    printf("account '%s' logged in as %s; %zu calendar%s found\n", name,
+           email != NULL ? email : "(no primary calendar)", found.n, found.n == 1 ? "" : "s");
     rc = BM_EXIT_OK;
 out:
     bm_oauth_login_dispose(&login);

@@ -229,22 +229,6 @@ out:
     return rc;
 }
 
-/* `account login` parses its own options (cli/account_login.c); its --name is
- * checked here first, so that every command takes the same names. */
-static int login_name_check(const bm_cli_command_t *self, int argc, char **argv)
-{
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        const char *name = NULL;
-        if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
-            name = argv[++i];
-        else if (strncmp(argv[i], "--name=", 7) == 0)
-            name = argv[i] + 7;
-        if (name != NULL && bm_cli_name(self, "account", name) != BM_EXIT_OK)
-            return BM_EXIT_USAGE;
-    }
-    return BM_EXIT_OK;
-}
-
 int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
 {
     const bm_cli_command_t *self = bm_cli_find("account");
@@ -254,9 +238,7 @@ int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
     if (strcmp(sub, "add") == 0)
         return account_add(cli, argc - 1, argv + 1);
     if (strcmp(sub, "login") == 0)
-        return login_name_check(self, argc - 1, argv + 1) != BM_EXIT_OK
-                   ? BM_EXIT_USAGE
-                   : bm_account_login(cli, argc - 1, argv + 1);
+        return bm_account_login(cli, argc - 1, argv + 1);
     if (strcmp(sub, "list") == 0 && argc == 2)
         return account_list(cli);
     if (strcmp(sub, "remove") == 0)

@@ -293,7 +293,7 @@ class LoginTest(Scenario):
         self.emu.user("mallory@example.com")
         self.write_config()
         out, _, _ = self.full_login()
-        self.assertIn("logged in as alice@example.com; 1 calendars found", out)
+        self.assertIn("logged in as alice@example.com; 1 calendar found", out)
         # the account is alice's now: a login as someone else changes nothing
         p = self.login("--name", "alice", "--login-hint", "mallory@example.com")
         status, _, _ = get(self.consent(p.url()))
