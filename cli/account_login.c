@@ -144,7 +144,7 @@ int bm_account_login(bm_cli_t *cli, int argc, char **argv)
             return bm_cli_option_error(self, c, argv);
         }
     }
-    if (name == NULL || name[0] == '\0' || optind != argc)
+    if (name == NULL || optind != argc)
         return bm_cli_usage_error(self, "login needs --name NAME");
     if ((rc = bm_cli_name(self, "account", name)) != BM_EXIT_OK ||
         (rc = bm_cli_google(cli)) != BM_EXIT_OK)
