@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -38,7 +39,7 @@ static const bm_cli_command_t commands[] = {
      "                      log in with Google in a browser (prints the address to open;\n"
      "                      answers arrive on 127.0.0.1, default --timeout 300) and store\n"
      "                      the account, or give an existing one a new token (needs-login)\n"
-     "  list                name, e-mail, calendars and state of every account\n"
+     "  list [--json]       name, e-mail, calendars and state of every account\n"
      "  remove --account-id NAME [--keep-blocks] --confirm\n"
      "                      delete the blocks in its calendars and those made from them\n"
      "                      (unless --keep-blocks), then forget the account\n"
@@ -52,18 +53,27 @@ static const bm_cli_command_t commands[] = {
      "                      'default'); source: only gives, target: only receives\n"
      "  disable --calendar-id ID [--account-id NAME]\n"
      "                      stop mirroring it and remove the blocks it gave and got\n"
-     "  list [--account-id NAME]\n"},
+     "  list [--account-id NAME] [--calendar-id ID] [--json]\n"},
     {"status", bm_cmd_status, "health of every calendar and account",
      "  --json              machine-readable\n"
      "\nexit codes: 0 healthy; 1 something needs attention (an account needs login, a\n"
      "calendar's last sync failed or never ran, dead letters, writes retrying)\n"},
     {"dlq", bm_cmd_dlq, "list, retry and purge dead letters (block writes that failed for good)",
-     "  list\n"
+     "  list [--json]\n"
      "  retry --id N | --all      back to the outbox, then applied now\n"
      "  purge [--older-than DAYS] --confirm\n"},
     {"undo", bm_cmd_undo, "re-create what a reset, cleanup or account removal deleted",
-     "  --audit-id N        the run to undo (its number is in the audit log)\n"
+     "  --audit-id N        the run to undo (busymirror audit list shows the runs)\n"
      "  --last              the newest run\n"},
+    {"audit", bm_cmd_audit, "what each reset, cleanup, disable or account removal deleted",
+     "  list [--json] [--limit N]\n"
+     "                      the newest runs first (default 20): run id (what undo --audit-id\n"
+     "                      takes), when, action, calendars, blocks deleted, how many undone\n"},
+    {"log", bm_cmd_log, "recent syncs of each calendar, from the sync log",
+     "  --calendar-id ID    only this calendar\n"
+     "  --account-id NAME   when the calendar id is in several accounts\n"
+     "  --limit N           at most N syncs, the newest first (default 50)\n"
+     "  --json              machine-readable\n"},
     {"config", bm_cmd_config, "validate the configuration (config check)",
      "  check               validate and print the effective config, secrets masked\n"
      "  keys                list every key with its default\n"},
@@ -116,6 +126,19 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
     fprintf(stderr, "\n(see 'busymirror %s%s--help')\n", cmd != NULL ? cmd->name : "",
             cmd != NULL ? " " : "");
     return BM_EXIT_USAGE;
+}
+
+int bm_cli_parse_count(const bm_cli_command_t *cmd, const char *opt, const char *arg, long long max,
+                       long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || v < 1 || v > max)
+        return bm_cli_usage_error(cmd, "--%s takes a number from 1 to %lld, not '%s'", opt, max,
+                                  arg);
+    *out = v;
+    return BM_EXIT_OK;
 }
 
 int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
