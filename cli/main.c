@@ -1,5 +1,6 @@
 /* cli/main.c: global options, the command table and dispatch. */
 #include "bm_build.h"
+#include "bm_vcs.h"
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -98,7 +99,7 @@ static void print_help(FILE *f)
                "options:\n"
                "  -c, --config FILE   configuration file (or BUSYMIRROR_CONFIG)\n"
                "  -h, --help          this help; COMMAND --help for a command's\n"
-               "  -V, --version       print the version\n"
+               "  -V, --version       print the version and the git commit it was built from\n"
                "\n"
                "commands:\n");
     for (size_t i = 0; i < n_commands; i++)
@@ -182,7 +183,7 @@ int main(int argc, char **argv)
             print_help(stdout);
             goto out;
         case 'V':
-            printf("busymirror %s\n", BM_VERSION);
+            printf("busymirror %s (commit %s)\n", BM_VERSION, BM_COMMIT);
             goto out;
         default:
             rc = bm_cli_usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
