@@ -150,7 +150,8 @@ out:
 }
 
 /* The live line on a TTY: what is written, what remains, the pace since the
- * drain began (t0_ms, applied0 writes then) and the time left at that pace. */
+ * drain began (t0_ms, applied0 writes then; at most [google] user_quota) and
+ * the time left at that pace. */
 static void progress(bm_engine_t *e, int64_t pending, int64_t t0_ms, int64_t applied0)
 {
     if (!e->o.progress)
@@ -160,6 +161,11 @@ static void progress(bm_engine_t *e, int64_t pending, int64_t t0_ms, int64_t app
             (long long)e->totals.applied, (long long)pending);
     if (ms > 0 && applied > 0) {
         double per_min = (double)applied * 60000.0 / (double)ms;
+        /* A full token bucket lets the first batches go at once: that burst is
+         * no pace. Over a minute writes never go faster than the quota. */
+        int quota = e->o.cfg->google.user_quota;
+        if (quota > 0 && per_min > quota)
+            per_min = quota;
         long left_s = (long)((double)pending * 60.0 / per_min + 0.5);
         fprintf(e->out, ", %.0f writes/min, about ", per_min);
         if (left_s >= 3600)
