@@ -53,6 +53,9 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
 #define BM_CLI_MAX_LIMIT 100000
 int bm_cli_parse_count(const bm_cli_command_t *cmd, const char *opt, const char *arg, long long max,
                        long long *out);
+/* Parses the options of a command (or subcommand, argv[0]) whose only option
+ * is --json: BM_EXIT_OK with *json set, or a usage error (its exit code). */
+int bm_cli_parse_json_only(const bm_cli_command_t *cmd, int argc, char **argv, bool *json);
 /* Prints a command's help to f. */
 void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f);
 const bm_cli_command_t *bm_cli_find(const char *name);

@@ -87,7 +87,6 @@ out:
 
 static int account_list(bm_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     const bm_cli_command_t *self = bm_cli_find("account");
     bm_store_t *st;
     bm_account_t *a = NULL;
@@ -95,15 +94,9 @@ static int account_list(bm_cli_t *cli, int argc, char **argv)
     size_t n = 0;
     bool json = false;
     char err[512];
-    int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c != 'j')
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
-        json = true;
-    }
-    if (optind != argc)
-        return bm_cli_usage_error(self, "unexpected argument '%s'", argv[optind]);
-    if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
+    int rc;
+    if ((rc = bm_cli_parse_json_only(self, argc, argv, &json)) != BM_EXIT_OK ||
+        (rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
         return rc;
     if (bm_store_account_list(st, &a, &n, err, sizeof(err)) != BM_OK)
         goto fail;

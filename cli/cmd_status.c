@@ -2,10 +2,8 @@
 #include "cli/cli.h"
 #include "core/util.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Why a calendar needs attention, or NULL when it is healthy. */
 static const char *attention(const bm_calendar_t *c, const bm_health_t *h)
@@ -28,7 +26,6 @@ static const char *attention(const bm_calendar_t *c, const bm_health_t *h)
 
 int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     const bm_cli_command_t *self = bm_cli_find("status");
     bool json = false, unhealthy = false;
     bm_account_t *accts = NULL;
@@ -37,15 +34,9 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
     bm_store_t *st;
     bm_cli_json_t j = {0};
     char err[512], when[40], expiry[40];
-    int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c != 'j')
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
-        json = true;
-    }
-    if (optind != argc)
-        return bm_cli_usage_error(self, "unexpected argument '%s'", argv[optind]);
-    if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
+    int rc;
+    if ((rc = bm_cli_parse_json_only(self, argc, argv, &json)) != BM_EXIT_OK ||
+        (rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
         return rc;
     if (bm_store_account_list(st, &accts, &n_accts, err, sizeof(err)) != BM_OK ||
         bm_store_calendar_list(st, 0, NULL, false, &cals, &n_cals, err, sizeof(err)) != BM_OK) {

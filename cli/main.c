@@ -142,6 +142,21 @@ int bm_cli_parse_count(const bm_cli_command_t *cmd, const char *opt, const char 
     return BM_EXIT_OK;
 }
 
+int bm_cli_parse_json_only(const bm_cli_command_t *cmd, int argc, char **argv, bool *json)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+    int c;
+    *json = false;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c != 'j')
+            return bm_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        *json = true;
+    }
+    if (optind != argc)
+        return bm_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    return BM_EXIT_OK;
+}
+
 int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
 {
     char err[512];
