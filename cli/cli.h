@@ -16,6 +16,9 @@
  *   cli/cmd_status.c     status
  *   cli/cmd_dlq.c        dlq list|retry|purge
  *   cli/cmd_config.c     config check|keys
+ *   cli/cmd_audit.c      audit list
+ *   cli/cmd_log.c        log
+ *   cli/output.c         times and JSON documents, printed alike by every command
  */
 #ifndef BM_CLI_CLI_H
 #define BM_CLI_CLI_H
@@ -24,6 +27,7 @@
 #include "core/store.h"
 
 #include <stdio.h>
+#include <yajl/yajl_gen.h>
 
 typedef struct bm_cli {
     bm_config_t cfg;
@@ -55,6 +59,14 @@ int bm_cli_usage_error(const bm_cli_command_t *cmd, const char *fmt, ...)
 int bm_cli_option_error(const bm_cli_command_t *cmd, int c, char **argv);
 /* A usage error naming two options that cannot go together. */
 int bm_cli_conflict(const bm_cli_command_t *cmd, const char *a, const char *b);
+/* --limit N and the like: *out = arg when it is a whole number from 1 to max,
+ * else a usage error naming --opt (its exit code). */
+#define BM_CLI_MAX_LIMIT 100000
+int bm_cli_parse_count(const bm_cli_command_t *cmd, const char *opt, const char *arg, long long max,
+                       long long *out);
+/* Parses the options of a command (or subcommand, argv[0]) whose only option
+ * is --json: BM_EXIT_OK with *json set, or a usage error (its exit code). */
+int bm_cli_parse_json_only(const bm_cli_command_t *cmd, int argc, char **argv, bool *json);
 /* Prints a command's help to f. */
 void bm_cli_print_command_help(const bm_cli_command_t *cmd, FILE *f);
 const bm_cli_command_t *bm_cli_find(const char *name);
@@ -85,6 +97,37 @@ int bm_cli_engine(bm_cli_t *cli, struct bm_engine **e);
 int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsigned char **out,
                       size_t *out_len);
 
+/* ---- output (cli/output.c) ---- */
+
+/* UTC RFC 3339 of t seconds since the epoch ("2024-05-01T09:00:00Z"), or
+ * "never" when t <= 0. */
+void bm_cli_fmt_time(int64_t t, char *buf, size_t len);
+
+/*
+ * One JSON document for stdout (`--json`): an object, built with a sticky
+ * error, so callers check once, at bm_cli_json_end: the first call that fails
+ * (a text that is not valid UTF-8) makes the rest no-ops. key NULL: a value
+ * inside an array. Strings are copied; a NULL string is JSON null.
+ * bm_cli_json_end closes the object, writes it to stdout and releases it
+ * (an exit code; on failure a message for `busymirror cmd` on stderr);
+ * bm_cli_json_dispose releases without writing (no-op after end).
+ */
+typedef struct bm_cli_json {
+    yajl_gen g;
+    bool bad;
+} bm_cli_json_t;
+
+void bm_cli_json_begin(bm_cli_json_t *j);
+void bm_cli_json_open(bm_cli_json_t *j, const char *key, bool array);
+void bm_cli_json_close(bm_cli_json_t *j, bool array);
+void bm_cli_json_str(bm_cli_json_t *j, const char *key, const char *v);
+void bm_cli_json_int(bm_cli_json_t *j, const char *key, int64_t v);
+void bm_cli_json_bool(bm_cli_json_t *j, const char *key, bool v);
+/* RFC 3339 (bm_cli_fmt_time), null when t <= 0. */
+void bm_cli_json_time(bm_cli_json_t *j, const char *key, int64_t t);
+int bm_cli_json_end(bm_cli_json_t *j, const char *cmd);
+void bm_cli_json_dispose(bm_cli_json_t *j);
+
 /* `account login`: Google's installed-app flow (cli/account_login.c). */
 int bm_account_login(bm_cli_t *cli, int argc, char **argv);
 
@@ -98,6 +141,8 @@ int bm_cmd_cleanup(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_undo(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_status(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_audit(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_log(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv);
 
 #endif

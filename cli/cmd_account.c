@@ -142,32 +142,55 @@ out:
     return rc;
 }
 
-static int account_list(bm_cli_t *cli)
+static int account_list(bm_cli_t *cli, int argc, char **argv)
 {
+    const bm_cli_command_t *self = bm_cli_find("account");
     bm_store_t *st;
     bm_account_t *a = NULL;
+    bm_cli_json_t j = {0};
     size_t n = 0;
+    bool json = false;
     char err[512];
-    int rc = bm_cli_store(cli, &st);
-    if (rc != BM_EXIT_OK)
+    int rc;
+    if ((rc = bm_cli_parse_json_only(self, argc, argv, &json)) != BM_EXIT_OK ||
+        (rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
         return rc;
     if (bm_store_account_list(st, &a, &n, err, sizeof(err)) != BM_OK)
         goto fail;
-    printf("%-20s %-32s %-9s %s\n", "NAME", "EMAIL", "CALENDARS", "STATE");
+    if (json) {
+        bm_cli_json_begin(&j);
+        bm_cli_json_open(&j, "accounts", true);
+    } else {
+        printf("%-20s %-32s %-9s %s\n", "NAME", "EMAIL", "CALENDARS", "STATE");
+    }
     for (size_t i = 0; i < n; i++) {
         bm_calendar_t *cals = NULL;
         size_t nc = 0;
         if (bm_store_calendar_list(st, a[i].id, NULL, false, &cals, &nc, err, sizeof(err)) != BM_OK)
             goto fail;
-        printf("%-20s %-32s %-9zu %s\n", a[i].name, a[i].email != NULL ? a[i].email : "-", nc,
-               bm_cli_account_state(&a[i]));
         bm_store_calendars_free(cals, nc);
+        if (!json) {
+            printf("%-20s %-32s %-9zu %s\n", a[i].name, a[i].email != NULL ? a[i].email : "-", nc,
+                   bm_cli_account_state(&a[i]));
+            continue;
+        }
+        bm_cli_json_open(&j, NULL, false);
+        bm_cli_json_str(&j, "name", a[i].name);
+        bm_cli_json_str(&j, "email", a[i].email);
+        bm_cli_json_int(&j, "calendars", (int64_t)nc);
+        bm_cli_json_str(&j, "state", bm_cli_account_state(&a[i]));
+        bm_cli_json_close(&j, false);
+    }
+    if (json) {
+        bm_cli_json_close(&j, true);
+        rc = bm_cli_json_end(&j, "account");
     }
     goto out;
 fail:
     fprintf(stderr, "busymirror: %s\n", err);
     rc = BM_EXIT_FAIL;
 out:
+    bm_cli_json_dispose(&j);
     bm_store_accounts_free(a, n);
     return rc;
 }
@@ -239,8 +262,8 @@ int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
         return account_add(cli, argc - 1, argv + 1);
     if (strcmp(sub, "login") == 0)
         return bm_account_login(cli, argc - 1, argv + 1);
-    if (strcmp(sub, "list") == 0 && argc == 2)
-        return account_list(cli);
+    if (strcmp(sub, "list") == 0)
+        return account_list(cli, argc - 1, argv + 1);
     if (strcmp(sub, "remove") == 0)
         return account_remove(cli, argc - 1, argv + 1);
     return bm_cli_usage_error(self, "unknown subcommand '%s'", sub);

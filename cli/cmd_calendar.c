@@ -13,6 +13,7 @@ typedef struct cal_args {
     const char *calendar;
     const char *group;
     const char *role;
+    bool json; /* list --json */
 } cal_args_t;
 
 static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t *a,
@@ -22,6 +23,7 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
                                          {"calendar-id", required_argument, NULL, 'c'},
                                          {"group", required_argument, NULL, 'g'},
                                          {"role", required_argument, NULL, 'r'},
+                                         {"json", no_argument, NULL, 'j'},
                                          {NULL, 0, NULL, 0}};
     int c;
     memset(a, 0, sizeof(*a));
@@ -42,6 +44,11 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
                 a->group = optarg;
             else
                 a->role = optarg;
+            break;
+        case 'j':
+            if (strcmp(argv[0], "list") != 0)
+                return bm_cli_usage_error(self, "%s takes no --json", argv[0]);
+            a->json = true;
             break;
         default:
             return bm_cli_option_error(self, c, argv);
@@ -130,10 +137,43 @@ out:
     return rc;
 }
 
+static void list_text(const bm_calendar_t *c, int64_t blocks)
+{
+    char when[32] = "never";
+    if (c->last_sync_at > 0) {
+        time_t t = (time_t)c->last_sync_at;
+        struct tm tm;
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+    }
+    printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s blocks=%lld last=%s\n", c->account_name,
+           c->gcal_id, c->summary != NULL ? c->summary : "", c->group_name, bm_role_name(c->role),
+           c->enabled ? "yes" : "no", c->mode == BM_MODE_PUSH ? "push" : "poll", when,
+           (long long)blocks, c->last_result != NULL ? c->last_result : "-");
+}
+
+static void list_json(bm_cli_json_t *j, const bm_calendar_t *c, int64_t blocks)
+{
+    bm_cli_json_open(j, NULL, false);
+    bm_cli_json_str(j, "account", c->account_name);
+    bm_cli_json_str(j, "calendar", c->gcal_id);
+    bm_cli_json_str(j, "summary", c->summary);
+    bm_cli_json_str(j, "time_zone", c->time_zone);
+    bm_cli_json_bool(j, "primary", c->primary);
+    bm_cli_json_str(j, "group", c->group_name);
+    bm_cli_json_str(j, "role", bm_role_name(c->role));
+    bm_cli_json_bool(j, "enabled", c->enabled);
+    bm_cli_json_str(j, "mode", c->mode == BM_MODE_PUSH ? "push" : "poll");
+    bm_cli_json_time(j, "last_sync", c->last_sync_at);
+    bm_cli_json_str(j, "last_result", c->last_result);
+    bm_cli_json_int(j, "blocks", blocks);
+    bm_cli_json_close(j, false);
+}
+
 static int list(bm_cli_t *cli, cal_args_t *a)
 {
     bm_account_t acct = {0};
     bm_calendar_t *cals = NULL;
+    bm_cli_json_t j = {0};
     size_t n = 0;
     char err[512];
     int rc = BM_EXIT_OK;
@@ -148,29 +188,31 @@ static int list(bm_cli_t *cli, cal_args_t *a)
         rc = BM_EXIT_FAIL;
         goto out;
     }
-    printf("%-12s %-44s %-20s %-8s %-7s %-7s %-5s %-20s %s\n", "ACCOUNT", "CALENDAR", "SUMMARY",
-           "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "STATE");
+    if (a->json) {
+        bm_cli_json_begin(&j);
+        bm_cli_json_open(&j, "calendars", true);
+    } else {
+        printf("%-12s %-44s %-20s %-8s %-7s %-7s %-5s %-20s %s\n", "ACCOUNT", "CALENDAR", "SUMMARY",
+               "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "STATE");
+    }
     for (size_t i = 0; i < n; i++) {
-        char when[32] = "never";
         int64_t blocks = 0;
         if (bm_store_block_count(st, cals[i].id, &blocks, err, sizeof(err)) != BM_OK) {
             fprintf(stderr, "busymirror: %s\n", err);
             rc = BM_EXIT_FAIL;
             goto out;
         }
-        if (cals[i].last_sync_at > 0) {
-            time_t t = (time_t)cals[i].last_sync_at;
-            struct tm tm;
-            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
-        }
-        printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s blocks=%lld last=%s\n",
-               cals[i].account_name, cals[i].gcal_id,
-               cals[i].summary != NULL ? cals[i].summary : "", cals[i].group_name,
-               bm_role_name(cals[i].role), cals[i].enabled ? "yes" : "no",
-               cals[i].mode == BM_MODE_PUSH ? "push" : "poll", when, (long long)blocks,
-               cals[i].last_result != NULL ? cals[i].last_result : "-");
+        if (a->json)
+            list_json(&j, &cals[i], blocks);
+        else
+            list_text(&cals[i], blocks);
+    }
+    if (a->json) {
+        bm_cli_json_close(&j, true);
+        rc = bm_cli_json_end(&j, "calendar");
     }
 out:
+    bm_cli_json_dispose(&j);
     bm_store_calendars_free(cals, n);
     bm_account_dispose(&acct);
     return rc;

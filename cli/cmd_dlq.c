@@ -6,31 +6,53 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-static int dlq_list(bm_store_t *st)
+static void dlq_json(bm_cli_json_t *j, const bm_dead_letter_t *d)
+{
+    bm_cli_json_open(j, NULL, false);
+    bm_cli_json_int(j, "id", d->id);
+    bm_cli_json_time(j, "failed_at", d->failed_at);
+    bm_cli_json_str(j, "calendar", d->gcal_id);
+    bm_cli_json_str(j, "block", d->block_id);
+    bm_cli_json_str(j, "op", d->op == BM_OUTBOX_PUT ? "put" : "delete");
+    bm_cli_json_int(j, "attempts", d->attempts);
+    bm_cli_json_str(j, "error", d->error);
+    bm_cli_json_close(j, false);
+}
+
+static int dlq_list(bm_store_t *st, bool json)
 {
     bm_dead_letter_t *d = NULL;
+    bm_cli_json_t j = {0};
     size_t n = 0;
     char err[512];
+    int rc = BM_EXIT_OK;
     if (bm_store_dead_letters(st, &d, &n, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror dlq: %s\n", err);
         return BM_EXIT_FAIL;
     }
+    if (json) {
+        bm_cli_json_begin(&j);
+        bm_cli_json_open(&j, "dead_letters", true);
+        for (size_t i = 0; i < n; i++)
+            dlq_json(&j, &d[i]);
+        bm_cli_json_close(&j, true);
+        rc = bm_cli_json_end(&j, "dlq");
+        goto out;
+    }
     printf("%-6s %-20s %-44s %-40s %-6s %-8s %s\n", "ID", "FAILED", "CALENDAR", "BLOCK", "OP",
            "ATTEMPTS", "ERROR");
     for (size_t i = 0; i < n; i++) {
-        char when[32];
-        time_t t = (time_t)d[i].failed_at;
-        struct tm tm;
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+        char when[40];
+        bm_cli_fmt_time(d[i].failed_at, when, sizeof(when));
         printf("%-6lld %-20s %-44s %-40s %-6s %-8d %s\n", (long long)d[i].id, when, d[i].gcal_id,
                d[i].block_id, d[i].op == BM_OUTBOX_PUT ? "put" : "delete", d[i].attempts,
                d[i].error != NULL ? d[i].error : "");
     }
     printf("%zu dead letters\n", n);
+out:
     bm_store_dead_letters_free(d, n);
-    return BM_EXIT_OK;
+    return rc;
 }
 
 int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
@@ -39,10 +61,11 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
                                          {"all", no_argument, NULL, 'a'},
                                          {"older-than", required_argument, NULL, 'o'},
                                          {"confirm", no_argument, NULL, 'y'},
+                                         {"json", no_argument, NULL, 'j'},
                                          {NULL, 0, NULL, 0}};
     const bm_cli_command_t *self = bm_cli_find("dlq");
     long long id = 0, days = 0;
-    bool all = false, confirm = false;
+    bool all = false, confirm = false, json = false;
     bm_store_t *st;
     bm_engine_t *e = NULL;
     int64_t n = 0;
@@ -71,6 +94,9 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
         case 'y':
             confirm = true;
             break;
+        case 'j':
+            json = true;
+            break;
         default:
             return bm_cli_option_error(self, c, argv);
         }
@@ -79,8 +105,10 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
         return bm_cli_usage_error(self, "unexpected argument '%s'", argv[optind]);
     if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
         return rc;
+    if (json && strcmp(sub, "list") != 0)
+        return bm_cli_usage_error(self, "%s takes no --json", sub);
     if (strcmp(sub, "list") == 0)
-        return dlq_list(st);
+        return dlq_list(st, json);
     if (strcmp(sub, "retry") == 0) {
         if (id > 0 && all)
             return bm_cli_conflict(self, "--id", "--all");

@@ -1,9 +1,11 @@
 /* cli/main.c: global options, the command table and dispatch. */
 #include "bm_build.h"
+#include "bm_vcs.h"
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -37,17 +39,17 @@ static const bm_cli_command_t commands[] = {
      "  --dry-run           report what would be removed\n"},
     {"poll", bm_cmd_unavailable, "poll calendars without push once (not in this version)", ""},
     {"account", bm_cmd_account, "add, log in, list and remove Google accounts",
-     "  (NAME: 1 to 64 characters of A-Z a-z 0-9 . _ @ + -)\n"
      "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
      "                      store an account; its refresh token is encrypted at rest\n"
      "  login --name NAME [--timeout SECONDS] [--login-hint EMAIL]\n"
      "                      log in with Google in a browser (prints the address to open;\n"
      "                      answers arrive on 127.0.0.1, default --timeout 300) and store\n"
      "                      the account, or give an existing one a new token (needs-login)\n"
-     "  list                name, e-mail, calendars and state of every account\n"
+     "  list [--json]       name, e-mail, calendars and state of every account\n"
      "  remove --account-id NAME [--keep-blocks] --confirm\n"
      "                      delete the blocks in its calendars and those made from them\n"
      "                      (unless --keep-blocks), then forget the account\n"
+     "\nNAME: 1 to 64 characters of A-Z a-z 0-9 . _ @ + -\n"
      "\nexit codes: 0 ok; 1 failure (login: denied, no answer within --timeout, Google\n"
      "refused the code); 2 usage (add: FILE is not one line of printable ASCII without\n"
      "blanks, at most 512 characters); 78 [google] client_id or client_secret not set\n"},
@@ -60,21 +62,30 @@ static const bm_cli_command_t commands[] = {
      "                      source: only gives, target: only receives\n"
      "  disable --calendar-id ID [--account-id NAME]\n"
      "                      stop mirroring it and remove the blocks it gave and got\n"
-     "  list [--account-id NAME]\n"},
+     "  list [--account-id NAME] [--calendar-id ID] [--json]\n"},
     {"status", bm_cmd_status, "health of every calendar and account",
      "  --json              machine-readable\n"
      "\nexit codes: 0 healthy; 1 something needs attention (an account needs login, a\n"
      "calendar's last sync failed or never ran, dead letters, writes retrying)\n"},
     {"dlq", bm_cmd_dlq, "list, retry and purge dead letters (block writes that failed for good)",
-     "  list\n"
+     "  list [--json]\n"
      "  retry --id N | --all      back to the outbox, then applied now\n"
      "  purge [--older-than DAYS] --confirm\n"},
     {"undo", bm_cmd_undo,
      "re-create what a reset, cleanup, disable, regroup or account removal deleted",
-     "  --audit-id N        the run to undo (its number is in the audit log)\n"
+     "  --audit-id N        the run to undo (busymirror audit list shows the runs)\n"
      "  --last              the newest run\n"
      "\nundoes the blocks deleted by: reset, cleanup, calendar disable, calendar enable\n"
      "--group (a regroup), account remove; each is audited with the blocks' content\n"},
+    {"audit", bm_cmd_audit, "what each reset, cleanup, disable, regroup or account removal deleted",
+     "  list [--json] [--limit N]\n"
+     "                      the newest runs first (default 20): run id (what undo --audit-id\n"
+     "                      takes), when, action, calendars, blocks deleted, how many undone\n"},
+    {"log", bm_cmd_log, "recent syncs of each calendar, from the sync log",
+     "  --calendar-id ID    only this calendar\n"
+     "  --account-id NAME   when the calendar id is in several accounts\n"
+     "  --limit N           at most N syncs, the newest first (default 50)\n"
+     "  --json              machine-readable\n"},
     {"config", bm_cmd_config, "validate the configuration (config check)",
      "  check               validate and print the effective config, secrets masked, and\n"
      "                      check that the folders of [store] path and key_file exist\n"
@@ -102,7 +113,7 @@ static void print_help(FILE *f)
                "                      /etc/busymirror/busymirror.ini, else\n"
                "                      $XDG_CONFIG_HOME/busymirror/busymirror.ini)\n"
                "  -h, --help          this help; COMMAND --help for a command's\n"
-               "  -V, --version       print the version\n"
+               "  -V, --version       print the version and the git commit it was built from\n"
                "\n"
                "commands:\n");
     for (size_t i = 0; i < n_commands; i++)
@@ -155,6 +166,34 @@ int bm_cli_config(bm_cli_t *cli)
             "and none at %s\n",
             cli->looked);
     return BM_EXIT_CONFIG;
+}
+
+int bm_cli_parse_count(const bm_cli_command_t *cmd, const char *opt, const char *arg, long long max,
+                       long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || v < 1 || v > max)
+        return bm_cli_usage_error(cmd, "--%s takes a number from 1 to %lld, not '%s'", opt, max,
+                                  arg);
+    *out = v;
+    return BM_EXIT_OK;
+}
+
+int bm_cli_parse_json_only(const bm_cli_command_t *cmd, int argc, char **argv, bool *json)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+    int c;
+    *json = false;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c != 'j')
+            return bm_cli_option_error(cmd, c, argv);
+        *json = true;
+    }
+    if (optind != argc)
+        return bm_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    return BM_EXIT_OK;
 }
 
 int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
@@ -236,7 +275,7 @@ int main(int argc, char **argv)
             print_help(stdout);
             goto out;
         case 'V':
-            printf("busymirror %s\n", BM_VERSION);
+            printf("busymirror %s (commit %s)\n", BM_VERSION, BM_COMMIT);
             goto out;
         default:
             rc = bm_cli_option_error(NULL, c, argv);

@@ -1673,3 +1673,112 @@ int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t 
     bind_int64(&s, 1, calendar_id);
     return read_count(st, &s, n, err, errlen, "count pending deletes");
 }
+
+/* ---- operator reports: audit runs and the sync log ---- */
+
+/* Splits a newline-joined list (NULL: empty) into a malloc'd array of copies. */
+static char **split_lines(const char *s, size_t *n)
+{
+    char **v = NULL;
+    *n = 0;
+    for (const char *p = s; p != NULL && *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        v = bm_realloc(v, (*n + 1) * sizeof(*v));
+        v[(*n)++] = bm_strndup(p, len);
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+    return v;
+}
+
+static void read_audit_summary_row(sqlite3_stmt *s, void *row)
+{
+    bm_audit_summary_t *a = row;
+    a->run_id = sqlite3_column_int64(s, 0);
+    a->at = sqlite3_column_int64(s, 1);
+    a->action = col_dup(s, 2);
+    a->blocks = sqlite3_column_int64(s, 3);
+    a->undone = sqlite3_column_int64(s, 4);
+    a->calendars = split_lines((const char *)sqlite3_column_text(s, 5), &a->n_calendars);
+}
+
+static void release_audit_summary_rows(void *rows, size_t n)
+{
+    bm_store_audit_summaries_free(rows, n);
+}
+
+int bm_store_audit_list(bm_store_t *st, size_t limit, bm_audit_summary_t **out, size_t *n,
+                        char *err, size_t errlen)
+{
+    PREP(s, "SELECT a.run_id, MIN(a.at), MIN(a.action), count(*), count(a.undone_at),"
+            " (SELECT group_concat(g, char(10)) FROM (SELECT DISTINCT COALESCE(b.gcal_id, '?') g"
+            "   FROM audit_log b WHERE b.run_id = a.run_id ORDER BY g))"
+            " FROM audit_log a GROUP BY a.run_id ORDER BY a.run_id DESC LIMIT ?");
+    bind_int64(&s, 1, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+    int rc;
+    *out = read_rows(st, &s, sizeof(**out), read_audit_summary_row, release_audit_summary_rows, n,
+                     &rc, err, errlen, "list audit runs");
+    return rc;
+}
+
+void bm_store_audit_summaries_free(bm_audit_summary_t *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(a[i].action);
+        for (size_t j = 0; j < a[i].n_calendars; j++)
+            free(a[i].calendars[j]);
+        free(a[i].calendars);
+    }
+    free(a);
+}
+
+static void read_sync_log_row(sqlite3_stmt *s, void *row)
+{
+    bm_sync_log_entry_t *l = row;
+    l->id = sqlite3_column_int64(s, 0);
+    l->gcal_id = col_dup(s, 1);
+    l->account_name = col_dup(s, 2);
+    l->started_at = sqlite3_column_int64(s, 3);
+    l->duration_ms = sqlite3_column_int64(s, 4);
+    l->kind = col_dup(s, 5);
+    l->listed = sqlite3_column_int64(s, 6);
+    l->inserted = sqlite3_column_int64(s, 7);
+    l->updated = sqlite3_column_int64(s, 8);
+    l->deleted = sqlite3_column_int64(s, 9);
+    l->api_calls = sqlite3_column_int64(s, 10);
+    l->result = col_dup(s, 11);
+    l->error = col_dup(s, 12);
+}
+
+static void release_sync_log_rows(void *rows, size_t n)
+{
+    bm_store_sync_log_entries_free(rows, n);
+}
+
+int bm_store_sync_log_list(bm_store_t *st, int64_t calendar_id, size_t limit,
+                           bm_sync_log_entry_t **out, size_t *n, char *err, size_t errlen)
+{
+    PREP(s, "SELECT l.id, c.gcal_id, a.name, l.started_at, l.duration_ms, l.kind, l.listed,"
+            " l.inserted, l.updated, l.deleted, l.api_calls, l.result, l.error FROM sync_log l"
+            " LEFT JOIN calendars c ON c.id = l.calendar_id"
+            " LEFT JOIN accounts a ON a.id = c.account_id"
+            " WHERE ?1 = 0 OR l.calendar_id = ?1 ORDER BY l.started_at DESC, l.id DESC LIMIT ?2");
+    bind_int64(&s, 1, calendar_id);
+    bind_int64(&s, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+    int rc;
+    *out = read_rows(st, &s, sizeof(**out), read_sync_log_row, release_sync_log_rows, n, &rc, err,
+                     errlen, "list sync log");
+    return rc;
+}
+
+void bm_store_sync_log_entries_free(bm_sync_log_entry_t *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(l[i].gcal_id);
+        free(l[i].account_name);
+        free(l[i].kind);
+        free(l[i].result);
+        free(l[i].error);
+    }
+    free(l);
+}

@@ -259,8 +259,9 @@ int bm_store_outbox_accounts(bm_store_t *st, int64_t **ids, size_t *n, char *err
 void bm_store_outbox_items_free(bm_outbox_item_t *items, size_t n);
 
 /* ---- sync log ---- */
-/* Written only, never read back: the strings are the caller's (often string
- * literals), borrowed for bm_store_sync_log_add; nothing to release. */
+/* One row to write: the strings are the caller's (often string literals),
+ * borrowed for bm_store_sync_log_add; nothing to release. Rows are read back
+ * as bm_sync_log_entry_t (bm_store_sync_log_list, at the end of this file). */
 typedef struct bm_sync_log {
     int64_t calendar_id;
     int64_t started_at;
@@ -354,5 +355,46 @@ typedef struct bm_health {
 
 int bm_store_calendar_health(bm_store_t *st, int64_t calendar_id, bm_health_t *h, char *err,
                              size_t errlen);
+
+/* ---- operator reports: audit runs and the sync log ---- */
+
+/* One audited run (one reset, cleanup, disable, regroup or account removal),
+ * as `undo --audit-id` takes it. Rows own their strings and the calendars
+ * array; released (as an array) with bm_store_audit_summaries_free. */
+typedef struct bm_audit_summary {
+    int64_t run_id;
+    int64_t at;       /* its first deletion */
+    char *action;     /* reset | cleanup | disable | regroup | account-remove */
+    char **calendars; /* the Google ids it deleted from, sorted, distinct */
+    size_t n_calendars;
+    int64_t blocks; /* deletions audited */
+    int64_t undone; /* of which re-created by undo */
+} bm_audit_summary_t;
+
+/* The newest `limit` runs, newest first; *out: bm_store_audit_summaries_free. */
+int bm_store_audit_list(bm_store_t *st, size_t limit, bm_audit_summary_t **out, size_t *n,
+                        char *err, size_t errlen);
+void bm_store_audit_summaries_free(bm_audit_summary_t *a, size_t n);
+
+/* One sync of one calendar, read back from the sync log. Rows own their
+ * strings; released (as an array) with bm_store_sync_log_entries_free. */
+typedef struct bm_sync_log_entry {
+    int64_t id;
+    char *gcal_id;      /* NULL once the calendar is gone */
+    char *account_name; /* NULL once the calendar is gone */
+    int64_t started_at; /* seconds since the epoch */
+    int64_t duration_ms;
+    char *kind;                                 /* full | incremental */
+    int64_t listed, inserted, updated, deleted; /* events listed; writes planned */
+    int64_t api_calls;
+    char *result; /* ok | error code name */
+    char *error;  /* NULL when ok */
+} bm_sync_log_entry_t;
+
+/* The newest `limit` syncs of calendar_id (0: of every calendar), newest first;
+ * *out: bm_store_sync_log_entries_free. */
+int bm_store_sync_log_list(bm_store_t *st, int64_t calendar_id, size_t limit,
+                           bm_sync_log_entry_t **out, size_t *n, char *err, size_t errlen);
+void bm_store_sync_log_entries_free(bm_sync_log_entry_t *l, size_t n);
 
 #endif

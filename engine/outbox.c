@@ -131,11 +131,34 @@ out:
     return rc;
 }
 
-static void progress(bm_engine_t *e, int64_t pending)
+/* The live line on a TTY: what is written, what remains, the pace since the
+ * drain began (t0_ms, applied0 writes then; at most [google] user_quota) and
+ * the time left at that pace. */
+static void progress(bm_engine_t *e, int64_t pending, int64_t t0_ms, int64_t applied0)
 {
-    if (e->o.progress)
-        fprintf(e->out, "\rapplying block writes: %lld done, %lld pending   ",
-                (long long)e->totals.applied, (long long)pending);
+    if (!e->o.progress)
+        return;
+    int64_t ms = bm_mono_ms() - t0_ms, applied = e->totals.applied - applied0;
+    fprintf(e->out, "\rapplying block writes: %lld done, %lld pending",
+            (long long)e->totals.applied, (long long)pending);
+    if (ms > 0 && applied > 0) {
+        double per_min = (double)applied * 60000.0 / (double)ms;
+        /* A full token bucket lets the first batches go at once: that burst is
+         * no pace. Over a minute writes never go faster than the quota. */
+        int quota = e->o.cfg->google.user_quota;
+        if (quota > 0 && per_min > quota)
+            per_min = quota;
+        long left_s = (long)((double)pending * 60.0 / per_min + 0.5);
+        fprintf(e->out, ", %.0f writes/min, about ", per_min);
+        if (left_s >= 3600)
+            fprintf(e->out, "%ld h %ld min left", left_s / 3600, left_s % 3600 / 60);
+        else if (left_s >= 60)
+            fprintf(e->out, "%ld min %ld s left", left_s / 60, left_s % 60);
+        else
+            fprintf(e->out, "%ld s left", left_s);
+    }
+    fputs("\033[K", e->out); /* clear what a longer line left */
+    fflush(e->out);
 }
 
 int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
@@ -143,6 +166,7 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
     int rc = BM_OK;
     int64_t *accounts = NULL;
     size_t n_accounts = 0;
+    int64_t t0_ms = bm_mono_ms(), applied0 = e->totals.applied; /* for progress */
     if (e->o.dry_run)
         return BM_OK;
     int64_t stale = 0;
@@ -173,7 +197,7 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
                     worked += done;
                     if (rc == BM_OK && done > 0 && e->o.progress &&
                         bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen) == BM_OK)
-                        progress(e, pending);
+                        progress(e, pending, t0_ms, applied0);
                 } while (rc == BM_OK && done > 0);
                 if (rc == BM_EAUTH || rc == BM_ETRANSIENT) { /* this account only */
                     BM_LOG(BM_LOG_WARN, BM_MSG("drain stopped for account"),

@@ -1,4 +1,6 @@
 /* tests/cli/test_cli.c: the real busymirror binary's usage errors and exit codes. */
+#include "bm_build.h"
+
 #include <check.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -63,6 +65,35 @@ START_TEST(help_and_version)
     ck_assert_ptr_nonnull(strstr(out, "busymirror "));
     ck_assert_int_eq(run("sync --help", out, sizeof(out), err, sizeof(err)), 0);
     ck_assert_ptr_nonnull(strstr(out, "--dry-run"));
+}
+END_TEST
+
+/* The commit the source tree is at ("unknown" when git cannot tell), as
+ * meson's vcs_tag() wrote it into the binary. */
+static void source_commit(char *buf, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "git -C '%s' describe --always --dirty --abbrev=12 --exclude='*' 2>/dev/null",
+             getenv("BM_SOURCE_DIR"));
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    if (fgets(buf, (int)len, p) == NULL)
+        buf[0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    if (pclose(p) != 0 || buf[0] == '\0')
+        snprintf(buf, len, "unknown");
+}
+
+START_TEST(version_names_the_commit)
+{
+    char commit[128], want[256];
+    source_commit(commit, sizeof(commit));
+    snprintf(want, sizeof(want), "busymirror %s (commit %s)\n", BM_VERSION, commit);
+    ck_assert_int_eq(run("--version", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_str_eq(out, want);
+    ck_assert_int_eq(run("-V", out, sizeof(out), err, sizeof(err)), 0);
+    ck_assert_str_eq(out, want);
 }
 END_TEST
 
@@ -396,6 +427,7 @@ Suite *make_suite(void)
     TCase *tc = tcase_create("cli");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, help_and_version);
+    tcase_add_test(tc, version_names_the_commit);
     tcase_add_test(tc, unknown_command_and_flag_exit_2);
     tcase_add_test(tc, bad_config_exits_78_and_creates_nothing);
     tcase_add_test(tc, config_check_masks_secrets);

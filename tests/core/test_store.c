@@ -1,5 +1,5 @@
 /* tests/core/test_store.c: file mode, migrations from older schemas, accounts,
- * calendars, targets, sync state, leases. */
+ * calendars, targets, sync state, leases, audit runs and the sync log read back. */
 #include "core/store.h"
 #include "core/util.h"
 
@@ -377,6 +377,81 @@ static void open_racer(const char *path, int start_fd)
     _exit(rc == BM_OK ? 0 : 1);
 }
 
+START_TEST(audit_runs_and_sync_log_read_back_newest_first)
+{
+    bm_store_t *st = open_db();
+    int64_t acc, c1, c2, run;
+    bm_store_account_add(st, "a", NULL, NULL, 0, &acc, err, sizeof(err));
+    bm_store_calendar_upsert(st, acc, "one", "1", NULL, NULL, false, &c1, err, sizeof(err));
+    bm_store_calendar_upsert(st, acc, "two", "2", NULL, NULL, false, &c2, err, sizeof(err));
+    /* run 1 deletes from two, one, two; run 2 from one */
+    const char *cals[] = {"two", "one", "two", "one"};
+    for (int i = 0; i < 4; i++) {
+        if (i == 0 || i == 3)
+            ck_assert_int_eq(bm_store_audit_new_run(st, &run, err, sizeof(err)), BM_OK);
+        bm_audit_t a = {.run_id = run,
+                        .action = i < 3 ? "disable" : "reset",
+                        .gcal_id = (char *)cals[i],
+                        .block_id = "b",
+                        .content = "{}"};
+        ck_assert_int_eq(bm_store_audit_add(st, &a, err, sizeof(err)), BM_OK);
+    }
+    bm_audit_t *entries = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(bm_store_audit_run(st, 1, &entries, &n, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_audit_mark_undone(st, entries[0].id, err, sizeof(err)), BM_OK);
+    bm_store_audits_free(entries, n);
+    bm_audit_summary_t *r = NULL;
+    ck_assert_int_eq(bm_store_audit_list(st, 10, &r, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(r[0].run_id, 2);
+    ck_assert_str_eq(r[0].action, "reset");
+    ck_assert_uint_eq(r[0].n_calendars, 1);
+    ck_assert_int_eq(r[1].blocks, 3);
+    ck_assert_int_eq(r[1].undone, 1);
+    ck_assert_uint_eq(r[1].n_calendars, 2);
+    ck_assert_str_eq(r[1].calendars[0], "one");
+    ck_assert_str_eq(r[1].calendars[1], "two");
+    ck_assert_int_gt(r[1].at, 0);
+    bm_store_audit_summaries_free(r, n);
+    ck_assert_int_eq(bm_store_audit_list(st, 1, &r, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 1);
+    bm_store_audit_summaries_free(r, n);
+
+    for (int i = 0; i < 3; i++) {
+        bm_sync_log_t l = {i == 1 ? c2 : c1,
+                           1000 + i,
+                           5,
+                           i == 0 ? "full" : "incremental",
+                           3,
+                           2,
+                           1,
+                           0,
+                           4,
+                           i == 2 ? "transient" : "ok",
+                           i == 2 ? "HTTP 503" : NULL};
+        ck_assert_int_eq(bm_store_sync_log_add(st, &l, err, sizeof(err)), BM_OK);
+    }
+    bm_sync_log_entry_t *l = NULL;
+    ck_assert_int_eq(bm_store_sync_log_list(st, 0, 10, &l, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(l[0].started_at, 1002);
+    ck_assert_str_eq(l[0].gcal_id, "one");
+    ck_assert_str_eq(l[0].account_name, "a");
+    ck_assert_str_eq(l[0].error, "HTTP 503");
+    ck_assert_str_eq(l[1].gcal_id, "two");
+    ck_assert_ptr_null(l[2].error);
+    ck_assert_str_eq(l[2].kind, "full");
+    ck_assert_int_eq(l[2].api_calls, 4);
+    bm_store_sync_log_entries_free(l, n);
+    ck_assert_int_eq(bm_store_sync_log_list(st, c1, 1, &l, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(l[0].started_at, 1002);
+    bm_store_sync_log_entries_free(l, n);
+    bm_store_close(st);
+}
+END_TEST
+
 START_TEST(new_database_opened_by_many_processes_at_once)
 {
     enum { ROUNDS = 20, RACERS = 8 };
@@ -421,6 +496,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, lease_excludes_live_owners_only);
     tcase_add_test(tc, outbox_keeps_one_item_per_block_and_gates_occurrences);
     tcase_add_test(tc, full_listing_sweep_finds_unseen_sources);
+    tcase_add_test(tc, audit_runs_and_sync_log_read_back_newest_first);
     tcase_add_test(tc, new_database_opened_by_many_processes_at_once);
     suite_add_tcase(s, tc);
     return s;

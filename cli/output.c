@@ -1,0 +1,110 @@
+/* cli/output.c: what several commands print the same way: times, JSON documents. */
+#include "cli/cli.h"
+#include "core/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void bm_cli_fmt_time(int64_t t, char *buf, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (t <= 0 || gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, len, "never");
+}
+
+/* Records the first failure; every call after it is a no-op. */
+static bool json_ok(bm_cli_json_t *j, yajl_gen_status s)
+{
+    if (s != yajl_gen_status_ok)
+        j->bad = true;
+    return !j->bad;
+}
+
+static bool json_key(bm_cli_json_t *j, const char *key)
+{
+    if (j->bad)
+        return false;
+    return key == NULL ||
+           json_ok(j, yajl_gen_string(j->g, (const unsigned char *)key, strlen(key)));
+}
+
+void bm_cli_json_begin(bm_cli_json_t *j)
+{
+    j->g = yajl_gen_alloc(NULL);
+    if (j->g == NULL)
+        abort();
+    j->bad = !yajl_gen_config(j->g, yajl_gen_beautify, 1) ||
+             !yajl_gen_config(j->g, yajl_gen_validate_utf8, 1);
+    if (!j->bad)
+        json_ok(j, yajl_gen_map_open(j->g));
+}
+
+void bm_cli_json_open(bm_cli_json_t *j, const char *key, bool array)
+{
+    if (json_key(j, key))
+        json_ok(j, array ? yajl_gen_array_open(j->g) : yajl_gen_map_open(j->g));
+}
+
+void bm_cli_json_close(bm_cli_json_t *j, bool array)
+{
+    if (!j->bad)
+        json_ok(j, array ? yajl_gen_array_close(j->g) : yajl_gen_map_close(j->g));
+}
+
+void bm_cli_json_str(bm_cli_json_t *j, const char *key, const char *v)
+{
+    if (json_key(j, key))
+        json_ok(j, v == NULL ? yajl_gen_null(j->g)
+                             : yajl_gen_string(j->g, (const unsigned char *)v, strlen(v)));
+}
+
+void bm_cli_json_int(bm_cli_json_t *j, const char *key, int64_t v)
+{
+    if (json_key(j, key))
+        json_ok(j, yajl_gen_integer(j->g, (long long)v));
+}
+
+void bm_cli_json_bool(bm_cli_json_t *j, const char *key, bool v)
+{
+    if (json_key(j, key))
+        json_ok(j, yajl_gen_bool(j->g, v));
+}
+
+void bm_cli_json_time(bm_cli_json_t *j, const char *key, int64_t t)
+{
+    char when[40];
+    bm_cli_fmt_time(t, when, sizeof(when));
+    bm_cli_json_str(j, key, t > 0 ? when : NULL);
+}
+
+int bm_cli_json_end(bm_cli_json_t *j, const char *cmd)
+{
+    const unsigned char *buf = NULL;
+    size_t len = 0;
+    int rc = BM_EXIT_OK;
+    if (!j->bad)
+        json_ok(j, yajl_gen_map_close(j->g));
+    if (!j->bad)
+        json_ok(j, yajl_gen_get_buf(j->g, &buf, &len));
+    if (j->bad) {
+        fprintf(stderr, "busymirror %s: cannot write JSON (a text is not valid UTF-8)\n", cmd);
+        rc = BM_EXIT_FAIL;
+        goto out;
+    }
+    if (fwrite(buf, 1, len, stdout) != len || fflush(stdout) != 0) {
+        fprintf(stderr, "busymirror %s: cannot write to stdout\n", cmd);
+        rc = BM_EXIT_FAIL;
+    }
+out:
+    bm_cli_json_dispose(j);
+    return rc;
+}
+
+void bm_cli_json_dispose(bm_cli_json_t *j)
+{
+    if (j->g != NULL)
+        yajl_gen_free(j->g);
+    j->g = NULL;
+}
