@@ -622,6 +622,16 @@ int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *e
     return rc;
 }
 
+int bm_store_account_find_email(bm_store_t *st, const char *email, int64_t except_id,
+                                bm_account_t *out, char *err, size_t errlen)
+{
+    PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts WHERE email = ? AND id <> ? ORDER BY name"
+            " LIMIT 1");
+    bind_text(&s, 1, email);
+    bind_int64(&s, 2, except_id);
+    return read_one(st, &s, read_account, out, err, errlen, "find account by e-mail");
+}
+
 int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t state, char *err,
                                size_t errlen)
 {
@@ -807,10 +817,12 @@ int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, cons
 int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calendar_t **out,
                               size_t *n, char *err, size_t errlen)
 {
+    /* One Google calendar reached through two accounts is two rows: neither is
+     * ever a target of the other. */
     PREP(s, CALENDAR_SELECT "WHERE c.enabled = 1 AND c.group_name = ? AND c.role IN (0, 2)"
-                            " AND c.id <> ? ORDER BY c.id");
+                            " AND c.gcal_id <> ? ORDER BY c.id");
     bind_text(&s, 1, cal->group_name);
-    bind_int64(&s, 2, cal->id);
+    bind_text(&s, 2, cal->gcal_id);
     return read_calendars(st, &s, out, n, err, errlen);
 }
 

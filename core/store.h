@@ -60,6 +60,10 @@ int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, ch
                                size_t errlen);
 /* All accounts, ordered by name; *out is a malloc'd array (bm_store_accounts_free). */
 int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *err, size_t errlen);
+/* Another account (not except_id) of the Google user `email`: the same person
+ * added twice. *out: bm_account_dispose. BM_ENOTFOUND (no message) when none. */
+int bm_store_account_find_email(bm_store_t *st, const char *email, int64_t except_id,
+                                bm_account_t *out, char *err, size_t errlen);
 int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t state, char *err,
                                size_t errlen);
 int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *token_enc,
@@ -118,7 +122,8 @@ int bm_store_calendar_list(bm_store_t *st, int64_t account_id, const char *gcal_
                            size_t errlen);
 int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, const char *group,
                                   bm_role_t role, char *err, size_t errlen);
-/* Enabled calendars of cal's group that receive its blocks (role both|target, not cal).
+/* Enabled calendars of cal's group that receive its blocks (role both|target),
+ * never cal itself, whichever account reaches it (rows with its gcal_id).
  * *out: bm_store_calendars_free. */
 int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calendar_t **out,
                               size_t *n, char *err, size_t errlen);

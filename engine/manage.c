@@ -93,6 +93,23 @@ static int plan_retire(bm_engine_t *e, const bm_calendar_t *cal, int64_t run, co
     return rc;
 }
 
+/* A Google calendar is one calendar whichever account reaches it: enabled at
+ * most once per group. BM_EEXIST names the account that has it enabled there. */
+static int check_once_in_group(bm_engine_t *e, const bm_calendar_t *cal, const char *group,
+                               char *err, size_t errlen)
+{
+    bm_calendar_t *same = NULL;
+    size_t n = 0;
+    int rc = bm_store_calendar_list(e->st, 0, cal->gcal_id, true, &same, &n, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n; i++)
+        if (same[i].id != cal->id && strcmp(same[i].group_name, group) == 0)
+            rc = bm_err(err, errlen, BM_EEXIST,
+                        "calendar %s is already enabled in group %s through account '%s'",
+                        cal->gcal_id, group, same[i].account_name);
+    bm_store_calendars_free(same, n);
+    return rc;
+}
+
 int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enabled,
                              const char *group, bm_role_t role, char *err, size_t errlen)
 {
@@ -105,7 +122,9 @@ int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enab
     int rc = bm_store_begin(e->st, err, errlen);
     if (rc != BM_OK)
         return rc;
-    if (leaving)
+    if (enabled)
+        rc = check_once_in_group(e, cal, new_group, err, errlen);
+    if (rc == BM_OK && leaving)
         rc = bm_store_audit_new_run(e->st, &run, err, errlen);
     if (rc == BM_OK && leaving)
         rc = plan_retire(e, cal, run, enabled ? "regroup" : "disable", err, errlen);

@@ -1,0 +1,94 @@
+"""What a first-time operator hit: one calendar reached through two accounts,
+undo that left blocks nothing manages, overlapping runs writing twice, and a
+summary that did not count what was left. Each test here failed before its fix."""
+import os
+import sqlite3
+import unittest
+
+from harness import Scenario, hour, q, timed
+
+A, B, C = ("alice@example.com", "alice-personal@group.calendar.google.com", "bob@example.com")
+
+
+def db_rows(test, sql, *args):
+    db = sqlite3.connect(os.path.join(test.dir, "bm.db"))
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def db_exec(test, sql, *args):
+    db = sqlite3.connect(os.path.join(test.dir, "bm.db"))
+    try:
+        db.execute(sql, args)
+        db.commit()
+    finally:
+        db.close()
+
+
+class SameCalendarTest(Scenario):
+    """alice's Google user added twice: as "alice" and as "work"."""
+
+    def setUp(self):
+        super().setUp()
+        self.add_account("alice", A)
+        self.add_account("bob", C)
+        token = "refresh-work"
+        self.emu.call("POST", "/_emulator/users/%s/refresh_tokens" % q(A), {"refresh_token": token})
+        self.work_token = os.path.join(self.dir, "work.token")
+        with open(self.work_token, "w") as f:
+            f.write(token + "\n")
+
+    def add_work(self, *extra):
+        return self.bm("account", "add", "--name", "work", "--refresh-token-file", self.work_token,
+                       *extra)
+
+    def enabled_by(self, gcal_id):
+        return db_rows(self, "SELECT a.name, c.group_name FROM calendars c JOIN accounts a"
+                             " ON a.id = c.account_id WHERE c.gcal_id = ? AND c.enabled = 1"
+                             " ORDER BY 1", gcal_id)
+
+    def test_a_calendar_reached_through_two_accounts_is_never_its_own_target(self):
+        self.add_work()
+        for name in ("alice", "work", "bob"):
+            self.bm("calendar", "discover", "--account-id", name)
+        self.bm("calendar", "enable", "--calendar-id", A, "--account-id", "alice")
+        self.bm("calendar", "enable", "--calendar-id", C)
+        # a database from before the rule: both rows of A enabled in one group
+        db_exec(self, "UPDATE calendars SET enabled = 1 WHERE gcal_id = ?", A)
+        self.emu.event(A, timed("Planning", hour(11)))
+        out, _ = self.bm("sync", "--dry-run")
+        self.assertNotIn("%s -> %s" % (A, A), out)
+        self.bm("sync")
+        self.assertEqual(self.emu.blocks(A), [], "A holds blocks of its own meetings")
+        self.assertEqual(len(self.emu.blocks(C)), 1)
+
+    def test_enabling_one_calendar_twice_in_a_group_is_refused(self):
+        self.add_work()
+        for name in ("alice", "work"):
+            self.bm("calendar", "discover", "--account-id", name)
+        self.bm("calendar", "enable", "--calendar-id", A, "--account-id", "alice")
+        before = db_rows(self, "SELECT * FROM calendars ORDER BY id")
+        _, err = self.bm("calendar", "enable", "--calendar-id", A, "--account-id", "work", expect=2)
+        self.assertIn("'alice'", err)
+        self.assertEqual(db_rows(self, "SELECT * FROM calendars ORDER BY id"), before)
+        # another group is another mirror
+        self.bm("calendar", "enable", "--calendar-id", A, "--account-id", "work", "--group", "g2")
+        self.assertEqual(self.enabled_by(A), [("alice", "default"), ("work", "g2")])
+
+    def test_adding_a_google_user_again_warns(self):
+        self.bm("calendar", "discover", "--account-id", "alice")
+        _, err = self.add_work("--email", A)
+        self.assertIn("already account 'alice'", err)
+
+    def test_discover_warns_when_the_google_user_is_another_account(self):
+        self.bm("calendar", "discover", "--account-id", "alice")
+        _, err = self.add_work()
+        self.assertNotIn("already", err)
+        _, err = self.bm("calendar", "discover", "--account-id", "work")
+        self.assertIn("already account 'alice'", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
