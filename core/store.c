@@ -169,6 +169,11 @@ static const char *const migrations[] = {
     /* 5: a block's column says what it holds: everything the block must look
      * like (busy shape, title, show-as, visibility), not only its shape */
     "ALTER TABLE blocks RENAME COLUMN shape TO wanted;",
+
+    /* 6: outbox items are claimed before they are applied (a lease per item), so
+     * that overlapping runs and workers apply each write once */
+    "ALTER TABLE outbox ADD COLUMN claim_owner TEXT;"
+    "ALTER TABLE outbox ADD COLUMN claim_until INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -1215,6 +1220,16 @@ int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *
     return exec_done(st, &s, err, errlen, "put outbox item");
 }
 
+/* Gives an item back, still claimed by it->claim_owner, to the next claimer. */
+static int outbox_unclaim(bm_store_t *st, const bm_outbox_item_t *it, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE outbox SET claim_owner = NULL, claim_until = 0"
+            " WHERE id = ? AND claim_owner = ?");
+    bind_int64(&s, 1, it->id);
+    bind_text(&s, 2, it->claim_owner);
+    return exec_done(st, &s, err, errlen, "release outbox claim");
+}
+
 int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *current, char *err,
                          size_t errlen)
 {
@@ -1223,6 +1238,9 @@ int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *curre
     bind_int64(&s, 2, it->rev);
     int rc = exec_done(st, &s, err, errlen, "remove outbox item");
     *current = rc == BM_OK && sqlite3_changes(st->db) == 1;
+    /* replanned meanwhile: the new plan waited for this claim, which ends here */
+    if (rc == BM_OK && !*current && it->claim_owner != NULL)
+        rc = outbox_unclaim(st, it, err, errlen);
     return rc;
 }
 
@@ -1234,7 +1252,7 @@ int bm_store_outbox_drop_stale(bm_store_t *st, int64_t *n, char *err, size_t err
     return count_changes(st, &s, n, err, errlen, "drop stale outbox items");
 }
 
-static void read_outbox_due_row(sqlite3_stmt *s, void *row)
+static void read_outbox_claim_row(sqlite3_stmt *s, void *row)
 {
     bm_outbox_item_t *it = row;
     it->id = sqlite3_column_int64(s, 0);
@@ -1248,52 +1266,103 @@ static void read_outbox_due_row(sqlite3_stmt *s, void *row)
     it->created = sqlite3_column_int(s, 8) != 0;
     it->master_block_id = col_dup(s, 9);
     it->rev = sqlite3_column_int64(s, 10);
+    it->claim_owner = col_dup(s, 11);
 }
 
-static void release_outbox_due_rows(void *rows, size_t n)
+static void release_outbox_claim_rows(void *rows, size_t n)
 {
     bm_store_outbox_items_free(rows, n);
 }
 
-int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
-                        size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen)
+static int by_outbox_id(const void *a, const void *b)
 {
-    /* An occurrence override waits until its series block exists in Google, as
-     * planned (no write of the series pending). */
-    PREP(s, "SELECT o.id, o.target_calendar_id, c.gcal_id, o.block_id, o.op, o.is_instance,"
-            " o.attempts, b.body, COALESCE(b.created, 0), b.master_block_id, o.rev"
-            " FROM outbox o JOIN calendars c ON c.id = o.target_calendar_id"
-            " LEFT JOIN blocks b ON b.target_calendar_id = o.target_calendar_id"
-            "  AND b.block_id = o.block_id"
+    const bm_outbox_item_t *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int bm_store_outbox_claim(bm_store_t *st, int64_t account_id, bool instances, const char *owner,
+                          int64_t now_ms, int64_t ttl_ms, size_t limit, bm_outbox_item_t **out,
+                          size_t *n, char *err, size_t errlen)
+{
+    /* One statement picks the due items nobody holds (never claimed, settled, or
+     * a crashed owner's claim that expired) and claims them: two processes
+     * never get the same item. On PostgreSQL the inner SELECT takes FOR UPDATE
+     * SKIP LOCKED, so that concurrent claimers skip each other's rows instead
+     * of waiting. An occurrence override waits until its series block exists in
+     * Google, as planned (no write of the series pending). */
+    PREP(s, "UPDATE outbox SET claim_owner = ?5, claim_until = ?3 + ?6 WHERE id IN ("
+            " SELECT o.id FROM outbox o LEFT JOIN blocks b"
+            "  ON b.target_calendar_id = o.target_calendar_id AND b.block_id = o.block_id"
             " WHERE o.account_id = ?1 AND o.is_instance = ?2 AND o.next_at <= ?3"
+            "  AND o.claim_until <= ?3"
             "  AND (o.is_instance = 0 OR (EXISTS (SELECT 1 FROM blocks m"
             "   WHERE m.target_calendar_id = o.target_calendar_id"
             "   AND m.block_id = b.master_block_id AND m.created = 1)"
             "  AND NOT EXISTS (SELECT 1 FROM outbox mo"
             "   WHERE mo.target_calendar_id = o.target_calendar_id"
             "   AND mo.block_id = b.master_block_id)))"
-            " ORDER BY o.id LIMIT ?4");
+            " ORDER BY o.id LIMIT ?4)"
+            " RETURNING id, target_calendar_id,"
+            " (SELECT gcal_id FROM calendars c WHERE c.id = outbox.target_calendar_id),"
+            " block_id, op, is_instance, attempts,"
+            " (SELECT body FROM blocks b WHERE b.target_calendar_id = outbox.target_calendar_id"
+            "  AND b.block_id = outbox.block_id),"
+            " COALESCE((SELECT created FROM blocks b"
+            "  WHERE b.target_calendar_id = outbox.target_calendar_id"
+            "  AND b.block_id = outbox.block_id), 0),"
+            " (SELECT master_block_id FROM blocks b"
+            "  WHERE b.target_calendar_id = outbox.target_calendar_id"
+            "  AND b.block_id = outbox.block_id),"
+            " rev, claim_owner");
     bind_int64(&s, 1, account_id);
     bind_int(&s, 2, instances);
     bind_int64(&s, 3, now_ms);
     bind_int64(&s, 4, (int64_t)limit);
+    bind_text(&s, 5, owner);
+    bind_int64(&s, 6, ttl_ms);
     int rc;
-    *out = read_rows(st, &s, sizeof(**out), read_outbox_due_row, release_outbox_due_rows, n, &rc,
-                     err, errlen, "read outbox");
+    *out = read_rows(st, &s, sizeof(**out), read_outbox_claim_row, release_outbox_claim_rows, n,
+                     &rc, err, errlen, "claim outbox items");
+    if (rc == BM_OK && *n > 1) /* RETURNING gives no order */
+        qsort(*out, *n, sizeof(**out), by_outbox_id);
     return rc;
+}
+
+int bm_store_outbox_release(bm_store_t *st, const bm_outbox_item_t *items, size_t n, char *err,
+                            size_t errlen)
+{
+    int rc = BM_OK;
+    for (size_t i = 0; rc == BM_OK && i < n; i++)
+        rc = outbox_unclaim(st, &items[i], err, errlen);
+    return rc;
+}
+
+int bm_store_outbox_in_flight(bm_store_t *st, const char *owner, int64_t now_ms, int64_t *n,
+                              char *err, size_t errlen)
+{
+    PREP(s, "SELECT count(*) FROM outbox WHERE claim_until > ? AND claim_owner <> ?");
+    bind_int64(&s, 1, now_ms);
+    bind_text(&s, 2, owner);
+    return read_count(st, &s, n, err, errlen, "count outbox claims");
 }
 
 int bm_store_outbox_retry_later(bm_store_t *st, const bm_outbox_item_t *it, int64_t next_at_ms,
                                 const char *error, char *err, size_t errlen)
 {
-    /* A newer plan for the block (another rev) starts afresh instead. */
-    PREP(s, "UPDATE outbox SET attempts = ?3, next_at = ?4, last_error = ?5"
-            " WHERE id = ?1 AND rev = ?2");
+    /* A newer plan for the block (another rev) starts afresh instead. Either
+     * way the claim ends, unless another owner took the item over meanwhile
+     * (ours expired): then the item is that owner's. */
+    PREP(s, "UPDATE outbox SET attempts = CASE WHEN rev = ?2 THEN ?3 ELSE attempts END,"
+            " next_at = CASE WHEN rev = ?2 THEN ?4 ELSE next_at END,"
+            " last_error = CASE WHEN rev = ?2 THEN ?5 ELSE last_error END,"
+            " claim_owner = NULL, claim_until = 0"
+            " WHERE id = ?1 AND (claim_owner IS NULL OR claim_owner = ?6)");
     bind_int64(&s, 1, it->id);
     bind_int64(&s, 2, it->rev);
     bind_int(&s, 3, it->attempts + 1);
     bind_int64(&s, 4, next_at_ms);
     bind_text(&s, 5, error);
+    bind_text(&s, 6, it->claim_owner);
     return exec_done(st, &s, err, errlen, "reschedule outbox item");
 }
 
@@ -1345,6 +1414,7 @@ void bm_store_outbox_items_free(bm_outbox_item_t *items, size_t n)
         free(items[i].block_id);
         free(items[i].body);
         free(items[i].master_block_id);
+        free(items[i].claim_owner);
     }
     free(items);
 }

@@ -19,7 +19,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 5
+#define BM_STORE_SCHEMA_VERSION 6
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. *out is
  * released with bm_store_close; NULL on failure. Safe when several processes
@@ -221,7 +221,7 @@ void bm_store_blocks_free(bm_block_t *b, size_t n);
 /* ---- the outbox: block writes planned but not yet applied ---- */
 typedef enum { BM_OUTBOX_PUT = 1, BM_OUTBOX_DELETE = 2 } bm_outbox_op_t;
 
-/* Items are read by bm_store_outbox_due and released (as an array) with
+/* Items are claimed by bm_store_outbox_claim and released (as an array) with
  * bm_store_outbox_items_free; there is no single-item dispose. */
 typedef struct bm_outbox_item {
     int64_t id;
@@ -234,23 +234,36 @@ typedef struct bm_outbox_item {
     char *body;   /* the block's desired body (puts) */
     bool created; /* the block exists in Google: a put is an update */
     char *master_block_id;
-    int64_t rev; /* the plan's revision: a newer plan for the block bumps it */
+    int64_t rev;       /* the plan's revision: a newer plan for the block bumps it */
+    char *claim_owner; /* who claimed it (bm_store_outbox_claim) */
 } bm_outbox_item_t;
 
-/* Plans a write; replaces any pending one for the same block (attempts reset). */
+/* Plans a write; replaces any pending one for the same block (attempts reset).
+ * A claimed item keeps its claim: the new plan (a new rev) is applied once the
+ * write in flight is settled, never at the same time. */
 int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                         bm_outbox_op_t op, bool is_instance, char *err, size_t errlen);
 /* Removes an applied item, unless a newer plan for its block replaced it
- * meanwhile (*current false: the item stays, with the new plan). */
+ * meanwhile (*current false: the item stays, with the new plan, unclaimed).
+ * Settling an item (done, retry later, dead letter) ends its claim. */
 int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *current, char *err,
                          size_t errlen);
 /* Drops puts whose block has no body any more (its row is gone). */
 int bm_store_outbox_drop_stale(bm_store_t *st, int64_t *n, char *err, size_t errlen);
-/* Up to limit items due at now_ms for targets of one account; occurrence
- * overrides (instances) only once their series block exists and has no write
- * pending. */
-int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
-                        size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen);
+/* Claims up to limit items due at now_ms for targets of one account, that no
+ * one holds (or whose claim expired: a crashed owner's), for owner until
+ * now_ms + ttl_ms, atomically: concurrent claimers never get the same item.
+ * Occurrence overrides (instances) only once their series block exists and has
+ * no write pending. *out is ordered by id: bm_store_outbox_items_free. */
+int bm_store_outbox_claim(bm_store_t *st, int64_t account_id, bool instances, const char *owner,
+                          int64_t now_ms, int64_t ttl_ms, size_t limit, bm_outbox_item_t **out,
+                          size_t *n, char *err, size_t errlen);
+/* Ends the claims of items that were not settled (their batch failed). */
+int bm_store_outbox_release(bm_store_t *st, const bm_outbox_item_t *items, size_t n, char *err,
+                            size_t errlen);
+/* Items claimed, now, by owners other than owner: writes in flight elsewhere. */
+int bm_store_outbox_in_flight(bm_store_t *st, const char *owner, int64_t now_ms, int64_t *n,
+                              char *err, size_t errlen);
 /* Counts a failed attempt and waits until next_at_ms (not when replaced meanwhile). */
 int bm_store_outbox_retry_later(bm_store_t *st, const bm_outbox_item_t *it, int64_t next_at_ms,
                                 const char *error, char *err, size_t errlen);

@@ -37,7 +37,8 @@ struct bm_engine {
     bool have_key;
     engine_account_t **accounts; /* loaded on first use, each owned */
     size_t n_accounts;
-    char owner[300]; /* lease owner: pid@host */
+    char owner[300];       /* lease owner: pid@host */
+    char claim_owner[320]; /* outbox claims: pid@host/N, N unique per engine of the process */
     uint64_t rng;
     bm_engine_totals_t totals;
     FILE *out;

@@ -2,7 +2,10 @@
 undo that left blocks nothing manages, overlapping runs writing twice, and a
 summary that did not count what was left. Each test here failed before its fix."""
 import os
+import signal
 import sqlite3
+import sys
+import time
 import unittest
 
 from harness import Scenario, hour, q, timed
@@ -88,6 +91,54 @@ class SameCalendarTest(Scenario):
         self.assertNotIn("already", err)
         _, err = self.bm("calendar", "discover", "--account-id", "work")
         self.assertIn("already account 'alice'", err)
+
+
+class BigOutboxTest(Scenario):
+    EVENTS = 300
+
+    def fill(self, n):
+        cals = self.three_calendars()
+        for cal in cals:
+            for i in range(n):
+                self.emu.event(cal, timed("M%d" % i, hour(i)))
+        return cals
+
+    def test_two_syncs_at_once_apply_each_write_once(self):
+        cals = self.fill(self.EVENTS)
+        want = 2 * self.EVENTS  # every target receives the other two calendars' events
+        # a first sync plans everything, then is stopped in its first batch
+        self.emu.faults(latency_ms=1500)
+        p = self.bm_proc("sync")
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None:
+            if db_rows(self, "SELECT count(*) FROM outbox")[0][0] >= 3 * want:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+        self.emu.faults()
+        needed = db_rows(self, "SELECT count(*) FROM outbox")[0][0]
+        self.assertGreater(needed, 3 * want * 0.9)
+        self.emu.reset_counters()
+        procs = [self.bm_proc("sync") for _ in range(2)]
+        for pr in procs:
+            out, err = pr.communicate(timeout=600)
+            self.outputs += [out, err]
+            self.assertIn(pr.returncode, (0, 1, 75), err)
+        self.bm("sync")
+        c = self.emu.counters()
+        calls = c["insert"] + c["update"] + c["delete"]
+        print("\nwrite calls %d for %d writes needed: ratio %.3f"
+              % (calls, needed, calls / needed), file=sys.stderr)
+        self.assertLessEqual(calls, 1.05 * needed,
+                             "%d write calls for %d writes (%s)" % (calls, needed, c))
+        for cal in cals:
+            srcs = [b["extendedProperties"]["private"]["busymirror_src"]
+                    for b in self.emu.blocks(cal)]
+            self.assertEqual(len(srcs), want, cal)
+            self.assertEqual(len(set(srcs)), want, "duplicates in " + cal)
+        self.assertEqual(db_rows(self, "SELECT count(*) FROM outbox")[0][0], 0)
 
 
 if __name__ == "__main__":
