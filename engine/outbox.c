@@ -228,7 +228,6 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
         rc = bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen);
         if (rc != BM_OK)
             goto out;
-        e->totals.pending = pending;
         int64_t wait = next_due - bm_now_ms();
         if (pending == 0 || wait > DRAIN_MAX_WAIT_MS)
             break;
@@ -253,5 +252,18 @@ out:
     if (e->o.progress)
         fputs("\n", e->out);
     free(accounts);
+    bm__engine_count_pending(e);
     return rc;
+}
+
+void bm__engine_count_pending(bm_engine_t *e)
+{
+    int64_t pending = 0, next_due = 0;
+    char err[256];
+    if (e->o.dry_run) /* a dry run applies nothing: nothing it left */
+        return;
+    if (bm_store_outbox_stats(e->st, &pending, &next_due, err, sizeof(err)) == BM_OK)
+        e->totals.pending = pending;
+    else
+        BM_LOG(BM_LOG_ERROR, BM_MSG("cannot count pending writes"), BM_KS("error", err));
 }

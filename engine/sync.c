@@ -595,8 +595,10 @@ int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, 
         }
     }
     bm_store_calendars_free(cals, n);
-    if (bm__engine_stopped(e))
+    if (bm__engine_stopped(e)) {
+        bm__engine_count_pending(e);
         return bm_err(err, errlen, BM_ECANCELED, "stopped");
+    }
     rc = bm_engine_drain(e, one, sizeof(one));
     if (rc != BM_OK && (first == BM_OK || first == BM_EBUSY)) {
         first = rc;

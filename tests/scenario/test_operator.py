@@ -2,6 +2,7 @@
 undo that left blocks nothing manages, overlapping runs writing twice, and a
 summary that did not count what was left. Each test here failed before its fix."""
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -139,6 +140,18 @@ class BigOutboxTest(Scenario):
             self.assertEqual(len(srcs), want, cal)
             self.assertEqual(len(set(srcs)), want, "duplicates in " + cal)
         self.assertEqual(db_rows(self, "SELECT count(*) FROM outbox")[0][0], 0)
+
+    def test_summary_after_a_timeout_counts_what_is_pending(self):
+        self.config_extra = {"google": {"user_quota": 120}}
+        self.fill(100)
+        for email in (A, C):
+            self.emu.call("POST", "/_emulator/users/%s/quota" % q(email), {"rpm": 120})
+        out, _ = self.bm("sync", "--timeout", "4", expect=1)
+        m = re.search(r"(\d+) writes applied, (\d+) pending", out)
+        self.assertIsNotNone(m, out)
+        left = db_rows(self, "SELECT count(*) FROM outbox")[0][0]
+        self.assertGreater(left, 0)
+        self.assertEqual(int(m.group(2)), left, out)
 
 
 if __name__ == "__main__":
