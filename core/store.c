@@ -174,6 +174,11 @@ static const char *const migrations[] = {
      * that overlapping runs and workers apply each write once */
     "ALTER TABLE outbox ADD COLUMN claim_owner TEXT;"
     "ALTER TABLE outbox ADD COLUMN claim_until INTEGER NOT NULL DEFAULT 0;",
+
+    /* 7: a disable or regroup records the membership it ended (a row without a
+     * block), so that undo can restore it along with the blocks */
+    "ALTER TABLE audit_log ADD COLUMN group_name TEXT;"
+    "ALTER TABLE audit_log ADD COLUMN role INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -902,12 +907,16 @@ int bm_store_sync_state_reset(bm_store_t *st, int64_t calendar_id, char *err, si
 
 /* ---- leases ---- */
 
-/* Whether owner "pid@host" names a process of this host that is gone. */
+/* Whether owner "pid@host" (or "pid@host/N") names a process of this host that
+ * is gone. */
 static bool owner_is_dead(const char *owner)
 {
     char host[256];
     const char *at = strchr(owner, '@');
-    if (at == NULL || gethostname(host, sizeof(host)) != 0 || strcmp(at + 1, host) != 0)
+    if (at == NULL || gethostname(host, sizeof(host)) != 0)
+        return false;
+    size_t len = strcspn(at + 1, "/");
+    if (len != strlen(host) || strncmp(at + 1, host, len) != 0)
         return false;
     long pid = strtol(owner, NULL, 10);
     return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
@@ -1337,6 +1346,46 @@ int bm_store_outbox_release(bm_store_t *st, const bm_outbox_item_t *items, size_
     return rc;
 }
 
+int bm_store_outbox_unclaim_dead(bm_store_t *st, int64_t now_ms, int64_t *n, char *err,
+                                 size_t errlen)
+{
+    char **owners = NULL;
+    size_t n_owners = 0, cap = 0;
+    int rc = BM_OK, s;
+    *n = 0;
+    PREP(q, "SELECT DISTINCT claim_owner FROM outbox WHERE claim_until > ?");
+    bind_int64(&q, 1, now_ms);
+    while ((s = step(&q)) == SQLITE_ROW) {
+        const char *o = (const char *)sqlite3_column_text(q.s, 0);
+        if (o == NULL || !owner_is_dead(o))
+            continue;
+        if (n_owners == cap) {
+            cap = cap ? cap * 2 : 4;
+            owners = bm_realloc(owners, cap * sizeof(*owners));
+        }
+        owners[n_owners++] = bm_strdup(o);
+    }
+    if (s != SQLITE_DONE)
+        rc = query_err(st, &q, err, errlen, "read outbox claims");
+    done(&q);
+    for (size_t i = 0; i < n_owners; i++) {
+        int64_t k = 0;
+        query_t u = {stmt(st, "UPDATE outbox SET claim_owner = NULL, claim_until = 0"
+                              " WHERE claim_owner = ?"),
+                     SQLITE_OK};
+        if (rc == BM_OK && u.s == NULL)
+            rc = query_err(st, &u, err, errlen, "prepare");
+        if (rc == BM_OK) {
+            bind_text(&u, 1, owners[i]);
+            rc = count_changes(st, &u, &k, err, errlen, "release dead claims");
+            *n += k;
+        }
+        free(owners[i]);
+    }
+    free(owners);
+    return rc;
+}
+
 int bm_store_outbox_in_flight(bm_store_t *st, const char *owner, int64_t now_ms, int64_t *n,
                               char *err, size_t errlen)
 {
@@ -1449,8 +1498,8 @@ int bm_store_audit_new_run(bm_store_t *st, int64_t *run_id, char *err, size_t er
 
 int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t errlen)
 {
-    PREP(s, "INSERT INTO audit_log(run_id, at, action, account_id, gcal_id, block_id, content)"
-            " VALUES(?,?,?,?,?,?,?)");
+    PREP(s, "INSERT INTO audit_log(run_id, at, action, account_id, gcal_id, block_id, content,"
+            " group_name, role) VALUES(?,?,?,?,?,?,?,?,?)");
     bind_int64(&s, 1, a->run_id);
     bind_int64(&s, 2, bm_now());
     bind_text(&s, 3, a->action);
@@ -1458,6 +1507,8 @@ int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t er
     bind_text(&s, 5, a->gcal_id);
     bind_text(&s, 6, a->block_id);
     bind_text(&s, 7, a->content);
+    bind_text(&s, 8, a->group_name);
+    bind_int(&s, 9, (int)a->role);
     return exec_done(st, &s, err, errlen, "add audit entry");
 }
 
@@ -1473,6 +1524,8 @@ static void read_audit_run_row(sqlite3_stmt *s, void *row)
     a->block_id = col_dup(s, 6);
     a->content = col_dup(s, 7);
     a->undone_at = sqlite3_column_int64(s, 8);
+    a->group_name = col_dup(s, 9);
+    a->role = (bm_role_t)sqlite3_column_int(s, 10);
 }
 
 static void release_audit_run_rows(void *rows, size_t n)
@@ -1484,8 +1537,8 @@ int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t 
                        size_t errlen)
 {
     /* run_id 0: the newest run */
-    PREP(s, "SELECT id, run_id, at, action, account_id, gcal_id, block_id, content, undone_at"
-            " FROM audit_log WHERE run_id = CASE WHEN ?1 = 0 THEN"
+    PREP(s, "SELECT id, run_id, at, action, account_id, gcal_id, block_id, content, undone_at,"
+            " group_name, role FROM audit_log WHERE run_id = CASE WHEN ?1 = 0 THEN"
             " (SELECT MAX(run_id) FROM audit_log) ELSE ?1 END ORDER BY id");
     bind_int64(&s, 1, run_id);
     int rc;
@@ -1509,6 +1562,7 @@ void bm_store_audits_free(bm_audit_t *a, size_t n)
         free(a[i].gcal_id);
         free(a[i].block_id);
         free(a[i].content);
+        free(a[i].group_name);
     }
     free(a);
 }

@@ -19,7 +19,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 6
+#define BM_STORE_SCHEMA_VERSION 7
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. *out is
  * released with bm_store_close; NULL on failure. Safe when several processes
@@ -261,6 +261,10 @@ int bm_store_outbox_claim(bm_store_t *st, int64_t account_id, bool instances, co
 /* Ends the claims of items that were not settled (their batch failed). */
 int bm_store_outbox_release(bm_store_t *st, const bm_outbox_item_t *items, size_t n, char *err,
                             size_t errlen);
+/* Ends the claims of owners "pid@host..." of this host whose process is gone
+ * (a crash, kill -9): their items need not wait for the claims to expire. */
+int bm_store_outbox_unclaim_dead(bm_store_t *st, int64_t now_ms, int64_t *n, char *err,
+                                 size_t errlen);
 /* Items claimed, now, by owners other than owner: writes in flight elsewhere. */
 int bm_store_outbox_in_flight(bm_store_t *st, const char *owner, int64_t now_ms, int64_t *n,
                               char *err, size_t errlen);
@@ -299,12 +303,14 @@ typedef struct bm_audit {
     int64_t id;
     int64_t run_id; /* one per command run */
     int64_t at;
-    char *action; /* reset | cleanup | disable | account-remove */
+    char *action; /* reset | cleanup | disable | regroup | account-remove */
     int64_t account_id;
-    char *gcal_id; /* the calendar the block was deleted from */
-    char *block_id;
-    char *content; /* the block's JSON, enough to re-create it */
+    char *gcal_id;  /* the calendar the block was deleted from */
+    char *block_id; /* NULL: not a block but gcal_id's membership the run ended */
+    char *content;  /* the block's JSON, enough to re-create it */
     int64_t undone_at;
+    char *group_name; /* a membership's group and role */
+    bm_role_t role;
 } bm_audit_t;
 
 int bm_store_audit_new_run(bm_store_t *st, int64_t *run_id, char *err, size_t errlen);

@@ -108,6 +108,17 @@ static void unclaim(bm_engine_t *e, const bm_outbox_item_t *items, size_t n)
                BM_KS("error", err));
 }
 
+/* Items claimed by runs that crashed on this host are free again at once. */
+static int unclaim_dead(bm_engine_t *e, char *err, size_t errlen)
+{
+    int64_t n = 0;
+    int rc = bm_store_outbox_unclaim_dead(e->st, bm_now_ms(), &n, err, errlen);
+    if (rc == BM_OK && n > 0)
+        BM_LOG(BM_LOG_WARN, BM_MSG("took over block writes claimed by a run that is gone"),
+               BM_KI("count", n));
+    return rc;
+}
+
 /* One batch of due items of one account, claimed for this engine; *n_done gets
  * how many were claimed. */
 static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size_t *n_done,
@@ -191,6 +202,9 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
     if (stale > 0)
         BM_LOG(BM_LOG_WARN, BM_MSG("dropped planned writes whose block is gone"),
                BM_KI("count", stale));
+    rc = unclaim_dead(e, err, errlen);
+    if (rc != BM_OK)
+        return rc;
     int64_t idle_ms = 0; /* waited without work */
     for (;;) {
         int64_t pending = 0, next_due = 0;
@@ -235,8 +249,10 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
             /* Nothing due for us. Writes in flight in another run (or another
              * engine) end within a batch: wait for them, then count again. */
             int64_t others = 0;
-            rc =
-                bm_store_outbox_in_flight(e->st, e->claim_owner, bm_now_ms(), &others, err, errlen);
+            rc = unclaim_dead(e, err, errlen);
+            if (rc == BM_OK)
+                rc = bm_store_outbox_in_flight(e->st, e->claim_owner, bm_now_ms(), &others, err,
+                                               errlen);
             if (rc != BM_OK || others == 0 || idle_ms >= DRAIN_MAX_WAIT_MS)
                 break;
             wait = 100;

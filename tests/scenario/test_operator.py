@@ -94,6 +94,59 @@ class SameCalendarTest(Scenario):
         self.assertIn("already account 'alice'", err)
 
 
+class UndoTest(Scenario):
+    def setUp(self):
+        super().setUp()
+        self.three_calendars()
+        self.planning = self.emu.event(A, timed("Planning", hour(11)))
+        self.standup = self.emu.event(C, timed("Standup", hour(16)))
+        self.mine = self.emu.event(B, timed("Dentist", hour(13)))
+        self.bm("sync")
+        self.assertEqual(self.counts(), (2, 2, 2))
+
+    def counts(self):
+        return tuple(len(self.emu.blocks(c)) for c in (A, B, C))
+
+    def test_undo_of_a_disable_enables_the_calendar_again_and_its_blocks_are_managed(self):
+        self.bm("calendar", "disable", "--calendar-id", B)
+        self.assertEqual(self.counts(), (1, 0, 1))
+        out, _ = self.bm("undo", "--last")
+        self.assertIn("enabled again", out)
+        self.assertEqual(db_rows(self, "SELECT enabled, group_name, role FROM calendars"
+                                       " WHERE gcal_id = ?", B), [(1, "default", 0)])
+        self.assertEqual(self.counts(), (2, 2, 2))
+        self.bm("sync")
+        self.emu.delete_event(B, self.mine["id"])
+        self.bm("sync")
+        self.assertEqual(self.counts(), (1, 2, 1), "the Dentist's blocks outlive it")
+        out, _ = self.bm("cleanup", "--dry-run")
+        self.assertIn("would remove 0 orphaned blocks", out)
+
+    def test_undo_of_an_account_removal_declines_blocks_nothing_would_manage(self):
+        self.bm("account", "remove", "--account-id", "bob", "--confirm")
+        self.assertEqual(self.counts()[:2], (1, 1))
+        out, err = self.bm("undo", "--last", expect=1)
+        self.assertIn("0 blocks re-created, 4 could not be", out)
+        self.assertIn("gone", out + err)
+        self.assertEqual(self.counts()[:2], (1, 1), "undo brought back blocks of a removed account")
+
+    def test_cleanup_finds_marked_blocks_the_store_does_not_manage(self):
+        # ours by the marker, but no row manages it (a lost row, an old undo)
+        stray = self.emu.event(A, timed("Busy", hour(20), extendedProperties={
+            "private": {"busymirror": "1", "busymirror_src": "0123456789abcdef/gone"}}))
+        mine = self.emu.event(A, timed("Not ours", hour(21)))
+        out, _ = self.bm("cleanup", "--dry-run")
+        self.assertIn("would remove 1 orphaned blocks", out)
+        self.assertIn(stray["id"], out)
+        self.bm("cleanup")
+        ids = [ev["id"] for ev in self.emu.dump(A) if ev.get("status") != "cancelled"]
+        self.assertNotIn(stray["id"], ids)
+        self.assertIn(mine["id"], ids)
+        self.assertEqual(self.counts(), (2, 2, 2))
+        out, _ = self.bm("cleanup", "--dry-run")
+        self.assertIn("would remove 0 orphaned blocks", out)
+
+
 class BigOutboxTest(Scenario):
     EVENTS = 300
 
