@@ -9,17 +9,9 @@ import sys
 import time
 import unittest
 
-from harness import Scenario, hour, q, timed
+from harness import Scenario, db_rows, hour, q, timed
 
 A, B, C = ("alice@example.com", "alice-personal@group.calendar.google.com", "bob@example.com")
-
-
-def db_rows(test, sql, *args):
-    db = sqlite3.connect(os.path.join(test.dir, "bm.db"))
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
 
 
 def db_exec(test, sql, *args):
@@ -97,11 +89,7 @@ class SameCalendarTest(Scenario):
 class UndoTest(Scenario):
     def setUp(self):
         super().setUp()
-        self.three_calendars()
-        self.planning = self.emu.event(A, timed("Planning", hour(11)))
-        self.standup = self.emu.event(C, timed("Standup", hour(16)))
-        self.mine = self.emu.event(B, timed("Dentist", hour(13)))
-        self.bm("sync")
+        self.three_meetings()
         self.assertEqual(self.counts(), (2, 2, 2))
 
     def counts(self):
