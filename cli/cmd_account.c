@@ -125,12 +125,22 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
         rc = BM_EXIT_FAIL;
         goto out;
     }
-    int r = bm_store_account_add(st, name, email, sealed, sealed_len, NULL, err, sizeof(err));
+    int64_t id = 0;
+    int r = bm_store_account_add(st, name, email, sealed, sealed_len, &id, err, sizeof(err));
     if (r != BM_OK) {
         fprintf(stderr, "busymirror account: %s\n", err);
         rc = r == BM_EEXIST ? BM_EXIT_USAGE : BM_EXIT_FAIL;
         goto out;
     }
+    /* Without --email the address is learned (and checked) by calendar discover. */
+    bm_account_t other = {0};
+    if (email != NULL &&
+        bm_store_account_find_email(st, email, id, &other, err, sizeof(err)) == BM_OK)
+        fprintf(stderr,
+                "busymirror account: warning: %s is already account '%s': a calendar enabled "
+                "through both is one calendar (enable it once per group)\n",
+                email, other.name);
+    bm_account_dispose(&other);
     printf("account '%s' added; next: busymirror calendar discover --account-id %s\n", name,
            bm_cli_quote(name, quoted, sizeof(quoted)));
 out:

@@ -59,6 +59,23 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
     return -1;
 }
 
+/* The Google user of account id (its e-mail, learned from its primary calendar)
+ * is another account too: the same calendars would be reached twice. */
+static void warn_same_user(bm_cli_t *cli, int64_t id)
+{
+    bm_account_t acct = {0}, other = {0};
+    char err[256];
+    if (bm_store_account_get_by_id(cli->store, id, &acct, err, sizeof(err)) == BM_OK &&
+        acct.email != NULL &&
+        bm_store_account_find_email(cli->store, acct.email, id, &other, err, sizeof(err)) == BM_OK)
+        fprintf(stderr,
+                "busymirror: warning: %s is already account '%s': a calendar enabled through "
+                "both is one calendar (enable it once per group)\n",
+                acct.email, other.name);
+    bm_account_dispose(&other);
+    bm_account_dispose(&acct);
+}
+
 static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
 {
     bm_account_t acct = {0};
@@ -80,6 +97,7 @@ static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
     printf("%zu calendar%s found for %s; enable them with busymirror calendar enable "
            "--calendar-id ID\n",
            n, n == 1 ? "" : "s", a->account);
+    warn_same_user(cli, acct.id);
 out:
     bm_engine_free(e);
     bm_account_dispose(&acct);
@@ -110,7 +128,7 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
         r = bm_store_calendar_get(cli->store, cal.id, &now, err, sizeof(err));
     if (r != BM_OK) {
         fprintf(stderr, "busymirror: %s\n", err);
-        rc = BM_EXIT_FAIL;
+        rc = r == BM_EEXIST ? BM_EXIT_USAGE : BM_EXIT_FAIL;
         goto out;
     }
     if (enable)

@@ -169,6 +169,16 @@ static const char *const migrations[] = {
     /* 5: a block's column says what it holds: everything the block must look
      * like (busy shape, title, show-as, visibility), not only its shape */
     "ALTER TABLE blocks RENAME COLUMN shape TO wanted;",
+
+    /* 6: outbox items are claimed before they are applied (a lease per item), so
+     * that overlapping runs and workers apply each write once */
+    "ALTER TABLE outbox ADD COLUMN claim_owner TEXT;"
+    "ALTER TABLE outbox ADD COLUMN claim_until INTEGER NOT NULL DEFAULT 0;",
+
+    /* 7: a disable or regroup records the membership it ended (a row without a
+     * block), so that undo can restore it along with the blocks */
+    "ALTER TABLE audit_log ADD COLUMN group_name TEXT;"
+    "ALTER TABLE audit_log ADD COLUMN role INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -661,6 +671,16 @@ int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *e
     return rc;
 }
 
+int bm_store_account_find_email(bm_store_t *st, const char *email, int64_t except_id,
+                                bm_account_t *out, char *err, size_t errlen)
+{
+    PREP(s, "SELECT " ACCOUNT_COLS " FROM accounts WHERE email = ? AND id <> ? ORDER BY name"
+            " LIMIT 1");
+    bind_text(&s, 1, email);
+    bind_int64(&s, 2, except_id);
+    return read_one(st, &s, read_account, out, err, errlen, "find account by e-mail");
+}
+
 int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t state, char *err,
                                size_t errlen)
 {
@@ -846,10 +866,12 @@ int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, cons
 int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calendar_t **out,
                               size_t *n, char *err, size_t errlen)
 {
+    /* One Google calendar reached through two accounts is two rows: neither is
+     * ever a target of the other. */
     PREP(s, CALENDAR_SELECT "WHERE c.enabled = 1 AND c.group_name = ? AND c.role IN (0, 2)"
-                            " AND c.id <> ? ORDER BY c.id");
+                            " AND c.gcal_id <> ? ORDER BY c.id");
     bind_text(&s, 1, cal->group_name);
-    bind_int64(&s, 2, cal->id);
+    bind_text(&s, 2, cal->gcal_id);
     return read_calendars(st, &s, out, n, err, errlen);
 }
 
@@ -924,12 +946,16 @@ int bm_store_sync_state_reset(bm_store_t *st, int64_t calendar_id, char *err, si
 
 /* ---- leases ---- */
 
-/* Whether owner "pid@host" names a process of this host that is gone. */
+/* Whether owner "pid@host" (or "pid@host/N") names a process of this host that
+ * is gone. */
 static bool owner_is_dead(const char *owner)
 {
     char host[256];
     const char *at = strchr(owner, '@');
-    if (at == NULL || gethostname(host, sizeof(host)) != 0 || strcmp(at + 1, host) != 0)
+    if (at == NULL || gethostname(host, sizeof(host)) != 0)
+        return false;
+    size_t len = strcspn(at + 1, "/");
+    if (len != strlen(host) || strncmp(at + 1, host, len) != 0)
         return false;
     long pid = strtol(owner, NULL, 10);
     return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
@@ -1242,6 +1268,16 @@ int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *
     return exec_done(st, &s, err, errlen, "put outbox item");
 }
 
+/* Gives an item back, still claimed by it->claim_owner, to the next claimer. */
+static int outbox_unclaim(bm_store_t *st, const bm_outbox_item_t *it, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE outbox SET claim_owner = NULL, claim_until = 0"
+            " WHERE id = ? AND claim_owner = ?");
+    bind_int64(&s, 1, it->id);
+    bind_text(&s, 2, it->claim_owner);
+    return exec_done(st, &s, err, errlen, "release outbox claim");
+}
+
 int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *current, char *err,
                          size_t errlen)
 {
@@ -1250,6 +1286,9 @@ int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *curre
     bind_int64(&s, 2, it->rev);
     int rc = exec_done(st, &s, err, errlen, "remove outbox item");
     *current = rc == BM_OK && sqlite3_changes(st->db) == 1;
+    /* replanned meanwhile: the new plan waited for this claim, which ends here */
+    if (rc == BM_OK && !*current && it->claim_owner != NULL)
+        rc = outbox_unclaim(st, it, err, errlen);
     return rc;
 }
 
@@ -1261,7 +1300,7 @@ int bm_store_outbox_drop_stale(bm_store_t *st, int64_t *n, char *err, size_t err
     return count_changes(st, &s, n, err, errlen, "drop stale outbox items");
 }
 
-static void read_outbox_due_row(sqlite3_stmt *s, void *row)
+static void read_outbox_claim_row(sqlite3_stmt *s, void *row)
 {
     bm_outbox_item_t *it = row;
     it->id = sqlite3_column_int64(s, 0);
@@ -1275,52 +1314,143 @@ static void read_outbox_due_row(sqlite3_stmt *s, void *row)
     it->created = sqlite3_column_int(s, 8) != 0;
     it->master_block_id = col_dup(s, 9);
     it->rev = sqlite3_column_int64(s, 10);
+    it->claim_owner = col_dup(s, 11);
 }
 
-static void release_outbox_due_rows(void *rows, size_t n)
+static void release_outbox_claim_rows(void *rows, size_t n)
 {
     bm_store_outbox_items_free(rows, n);
 }
 
-int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
-                        size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen)
+static int by_outbox_id(const void *a, const void *b)
 {
-    /* An occurrence override waits until its series block exists in Google, as
-     * planned (no write of the series pending). */
-    PREP(s, "SELECT o.id, o.target_calendar_id, c.gcal_id, o.block_id, o.op, o.is_instance,"
-            " o.attempts, b.body, COALESCE(b.created, 0), b.master_block_id, o.rev"
-            " FROM outbox o JOIN calendars c ON c.id = o.target_calendar_id"
-            " LEFT JOIN blocks b ON b.target_calendar_id = o.target_calendar_id"
-            "  AND b.block_id = o.block_id"
+    const bm_outbox_item_t *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int bm_store_outbox_claim(bm_store_t *st, int64_t account_id, bool instances, const char *owner,
+                          int64_t now_ms, int64_t ttl_ms, size_t limit, bm_outbox_item_t **out,
+                          size_t *n, char *err, size_t errlen)
+{
+    /* One statement picks the due items nobody holds (never claimed, settled, or
+     * a crashed owner's claim that expired) and claims them: two processes
+     * never get the same item. On PostgreSQL the inner SELECT takes FOR UPDATE
+     * SKIP LOCKED, so that concurrent claimers skip each other's rows instead
+     * of waiting. An occurrence override waits until its series block exists in
+     * Google, as planned (no write of the series pending). */
+    PREP(s, "UPDATE outbox SET claim_owner = ?5, claim_until = ?3 + ?6 WHERE id IN ("
+            " SELECT o.id FROM outbox o LEFT JOIN blocks b"
+            "  ON b.target_calendar_id = o.target_calendar_id AND b.block_id = o.block_id"
             " WHERE o.account_id = ?1 AND o.is_instance = ?2 AND o.next_at <= ?3"
+            "  AND o.claim_until <= ?3"
             "  AND (o.is_instance = 0 OR (EXISTS (SELECT 1 FROM blocks m"
             "   WHERE m.target_calendar_id = o.target_calendar_id"
             "   AND m.block_id = b.master_block_id AND m.created = 1)"
             "  AND NOT EXISTS (SELECT 1 FROM outbox mo"
             "   WHERE mo.target_calendar_id = o.target_calendar_id"
             "   AND mo.block_id = b.master_block_id)))"
-            " ORDER BY o.id LIMIT ?4");
+            " ORDER BY o.id LIMIT ?4)"
+            " RETURNING id, target_calendar_id,"
+            " (SELECT gcal_id FROM calendars c WHERE c.id = outbox.target_calendar_id),"
+            " block_id, op, is_instance, attempts,"
+            " (SELECT body FROM blocks b WHERE b.target_calendar_id = outbox.target_calendar_id"
+            "  AND b.block_id = outbox.block_id),"
+            " COALESCE((SELECT created FROM blocks b"
+            "  WHERE b.target_calendar_id = outbox.target_calendar_id"
+            "  AND b.block_id = outbox.block_id), 0),"
+            " (SELECT master_block_id FROM blocks b"
+            "  WHERE b.target_calendar_id = outbox.target_calendar_id"
+            "  AND b.block_id = outbox.block_id),"
+            " rev, claim_owner");
     bind_int64(&s, 1, account_id);
     bind_int(&s, 2, instances);
     bind_int64(&s, 3, now_ms);
     bind_int64(&s, 4, (int64_t)limit);
+    bind_text(&s, 5, owner);
+    bind_int64(&s, 6, ttl_ms);
     int rc;
-    *out = read_rows(st, &s, sizeof(**out), read_outbox_due_row, release_outbox_due_rows, n, &rc,
-                     err, errlen, "read outbox");
+    *out = read_rows(st, &s, sizeof(**out), read_outbox_claim_row, release_outbox_claim_rows, n,
+                     &rc, err, errlen, "claim outbox items");
+    if (rc == BM_OK && *n > 1) /* RETURNING gives no order */
+        qsort(*out, *n, sizeof(**out), by_outbox_id);
     return rc;
+}
+
+int bm_store_outbox_release(bm_store_t *st, const bm_outbox_item_t *items, size_t n, char *err,
+                            size_t errlen)
+{
+    int rc = BM_OK;
+    for (size_t i = 0; rc == BM_OK && i < n; i++)
+        rc = outbox_unclaim(st, &items[i], err, errlen);
+    return rc;
+}
+
+int bm_store_outbox_unclaim_dead(bm_store_t *st, int64_t now_ms, int64_t *n, char *err,
+                                 size_t errlen)
+{
+    char **owners = NULL;
+    size_t n_owners = 0, cap = 0;
+    int rc = BM_OK, s;
+    *n = 0;
+    PREP(q, "SELECT DISTINCT claim_owner FROM outbox WHERE claim_until > ?");
+    bind_int64(&q, 1, now_ms);
+    while ((s = step(&q)) == SQLITE_ROW) {
+        const char *o = (const char *)sqlite3_column_text(q.s, 0);
+        if (o == NULL || !owner_is_dead(o))
+            continue;
+        if (n_owners == cap) {
+            cap = cap ? cap * 2 : 4;
+            owners = bm_realloc(owners, cap * sizeof(*owners));
+        }
+        owners[n_owners++] = bm_strdup(o);
+    }
+    if (s != SQLITE_DONE)
+        rc = query_err(st, &q, err, errlen, "read outbox claims");
+    done(&q);
+    for (size_t i = 0; i < n_owners; i++) {
+        int64_t k = 0;
+        query_t u = {stmt(st, "UPDATE outbox SET claim_owner = NULL, claim_until = 0"
+                              " WHERE claim_owner = ?"),
+                     SQLITE_OK};
+        if (rc == BM_OK && u.s == NULL)
+            rc = query_err(st, &u, err, errlen, "prepare");
+        if (rc == BM_OK) {
+            bind_text(&u, 1, owners[i]);
+            rc = count_changes(st, &u, &k, err, errlen, "release dead claims");
+            *n += k;
+        }
+        free(owners[i]);
+    }
+    free(owners);
+    return rc;
+}
+
+int bm_store_outbox_in_flight(bm_store_t *st, const char *owner, int64_t now_ms, int64_t *n,
+                              char *err, size_t errlen)
+{
+    PREP(s, "SELECT count(*) FROM outbox WHERE claim_until > ? AND claim_owner <> ?");
+    bind_int64(&s, 1, now_ms);
+    bind_text(&s, 2, owner);
+    return read_count(st, &s, n, err, errlen, "count outbox claims");
 }
 
 int bm_store_outbox_retry_later(bm_store_t *st, const bm_outbox_item_t *it, int64_t next_at_ms,
                                 const char *error, char *err, size_t errlen)
 {
-    /* A newer plan for the block (another rev) starts afresh instead. */
-    PREP(s, "UPDATE outbox SET attempts = ?3, next_at = ?4, last_error = ?5"
-            " WHERE id = ?1 AND rev = ?2");
+    /* A newer plan for the block (another rev) starts afresh instead. Either
+     * way the claim ends, unless another owner took the item over meanwhile
+     * (ours expired): then the item is that owner's. */
+    PREP(s, "UPDATE outbox SET attempts = CASE WHEN rev = ?2 THEN ?3 ELSE attempts END,"
+            " next_at = CASE WHEN rev = ?2 THEN ?4 ELSE next_at END,"
+            " last_error = CASE WHEN rev = ?2 THEN ?5 ELSE last_error END,"
+            " claim_owner = NULL, claim_until = 0"
+            " WHERE id = ?1 AND (claim_owner IS NULL OR claim_owner = ?6)");
     bind_int64(&s, 1, it->id);
     bind_int64(&s, 2, it->rev);
     bind_int(&s, 3, it->attempts + 1);
     bind_int64(&s, 4, next_at_ms);
     bind_text(&s, 5, error);
+    bind_text(&s, 6, it->claim_owner);
     return exec_done(st, &s, err, errlen, "reschedule outbox item");
 }
 
@@ -1372,6 +1502,7 @@ void bm_store_outbox_items_free(bm_outbox_item_t *items, size_t n)
         free(items[i].block_id);
         free(items[i].body);
         free(items[i].master_block_id);
+        free(items[i].claim_owner);
     }
     free(items);
 }
@@ -1406,8 +1537,8 @@ int bm_store_audit_new_run(bm_store_t *st, int64_t *run_id, char *err, size_t er
 
 int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t errlen)
 {
-    PREP(s, "INSERT INTO audit_log(run_id, at, action, account_id, gcal_id, block_id, content)"
-            " VALUES(?,?,?,?,?,?,?)");
+    PREP(s, "INSERT INTO audit_log(run_id, at, action, account_id, gcal_id, block_id, content,"
+            " group_name, role) VALUES(?,?,?,?,?,?,?,?,?)");
     bind_int64(&s, 1, a->run_id);
     bind_int64(&s, 2, bm_now());
     bind_text(&s, 3, a->action);
@@ -1415,6 +1546,8 @@ int bm_store_audit_add(bm_store_t *st, const bm_audit_t *a, char *err, size_t er
     bind_text(&s, 5, a->gcal_id);
     bind_text(&s, 6, a->block_id);
     bind_text(&s, 7, a->content);
+    bind_text(&s, 8, a->group_name);
+    bind_int(&s, 9, (int)a->role);
     return exec_done(st, &s, err, errlen, "add audit entry");
 }
 
@@ -1430,6 +1563,8 @@ static void read_audit_run_row(sqlite3_stmt *s, void *row)
     a->block_id = col_dup(s, 6);
     a->content = col_dup(s, 7);
     a->undone_at = sqlite3_column_int64(s, 8);
+    a->group_name = col_dup(s, 9);
+    a->role = (bm_role_t)sqlite3_column_int(s, 10);
 }
 
 static void release_audit_run_rows(void *rows, size_t n)
@@ -1441,8 +1576,8 @@ int bm_store_audit_run(bm_store_t *st, int64_t run_id, bm_audit_t **out, size_t 
                        size_t errlen)
 {
     /* run_id 0: the newest run */
-    PREP(s, "SELECT id, run_id, at, action, account_id, gcal_id, block_id, content, undone_at"
-            " FROM audit_log WHERE run_id = CASE WHEN ?1 = 0 THEN"
+    PREP(s, "SELECT id, run_id, at, action, account_id, gcal_id, block_id, content, undone_at,"
+            " group_name, role FROM audit_log WHERE run_id = CASE WHEN ?1 = 0 THEN"
             " (SELECT MAX(run_id) FROM audit_log) ELSE ?1 END ORDER BY id");
     bind_int64(&s, 1, run_id);
     int rc;
@@ -1466,6 +1601,7 @@ void bm_store_audits_free(bm_audit_t *a, size_t n)
         free(a[i].gcal_id);
         free(a[i].block_id);
         free(a[i].content);
+        free(a[i].group_name);
     }
     free(a);
 }
@@ -1710,7 +1846,10 @@ static void release_audit_summary_rows(void *rows, size_t n)
 int bm_store_audit_list(bm_store_t *st, size_t limit, bm_audit_summary_t **out, size_t *n,
                         char *err, size_t errlen)
 {
-    PREP(s, "SELECT a.run_id, MIN(a.at), MIN(a.action), count(*), count(a.undone_at),"
+    /* A run's rows without a block_id record a membership it ended (for undo),
+     * not a deleted block. */
+    PREP(s, "SELECT a.run_id, MIN(a.at), MIN(a.action), count(a.block_id),"
+            " count(CASE WHEN a.block_id IS NOT NULL THEN a.undone_at END),"
             " (SELECT group_concat(g, char(10)) FROM (SELECT DISTINCT COALESCE(b.gcal_id, '?') g"
             "   FROM audit_log b WHERE b.run_id = a.run_id ORDER BY g))"
             " FROM audit_log a GROUP BY a.run_id ORDER BY a.run_id DESC LIMIT ?");

@@ -19,7 +19,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 5
+#define BM_STORE_SCHEMA_VERSION 7
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. *out is
  * released with bm_store_close; NULL on failure. Safe when several processes
@@ -60,6 +60,10 @@ int bm_store_account_get_by_id(bm_store_t *st, int64_t id, bm_account_t *out, ch
                                size_t errlen);
 /* All accounts, ordered by name; *out is a malloc'd array (bm_store_accounts_free). */
 int bm_store_account_list(bm_store_t *st, bm_account_t **out, size_t *n, char *err, size_t errlen);
+/* Another account (not except_id) of the Google user `email`: the same person
+ * added twice. *out: bm_account_dispose. BM_ENOTFOUND (no message) when none. */
+int bm_store_account_find_email(bm_store_t *st, const char *email, int64_t except_id,
+                                bm_account_t *out, char *err, size_t errlen);
 int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t state, char *err,
                                size_t errlen);
 int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *token_enc,
@@ -118,7 +122,8 @@ int bm_store_calendar_list(bm_store_t *st, int64_t account_id, const char *gcal_
                            size_t errlen);
 int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, const char *group,
                                   bm_role_t role, char *err, size_t errlen);
-/* Enabled calendars of cal's group that receive its blocks (role both|target, not cal).
+/* Enabled calendars of cal's group that receive its blocks (role both|target),
+ * never cal itself, whichever account reaches it (rows with its gcal_id).
  * *out: bm_store_calendars_free. */
 int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calendar_t **out,
                               size_t *n, char *err, size_t errlen);
@@ -216,7 +221,7 @@ void bm_store_blocks_free(bm_block_t *b, size_t n);
 /* ---- the outbox: block writes planned but not yet applied ---- */
 typedef enum { BM_OUTBOX_PUT = 1, BM_OUTBOX_DELETE = 2 } bm_outbox_op_t;
 
-/* Items are read by bm_store_outbox_due and released (as an array) with
+/* Items are claimed by bm_store_outbox_claim and released (as an array) with
  * bm_store_outbox_items_free; there is no single-item dispose. */
 typedef struct bm_outbox_item {
     int64_t id;
@@ -229,23 +234,40 @@ typedef struct bm_outbox_item {
     char *body;   /* the block's desired body (puts) */
     bool created; /* the block exists in Google: a put is an update */
     char *master_block_id;
-    int64_t rev; /* the plan's revision: a newer plan for the block bumps it */
+    int64_t rev;       /* the plan's revision: a newer plan for the block bumps it */
+    char *claim_owner; /* who claimed it (bm_store_outbox_claim) */
 } bm_outbox_item_t;
 
-/* Plans a write; replaces any pending one for the same block (attempts reset). */
+/* Plans a write; replaces any pending one for the same block (attempts reset).
+ * A claimed item keeps its claim: the new plan (a new rev) is applied once the
+ * write in flight is settled, never at the same time. */
 int bm_store_outbox_put(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                         bm_outbox_op_t op, bool is_instance, char *err, size_t errlen);
 /* Removes an applied item, unless a newer plan for its block replaced it
- * meanwhile (*current false: the item stays, with the new plan). */
+ * meanwhile (*current false: the item stays, with the new plan, unclaimed).
+ * Settling an item (done, retry later, dead letter) ends its claim. */
 int bm_store_outbox_done(bm_store_t *st, const bm_outbox_item_t *it, bool *current, char *err,
                          size_t errlen);
 /* Drops puts whose block has no body any more (its row is gone). */
 int bm_store_outbox_drop_stale(bm_store_t *st, int64_t *n, char *err, size_t errlen);
-/* Up to limit items due at now_ms for targets of one account; occurrence
- * overrides (instances) only once their series block exists and has no write
- * pending. */
-int bm_store_outbox_due(bm_store_t *st, int64_t account_id, bool instances, int64_t now_ms,
-                        size_t limit, bm_outbox_item_t **out, size_t *n, char *err, size_t errlen);
+/* Claims up to limit items due at now_ms for targets of one account, that no
+ * one holds (or whose claim expired: a crashed owner's), for owner until
+ * now_ms + ttl_ms, atomically: concurrent claimers never get the same item.
+ * Occurrence overrides (instances) only once their series block exists and has
+ * no write pending. *out is ordered by id: bm_store_outbox_items_free. */
+int bm_store_outbox_claim(bm_store_t *st, int64_t account_id, bool instances, const char *owner,
+                          int64_t now_ms, int64_t ttl_ms, size_t limit, bm_outbox_item_t **out,
+                          size_t *n, char *err, size_t errlen);
+/* Ends the claims of items that were not settled (their batch failed). */
+int bm_store_outbox_release(bm_store_t *st, const bm_outbox_item_t *items, size_t n, char *err,
+                            size_t errlen);
+/* Ends the claims of owners "pid@host..." of this host whose process is gone
+ * (a crash, kill -9): their items need not wait for the claims to expire. */
+int bm_store_outbox_unclaim_dead(bm_store_t *st, int64_t now_ms, int64_t *n, char *err,
+                                 size_t errlen);
+/* Items claimed, now, by owners other than owner: writes in flight elsewhere. */
+int bm_store_outbox_in_flight(bm_store_t *st, const char *owner, int64_t now_ms, int64_t *n,
+                              char *err, size_t errlen);
 /* Counts a failed attempt and waits until next_at_ms (not when replaced meanwhile). */
 int bm_store_outbox_retry_later(bm_store_t *st, const bm_outbox_item_t *it, int64_t next_at_ms,
                                 const char *error, char *err, size_t errlen);
@@ -282,12 +304,14 @@ typedef struct bm_audit {
     int64_t id;
     int64_t run_id; /* one per command run */
     int64_t at;
-    char *action; /* reset | cleanup | disable | account-remove */
+    char *action; /* reset | cleanup | disable | regroup | account-remove */
     int64_t account_id;
-    char *gcal_id; /* the calendar the block was deleted from */
-    char *block_id;
-    char *content; /* the block's JSON, enough to re-create it */
+    char *gcal_id;  /* the calendar the block was deleted from */
+    char *block_id; /* NULL: not a block but gcal_id's membership the run ended */
+    char *content;  /* the block's JSON, enough to re-create it */
     int64_t undone_at;
+    char *group_name; /* a membership's group and role */
+    bm_role_t role;
 } bm_audit_t;
 
 int bm_store_audit_new_run(bm_store_t *st, int64_t *run_id, char *err, size_t errlen);

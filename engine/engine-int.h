@@ -37,7 +37,8 @@ struct bm_engine {
     bool have_key;
     engine_account_t **accounts; /* loaded on first use, each owned */
     size_t n_accounts;
-    char owner[300]; /* lease owner: pid@host */
+    char owner[300];       /* lease owner: pid@host */
+    char claim_owner[320]; /* outbox claims: pid@host/N, N unique per engine of the process */
     uint64_t rng;
     bm_engine_totals_t totals;
     FILE *out;
@@ -52,6 +53,12 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
 /* Marks the account as needing a new login (store and memory). */
 void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a);
 bool bm__engine_stopped(const bm_engine_t *e);
+/* A block's busymirror_src: "<sha256(calendar) prefix>/<event>", naming its
+ * source without naming the calendar (engine/sync.c; caller frees). */
+char *bm__engine_marker_src(const char *gcal_id, const char *event_id);
+/* totals.pending := the outbox's size now, what a run leaves, whatever ended it
+ * (engine/outbox.c; a dry run keeps 0). */
+void bm__engine_count_pending(bm_engine_t *e);
 /* Requests per batch: [engine] batch_size, but never more than the quota's burst
  * (one batch must not exceed Google's per-user minute on its own). */
 size_t bm__engine_batch_size(const bm_engine_t *e);

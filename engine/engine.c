@@ -8,9 +8,13 @@
 #include "core/util.h"
 #include "engine/engine-int.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Engines made by this process: each claims outbox items under a name of its own. */
+static atomic_uint n_engines;
 
 int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, char *err,
                   size_t errlen)
@@ -48,6 +52,8 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
     snprintf(e->owner, sizeof(e->owner), "%ld@%s", (long)getpid(), host);
+    snprintf(e->claim_owner, sizeof(e->claim_owner), "%s/%u", e->owner,
+             atomic_fetch_add(&n_engines, 1u));
     e->rng = (uint64_t)bm_now_ms() ^ ((uint64_t)getpid() << 32);
     *out = e;
     return BM_OK;

@@ -93,6 +93,23 @@ static int plan_retire(bm_engine_t *e, const bm_calendar_t *cal, int64_t run, co
     return rc;
 }
 
+/* A Google calendar is one calendar whichever account reaches it: enabled at
+ * most once per group. BM_EEXIST names the account that has it enabled there. */
+static int check_once_in_group(bm_engine_t *e, const bm_calendar_t *cal, const char *group,
+                               char *err, size_t errlen)
+{
+    bm_calendar_t *same = NULL;
+    size_t n = 0;
+    int rc = bm_store_calendar_list(e->st, 0, cal->gcal_id, true, &same, &n, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n; i++)
+        if (same[i].id != cal->id && strcmp(same[i].group_name, group) == 0)
+            rc = bm_err(err, errlen, BM_EEXIST,
+                        "calendar %s is already enabled in group %s through account '%s'",
+                        cal->gcal_id, group, same[i].account_name);
+    bm_store_calendars_free(same, n);
+    return rc;
+}
+
 int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enabled,
                              const char *group, bm_role_t role, char *err, size_t errlen)
 {
@@ -105,10 +122,22 @@ int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enab
     int rc = bm_store_begin(e->st, err, errlen);
     if (rc != BM_OK)
         return rc;
-    if (leaving)
-        rc = bm_store_audit_new_run(e->st, &run, err, errlen);
+    if (enabled)
+        rc = check_once_in_group(e, cal, new_group, err, errlen);
+    const char *action = enabled ? "regroup" : "disable";
     if (rc == BM_OK && leaving)
-        rc = plan_retire(e, cal, run, enabled ? "regroup" : "disable", err, errlen);
+        rc = bm_store_audit_new_run(e->st, &run, err, errlen);
+    if (rc == BM_OK && leaving && cal->enabled) { /* what undo restores first */
+        bm_audit_t m = {.run_id = run,
+                        .action = (char *)action,
+                        .account_id = cal->account_id,
+                        .gcal_id = cal->gcal_id,
+                        .group_name = cal->group_name,
+                        .role = cal->role};
+        rc = bm_store_audit_add(e->st, &m, err, errlen);
+    }
+    if (rc == BM_OK && leaving)
+        rc = plan_retire(e, cal, run, action, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_calendar_set_enabled(e->st, cal->id, enabled, group, role, err, errlen);
     if (rc == BM_OK && enabled) /* the group gained a member: its calendars list in full */
@@ -138,6 +167,54 @@ static int on_marked_page(void *ud, bm_event_t *events, size_t n)
         memset(&events[i], 0, sizeof(events[i]));
     }
     return BM_OK;
+}
+
+static void marked_dispose(marked_t *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        bm_event_dispose(&m->events[i]);
+    free(m->events);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Every event carrying busymirror's marker in cal, in Google: one listing with
+ * the marker as filter (and the marker checked again on each event). */
+static int list_marked(bm_engine_t *e, const bm_calendar_t *cal, marked_t *m, char *err,
+                       size_t errlen)
+{
+    engine_account_t *a;
+    char *token = NULL;
+    int rc = bm__engine_account(e, cal->account_id, &a, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    bm_gcal_list_params_t p = {.private_property = BM_MARKER_KEY "=1"};
+    rc = bm_gcal_list_events(e->gcal, &a->g, cal->gcal_id, &p, on_marked_page, m, &token, err,
+                             errlen);
+    if (rc == BM_EAUTH)
+        bm__engine_needs_login(e, a);
+    free(token);
+    return rc;
+}
+
+/* Audits a marked event of cal (inside the caller's transaction) and plans its
+ * deletion through the outbox, like every other block write. */
+static int plan_marked_delete(bm_engine_t *e, const bm_calendar_t *cal, const bm_event_t *ev,
+                              int64_t run, const char *action, char *err, size_t errlen)
+{
+    bm_plan_opts_t o = e->plan;
+    o.block_summary = ev->summary;
+    char *content = bm_plan_block_body(ev, ev->id, ev->marker_src, &o);
+    bm_audit_t au = {.run_id = run,
+                     .action = (char *)action,
+                     .account_id = cal->account_id,
+                     .gcal_id = cal->gcal_id,
+                     .block_id = ev->id,
+                     .content = content};
+    int rc = bm_store_audit_add(e->st, &au, err, errlen);
+    free(content);
+    if (rc == BM_OK)
+        rc = bm_store_outbox_put(e->st, cal->id, ev->id, BM_OUTBOX_DELETE, false, err, errlen);
+    return rc;
 }
 
 static bool master_listed(const marked_t *m, const char *id)
@@ -175,21 +252,8 @@ static int plan_reset(bm_engine_t *e, const bm_calendar_t *cal, const marked_t *
         if (ev->recurring_event_id != NULL && master_listed(m, ev->recurring_event_id))
             continue; /* deleting the series deletes its occurrences */
         found_add(found, n_found, cal->gcal_id, ev->id, ev);
-        if (!apply)
-            continue;
-        bm_plan_opts_t o = e->plan;
-        o.block_summary = ev->summary;
-        char *content = bm_plan_block_body(ev, ev->id, ev->marker_src, &o);
-        bm_audit_t au = {.run_id = run,
-                         .action = "reset",
-                         .account_id = cal->account_id,
-                         .gcal_id = cal->gcal_id,
-                         .block_id = ev->id,
-                         .content = content};
-        rc = bm_store_audit_add(e->st, &au, err, errlen);
-        free(content);
-        if (rc == BM_OK)
-            rc = bm_store_outbox_put(e->st, cal->id, ev->id, BM_OUTBOX_DELETE, false, err, errlen);
+        if (apply)
+            rc = plan_marked_delete(e, cal, ev, run, "reset", err, errlen);
     }
     /* Its sources list in full next time, so that blocks an undo puts back (or a
      * still enabled target's new ones) are known again. */
@@ -202,21 +266,12 @@ int bm_engine_reset_calendar(bm_engine_t *e, const bm_calendar_t *cal, bool appl
                              bm_found_block_t **found, size_t *n_found, size_t *n_failed, char *err,
                              size_t errlen)
 {
-    engine_account_t *a;
     marked_t m = {0};
-    char *token = NULL;
     int64_t dead0 = 0, dead = 0, left;
     *found = NULL;
     *n_found = 0;
     *n_failed = 0;
-    int rc = bm__engine_account(e, cal->account_id, &a, err, errlen);
-    if (rc != BM_OK)
-        goto out;
-    bm_gcal_list_params_t p = {.private_property = BM_MARKER_KEY "=1"};
-    rc = bm_gcal_list_events(e->gcal, &a->g, cal->gcal_id, &p, on_marked_page, &m, &token, err,
-                             errlen);
-    if (rc == BM_EAUTH)
-        bm__engine_needs_login(e, a);
+    int rc = list_marked(e, cal, &m, err, errlen);
     if (rc == BM_OK && apply && (left = unfinished(e, cal->id, &dead0, err, errlen)) < 0)
         rc = (int)left;
     if (rc != BM_OK)
@@ -240,10 +295,7 @@ int bm_engine_reset_calendar(bm_engine_t *e, const bm_calendar_t *cal, bool appl
     if (rc == BM_OK)
         *n_failed = (size_t)(left + (dead > dead0 ? dead - dead0 : 0));
 out:
-    for (size_t i = 0; i < m.n; i++)
-        bm_event_dispose(&m.events[i]);
-    free(m.events);
-    free(token);
+    marked_dispose(&m);
     return rc;
 }
 
@@ -255,20 +307,114 @@ void bm_cleanup_report_dispose(bm_cleanup_report_t *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* What the marker value msrc ("<hash>/<event>") of a block says about its source,
+ * among the calendar rows all: *exists, some row is that calendar (any account,
+ * any state); *wanted, an enabled source of group (NULL: none) other than the
+ * calendar the block lives in (target_gcal_id) mirrors the event as busy. */
+static int marker_source(bm_engine_t *e, const bm_calendar_t *all, size_t n_all, const char *msrc,
+                         const char *group, const char *target_gcal_id, bool *exists, bool *wanted,
+                         char *err, size_t errlen)
+{
+    const char *event = msrc != NULL ? strchr(msrc, '/') : NULL;
+    int rc = BM_OK;
+    *exists = *wanted = false;
+    for (size_t i = 0; event != NULL && rc == BM_OK && i < n_all && !*wanted; i++) {
+        const bm_calendar_t *c = &all[i];
+        char *m = bm__engine_marker_src(c->gcal_id, event + 1);
+        bool same = strcmp(m, msrc) == 0;
+        free(m);
+        if (!same)
+            continue;
+        *exists = true;
+        if (!c->enabled || c->role == BM_ROLE_TARGET || group == NULL ||
+            strcmp(c->group_name, group) != 0 || strcmp(c->gcal_id, target_gcal_id) == 0)
+            continue;
+        bm_source_t src = {0};
+        rc = bm_store_source_get(e->st, c->id, event + 1, &src, err, errlen);
+        *wanted = rc == BM_OK && src.busy;
+        rc = rc == BM_ENOTFOUND ? BM_OK : rc;
+        bm_source_dispose(&src);
+    }
+    return rc;
+}
+
+/* Whether block_id (or, for an occurrence, its series) has a row in cal. */
+static int block_known(bm_engine_t *e, const bm_calendar_t *cal, const bm_event_t *ev, bool *yes,
+                       char *err, size_t errlen)
+{
+    bm_block_t b = {0};
+    int rc = bm_store_block_get(e->st, cal->id, ev->id, &b, err, errlen);
+    if (rc == BM_ENOTFOUND && ev->recurring_event_id != NULL)
+        rc = bm_store_block_get(e->st, cal->id, ev->recurring_event_id, &b, err, errlen);
+    bm_block_dispose(&b);
+    *yes = rc == BM_OK;
+    return rc == BM_ENOTFOUND ? BM_OK : rc;
+}
+
+/* Marked events of cal, found in Google, that no block row manages and no source
+ * wants (a lost row, a block put back by hand): orphans too (inside the caller's
+ * transaction). */
+static int plan_unmanaged(bm_engine_t *e, const bm_calendar_t *cal, const marked_t *m,
+                          const bm_calendar_t *all, size_t n_all, int64_t run, bool apply,
+                          bm_cleanup_report_t *r, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    const char *group = cal->role != BM_ROLE_SOURCE ? cal->group_name : NULL; /* receives */
+    for (size_t i = 0; rc == BM_OK && i < m->n; i++) {
+        const bm_event_t *ev = &m->events[i];
+        bool known, exists, wanted;
+        if (ev->recurring_event_id != NULL && master_listed(m, ev->recurring_event_id))
+            continue; /* goes with its series */
+        rc = block_known(e, cal, ev, &known, err, errlen);
+        if (rc == BM_OK && !known)
+            rc = marker_source(e, all, n_all, ev->marker_src, group, cal->gcal_id, &exists, &wanted,
+                               err, errlen);
+        if (rc != BM_OK || known || wanted)
+            continue;
+        found_add(&r->orphans, &r->n_orphans, cal->gcal_id, ev->id, ev);
+        if (apply)
+            rc = plan_marked_delete(e, cal, ev, run, "cleanup", err, errlen);
+    }
+    return rc;
+}
+
+/* The marked events of every enabled calendar, in Google (*ms[i] for cals[i]). A
+ * calendar that cannot be listed is checked locally only (logged). */
+static int list_enabled_marked(bm_engine_t *e, bm_calendar_t **cals, size_t *n, marked_t **ms,
+                               char *err, size_t errlen)
+{
+    char one[512];
+    int rc = bm_store_calendar_list(e->st, 0, NULL, true, cals, n, err, errlen);
+    *ms = bm_calloc(*n > 0 ? *n : 1, sizeof(**ms));
+    for (size_t i = 0; rc == BM_OK && i < *n && !bm__engine_stopped(e); i++)
+        if (list_marked(e, &(*cals)[i], &(*ms)[i], one, sizeof(one)) != BM_OK)
+            BM_LOG(BM_LOG_WARN, BM_MSG("cannot list blocks in Google: checked locally only"),
+                   BM_KS("calendar", (*cals)[i].gcal_id), BM_KS("error", one));
+    return rc;
+}
+
 int bm_engine_cleanup(bm_engine_t *e, bool apply, bm_cleanup_report_t *r, char *err, size_t errlen)
 {
     bm_block_t *orphans = NULL;
-    size_t n = 0;
+    bm_calendar_t *cals = NULL, *all = NULL;
+    marked_t *ms = NULL;
+    size_t n = 0, n_cals = 0, n_all = 0;
     int64_t run = 0, before = bm_now() - (int64_t)e->o.cfg->log.retention_days * 86400;
     memset(r, 0, sizeof(*r));
-    int rc = bm_store_begin(e->st, err, errlen);
+    int rc = list_enabled_marked(e, &cals, &n_cals, &ms, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_begin(e->st, err, errlen);
     if (rc != BM_OK)
-        return rc;
+        goto out;
     rc = bm_store_blocks_orphaned(e->st, &orphans, &n, err, errlen);
     if (rc == BM_OK && apply)
         rc = bm_store_audit_new_run(e->st, &run, err, errlen);
     if (rc == BM_OK)
         rc = plan_deletes(e, orphans, n, run, "cleanup", &r->orphans, &r->n_orphans, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_calendar_list(e->st, 0, NULL, false, &all, &n_all, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n_cals; i++)
+        rc = plan_unmanaged(e, &cals[i], &ms[i], all, n_all, run, apply, r, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_sources_purge_unused(e->st, apply, &r->sources, err, errlen);
     if (rc == BM_OK)
@@ -277,17 +423,102 @@ int bm_engine_cleanup(bm_engine_t *e, bool apply, bm_cleanup_report_t *r, char *
         rc = bm_store_commit(e->st, err, errlen);
     else
         bm_store_rollback(e->st); /* a dry run looked, and leaves everything as it was */
+    if (rc == BM_OK && apply)
+        rc = bm_engine_drain(e, err, errlen);
+out:
+    for (size_t i = 0; ms != NULL && i < n_cals; i++)
+        marked_dispose(&ms[i]);
+    free(ms);
+    bm_store_calendars_free(cals, n_cals);
+    bm_store_calendars_free(all, n_all);
     bm_store_blocks_free(orphans, n);
-    return rc == BM_OK && apply ? bm_engine_drain(e, err, errlen) : rc;
+    return rc;
 }
 
 /* ---- undo ---- */
+
+/* Enables the calendar of membership entry au again, in the group and with the
+ * role it had before the run, so that the blocks put back are managed. */
+static int undo_membership(bm_engine_t *e, const bm_audit_t *au, char *err, size_t errlen)
+{
+    bm_calendar_t *cals = NULL;
+    size_t n = 0;
+    int rc =
+        bm_store_calendar_list(e->st, au->account_id, au->gcal_id, false, &cals, &n, err, errlen);
+    if (rc == BM_OK && n == 0)
+        rc = bm_err(err, errlen, BM_ENOTFOUND, "calendar %s is gone", au->gcal_id);
+    if (rc != BM_OK)
+        goto out;
+    if (!cals[0].enabled || strcmp(cals[0].group_name, au->group_name) != 0 ||
+        cals[0].role != au->role)
+        rc = bm_engine_set_membership(e, &cals[0], true, au->group_name, au->role, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_audit_mark_undone(e->st, au->id, err, errlen);
+    if (rc == BM_OK)
+        fprintf(e->out, "calendar %s enabled again (group %s, role %s)\n", au->gcal_id,
+                au->group_name, bm_role_name(au->role));
+out:
+    bm_store_calendars_free(cals, n);
+    return rc;
+}
+
+/* The calendar block entry au lives in, if it and the block's source still exist:
+ * a block of neither would be managed by nothing. */
+static int undo_where(bm_engine_t *e, const bm_audit_t *au, const bm_calendar_t *all, size_t n_all,
+                      const bm_calendar_t **target, char *err, size_t errlen)
+{
+    bm_event_t ev = {0};
+    bool exists = false, wanted;
+    *target = NULL;
+    for (size_t i = 0; i < n_all && *target == NULL; i++)
+        if (all[i].account_id == au->account_id && strcmp(all[i].gcal_id, au->gcal_id) == 0)
+            *target = &all[i];
+    if (*target == NULL)
+        return bm_err(err, errlen, BM_ENOTFOUND, "its calendar is gone");
+    int rc = bm_event_parse_json(au->content, strlen(au->content), &ev, err, errlen);
+    if (rc == BM_OK)
+        rc = marker_source(e, all, n_all, ev.marker_src, NULL, au->gcal_id, &exists, &wanted, err,
+                           errlen);
+    if (rc == BM_OK && !exists)
+        rc = bm_err(err, errlen, BM_ENOTFOUND, "its source calendar is gone (account removed?)");
+    bm_event_dispose(&ev);
+    return rc;
+}
+
+/* Re-creates the block of entry au in its calendar, in Google. */
+static int undo_block(bm_engine_t *e, const bm_audit_t *au, const bm_calendar_t *all, size_t n_all,
+                      char *err, size_t errlen)
+{
+    const bm_calendar_t *t;
+    engine_account_t *a;
+    long status = 0;
+    int rc = undo_where(e, au, all, n_all, &t, err, errlen);
+    if (rc == BM_OK)
+        rc = bm__engine_account(e, t->account_id, &a, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    char *path = bm_gcal_path_event(au->gcal_id, au->block_id);
+    /* A deleted event's id stays taken: an update revives it. */
+    rc = bm_gcal_call(e->gcal, &a->g, "PUT", path, au->content, &status, NULL, err, errlen);
+    if (rc == BM_ENOTFOUND) {
+        free(path);
+        path = bm_gcal_path_events(au->gcal_id);
+        rc = bm_gcal_call(e->gcal, &a->g, "POST", path, au->content, &status, NULL, err, errlen);
+    }
+    if (rc == BM_OK)
+        rc = bm_store_audit_mark_undone(e->st, au->id, err, errlen);
+    if (rc == BM_OK) /* the group's next full listings adopt the block again */
+        rc = bm_store_group_relist(e->st, t->group_name, err, errlen);
+    free(path);
+    return rc;
+}
 
 int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *restored,
                    size_t *failed, char *err, size_t errlen)
 {
     bm_audit_t *entries = NULL;
-    size_t n = 0;
+    bm_calendar_t *all = NULL;
+    size_t n = 0, n_all = 0;
     char one[512];
     *restored = *failed = 0;
     int rc = bm_store_audit_run(e->st, run_id, &entries, &n, err, errlen);
@@ -298,48 +529,25 @@ int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *res
     if (rc != BM_OK)
         goto out;
     *run_out = entries[0].run_id;
-    for (size_t i = 0; i < n && !bm__engine_stopped(e); i++) {
+    /* Memberships first: the blocks then come back into calendars that manage them. */
+    for (size_t i = 0; i < n && !bm__engine_stopped(e); i++)
+        if (entries[i].block_id == NULL && entries[i].undone_at == 0 &&
+            undo_membership(e, &entries[i], one, sizeof(one)) != BM_OK)
+            fprintf(e->out, "calendar %s not enabled again: %s\n", entries[i].gcal_id, one);
+    rc = bm_store_calendar_list(e->st, 0, NULL, false, &all, &n_all, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n && !bm__engine_stopped(e); i++) {
         bm_audit_t *au = &entries[i];
-        bm_calendar_t *cals = NULL;
-        size_t nc = 0;
-        engine_account_t *a;
-        long status = 0;
-        if (au->undone_at != 0 || au->content == NULL)
+        if (au->undone_at != 0 || au->content == NULL || au->block_id == NULL)
             continue;
-        if (bm_store_calendar_list(e->st, au->account_id, au->gcal_id, false, &cals, &nc, one,
-                                   sizeof(one)) != BM_OK ||
-            nc == 0 || bm__engine_account(e, cals[0].account_id, &a, one, sizeof(one)) != BM_OK) {
-            BM_LOG(BM_LOG_WARN, BM_MSG("cannot restore a block: its account is gone or logged out"),
-                   BM_KS("calendar", au->gcal_id), BM_KS("block", au->block_id));
-            (*failed)++;
-            bm_store_calendars_free(cals, nc);
-            continue;
-        }
-        char *path = bm_gcal_path_event(au->gcal_id, au->block_id);
-        /* A deleted event's id stays taken: an update revives it. */
-        int r =
-            bm_gcal_call(e->gcal, &a->g, "PUT", path, au->content, &status, NULL, one, sizeof(one));
-        if (r == BM_ENOTFOUND) {
-            free(path);
-            path = bm_gcal_path_events(au->gcal_id);
-            r = bm_gcal_call(e->gcal, &a->g, "POST", path, au->content, &status, NULL, one,
-                             sizeof(one));
-        }
-        if (r == BM_OK)
-            r = bm_store_audit_mark_undone(e->st, au->id, one, sizeof(one));
-        if (r == BM_OK) /* the group's next full listings adopt the block again */
-            r = bm_store_group_relist(e->st, cals[0].group_name, one, sizeof(one));
-        if (r == BM_OK) {
+        if (undo_block(e, au, all, n_all, one, sizeof(one)) == BM_OK) {
             (*restored)++;
         } else {
             (*failed)++;
-            BM_LOG(BM_LOG_WARN, BM_MSG("cannot restore a block"), BM_KS("calendar", au->gcal_id),
-                   BM_KS("block", au->block_id), BM_KS("error", one));
+            fprintf(e->out, "block %s in %s not re-created: %s\n", au->block_id, au->gcal_id, one);
         }
-        free(path);
-        bm_store_calendars_free(cals, nc);
     }
 out:
+    bm_store_calendars_free(all, n_all);
     bm_store_audits_free(entries, n);
     return rc;
 }

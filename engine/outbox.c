@@ -17,6 +17,10 @@
 #define RETRY_BASE_MS     250
 #define RETRY_CAP_MS      8000
 #define DRAIN_MAX_WAIT_MS 20000 /* a run waits this long at most for a backed-off item */
+/* An item is claimed this long: longer than one batch request with its retries
+ * (core/gcal's 120 s timeout), short enough that a crashed run's items are taken
+ * over within minutes. */
+#define CLAIM_TTL_MS 300000
 
 /* Records the result of one applied item (inside the caller's transaction). */
 static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_t *r,
@@ -45,14 +49,16 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
                                         err, errlen);
         return rc != BM_OK ? rc : bm_store_outbox_done(e->st, it, &current, err, errlen);
     }
-    if (it->op == BM_OUTBOX_PUT && inserting && s == 409 && strcmp(r->reason, "duplicate") == 0)
-        /* It exists (or existed): revive it with an update, now. */
-        return bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, true, NULL, err,
-                                      errlen);
-    if (it->op == BM_OUTBOX_PUT && !inserting && !it->is_instance && s == 404)
-        /* Gone for good from Google: insert it afresh. */
-        return bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, false, NULL, err,
-                                      errlen);
+    /* It exists (or existed): revive it with an update, now. Or it is gone for
+     * good from Google: insert it afresh. Either way the item stays, unclaimed,
+     * for the next batch. */
+    bool revive = inserting && s == 409 && strcmp(r->reason, "duplicate") == 0;
+    bool lost = !inserting && !it->is_instance && s == 404;
+    if (it->op == BM_OUTBOX_PUT && (revive || lost)) {
+        int rc = bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, revive, NULL,
+                                        err, errlen);
+        return rc != BM_OK ? rc : bm_store_outbox_release(e->st, it, 1, err, errlen);
+    }
     snprintf(msg, sizeof(msg), "HTTP %ld %s", s, r->reason);
     /* An occurrence Google does not know (yet): its series may still be changing. */
     bool retry = o == BM_OUTCOME_RETRY || (it->is_instance && s == 404);
@@ -73,7 +79,30 @@ static char *item_path(const bm_outbox_item_t *it, bool inserting)
                      : bm_gcal_path_event(it->target_gcal_id, it->block_id);
 }
 
-/* One batch of due items of one account; *n_done gets how many were due. */
+/* Gives back the claims of items whose results could not be recorded (they are
+ * applied again, by whoever claims them next); if even that fails, the claims
+ * expire by themselves. */
+static void unclaim(bm_engine_t *e, const bm_outbox_item_t *items, size_t n)
+{
+    char err[256];
+    if (bm_store_outbox_release(e->st, items, n, err, sizeof(err)) != BM_OK)
+        BM_LOG(BM_LOG_WARN, BM_MSG("cannot release outbox claims: they expire by themselves"),
+               BM_KS("error", err));
+}
+
+/* Items claimed by runs that crashed on this host are free again at once. */
+static int unclaim_dead(bm_engine_t *e, char *err, size_t errlen)
+{
+    int64_t n = 0;
+    int rc = bm_store_outbox_unclaim_dead(e->st, bm_now_ms(), &n, err, errlen);
+    if (rc == BM_OK && n > 0)
+        BM_LOG(BM_LOG_WARN, BM_MSG("took over block writes claimed by a run that is gone"),
+               BM_KI("count", n));
+    return rc;
+}
+
+/* One batch of due items of one account, claimed for this engine; *n_done gets
+ * how many were claimed. */
 static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size_t *n_done,
                        char *err, size_t errlen)
 {
@@ -82,8 +111,8 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
     bm_gcal_req_t *reqs = NULL;
     char **paths = NULL;
     bool *inserting = NULL;
-    int rc = bm_store_outbox_due(e->st, a->id, instances, bm_now_ms(), bm__engine_batch_size(e),
-                                 &items, &n, err, errlen);
+    int rc = bm_store_outbox_claim(e->st, a->id, instances, e->claim_owner, bm_now_ms(),
+                                   CLAIM_TTL_MS, bm__engine_batch_size(e), &items, &n, err, errlen);
     *n_done = n;
     if (rc != BM_OK || n == 0)
         goto out;
@@ -103,6 +132,7 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
         bm__engine_breaker(e, a, rc, true);
         if (rc == BM_EAUTH)
             bm__engine_needs_login(e, a);
+        unclaim(e, items, n);
         goto out;
     }
     size_t n_transient = 0;
@@ -113,8 +143,10 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
     }
     if (rc == BM_OK)
         rc = bm_store_commit(e->st, err, errlen);
-    else
+    if (rc != BM_OK) {
         bm_store_rollback(e->st);
+        unclaim(e, items, n);
+    }
     /* Every part refused for now (rate limits, outages): the account is failing. */
     bm__engine_breaker(e, a, n_transient == n ? BM_ETRANSIENT : BM_OK, false);
     if (rc == BM_OK && n_transient == n && a->breaker_until > bm_now())
@@ -176,6 +208,10 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
     if (stale > 0)
         BM_LOG(BM_LOG_WARN, BM_MSG("dropped planned writes whose block is gone"),
                BM_KI("count", stale));
+    rc = unclaim_dead(e, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    int64_t idle_ms = 0; /* waited without work */
     for (;;) {
         int64_t pending = 0, next_due = 0;
         size_t worked = 0;
@@ -212,10 +248,22 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
         rc = bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen);
         if (rc != BM_OK)
             goto out;
-        e->totals.pending = pending;
         int64_t wait = next_due - bm_now_ms();
-        if (pending == 0 || (worked == 0 && wait <= 0) || wait > DRAIN_MAX_WAIT_MS)
+        if (pending == 0 || wait > DRAIN_MAX_WAIT_MS)
             break;
+        if (worked == 0 && wait <= 0) {
+            /* Nothing due for us. Writes in flight in another run (or another
+             * engine) end within a batch: wait for them, then count again. */
+            int64_t others = 0;
+            rc = unclaim_dead(e, err, errlen);
+            if (rc == BM_OK)
+                rc = bm_store_outbox_in_flight(e->st, e->claim_owner, bm_now_ms(), &others, err,
+                                               errlen);
+            if (rc != BM_OK || others == 0 || idle_ms >= DRAIN_MAX_WAIT_MS)
+                break;
+            wait = 100;
+        }
+        idle_ms = worked > 0 ? 0 : idle_ms + wait;
         while (wait > 0 && !bm__engine_stopped(e)) { /* a backed-off item is due soon */
             struct timespec ts = {0, 50 * 1000000L};
             nanosleep(&ts, NULL);
@@ -226,5 +274,18 @@ out:
     if (e->o.progress)
         fputs("\n", e->out);
     free(accounts);
+    bm__engine_count_pending(e);
     return rc;
+}
+
+void bm__engine_count_pending(bm_engine_t *e)
+{
+    int64_t pending = 0, next_due = 0;
+    char err[256];
+    if (e->o.dry_run) /* a dry run applies nothing: nothing it left */
+        return;
+    if (bm_store_outbox_stats(e->st, &pending, &next_due, err, sizeof(err)) == BM_OK)
+        e->totals.pending = pending;
+    else
+        BM_LOG(BM_LOG_ERROR, BM_MSG("cannot count pending writes"), BM_KS("error", err));
 }

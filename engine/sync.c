@@ -44,8 +44,7 @@ static int on_page(void *ud, bm_event_t *events, size_t n)
     return bm__engine_stopped(c->e) ? BM_ECANCELED : BM_OK;
 }
 
-/* "<sha256(calendar) prefix>/<event>": names the source without naming the calendar. */
-static char *marker_src(const char *gcal_id, const char *event_id)
+char *bm__engine_marker_src(const char *gcal_id, const char *event_id)
 {
     unsigned char md[32];
     unsigned int md_len = 0;
@@ -154,7 +153,7 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
     char *key = busy ? wanted_key(e, shape) : bm_strdup("cancelled");
     bm_source_t src = {ev->id, busy, shape, ev->recurring_event_id};
     int rc = bm_store_source_put(e->st, c->cal->id, &src, err, errlen);
-    char *msrc = marker_src(c->cal->gcal_id, ev->id);
+    char *msrc = bm__engine_marker_src(c->cal->gcal_id, ev->id);
     for (size_t i = 0; rc == BM_OK && i < c->n_targets; i++) {
         char master[BM_BLOCK_ID_LEN + 1], inst[BM_BLOCK_ID_LEN + 40];
         bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, ev->recurring_event_id,
@@ -185,7 +184,7 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
         ev != NULL && bm_plan_is_busy(ev, &e->plan, &reason) && bm_plan_in_window(ev, &e->plan);
     char *shape = busy ? bm_plan_shape(ev) : NULL;
     char *key = busy ? wanted_key(e, shape) : NULL;
-    char *msrc = busy ? marker_src(c->cal->gcal_id, event_id) : NULL;
+    char *msrc = busy ? bm__engine_marker_src(c->cal->gcal_id, event_id) : NULL;
     bm_source_t prev = {0};
     bool exceptions = false;
     int rc = bm_store_source_get(e->st, c->cal->id, event_id, &prev, err, errlen);
@@ -595,8 +594,10 @@ int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, 
         }
     }
     bm_store_calendars_free(cals, n);
-    if (bm__engine_stopped(e))
+    if (bm__engine_stopped(e)) {
+        bm__engine_count_pending(e);
         return bm_err(err, errlen, BM_ECANCELED, "stopped");
+    }
     rc = bm_engine_drain(e, one, sizeof(one));
     if (rc != BM_OK && (first == BM_OK || first == BM_EBUSY)) {
         first = rc;

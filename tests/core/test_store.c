@@ -277,12 +277,14 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
 
     bm_outbox_item_t *items;
     size_t n;
-    ck_assert_int_eq(
-        bm_store_outbox_due(st, acc, true, bm_now_ms(), 10, &items, &n, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_outbox_claim(st, acc, true, "me", bm_now_ms(), 60000, 10, &items, &n,
+                                           err, sizeof(err)),
+                     BM_OK);
     ck_assert_uint_eq(n, 0); /* the occurrence waits for its series */
     bm_store_outbox_items_free(items, n);
-    ck_assert_int_eq(
-        bm_store_outbox_due(st, acc, false, bm_now_ms(), 10, &items, &n, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_outbox_claim(st, acc, false, "me", bm_now_ms(), 60000, 10, &items, &n,
+                                           err, sizeof(err)),
+                     BM_OK);
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(items[0].body, "{}");
     ck_assert(!items[0].created);
@@ -292,8 +294,9 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
     ck_assert_int_eq(bm_store_outbox_done(st, &items[0], &current, err, sizeof(err)), BM_OK);
     ck_assert(current);
     bm_store_outbox_items_free(items, n);
-    ck_assert_int_eq(
-        bm_store_outbox_due(st, acc, true, bm_now_ms(), 10, &items, &n, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_outbox_claim(st, acc, true, "me", bm_now_ms(), 60000, 10, &items, &n,
+                                           err, sizeof(err)),
+                     BM_OK);
     ck_assert_uint_eq(n, 1);
     ck_assert(items[0].is_instance);
     ck_assert_int_eq(items[0].op, BM_OUTBOX_DELETE);
@@ -304,7 +307,8 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
         BM_OK);
     bm_outbox_item_t *later;
     size_t n_later;
-    bm_store_outbox_due(st, acc, true, bm_now_ms(), 10, &later, &n_later, err, sizeof(err));
+    bm_store_outbox_claim(st, acc, true, "me", bm_now_ms(), 60000, 10, &later, &n_later, err,
+                          sizeof(err));
     ck_assert_uint_eq(n_later, 0);
     bm_store_outbox_items_free(later, n_later);
     ck_assert_int_eq(bm_store_outbox_to_dead_letters(st, &items[0], "HTTP 400", err, sizeof(err)),
@@ -316,7 +320,8 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
     /* a plan made while an item is in flight survives that item's result */
     ck_assert_int_eq(bm_store_outbox_put(st, dst, "m0000", BM_OUTBOX_PUT, false, err, sizeof(err)),
                      BM_OK);
-    bm_store_outbox_due(st, acc, false, bm_now_ms(), 10, &items, &n, err, sizeof(err));
+    bm_store_outbox_claim(st, acc, false, "me", bm_now_ms(), 60000, 10, &items, &n, err,
+                          sizeof(err));
     ck_assert_uint_eq(n, 1);
     ck_assert_int_eq(
         bm_store_outbox_put(st, dst, "m0000", BM_OUTBOX_DELETE, false, err, sizeof(err)), BM_OK);
@@ -327,7 +332,8 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
     ck_assert(!current);
     ck_assert_int_eq(bm_store_outbox_to_dead_letters(st, &items[0], "x", err, sizeof(err)), BM_OK);
     bm_store_outbox_items_free(items, n);
-    bm_store_outbox_due(st, acc, false, bm_now_ms(), 10, &items, &n, err, sizeof(err));
+    bm_store_outbox_claim(st, acc, false, "me", bm_now_ms(), 60000, 10, &items, &n, err,
+                          sizeof(err));
     ck_assert_uint_eq(n, 1); /* the new plan, due now, untouched */
     ck_assert_int_eq(items[0].op, BM_OUTBOX_DELETE);
     ck_assert_int_eq(items[0].attempts, 0);
@@ -339,6 +345,71 @@ START_TEST(outbox_keeps_one_item_per_block_and_gates_occurrences)
     ck_assert_int_eq(bm_store_block_delete(st, dst, "m0000", err, sizeof(err)), BM_OK);
     bm_block_t b;
     ck_assert_int_eq(bm_store_block_get(st, dst, occ.block_id, &b, err, sizeof(err)), BM_ENOTFOUND);
+    bm_store_close(st);
+}
+END_TEST
+
+START_TEST(outbox_items_are_claimed_once_until_settled_or_expired)
+{
+    int64_t acc, src, dst;
+    bm_store_t *st = two_calendars(&acc, &src, &dst);
+    bm_outbox_item_t *a, *b;
+    size_t na, nb;
+    bool current;
+    int64_t now = bm_now_ms(), busy;
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "b%d", i);
+        ck_assert_int_eq(
+            bm_store_outbox_put(st, dst, id, BM_OUTBOX_DELETE, false, err, sizeof(err)), BM_OK);
+    }
+    /* two claimers share the items, never one item */
+    ck_assert_int_eq(
+        bm_store_outbox_claim(st, acc, false, "one", now, 1000, 2, &a, &na, err, sizeof(err)),
+        BM_OK);
+    ck_assert_uint_eq(na, 2);
+    ck_assert(a[0].id < a[1].id);
+    ck_assert_str_eq(a[0].claim_owner, "one");
+    ck_assert_int_eq(
+        bm_store_outbox_claim(st, acc, false, "two", now, 1000, 10, &b, &nb, err, sizeof(err)),
+        BM_OK);
+    ck_assert_uint_eq(nb, 1);
+    ck_assert_int_eq(bm_store_outbox_in_flight(st, "two", now, &busy, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(busy, 2);
+    bm_store_outbox_items_free(b, nb);
+    /* settled: retry later ends the claim; a replanned item is claimable again
+     * once its claimer settles it, with the new plan */
+    ck_assert_int_eq(bm_store_outbox_retry_later(st, &a[0], now, "503", err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(
+        bm_store_outbox_put(st, dst, a[1].block_id, BM_OUTBOX_PUT, false, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(
+        bm_store_outbox_claim(st, acc, false, "two", now, 1000, 10, &b, &nb, err, sizeof(err)),
+        BM_OK);
+    ck_assert_uint_eq(nb, 1); /* a[0] only: a[1]'s new plan waits for "one" */
+    ck_assert_int_eq(b[0].id, a[0].id);
+    bm_store_outbox_items_free(b, nb);
+    ck_assert_int_eq(bm_store_outbox_done(st, &a[1], &current, err, sizeof(err)), BM_OK);
+    ck_assert(!current);
+    ck_assert_int_eq(
+        bm_store_outbox_claim(st, acc, false, "two", now, 1000, 10, &b, &nb, err, sizeof(err)),
+        BM_OK);
+    ck_assert_uint_eq(nb, 1);
+    ck_assert_int_eq(b[0].op, BM_OUTBOX_PUT);
+    bm_store_outbox_items_free(b, nb);
+    bm_store_outbox_items_free(a, na);
+    /* a crashed claimer's items are taken over once its claims expire */
+    ck_assert_int_eq(
+        bm_store_outbox_claim(st, acc, false, "three", now, 1000, 10, &b, &nb, err, sizeof(err)),
+        BM_OK);
+    ck_assert_uint_eq(nb, 0);
+    ck_assert_int_eq(bm_store_outbox_claim(st, acc, false, "three", now + 1000, 1000, 10, &b, &nb,
+                                           err, sizeof(err)),
+                     BM_OK);
+    ck_assert_uint_eq(nb, 3);
+    ck_assert_int_eq(bm_store_outbox_release(st, b, nb, err, sizeof(err)), BM_OK);
+    bm_store_outbox_items_free(b, nb);
+    ck_assert_int_eq(bm_store_outbox_in_flight(st, "x", now, &busy, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(busy, 0);
     bm_store_close(st);
 }
 END_TEST
@@ -495,6 +566,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, sync_state_round_trips);
     tcase_add_test(tc, lease_excludes_live_owners_only);
     tcase_add_test(tc, outbox_keeps_one_item_per_block_and_gates_occurrences);
+    tcase_add_test(tc, outbox_items_are_claimed_once_until_settled_or_expired);
     tcase_add_test(tc, full_listing_sweep_finds_unseen_sources);
     tcase_add_test(tc, audit_runs_and_sync_log_read_back_newest_first);
     tcase_add_test(tc, new_database_opened_by_many_processes_at_once);

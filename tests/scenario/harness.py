@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -111,6 +112,15 @@ class Emulator:
 
 def q(s):
     return urllib.parse.quote(s, safe="")
+
+
+def db_rows(test, sql, *args):
+    """Rows of one query on the test's database (bm.db in test.dir)."""
+    db = sqlite3.connect(os.path.join(test.dir, "bm.db"))
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
 
 
 def rfc3339(t):
@@ -231,3 +241,13 @@ class Scenario(unittest.TestCase):
         for c in cals:
             self.bm("calendar", "enable", "--calendar-id", c)
         return cals
+
+    def three_meetings(self):
+        """three_calendars with a meeting in each (Planning in alice's primary,
+        Dentist in her personal calendar, Standup in bob's), synced."""
+        a, b, c = self.three_calendars()
+        self.planning = self.emu.event(a, timed("Planning", hour(11)))
+        self.standup = self.emu.event(c, timed("Standup", hour(16)))
+        self.mine = self.emu.event(b, timed("Dentist", hour(13)))
+        self.bm("sync")
+        return a, b, c

@@ -176,9 +176,11 @@ class ManageTest(Scenario):
         out, _ = self.bm("account", "list")
         self.assertNotIn("bob", out)
         self.assertRegex(out, r"alice +alice@example.com +2 +ok")  # discover found the address
-        # undo can re-create what lived in alice's calendars, not in bob's (gone)
+        # undo re-creates nothing: bob's calendars are gone, and the blocks made
+        # from them in alice's would be managed by nothing
         out, _ = self.bm("undo", "--last", expect=1)
-        self.assertIn("2 blocks re-created, 3 could not be", out)
+        self.assertIn("0 blocks re-created, 5 could not be", out)
+        self.assertEqual(len(self.emu.blocks(A)), 1)
 
     def test_secrets_are_encrypted_at_rest(self):
         db = os.path.join(self.dir, "bm.db")

@@ -3,32 +3,19 @@ retry and status do to blocks that are still wanted, and what they report; bad
 config files and options. Each failing test here was fixed in the product."""
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 import unittest
 
-from harness import BUSYMIRROR, Scenario, hour, timed
+from harness import BUSYMIRROR, Scenario, db_rows, hour, timed
 
 A, B, C = ("alice@example.com", "alice-personal@group.calendar.google.com", "bob@example.com")
-
-
-def db_rows(test, sql, *args):
-    db = sqlite3.connect(os.path.join(test.dir, "bm.db"))
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
 
 
 class OpsTest(Scenario):
     def setUp(self):
         super().setUp()
-        self.three_calendars()
-        self.planning = self.emu.event(A, timed("Planning", hour(11)))
-        self.standup = self.emu.event(C, timed("Standup", hour(16)))
-        self.mine = self.emu.event(B, timed("Dentist", hour(13)))
-        self.bm("sync")
+        self.three_meetings()
         # A: blocks of Standup and Dentist; B: Planning, Standup; C: Planning, Dentist
         self.assertEqual((len(self.emu.blocks(A)), len(self.emu.blocks(B)),
                           len(self.emu.blocks(C))), (2, 2, 2))
