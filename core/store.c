@@ -1634,3 +1634,267 @@ int bm_store_blocks_pending_delete(bm_store_t *st, int64_t calendar_id, int64_t 
     bind_int64(&s, 1, calendar_id);
     return read_count(st, &s, n, err, errlen, "count pending deletes");
 }
+
+/* ---- the queue ----
+ * jobs.state is BM_JOB_PENDING or BM_JOB_RUNNING; UNIQUE(calendar_id, state)
+ * keeps one of each per calendar. Times are ms. */
+
+#define JOB_COLS                                                                                   \
+    "id, calendar_id, state, reason, enqueued_at, run_at, attempts, coalesced, lease_owner,"       \
+    " lease_expires, last_error"
+
+static void read_job(sqlite3_stmt *s, void *row)
+{
+    bm_job_t *j = row;
+    memset(j, 0, sizeof(*j));
+    j->id = sqlite3_column_int64(s, 0);
+    j->calendar_id = sqlite3_column_int64(s, 1);
+    j->state = (bm_job_state_t)sqlite3_column_int(s, 2);
+    j->reason = col_dup(s, 3);
+    j->enqueued_at = sqlite3_column_int64(s, 4);
+    j->run_at = sqlite3_column_int64(s, 5);
+    j->attempts = sqlite3_column_int(s, 6);
+    j->coalesced = sqlite3_column_int64(s, 7);
+    j->lease_owner = col_dup(s, 8);
+    j->lease_expires = sqlite3_column_int64(s, 9);
+    j->last_error = col_dup(s, 10);
+}
+
+int bm_store_job_enqueue(bm_store_t *st, int64_t calendar_id, const char *reason, int64_t now_ms,
+                         int64_t debounce_ms, int64_t max_delay_ms, bool *coalesced, char *err,
+                         size_t errlen)
+{
+    /* A pending job conflicts (the running one has another state): debounce
+     * from this notification, bounded by max_delay after the first; a job in
+     * backoff (attempts > 0) keeps its time. */
+    PREP(s, "INSERT INTO jobs(calendar_id, state, reason, enqueued_at, run_at)"
+            " VALUES(?1, 0, ?2, ?3, min(?3 + ?4, ?3 + ?5))"
+            " ON CONFLICT(calendar_id, state) DO UPDATE SET coalesced = coalesced + 1,"
+            " run_at = CASE WHEN attempts > 0 THEN run_at"
+            " ELSE min(?3 + ?4, enqueued_at + ?5) END"
+            " RETURNING coalesced");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, reason);
+    bind_int64(&s, 3, now_ms);
+    bind_int64(&s, 4, debounce_ms);
+    bind_int64(&s, 5, max_delay_ms);
+    int64_t n = 0;
+    int rc = read_count(st, &s, &n, err, errlen, "enqueue job");
+    if (rc == BM_OK && coalesced != NULL)
+        *coalesced = n > 0;
+    return rc;
+}
+
+/* The running jobs a requeue takes: job ?1 while owner ?2 holds it or, with
+ * ?1 = 0, every running job whose lease expired by ?3. */
+#define REQUEUED                                                                                   \
+    " r.state = 1 AND ((?1 > 0 AND r.id = ?1 AND r.lease_owner = ?2)"                              \
+    " OR (?1 = 0 AND r.lease_expires <= ?3))"
+
+/* Puts running jobs back to pending: due at next_run_ms (< 0: their own run_at),
+ * attempts moved by attempts_delta, last_error set (NULL: kept). Where the
+ * calendar has a pending follow-up, the follow-up absorbs the job (earlier
+ * run_at, coalesced summed, the higher attempts). *n: jobs requeued. Three
+ * statements: the caller holds a write transaction or accepts that a crash
+ * between them leaves the job running, to be taken over when its lease lapses. */
+static int requeue(bm_store_t *st, int64_t job_id, const char *owner, int64_t now_ms,
+                   int64_t next_run_ms, int attempts_delta, const char *error, int64_t *n,
+                   char *err, size_t errlen)
+{
+    int64_t deleted = 0, updated = 0;
+    PREP(m, "UPDATE jobs SET run_at = min(jobs.run_at, CASE WHEN ?4 < 0 THEN r.run_at ELSE ?4 END),"
+            " coalesced = jobs.coalesced + r.coalesced,"
+            " attempts = max(jobs.attempts, r.attempts + ?5),"
+            " last_error = COALESCE(?6, r.last_error)"
+            " FROM jobs AS r WHERE jobs.state = 0 AND r.calendar_id = jobs.calendar_id"
+            " AND" REQUEUED);
+    PREP(d, "DELETE FROM jobs AS r WHERE" REQUEUED " AND EXISTS (SELECT 1 FROM jobs p"
+            " WHERE p.calendar_id = r.calendar_id AND p.state = 0)");
+    PREP(u, "UPDATE jobs AS r SET state = 0, run_at = CASE WHEN ?4 < 0 THEN r.run_at ELSE ?4 END,"
+            " attempts = max(r.attempts + ?5, 0), last_error = COALESCE(?6, r.last_error),"
+            " lease_owner = NULL, lease_expires = NULL WHERE" REQUEUED);
+    query_t *q[] = {&m, &d, &u};
+    for (size_t i = 0; i < 3; i++) {
+        bind_int64(q[i], 1, job_id);
+        bind_text(q[i], 2, owner);
+        bind_int64(q[i], 3, now_ms);
+        if (q[i] != &d) {
+            bind_int64(q[i], 4, next_run_ms);
+            bind_int(q[i], 5, attempts_delta);
+            bind_text(q[i], 6, error);
+        }
+    }
+    int rc = exec_done(st, &m, err, errlen, "requeue job");
+    if (rc == BM_OK)
+        rc = count_changes(st, &d, &deleted, err, errlen, "requeue job");
+    if (rc == BM_OK)
+        rc = count_changes(st, &u, &updated, err, errlen, "requeue job");
+    if (rc == BM_OK)
+        *n = deleted + updated;
+    return rc;
+}
+
+/* Opens a write transaction unless the caller holds one (*own says which). */
+static int txn_begin(bm_store_t *st, bool *own, char *err, size_t errlen)
+{
+    *own = sqlite3_get_autocommit(st->db) != 0;
+    return *own ? bm_store_begin(st, err, errlen) : BM_OK;
+}
+
+/* Ends what txn_begin opened: commits when rc is BM_OK, else rolls back. */
+static int txn_end(bm_store_t *st, bool own, int rc, char *err, size_t errlen)
+{
+    if (!own)
+        return rc;
+    if (rc == BM_OK)
+        return bm_store_commit(st, err, errlen);
+    bm_store_rollback(st);
+    return rc;
+}
+
+/* Requeues job_id of owner in one transaction; BM_ENOTFOUND when not held. */
+static int requeue_one(bm_store_t *st, int64_t job_id, const char *owner, int64_t next_run_ms,
+                       int attempts_delta, const char *error, char *err, size_t errlen)
+{
+    bool own;
+    int64_t n = 0;
+    int rc = txn_begin(st, &own, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    rc = requeue(st, job_id, owner, 0, next_run_ms, attempts_delta, error, &n, err, errlen);
+    if (rc == BM_OK && n == 0)
+        rc = bm_err(err, errlen, BM_ENOTFOUND, "job %lld is not held by %s", (long long)job_id,
+                    owner);
+    return txn_end(st, own, rc, err, errlen);
+}
+
+/*
+ * The claim: after the takeover of expired leases, one UPDATE picks the due
+ * pending job and marks it running. On PostgreSQL the same statement reads
+ *   WITH next AS (SELECT p.id FROM jobs p WHERE p.state = 0 AND p.run_at <= $1
+ *     AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.calendar_id = p.calendar_id
+ *     AND r.state = 1) ORDER BY p.run_at, p.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+ *   UPDATE jobs SET ... FROM next WHERE jobs.id = next.id RETURNING ...
+ * (concurrent claimers skip each other's rows instead of waiting; a calendar's
+ * second running job is refused by UNIQUE(calendar_id, state), which a claimer
+ * treats as "nothing due"). SQLite has one writer: BEGIN IMMEDIATE serialises
+ * claimers, so the subquery and the update see the same rows.
+ */
+static int claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms, bm_job_t *out,
+                 char *err, size_t errlen)
+{
+    int64_t taken_over = 0;
+    int rc =
+        requeue(st, 0, NULL, now_ms, -1, 0, "lease expired: worker gone", &taken_over, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    if (taken_over > 0)
+        BM_LOG(BM_LOG_WARN, BM_MSG("jobs taken over from workers whose lease expired"),
+               BM_KI("jobs", taken_over));
+    PREP(s, "UPDATE jobs SET state = 1, lease_owner = ?2, lease_expires = ?1 + ?3,"
+            " attempts = attempts + 1"
+            " WHERE id = (SELECT p.id FROM jobs p WHERE p.state = 0 AND p.run_at <= ?1"
+            "  AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.calendar_id = p.calendar_id"
+            "  AND r.state = 1) ORDER BY p.run_at, p.id LIMIT 1)"
+            " RETURNING " JOB_COLS);
+    bind_int64(&s, 1, now_ms);
+    bind_text(&s, 2, owner);
+    bind_int64(&s, 3, lease_ms);
+    return read_one(st, &s, read_job, out, err, errlen, "claim job");
+}
+
+int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms,
+                       bm_job_t *out, char *err, size_t errlen)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        return bm_err(err, errlen, BM_EINVAL, "store: a job claim needs its own transaction");
+    int rc = bm_store_begin(st, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    rc = claim(st, owner, now_ms, lease_ms, out, err, errlen);
+    /* nothing due still commits the takeovers */
+    int end = txn_end(st, true, rc == BM_ENOTFOUND ? BM_OK : rc, err, errlen);
+    if (end != BM_OK && rc == BM_OK)
+        bm_job_dispose(out); /* the claim did not commit */
+    return end != BM_OK ? end : rc;
+}
+
+/* Runs a statement on owner's running job; BM_ENOTFOUND when it changed nothing. */
+static int job_held(bm_store_t *st, query_t *q, int64_t job_id, const char *owner, char *err,
+                    size_t errlen, const char *what)
+{
+    int64_t n = 0;
+    int rc = count_changes(st, q, &n, err, errlen, what);
+    if (rc == BM_OK && n == 0)
+        rc = bm_err(err, errlen, BM_ENOTFOUND, "job %lld is not held by %s", (long long)job_id,
+                    owner);
+    return rc;
+}
+
+int bm_store_job_done(bm_store_t *st, int64_t job_id, const char *owner, char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM jobs WHERE id = ? AND state = 1 AND lease_owner = ?");
+    bind_int64(&s, 1, job_id);
+    bind_text(&s, 2, owner);
+    return job_held(st, &s, job_id, owner, err, errlen, "finish job");
+}
+
+int bm_store_job_failed(bm_store_t *st, int64_t job_id, const char *owner, int64_t next_run_ms,
+                        const char *error, char *err, size_t errlen)
+{
+    return requeue_one(st, job_id, owner, next_run_ms < 0 ? 0 : next_run_ms, 0,
+                       error != NULL ? error : "failed", err, errlen);
+}
+
+int bm_store_job_extend(bm_store_t *st, int64_t job_id, const char *owner, int64_t lease_expires_ms,
+                        char *err, size_t errlen)
+{
+    PREP(s, "UPDATE jobs SET lease_expires = ?3 WHERE id = ?1 AND state = 1 AND lease_owner = ?2");
+    bind_int64(&s, 1, job_id);
+    bind_text(&s, 2, owner);
+    bind_int64(&s, 3, lease_expires_ms);
+    return job_held(st, &s, job_id, owner, err, errlen, "extend job lease");
+}
+
+int bm_store_job_release(bm_store_t *st, int64_t job_id, const char *owner, char *err,
+                         size_t errlen)
+{
+    /* its run_at was due when it was claimed: it is due now */
+    return requeue_one(st, job_id, owner, -1, -1, NULL, err, errlen);
+}
+
+int bm_store_job_next_due(bm_store_t *st, int64_t *ms, char *err, size_t errlen)
+{
+    PREP(s, "SELECT min(t) FROM ("
+            " SELECT CASE WHEN r.id IS NULL THEN p.run_at"
+            "  ELSE max(p.run_at, r.lease_expires) END AS t"
+            "  FROM jobs p LEFT JOIN jobs r ON r.calendar_id = p.calendar_id AND r.state = 1"
+            "  WHERE p.state = 0"
+            " UNION ALL SELECT r.lease_expires FROM jobs r WHERE r.state = 1"
+            "  AND NOT EXISTS (SELECT 1 FROM jobs p WHERE p.calendar_id = r.calendar_id"
+            "  AND p.state = 0))");
+    return read_count(st, &s, ms, err, errlen, "next due job");
+}
+
+int bm_store_queue_stats(bm_store_t *st, int64_t *pending, int64_t *running,
+                         int64_t *coalesced_total, char *err, size_t errlen)
+{
+    PREP(s, "SELECT count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 1),"
+            " COALESCE(sum(coalesced), 0) FROM jobs");
+    int64_t v[3];
+    int rc = read_int64s(st, &s, v, 3, err, errlen, "queue stats");
+    if (rc == BM_OK) {
+        *pending = v[0];
+        *running = v[1];
+        *coalesced_total = v[2];
+    }
+    return rc;
+}
+
+void bm_job_dispose(bm_job_t *j)
+{
+    free(j->reason);
+    free(j->lease_owner);
+    free(j->last_error);
+    memset(j, 0, sizeof(*j));
+}
