@@ -1898,3 +1898,214 @@ void bm_job_dispose(bm_job_t *j)
     free(j->last_error);
     memset(j, 0, sizeof(*j));
 }
+
+/* ---- watch channels ---- */
+
+#define CHANNEL_COLS "id, calendar_id, resource_id, expiration, created_at, stopped_at"
+
+static void read_channel(sqlite3_stmt *s, void *row)
+{
+    bm_channel_t *c = row;
+    memset(c, 0, sizeof(*c));
+    c->id = col_dup(s, 0);
+    c->calendar_id = sqlite3_column_int64(s, 1);
+    c->resource_id = col_dup(s, 2);
+    c->expiration = sqlite3_column_int64(s, 3);
+    c->created_at = sqlite3_column_int64(s, 4);
+    c->stopped_at = sqlite3_column_int64(s, 5);
+}
+
+int bm_store_channel_add(bm_store_t *st, const char *id, int64_t calendar_id, int64_t now_ms,
+                         char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO channels(id, calendar_id, created_at) VALUES(?, ?, ?)");
+    bind_text(&s, 1, id);
+    bind_int64(&s, 2, calendar_id);
+    bind_int64(&s, 3, now_ms);
+    int rc = step(&s);
+    int ret = BM_OK;
+    if (rc == SQLITE_CONSTRAINT && sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+        ret = bm_err(err, errlen, BM_EEXIST, "channel %s exists already", id);
+    else if (rc != SQLITE_DONE)
+        ret = query_err(st, &s, err, errlen, "add channel");
+    done(&s);
+    return ret;
+}
+
+/* Runs a statement on channel id's row; BM_ENOTFOUND when there is none. */
+static int channel_changed(bm_store_t *st, query_t *q, const char *id, char *err, size_t errlen,
+                           const char *what)
+{
+    int64_t n = 0;
+    int rc = count_changes(st, q, &n, err, errlen, what);
+    if (rc == BM_OK && n == 0)
+        rc = bm_err(err, errlen, BM_ENOTFOUND, "no channel %s", id);
+    return rc;
+}
+
+int bm_store_channel_set_granted(bm_store_t *st, const char *id, const char *resource_id,
+                                 int64_t expiration_ms, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE channels SET resource_id = ?2, expiration = ?3 WHERE id = ?1");
+    bind_text(&s, 1, id);
+    bind_text(&s, 2, resource_id);
+    bind_int64(&s, 3, expiration_ms);
+    return channel_changed(st, &s, id, err, errlen, "record granted channel");
+}
+
+int bm_store_channel_get(bm_store_t *st, const char *id, bm_channel_t *out, char *err,
+                         size_t errlen)
+{
+    PREP(s, "SELECT " CHANNEL_COLS " FROM channels WHERE id = ?");
+    bind_text(&s, 1, id);
+    return read_one(st, &s, read_channel, out, err, errlen, "get channel");
+}
+
+int bm_store_channel_current(bm_store_t *st, int64_t calendar_id, int64_t now_ms, bm_channel_t *out,
+                             char *err, size_t errlen)
+{
+    PREP(s, "SELECT " CHANNEL_COLS " FROM channels WHERE calendar_id = ?1 AND stopped_at IS NULL"
+            " AND resource_id IS NOT NULL AND expiration > ?2"
+            " ORDER BY expiration DESC, created_at DESC, id DESC LIMIT 1");
+    bind_int64(&s, 1, calendar_id);
+    bind_int64(&s, 2, now_ms);
+    return read_one(st, &s, read_channel, out, err, errlen, "current channel");
+}
+
+int bm_store_channel_stopped(bm_store_t *st, const char *id, int64_t now_ms, char *err,
+                             size_t errlen)
+{
+    PREP(s, "UPDATE channels SET stopped_at = ?2 WHERE id = ?1");
+    bind_text(&s, 1, id);
+    bind_int64(&s, 2, now_ms);
+    return channel_changed(st, &s, id, err, errlen, "stop channel");
+}
+
+int bm_store_channel_stray(bm_store_t *st, const char *id, const char *resource_id, int64_t now_ms,
+                           char *err, size_t errlen)
+{
+    int64_t n = 0;
+    PREP(u, "UPDATE channels SET stopped_at = NULL, resource_id = COALESCE(resource_id, ?3),"
+            " expiration = min(COALESCE(expiration, ?2), ?2)"
+            " WHERE id = ?1 AND stopped_at IS NOT NULL AND COALESCE(resource_id, ?3) IS NOT NULL");
+    bind_text(&u, 1, id);
+    bind_int64(&u, 2, now_ms);
+    bind_text(&u, 3, resource_id);
+    int rc = count_changes(st, &u, &n, err, errlen, "record stray channel");
+    if (rc != BM_OK || n > 0)
+        return rc;
+    /* unknown: the calendar is the one whose channels watch the same resource */
+    PREP(i, "INSERT INTO channels(id, calendar_id, resource_id, expiration, created_at)"
+            " SELECT ?1, calendar_id, ?3, ?2, ?2 FROM channels WHERE resource_id = ?3"
+            " ORDER BY created_at DESC LIMIT 1 ON CONFLICT(id) DO NOTHING");
+    bind_text(&i, 1, id);
+    bind_int64(&i, 2, now_ms);
+    bind_text(&i, 3, resource_id);
+    return exec_done(st, &i, err, errlen, "record stray channel");
+}
+
+static void release_channels(void *rows, size_t n)
+{
+    bm_store_channels_free(rows, n);
+}
+
+int bm_store_channels_to_stop(bm_store_t *st, int64_t now_ms, bm_channel_t **out, size_t *n,
+                              char *err, size_t errlen)
+{
+    /* not current: expired, or another granted live channel expires later */
+    PREP(s, "SELECT " CHANNEL_COLS " FROM channels c WHERE c.stopped_at IS NULL"
+            " AND c.resource_id IS NOT NULL AND (c.expiration <= ?1 OR EXISTS (SELECT 1"
+            " FROM channels x WHERE x.calendar_id = c.calendar_id AND x.stopped_at IS NULL"
+            " AND x.resource_id IS NOT NULL"
+            " AND (x.expiration, x.created_at, x.id) > (c.expiration, c.created_at, c.id)))"
+            " ORDER BY c.created_at, c.id");
+    bind_int64(&s, 1, now_ms);
+    int rc;
+    *out = read_rows(st, &s, sizeof(**out), read_channel, release_channels, n, &rc, err, errlen,
+                     "channels to stop");
+    return rc;
+}
+
+int bm_store_channels_purge(bm_store_t *st, int64_t before_ms, int64_t *n, char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM channels WHERE (stopped_at IS NOT NULL"
+            " AND COALESCE(expiration, created_at) < ?1)"
+            " OR (resource_id IS NULL AND created_at < ?1)");
+    bind_int64(&s, 1, before_ms);
+    return count_changes(st, &s, n, err, errlen, "purge channels");
+}
+
+int bm_store_calendar_set_mode(bm_store_t *st, int64_t calendar_id, bm_mode_t mode, char *err,
+                               size_t errlen)
+{
+    PREP(s, "INSERT INTO sync_state(calendar_id, mode) VALUES(?1, ?2)"
+            " ON CONFLICT(calendar_id) DO UPDATE SET mode = ?2");
+    bind_int64(&s, 1, calendar_id);
+    bind_int(&s, 2, (int)mode);
+    return exec_done(st, &s, err, errlen, "set calendar mode");
+}
+
+/* What a notification's channel is: its calendar, its recorded resource id
+ * (NULL before the watch answered), whether it is stopped. */
+typedef struct notified {
+    int64_t calendar_id;
+    char *resource_id;
+    bool stopped;
+} notified_t;
+
+static void read_notified(sqlite3_stmt *s, void *row)
+{
+    notified_t *n = row;
+    n->calendar_id = sqlite3_column_int64(s, 0);
+    n->resource_id = col_dup(s, 1);
+    n->stopped = sqlite3_column_int(s, 2) != 0;
+}
+
+int bm_store_notification_enqueue(bm_store_t *st, const char *channel_id, const char *resource_id,
+                                  int64_t now_ms, int64_t debounce_ms, int64_t max_delay_ms,
+                                  int *status, char *err, size_t errlen)
+{
+    notified_t ch = {0};
+    /* A replaced or expired channel is due for a stop already (to_stop): only a
+     * stopped one needs recording. */
+    PREP(s, "SELECT calendar_id, resource_id, stopped_at IS NOT NULL FROM channels WHERE id = ?");
+    bind_text(&s, 1, channel_id);
+    int rc = read_one(st, &s, read_notified, &ch, err, errlen, "find channel");
+    if (rc == BM_ENOTFOUND) {
+        *status = 404;
+        rc = resource_id != NULL
+                 ? bm_store_channel_stray(st, channel_id, resource_id, now_ms, err, errlen)
+                 : BM_OK;
+        goto out;
+    }
+    if (rc != BM_OK)
+        goto out;
+    if (ch.resource_id != NULL && (resource_id == NULL || strcmp(ch.resource_id, resource_id))) {
+        *status = 400;
+        goto out;
+    }
+    if (ch.stopped)
+        rc = bm_store_channel_stray(st, channel_id, resource_id, now_ms, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_job_enqueue(st, ch.calendar_id, "push", now_ms, debounce_ms, max_delay_ms,
+                                  NULL, err, errlen);
+    if (rc == BM_OK)
+        *status = 200;
+out:
+    free(ch.resource_id);
+    return rc;
+}
+
+void bm_channel_dispose(bm_channel_t *c)
+{
+    free(c->id);
+    free(c->resource_id);
+    memset(c, 0, sizeof(*c));
+}
+
+void bm_store_channels_free(bm_channel_t *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bm_channel_dispose(&c[i]);
+    free(c);
+}

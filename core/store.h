@@ -427,4 +427,75 @@ int bm_store_queue_stats(bm_store_t *st, int64_t *pending, int64_t *running,
                          int64_t *coalesced_total, char *err, size_t errlen);
 void bm_job_dispose(bm_job_t *j);
 
+/* ---- watch channels (times in ms) ----
+ * A channel's token is derived from its id (bm_crypto_channel_token): it is
+ * never stored. A channel is current for its calendar when it is granted
+ * (resource id and expiration known), not stopped, not expired, and expires
+ * last among those; every other unstopped granted row is one the renewer stops
+ * (bm_store_channels_to_stop): a replaced or expired channel, or a stray. */
+
+/* A row of the channels table. Owns id and resource_id: bm_channel_dispose
+ * (arrays: bm_store_channels_free). */
+typedef struct bm_channel {
+    char *id;
+    int64_t calendar_id;
+    char *resource_id;  /* Google's id of the watched calendar; NULL until granted */
+    int64_t expiration; /* granted expiration; 0 until granted */
+    int64_t created_at;
+    int64_t stopped_at; /* 0 while not stopped */
+} bm_channel_t;
+
+/* Records a new channel of calendar_id before events.watch is called (commit it
+ * first: the first notification can arrive before the watch answers).
+ * BM_EEXIST when the id is taken. */
+int bm_store_channel_add(bm_store_t *st, const char *id, int64_t calendar_id, int64_t now_ms,
+                         char *err, size_t errlen);
+/* What Google granted: the resource id and the expiration. BM_ENOTFOUND without the row. */
+int bm_store_channel_set_granted(bm_store_t *st, const char *id, const char *resource_id,
+                                 int64_t expiration_ms, char *err, size_t errlen);
+/* *out is the caller's (bm_channel_dispose). BM_ENOTFOUND (no message) when absent. */
+int bm_store_channel_get(bm_store_t *st, const char *id, bm_channel_t *out, char *err,
+                         size_t errlen);
+/* The current channel of calendar_id at now_ms (see above); *out as for get.
+ * BM_ENOTFOUND (no message) when it has none. */
+int bm_store_channel_current(bm_store_t *st, int64_t calendar_id, int64_t now_ms, bm_channel_t *out,
+                             char *err, size_t errlen);
+/* The channel is stopped (channels.stop answered, or the watch failed). */
+int bm_store_channel_stopped(bm_store_t *st, const char *id, int64_t now_ms, char *err,
+                             size_t errlen);
+/* Records an authenticated notification of a channel that is not current, for
+ * the renewer to stop: a stopped row becomes due for a stop again (unstopped,
+ * expired as of now_ms, so never current); an unknown id is added to the
+ * calendar whose channels carry resource_id (nothing is recorded when no
+ * channel does: the row needs a calendar). A replaced or expired row is due
+ * for a stop already. */
+int bm_store_channel_stray(bm_store_t *st, const char *id, const char *resource_id, int64_t now_ms,
+                           char *err, size_t errlen);
+/* Unstopped granted channels that are not current at now_ms, oldest first:
+ * *out is the caller's (bm_store_channels_free). */
+int bm_store_channels_to_stop(bm_store_t *st, int64_t now_ms, bm_channel_t **out, size_t *n,
+                              char *err, size_t errlen);
+/* Deletes stopped rows that expired before before_ms (no notification can come
+ * any more) and never-granted rows created before it; *n (may be NULL) deleted. */
+int bm_store_channels_purge(bm_store_t *st, int64_t before_ms, int64_t *n, char *err,
+                            size_t errlen);
+/* sync_state.mode of the calendar (its sync_state row is made when missing). */
+int bm_store_calendar_set_mode(bm_store_t *st, int64_t calendar_id, bm_mode_t mode, char *err,
+                               size_t errlen);
+/*
+ * A push notification, once its channel token checked out: *status is what to
+ * answer Google. Unknown channel: 404 (recorded as a stray when its resource id
+ * is known). resource_id other than the channel's: 400. A stopped, replaced or
+ * expired channel: recorded for the renewer, and its calendar's sync is enqueued
+ * anyway (a change may be behind it): 200. Else the sync is enqueued: 200
+ * (bm_store_job_enqueue, reason "push"). Runs inside the caller's transaction
+ * (group commit): answer only after it commits. Store failures return BM_ESTORE
+ * (answer 503).
+ */
+int bm_store_notification_enqueue(bm_store_t *st, const char *channel_id, const char *resource_id,
+                                  int64_t now_ms, int64_t debounce_ms, int64_t max_delay_ms,
+                                  int *status, char *err, size_t errlen);
+void bm_channel_dispose(bm_channel_t *c);
+void bm_store_channels_free(bm_channel_t *c, size_t n);
+
 #endif

@@ -1,6 +1,7 @@
 /* tests/core/test_queue.c: the sync queue of core/store (the jobs table):
  * coalescing, debounce with a bound, follow-ups, claim order and exclusion,
- * lease takeover, failure backoff, release, and claims from several processes. */
+ * lease takeover, failure backoff, release, and claims from several processes;
+ * and the watch channels whose notifications feed it. */
 #include "core/store.h"
 #include "core/util.h"
 
@@ -357,6 +358,182 @@ START_TEST(processes_claiming_at_once_never_share_a_job)
 }
 END_TEST
 
+/* ---- watch channels ---- */
+
+static void add_channel(const char *id, int64_t c, int64_t now, const char *resource,
+                        int64_t expiration)
+{
+    ck_assert_msg(bm_store_channel_add(st, id, c, now, err, sizeof(err)) == BM_OK, "%s", err);
+    if (resource != NULL)
+        ck_assert_msg(
+            bm_store_channel_set_granted(st, id, resource, expiration, err, sizeof(err)) == BM_OK,
+            "%s", err);
+}
+
+/* The current channel's id of calendar c at now ("" when none); static buffer. */
+static const char *current(int64_t c, int64_t now)
+{
+    static char id[80];
+    bm_channel_t ch = {0};
+    int rc = bm_store_channel_current(st, c, now, &ch, err, sizeof(err));
+    ck_assert_msg(rc == BM_OK || rc == BM_ENOTFOUND, "%s", err);
+    snprintf(id, sizeof(id), "%s", rc == BM_OK ? ch.id : "");
+    bm_channel_dispose(&ch);
+    return id;
+}
+
+/* The ids of the channels to stop at now, joined by spaces; static buffer. */
+static const char *to_stop(int64_t now)
+{
+    static char ids[256];
+    bm_channel_t *ch = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(bm_store_channels_to_stop(st, now, &ch, &n, err, sizeof(err)), BM_OK);
+    ids[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", i ? " " : "", ch[i].id);
+    bm_store_channels_free(ch, n);
+    return ids;
+}
+
+START_TEST(the_current_channel_is_the_live_one_expiring_last)
+{
+    bm_channel_t ch = {0};
+    add_channel("ch1", cal[0], 1000, NULL, 0);
+    ck_assert_int_eq(bm_store_channel_add(st, "ch1", cal[1], 1000, err, sizeof(err)), BM_EEXIST);
+    ck_assert_int_eq(bm_store_channel_get(st, "ch1", &ch, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(ch.calendar_id, cal[0]);
+    ck_assert_ptr_null(ch.resource_id);
+    ck_assert_int_eq(ch.expiration, 0);
+    ck_assert_int_eq(ch.created_at, 1000);
+    bm_channel_dispose(&ch);
+    ck_assert_str_eq(current(cal[0], 1000), ""); /* not granted yet */
+    ck_assert_int_eq(bm_store_channel_set_granted(st, "ch1", "res0", 50000, err, sizeof(err)),
+                     BM_OK);
+    ck_assert_str_eq(current(cal[0], 2000), "ch1");
+    ck_assert_str_eq(to_stop(2000), "");
+
+    /* renewal: the new channel replaces the old, which is due for a stop */
+    add_channel("ch2", cal[0], 3000, "res0", 90000);
+    ck_assert_str_eq(current(cal[0], 3000), "ch2");
+    ck_assert_str_eq(to_stop(3000), "ch1");
+    ck_assert_int_eq(bm_store_channel_stopped(st, "ch1", 3100, err, sizeof(err)), BM_OK);
+    ck_assert_str_eq(to_stop(3100), "");
+    ck_assert_int_eq(bm_store_channel_stopped(st, "nope", 3100, err, sizeof(err)), BM_ENOTFOUND);
+    ck_assert_int_eq(bm_store_channel_get(st, "nope", &ch, err, sizeof(err)), BM_ENOTFOUND);
+
+    /* expiry: nothing is current, the lapsed channel is due for a stop */
+    ck_assert_str_eq(current(cal[0], 90000), "");
+    ck_assert_str_eq(to_stop(90000), "ch2");
+    ck_assert_str_eq(current(cal[1], 0), "");
+}
+END_TEST
+
+/* A notification at now; answers the status. */
+static int notify(const char *id, const char *resource, int64_t now)
+{
+    int status = 0;
+    ck_assert_msg(bm_store_notification_enqueue(st, id, resource, now, DEBOUNCE, MAX_DELAY, &status,
+                                                err, sizeof(err)) == BM_OK,
+                  "%s", err);
+    return status;
+}
+
+static int64_t jobs_and_coalesced(void)
+{
+    int64_t pending, running, coalesced;
+    stats(&pending, &running, &coalesced);
+    return pending + running + coalesced;
+}
+
+START_TEST(notifications_enqueue_the_sync_of_their_channel)
+{
+    bm_job_t j;
+    /* the first message may come before the watch answer */
+    add_channel("new", cal[0], 1000, NULL, 0);
+    ck_assert_int_eq(notify("new", "res0", 1001), 200);
+    ck_assert_int_eq(jobs_and_coalesced(), 1);
+    ck_assert_int_eq(bm_store_channel_set_granted(st, "new", "res0", 90000, err, sizeof(err)),
+                     BM_OK);
+    ck_assert_int_eq(notify("new", "res0", 1002), 200);
+    ck_assert_int_eq(jobs_and_coalesced(), 2); /* coalesced */
+    ck_assert_int_eq(notify("new", "other", 1003), 400);
+    ck_assert_int_eq(notify("new", NULL, 1003), 400);
+    ck_assert_int_eq(jobs_and_coalesced(), 2);
+    ck_assert_int_ne(claim_as("w", 2000, &j), 0);
+    ck_assert_int_eq(j.calendar_id, cal[0]);
+    ck_assert_str_eq(j.reason, "push");
+    bm_job_dispose(&j);
+
+    /* unknown, with no channel on its resource: 404, nothing to record */
+    ck_assert_int_eq(notify("ghost", "res9", 3000), 404);
+    ck_assert_str_eq(to_stop(3000), "");
+    /* unknown, on a known resource: 404, recorded for a stop */
+    ck_assert_int_eq(notify("forgotten", "res0", 3000), 404);
+    ck_assert_str_eq(to_stop(3000), "forgotten");
+    ck_assert_str_eq(current(cal[0], 3001), "new");
+    bm_channel_t ch = {0};
+    ck_assert_int_eq(bm_store_channel_get(st, "forgotten", &ch, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(ch.calendar_id, cal[0]);
+    bm_channel_dispose(&ch);
+}
+END_TEST
+
+START_TEST(a_stopped_channel_still_enqueues_and_is_stopped_again)
+{
+    add_channel("old", cal[1], 1000, "res1", 90000);
+    ck_assert_int_eq(bm_store_channel_stopped(st, "old", 2000, err, sizeof(err)), BM_OK);
+    ck_assert_str_eq(current(cal[1], 2000), "");
+    ck_assert_int_eq(notify("old", "res1", 3000), 200);
+    ck_assert_int_eq(jobs_and_coalesced(), 1); /* a change may be behind it */
+    ck_assert_str_eq(to_stop(3000), "old");
+    ck_assert_str_eq(current(cal[1], 3000), ""); /* recorded, never current again */
+
+    /* a replaced channel enqueues too, and is due for a stop as it was */
+    add_channel("a", cal[2], 1000, "res2", 50000);
+    add_channel("b", cal[2], 1000, "res2", 60000);
+    ck_assert_int_eq(notify("a", "res2", 3000), 200);
+    ck_assert_int_eq(jobs_and_coalesced(), 2);
+    ck_assert_str_eq(to_stop(3000), "a old"); /* oldest first, then by id */
+}
+END_TEST
+
+START_TEST(purge_keeps_what_a_notification_can_still_name)
+{
+    int64_t n = -1;
+    add_channel("stopped-expired", cal[0], 1000, "res0", 5000);
+    add_channel("stopped-live", cal[0], 1000, "res0", 90000);
+    add_channel("never-granted", cal[0], 1000, NULL, 0);
+    add_channel("live", cal[0], 1000, "res0", 80000);
+    ck_assert_int_eq(bm_store_channel_stopped(st, "stopped-expired", 2000, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_store_channel_stopped(st, "stopped-live", 2000, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_store_channels_purge(st, 10000, &n, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(n, 2);
+    bm_channel_t ch = {0};
+    ck_assert_int_eq(bm_store_channel_get(st, "stopped-live", &ch, err, sizeof(err)), BM_OK);
+    bm_channel_dispose(&ch);
+    ck_assert_int_eq(bm_store_channel_get(st, "never-granted", &ch, err, sizeof(err)),
+                     BM_ENOTFOUND);
+    ck_assert_str_eq(current(cal[0], 10000), "live");
+}
+END_TEST
+
+START_TEST(calendar_mode_is_set_with_or_without_sync_state)
+{
+    bm_calendar_t c = {0};
+    ck_assert_int_eq(bm_store_calendar_set_mode(st, cal[0], BM_MODE_PUSH, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_store_calendar_get(st, cal[0], &c, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(c.mode, BM_MODE_PUSH);
+    bm_calendar_dispose(&c);
+    ck_assert_int_eq(bm_store_sync_state_save(st, cal[0], "tok", true, "k", err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_store_calendar_set_mode(st, cal[0], BM_MODE_POLL, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_store_calendar_get(st, cal[0], &c, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(c.mode, BM_MODE_POLL);
+    ck_assert_str_eq(c.sync_token, "tok"); /* the rest of the row stays */
+    bm_calendar_dispose(&c);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("queue");
@@ -372,6 +549,14 @@ Suite *make_suite(void)
     tcase_add_test(tc, a_released_job_is_due_again_at_once);
     tcase_add_test(tc, claim_inside_a_transaction_is_refused);
     tcase_add_test(tc, processes_claiming_at_once_never_share_a_job);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("channels");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, the_current_channel_is_the_live_one_expiring_last);
+    tcase_add_test(tc, notifications_enqueue_the_sync_of_their_channel);
+    tcase_add_test(tc, a_stopped_channel_still_enqueues_and_is_stopped_again);
+    tcase_add_test(tc, purge_keeps_what_a_notification_can_still_name);
+    tcase_add_test(tc, calendar_mode_is_set_with_or_without_sync_state);
     suite_add_tcase(s, tc);
     return s;
 }
