@@ -1734,6 +1734,24 @@ static int requeue(bm_store_t *st, int64_t job_id, const char *owner, int64_t no
     return rc;
 }
 
+/* Runs a statement meant to change one row: BM_ENOTFOUND (no message) when it
+ * changed none. */
+static int exec_one(bm_store_t *st, query_t *q, char *err, size_t errlen, const char *what)
+{
+    int64_t n = 0;
+    int rc = count_changes(st, q, &n, err, errlen, what);
+    return rc == BM_OK && n == 0 ? BM_ENOTFOUND : rc;
+}
+
+/* rc, with the message of a job owner does not hold when it is BM_ENOTFOUND. */
+static int not_held(int rc, int64_t job_id, const char *owner, char *err, size_t errlen)
+{
+    if (rc != BM_ENOTFOUND)
+        return rc;
+    return bm_err(err, errlen, rc, "job %lld is not held by %s", (long long)job_id,
+                  owner != NULL ? owner : "?");
+}
+
 /* Opens a write transaction unless the caller holds one (*own says which). */
 static int txn_begin(bm_store_t *st, bool *own, char *err, size_t errlen)
 {
@@ -1763,8 +1781,7 @@ static int requeue_one(bm_store_t *st, int64_t job_id, const char *owner, int64_
         return rc;
     rc = requeue(st, job_id, owner, 0, next_run_ms, attempts_delta, error, &n, err, errlen);
     if (rc == BM_OK && n == 0)
-        rc = bm_err(err, errlen, BM_ENOTFOUND, "job %lld is not held by %s", (long long)job_id,
-                    owner);
+        rc = not_held(BM_ENOTFOUND, job_id, owner, err, errlen);
     return txn_end(st, own, rc, err, errlen);
 }
 
@@ -1819,24 +1836,12 @@ int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_
     return end != BM_OK ? end : rc;
 }
 
-/* Runs a statement on owner's running job; BM_ENOTFOUND when it changed nothing. */
-static int job_held(bm_store_t *st, query_t *q, int64_t job_id, const char *owner, char *err,
-                    size_t errlen, const char *what)
-{
-    int64_t n = 0;
-    int rc = count_changes(st, q, &n, err, errlen, what);
-    if (rc == BM_OK && n == 0)
-        rc = bm_err(err, errlen, BM_ENOTFOUND, "job %lld is not held by %s", (long long)job_id,
-                    owner);
-    return rc;
-}
-
 int bm_store_job_done(bm_store_t *st, int64_t job_id, const char *owner, char *err, size_t errlen)
 {
     PREP(s, "DELETE FROM jobs WHERE id = ? AND state = 1 AND lease_owner = ?");
     bind_int64(&s, 1, job_id);
     bind_text(&s, 2, owner);
-    return job_held(st, &s, job_id, owner, err, errlen, "finish job");
+    return not_held(exec_one(st, &s, err, errlen, "finish job"), job_id, owner, err, errlen);
 }
 
 int bm_store_job_failed(bm_store_t *st, int64_t job_id, const char *owner, int64_t next_run_ms,
@@ -1853,7 +1858,7 @@ int bm_store_job_extend(bm_store_t *st, int64_t job_id, const char *owner, int64
     bind_int64(&s, 1, job_id);
     bind_text(&s, 2, owner);
     bind_int64(&s, 3, lease_expires_ms);
-    return job_held(st, &s, job_id, owner, err, errlen, "extend job lease");
+    return not_held(exec_one(st, &s, err, errlen, "extend job lease"), job_id, owner, err, errlen);
 }
 
 int bm_store_job_release(bm_store_t *st, int64_t job_id, const char *owner, char *err,
@@ -1932,17 +1937,6 @@ int bm_store_channel_add(bm_store_t *st, const char *id, int64_t calendar_id, in
     return ret;
 }
 
-/* Runs a statement on channel id's row; BM_ENOTFOUND when there is none. */
-static int channel_changed(bm_store_t *st, query_t *q, const char *id, char *err, size_t errlen,
-                           const char *what)
-{
-    int64_t n = 0;
-    int rc = count_changes(st, q, &n, err, errlen, what);
-    if (rc == BM_OK && n == 0)
-        rc = bm_err(err, errlen, BM_ENOTFOUND, "no channel %s", id);
-    return rc;
-}
-
 int bm_store_channel_set_granted(bm_store_t *st, const char *id, const char *resource_id,
                                  int64_t expiration_ms, char *err, size_t errlen)
 {
@@ -1950,7 +1944,8 @@ int bm_store_channel_set_granted(bm_store_t *st, const char *id, const char *res
     bind_text(&s, 1, id);
     bind_text(&s, 2, resource_id);
     bind_int64(&s, 3, expiration_ms);
-    return channel_changed(st, &s, id, err, errlen, "record granted channel");
+    int rc = exec_one(st, &s, err, errlen, "record granted channel");
+    return rc == BM_ENOTFOUND ? bm_err(err, errlen, rc, "no channel %s", id) : rc;
 }
 
 int bm_store_channel_get(bm_store_t *st, const char *id, bm_channel_t *out, char *err,
@@ -1978,7 +1973,8 @@ int bm_store_channel_stopped(bm_store_t *st, const char *id, int64_t now_ms, cha
     PREP(s, "UPDATE channels SET stopped_at = ?2 WHERE id = ?1");
     bind_text(&s, 1, id);
     bind_int64(&s, 2, now_ms);
-    return channel_changed(st, &s, id, err, errlen, "stop channel");
+    int rc = exec_one(st, &s, err, errlen, "stop channel");
+    return rc == BM_ENOTFOUND ? bm_err(err, errlen, rc, "no channel %s", id) : rc;
 }
 
 int bm_store_channel_stray(bm_store_t *st, const char *id, const char *resource_id, int64_t now_ms,

@@ -5,12 +5,11 @@
  * the derived token, live channels are reused, a refused watch leaves the
  * calendar polling, and stops reach Google (a repeated stop is fine).
  */
-#include "core/config.h"
 #include "core/crypto.h"
 #include "core/store.h"
 #include "core/util.h"
 #include "engine/engine.h"
-#include "tests/emulator/harness.h"
+#include "tests/engine/emu_fixture.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -23,48 +22,35 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CAL   "alice@example.com"
+#define CAL   EMU_FIXTURE_USER
 #define CAL2  "alice-work@group.calendar.google.com"
+#define OFF   "off@group.calendar.google.com"
 #define TTL_S 3600
 
-typedef struct fixture {
-    emu_proc_t emu;
-    char dir[128];
-    bm_config_t cfg;
-    bm_store_t *st;
-    bm_engine_t *e;
-    int64_t cal_id[3]; /* two enabled, the third not */
-    int listen_fd;     /* receives the emulator's push messages */
-    char address[64];
-} fixture_t;
-
-static fixture_t fx;
-
-static void cfg_set(const char *section, const char *key, const char *value)
-{
-    char err[256] = "";
-    ck_assert_msg(bm_config_set(&fx.cfg, section, key, value, err, sizeof(err)) == 0, "%s", err);
-}
+static emu_fixture_t fx;
+static int64_t cal_id[3]; /* CAL and CAL2 enabled, OFF not */
+static int listen_fd;     /* receives the emulator's push messages */
+static char push_url[64]; /* the listener's address */
 
 static void listener_start(void)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sa);
-    fx.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fx.listen_fd, 0);
-    ck_assert_int_eq(bind(fx.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(fx.listen_fd, 16), 0);
-    ck_assert_int_eq(getsockname(fx.listen_fd, (struct sockaddr *)&sa, &len), 0);
-    snprintf(fx.address, sizeof(fx.address), "http://127.0.0.1:%d/notify", ntohs(sa.sin_port));
+    listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(listen_fd, 0);
+    ck_assert_int_eq(bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(listen_fd, 16), 0);
+    ck_assert_int_eq(getsockname(listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(push_url, sizeof(push_url), "http://127.0.0.1:%d/notify", ntohs(sa.sin_port));
 }
 
-/* Adds calendar gcal_id of account_id to the store (enabled or not); its id. */
-static int64_t add_calendar(int64_t account_id, const char *gcal_id, bool enabled)
+/* Adds calendar gcal_id of the fixture's account to the store (enabled or not); its id. */
+static int64_t add_calendar(const char *gcal_id, bool enabled)
 {
     char err[256] = "";
     int64_t id = 0;
-    ck_assert_int_eq(bm_store_calendar_upsert(fx.st, account_id, gcal_id, gcal_id, "UTC", "owner",
-                                              strcmp(gcal_id, CAL) == 0, &id, err, sizeof(err)),
+    ck_assert_int_eq(bm_store_calendar_upsert(fx.st, fx.account_id, gcal_id, gcal_id, "UTC",
+                                              "owner", false, &id, err, sizeof(err)),
                      0);
     if (enabled)
         ck_assert_int_eq(
@@ -74,71 +60,29 @@ static int64_t add_calendar(int64_t account_id, const char *gcal_id, bool enable
 
 static void setup(void)
 {
-    char err[256] = "", *s;
-    memset(&fx, 0, sizeof(fx));
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/bm-channels-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(fx.dir));
-    emu_start(&fx.emu, NULL);
+    char err[256] = "";
+    emu_fixture_setup(&fx, "channels");
     listener_start();
-    resp_t *r =
-        h_req(&fx.emu, "POST", "/_emulator/users", NULL, "{\"email\":\"" CAL "\"}", NULL, NULL);
-    ck_assert_int_eq(r->status, 200);
-    char *refresh = bm_strdup(j_str(r->json, "refresh_token"));
-    h_free(r);
     const char *const more[] = {"{\"id\":\"" CAL2 "\",\"summary\":\"Work\"}",
-                                "{\"id\":\"off@group.calendar.google.com\",\"summary\":\"Off\"}"};
+                                "{\"id\":\"" OFF "\",\"summary\":\"Off\"}"};
     for (int i = 0; i < 2; i++) {
-        r = h_req(&fx.emu, "POST", "/_emulator/users/" CAL "/calendars", NULL, more[i], NULL, NULL);
+        resp_t *r =
+            h_req(&fx.emu, "POST", "/_emulator/users/" CAL "/calendars", NULL, more[i], NULL, NULL);
         ck_assert_int_eq(r->status, 200);
         h_free(r);
     }
-
-    bm_config_init(&fx.cfg);
-    cfg_set("store", "path", s = fmt("%s/bm.db", fx.dir));
-    free(s);
-    cfg_set("store", "key_file", s = fmt("%s/bm.key", fx.dir));
-    free(s);
-    cfg_set("google", "client_id", "emu-client-id");
-    cfg_set("google", "client_secret", "emu-client-secret");
-    cfg_set("google", "api_base_url", s = fmt("%s/calendar/v3", fx.emu.base));
-    free(s);
-    cfg_set("google", "batch_url", s = fmt("%s/batch/calendar/v3", fx.emu.base));
-    free(s);
-    cfg_set("google", "token_url", s = fmt("%s/token", fx.emu.base));
-    free(s);
-
-    unsigned char key[BM_CRYPTO_KEY_LEN], *sealed = NULL;
-    size_t sealed_len = 0;
-    int64_t account_id = 0;
-    ck_assert_msg(bm_store_open(fx.cfg.store.path, &fx.st, err, sizeof(err)) == 0, "%s", err);
-    ck_assert_int_eq(bm_crypto_key_load(fx.cfg.store.key_file, true, key, err, sizeof(err)), 0);
-    ck_assert_int_eq(bm_crypto_seal(key, "account:alice", refresh, strlen(refresh), &sealed,
-                                    &sealed_len, err, sizeof(err)),
-                     0);
-    bm_crypto_wipe(key, sizeof(key));
-    ck_assert_int_eq(bm_store_account_add(fx.st, "alice", CAL, sealed, sealed_len, &account_id, err,
-                                          sizeof(err)),
-                     0);
-    fx.cal_id[0] = add_calendar(account_id, CAL, true);
-    fx.cal_id[1] = add_calendar(account_id, CAL2, true);
-    fx.cal_id[2] = add_calendar(account_id, "off@group.calendar.google.com", false);
-    free(sealed);
-    free(refresh);
-
-    bm_engine_opts_t o = {.cfg = &fx.cfg};
-    ck_assert_msg(bm_engine_new(&o, fx.st, &fx.e, err, sizeof(err)) == 0, "%s", err);
+    cal_id[0] = fx.cal_id;
+    ck_assert_int_eq(
+        bm_store_calendar_set_enabled(fx.st, cal_id[0], true, "g", BM_ROLE_BOTH, err, sizeof(err)),
+        0);
+    cal_id[1] = add_calendar(CAL2, true);
+    cal_id[2] = add_calendar(OFF, false);
 }
 
 static void teardown(void)
 {
-    bm_engine_free(fx.e);
-    bm_store_close(fx.st);
-    bm_config_dispose(&fx.cfg);
-    close(fx.listen_fd); /* first: deliveries waiting on it fail at once */
-    emu_stop(&fx.emu);
-    char *cmd = fmt("rm -rf '%s'", fx.dir);
-    ck_assert_int_eq(system(cmd), 0);
-    free(cmd);
+    close(listen_fd); /* first: deliveries waiting on it fail at once */
+    emu_fixture_teardown(&fx);
 }
 
 static void watch_all(const char *address, size_t want_push, size_t want_poll)
@@ -157,8 +101,8 @@ static bm_channel_t current(int i)
 {
     char err[256] = "";
     bm_channel_t ch = {0};
-    ck_assert_int_eq(
-        bm_store_channel_current(fx.st, fx.cal_id[i], bm_now_ms(), &ch, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_store_channel_current(fx.st, cal_id[i], bm_now_ms(), &ch, err, sizeof(err)),
+                     0);
     return ch;
 }
 
@@ -166,7 +110,7 @@ static bm_mode_t mode(int i)
 {
     char err[256] = "";
     bm_calendar_t c = {0};
-    ck_assert_int_eq(bm_store_calendar_get(fx.st, fx.cal_id[i], &c, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_store_calendar_get(fx.st, cal_id[i], &c, err, sizeof(err)), 0);
     bm_mode_t m = c.mode;
     bm_calendar_dispose(&c);
     return m;
@@ -176,9 +120,9 @@ static bm_mode_t mode(int i)
  * (the caller frees). */
 static char *receive(void)
 {
-    struct pollfd p = {.fd = fx.listen_fd, .events = POLLIN};
+    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
     ck_assert_int_eq(poll(&p, 1, 10000), 1);
-    int c = accept(fx.listen_fd, NULL, NULL);
+    int c = accept(listen_fd, NULL, NULL);
     ck_assert_int_ge(c, 0);
     char buf[8192];
     size_t len = 0;
@@ -207,7 +151,7 @@ static char *header(const char *head, const char *name)
 
 START_TEST(every_enabled_calendar_gets_a_channel_and_push)
 {
-    watch_all(fx.address, 2, 0);
+    watch_all(push_url, 2, 0);
     ck_assert_int_eq(counter(&fx.emu, "watch"), 2);
     for (int i = 0; i < 2; i++) {
         bm_channel_t ch = current(i);
@@ -231,7 +175,7 @@ START_TEST(every_enabled_calendar_gets_a_channel_and_push)
         ck_assert(bm_crypto_channel_token_ok(key, id, token));
         bm_channel_t ch = {0};
         ck_assert_int_eq(bm_store_channel_get(fx.st, id, &ch, err, sizeof(err)), 0);
-        ck_assert_int_lt(ch.calendar_id, fx.cal_id[2]);
+        ck_assert_int_lt(ch.calendar_id, cal_id[2]);
         bm_channel_dispose(&ch);
         free(head);
         free(id);
@@ -244,9 +188,9 @@ END_TEST
 
 START_TEST(a_second_watch_all_reuses_live_channels)
 {
-    watch_all(fx.address, 2, 0);
+    watch_all(push_url, 2, 0);
     bm_channel_t first = current(1);
-    watch_all(fx.address, 2, 0);
+    watch_all(push_url, 2, 0);
     ck_assert_int_eq(counter(&fx.emu, "watch"), 2); /* no new watch */
     bm_channel_t again = current(1);
     ck_assert_str_eq(again.id, first.id);
@@ -267,7 +211,7 @@ static int stopped_rows(int i)
                                         " AND stopped_at IS NOT NULL",
                                         -1, &q, NULL),
                      SQLITE_OK);
-    ck_assert_int_eq(sqlite3_bind_int64(q, 1, fx.cal_id[i]), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_bind_int64(q, 1, cal_id[i]), SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
     int n = sqlite3_column_int(q, 0);
     ck_assert_int_eq(sqlite3_finalize(q), SQLITE_OK);
@@ -275,19 +219,12 @@ static int stopped_rows(int i)
     return n;
 }
 
-static void faults(const char *json)
-{
-    resp_t *r = h_req(&fx.emu, "POST", "/_emulator/faults", NULL, json, NULL, NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
-}
-
 START_TEST(a_refused_watch_leaves_the_calendar_polling)
 {
     char err[256] = "";
     bm_calendar_t cal = {0};
     /* an address Google will not post to: 400 push.webhookUrlNotHttps */
-    ck_assert_int_eq(bm_store_calendar_get(fx.st, fx.cal_id[0], &cal, err, sizeof(err)), 0);
+    ck_assert_int_eq(bm_store_calendar_get(fx.st, cal_id[0], &cal, err, sizeof(err)), 0);
     ck_assert_int_eq(
         bm_engine_watch_calendar(fx.e, &cal, "ftp://127.0.0.1/notify", TTL_S, err, sizeof(err)),
         BM_EAPI);
@@ -298,8 +235,8 @@ START_TEST(a_refused_watch_leaves_the_calendar_polling)
 
     /* a 403 refusal (as push.webhookUrlUnauthorized) of the first watch of a run:
      * calendars go by Google id, so CAL2's */
-    faults("{\"error_403\":1,\"max_errors\":1}");
-    watch_all(fx.address, 1, 1);
+    emu_fixture_faults(&fx, "{\"error_403\":1,\"max_errors\":1}");
+    watch_all(push_url, 1, 1);
     ck_assert_int_eq(mode(1), BM_MODE_POLL);
     ck_assert_int_eq(stopped_rows(1), 1);
     ck_assert_int_eq(mode(0), BM_MODE_PUSH); /* its earlier refusal is not held against it */
@@ -310,7 +247,7 @@ END_TEST
 START_TEST(stop_reaches_google_and_a_second_stop_is_fine)
 {
     char err[256] = "";
-    watch_all(fx.address, 2, 0);
+    watch_all(push_url, 2, 0);
     bm_channel_t ch = current(0);
     ck_assert_int_eq(bm_engine_stop_channel(fx.e, &ch, err, sizeof(err)), 0);
     ck_assert_int_eq(counter(&fx.emu, "stop"), 1);
@@ -323,7 +260,7 @@ START_TEST(stop_reaches_google_and_a_second_stop_is_fine)
     bm_channel_dispose(&ch);
     bm_channel_t none = {0};
     ck_assert_int_eq(
-        bm_store_channel_current(fx.st, fx.cal_id[0], bm_now_ms(), &none, err, sizeof(err)),
+        bm_store_channel_current(fx.st, cal_id[0], bm_now_ms(), &none, err, sizeof(err)),
         BM_ENOTFOUND);
 }
 END_TEST
@@ -332,14 +269,14 @@ START_TEST(a_channel_near_its_end_is_replaced_then_stopped)
 {
     char err[256] = "";
     size_t n = 99;
-    watch_all(fx.address, 2, 0);
+    watch_all(push_url, 2, 0);
     bm_channel_t old = current(0);
     /* as if Google had granted 100 ms and 10 were left: under a fifth of its life */
     sleep_ms(100);
     ck_assert_int_eq(bm_store_channel_set_granted(fx.st, old.id, old.resource_id, bm_now_ms() + 10,
                                                   err, sizeof(err)),
                      0);
-    watch_all(fx.address, 2, 0);
+    watch_all(push_url, 2, 0);
     ck_assert_int_eq(counter(&fx.emu, "watch"), 3); /* only the old one was renewed */
     bm_channel_t now = current(0);
     ck_assert_str_ne(now.id, old.id);
