@@ -1921,3 +1921,474 @@ void bm_store_sync_log_entries_free(bm_sync_log_entry_t *l, size_t n)
     }
     free(l);
 }
+
+/* ---- the queue ----
+ * jobs.state is BM_JOB_PENDING or BM_JOB_RUNNING; UNIQUE(calendar_id, state)
+ * keeps one of each per calendar. Times are ms. */
+
+#define JOB_COLS                                                                                   \
+    "id, calendar_id, state, reason, enqueued_at, run_at, attempts, coalesced, lease_owner,"       \
+    " lease_expires, last_error"
+
+static void read_job(sqlite3_stmt *s, void *row)
+{
+    bm_job_t *j = row;
+    memset(j, 0, sizeof(*j));
+    j->id = sqlite3_column_int64(s, 0);
+    j->calendar_id = sqlite3_column_int64(s, 1);
+    j->state = (bm_job_state_t)sqlite3_column_int(s, 2);
+    j->reason = col_dup(s, 3);
+    j->enqueued_at = sqlite3_column_int64(s, 4);
+    j->run_at = sqlite3_column_int64(s, 5);
+    j->attempts = sqlite3_column_int(s, 6);
+    j->coalesced = sqlite3_column_int64(s, 7);
+    j->lease_owner = col_dup(s, 8);
+    j->lease_expires = sqlite3_column_int64(s, 9);
+    j->last_error = col_dup(s, 10);
+}
+
+int bm_store_job_enqueue(bm_store_t *st, int64_t calendar_id, const char *reason, int64_t now_ms,
+                         int64_t debounce_ms, int64_t max_delay_ms, bool *coalesced, char *err,
+                         size_t errlen)
+{
+    /* A pending job conflicts (the running one has another state): debounce
+     * from this notification, bounded by max_delay after the first; a job in
+     * backoff (attempts > 0) keeps its time. */
+    PREP(s, "INSERT INTO jobs(calendar_id, state, reason, enqueued_at, run_at)"
+            " VALUES(?1, 0, ?2, ?3, min(?3 + ?4, ?3 + ?5))"
+            " ON CONFLICT(calendar_id, state) DO UPDATE SET coalesced = coalesced + 1,"
+            " run_at = CASE WHEN attempts > 0 THEN run_at"
+            " ELSE min(?3 + ?4, enqueued_at + ?5) END"
+            " RETURNING coalesced");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, reason);
+    bind_int64(&s, 3, now_ms);
+    bind_int64(&s, 4, debounce_ms);
+    bind_int64(&s, 5, max_delay_ms);
+    int64_t n = 0;
+    int rc = read_count(st, &s, &n, err, errlen, "enqueue job");
+    if (rc == BM_OK && coalesced != NULL)
+        *coalesced = n > 0;
+    return rc;
+}
+
+/* The running jobs a requeue takes: job ?1 while owner ?2 holds it or, with
+ * ?1 = 0, every running job whose lease expired by ?3. */
+#define REQUEUED                                                                                   \
+    " r.state = 1 AND ((?1 > 0 AND r.id = ?1 AND r.lease_owner = ?2)"                              \
+    " OR (?1 = 0 AND r.lease_expires <= ?3))"
+
+/* Puts running jobs back to pending: due at next_run_ms (< 0: their own run_at),
+ * attempts moved by attempts_delta, last_error set (NULL: kept). Where the
+ * calendar has a pending follow-up, the follow-up absorbs the job (earlier
+ * run_at, coalesced summed, the higher attempts). *n: jobs requeued. Three
+ * statements: the caller holds a write transaction or accepts that a crash
+ * between them leaves the job running, to be taken over when its lease lapses. */
+static int requeue(bm_store_t *st, int64_t job_id, const char *owner, int64_t now_ms,
+                   int64_t next_run_ms, int attempts_delta, const char *error, int64_t *n,
+                   char *err, size_t errlen)
+{
+    int64_t deleted = 0, updated = 0;
+    PREP(m, "UPDATE jobs SET run_at = min(jobs.run_at, CASE WHEN ?4 < 0 THEN r.run_at ELSE ?4 END),"
+            " coalesced = jobs.coalesced + r.coalesced,"
+            " attempts = max(jobs.attempts, r.attempts + ?5),"
+            " last_error = COALESCE(?6, r.last_error)"
+            " FROM jobs AS r WHERE jobs.state = 0 AND r.calendar_id = jobs.calendar_id"
+            " AND" REQUEUED);
+    PREP(d, "DELETE FROM jobs AS r WHERE" REQUEUED " AND EXISTS (SELECT 1 FROM jobs p"
+            " WHERE p.calendar_id = r.calendar_id AND p.state = 0)");
+    PREP(u, "UPDATE jobs AS r SET state = 0, run_at = CASE WHEN ?4 < 0 THEN r.run_at ELSE ?4 END,"
+            " attempts = max(r.attempts + ?5, 0), last_error = COALESCE(?6, r.last_error),"
+            " lease_owner = NULL, lease_expires = NULL WHERE" REQUEUED);
+    query_t *q[] = {&m, &d, &u};
+    for (size_t i = 0; i < 3; i++) {
+        bind_int64(q[i], 1, job_id);
+        bind_text(q[i], 2, owner);
+        bind_int64(q[i], 3, now_ms);
+        if (q[i] != &d) {
+            bind_int64(q[i], 4, next_run_ms);
+            bind_int(q[i], 5, attempts_delta);
+            bind_text(q[i], 6, error);
+        }
+    }
+    int rc = exec_done(st, &m, err, errlen, "requeue job");
+    if (rc == BM_OK)
+        rc = count_changes(st, &d, &deleted, err, errlen, "requeue job");
+    if (rc == BM_OK)
+        rc = count_changes(st, &u, &updated, err, errlen, "requeue job");
+    if (rc == BM_OK)
+        *n = deleted + updated;
+    return rc;
+}
+
+/* Runs a statement meant to change one row: BM_ENOTFOUND (no message) when it
+ * changed none. */
+static int exec_one(bm_store_t *st, query_t *q, char *err, size_t errlen, const char *what)
+{
+    int64_t n = 0;
+    int rc = count_changes(st, q, &n, err, errlen, what);
+    return rc == BM_OK && n == 0 ? BM_ENOTFOUND : rc;
+}
+
+/* rc, with the message of a job owner does not hold when it is BM_ENOTFOUND. */
+static int not_held(int rc, int64_t job_id, const char *owner, char *err, size_t errlen)
+{
+    if (rc != BM_ENOTFOUND)
+        return rc;
+    return bm_err(err, errlen, rc, "job %lld is not held by %s", (long long)job_id,
+                  owner != NULL ? owner : "?");
+}
+
+/* Opens a write transaction unless the caller holds one (*own says which). */
+static int txn_begin(bm_store_t *st, bool *own, char *err, size_t errlen)
+{
+    *own = sqlite3_get_autocommit(st->db) != 0;
+    return *own ? bm_store_begin(st, err, errlen) : BM_OK;
+}
+
+/* Ends what txn_begin opened: commits when rc is BM_OK, else rolls back. */
+static int txn_end(bm_store_t *st, bool own, int rc, char *err, size_t errlen)
+{
+    if (!own)
+        return rc;
+    if (rc == BM_OK)
+        return bm_store_commit(st, err, errlen);
+    bm_store_rollback(st);
+    return rc;
+}
+
+/* Requeues job_id of owner in one transaction; BM_ENOTFOUND when not held. */
+static int requeue_one(bm_store_t *st, int64_t job_id, const char *owner, int64_t next_run_ms,
+                       int attempts_delta, const char *error, char *err, size_t errlen)
+{
+    bool own;
+    int64_t n = 0;
+    int rc = txn_begin(st, &own, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    rc = requeue(st, job_id, owner, 0, next_run_ms, attempts_delta, error, &n, err, errlen);
+    if (rc == BM_OK && n == 0)
+        rc = not_held(BM_ENOTFOUND, job_id, owner, err, errlen);
+    return txn_end(st, own, rc, err, errlen);
+}
+
+/*
+ * The claim: after the takeover of expired leases, one UPDATE picks the due
+ * pending job and marks it running. On PostgreSQL the same statement reads
+ *   WITH next AS (SELECT p.id FROM jobs p WHERE p.state = 0 AND p.run_at <= $1
+ *     AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.calendar_id = p.calendar_id
+ *     AND r.state = 1) ORDER BY p.run_at, p.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+ *   UPDATE jobs SET ... FROM next WHERE jobs.id = next.id RETURNING ...
+ * (concurrent claimers skip each other's rows instead of waiting; a calendar's
+ * second running job is refused by UNIQUE(calendar_id, state), which a claimer
+ * treats as "nothing due"). SQLite has one writer: BEGIN IMMEDIATE serialises
+ * claimers, so the subquery and the update see the same rows.
+ */
+static int claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms, bm_job_t *out,
+                 char *err, size_t errlen)
+{
+    int64_t taken_over = 0;
+    int rc =
+        requeue(st, 0, NULL, now_ms, -1, 0, "lease expired: worker gone", &taken_over, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    if (taken_over > 0)
+        BM_LOG(BM_LOG_WARN, BM_MSG("jobs taken over from workers whose lease expired"),
+               BM_KI("jobs", taken_over));
+    PREP(s, "UPDATE jobs SET state = 1, lease_owner = ?2, lease_expires = ?1 + ?3,"
+            " attempts = attempts + 1"
+            " WHERE id = (SELECT p.id FROM jobs p WHERE p.state = 0 AND p.run_at <= ?1"
+            "  AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.calendar_id = p.calendar_id"
+            "  AND r.state = 1) ORDER BY p.run_at, p.id LIMIT 1)"
+            " RETURNING " JOB_COLS);
+    bind_int64(&s, 1, now_ms);
+    bind_text(&s, 2, owner);
+    bind_int64(&s, 3, lease_ms);
+    return read_one(st, &s, read_job, out, err, errlen, "claim job");
+}
+
+int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms,
+                       bm_job_t *out, char *err, size_t errlen)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        return bm_err(err, errlen, BM_EINVAL, "store: a job claim needs its own transaction");
+    int rc = bm_store_begin(st, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    rc = claim(st, owner, now_ms, lease_ms, out, err, errlen);
+    /* nothing due still commits the takeovers */
+    int end = txn_end(st, true, rc == BM_ENOTFOUND ? BM_OK : rc, err, errlen);
+    if (end != BM_OK && rc == BM_OK)
+        bm_job_dispose(out); /* the claim did not commit */
+    return end != BM_OK ? end : rc;
+}
+
+int bm_store_job_done(bm_store_t *st, int64_t job_id, const char *owner, char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM jobs WHERE id = ? AND state = 1 AND lease_owner = ?");
+    bind_int64(&s, 1, job_id);
+    bind_text(&s, 2, owner);
+    return not_held(exec_one(st, &s, err, errlen, "finish job"), job_id, owner, err, errlen);
+}
+
+int bm_store_job_failed(bm_store_t *st, int64_t job_id, const char *owner, int64_t next_run_ms,
+                        const char *error, char *err, size_t errlen)
+{
+    return requeue_one(st, job_id, owner, next_run_ms < 0 ? 0 : next_run_ms, 0,
+                       error != NULL ? error : "failed", err, errlen);
+}
+
+int bm_store_job_extend(bm_store_t *st, int64_t job_id, const char *owner, int64_t lease_expires_ms,
+                        char *err, size_t errlen)
+{
+    PREP(s, "UPDATE jobs SET lease_expires = ?3 WHERE id = ?1 AND state = 1 AND lease_owner = ?2");
+    bind_int64(&s, 1, job_id);
+    bind_text(&s, 2, owner);
+    bind_int64(&s, 3, lease_expires_ms);
+    return not_held(exec_one(st, &s, err, errlen, "extend job lease"), job_id, owner, err, errlen);
+}
+
+int bm_store_job_release(bm_store_t *st, int64_t job_id, const char *owner, char *err,
+                         size_t errlen)
+{
+    /* its run_at was due when it was claimed: it is due now */
+    return requeue_one(st, job_id, owner, -1, -1, NULL, err, errlen);
+}
+
+int bm_store_job_next_due(bm_store_t *st, int64_t *ms, char *err, size_t errlen)
+{
+    PREP(s, "SELECT min(t) FROM ("
+            " SELECT CASE WHEN r.id IS NULL THEN p.run_at"
+            "  ELSE max(p.run_at, r.lease_expires) END AS t"
+            "  FROM jobs p LEFT JOIN jobs r ON r.calendar_id = p.calendar_id AND r.state = 1"
+            "  WHERE p.state = 0"
+            " UNION ALL SELECT r.lease_expires FROM jobs r WHERE r.state = 1"
+            "  AND NOT EXISTS (SELECT 1 FROM jobs p WHERE p.calendar_id = r.calendar_id"
+            "  AND p.state = 0))");
+    return read_count(st, &s, ms, err, errlen, "next due job");
+}
+
+int bm_store_queue_stats(bm_store_t *st, int64_t *pending, int64_t *running,
+                         int64_t *coalesced_total, char *err, size_t errlen)
+{
+    PREP(s, "SELECT count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 1),"
+            " COALESCE(sum(coalesced), 0) FROM jobs");
+    int64_t v[3];
+    int rc = read_int64s(st, &s, v, 3, err, errlen, "queue stats");
+    if (rc == BM_OK) {
+        *pending = v[0];
+        *running = v[1];
+        *coalesced_total = v[2];
+    }
+    return rc;
+}
+
+void bm_job_dispose(bm_job_t *j)
+{
+    free(j->reason);
+    free(j->lease_owner);
+    free(j->last_error);
+    memset(j, 0, sizeof(*j));
+}
+
+/* ---- watch channels ---- */
+
+#define CHANNEL_COLS "id, calendar_id, resource_id, expiration, created_at, stopped_at"
+
+static void read_channel(sqlite3_stmt *s, void *row)
+{
+    bm_channel_t *c = row;
+    memset(c, 0, sizeof(*c));
+    c->id = col_dup(s, 0);
+    c->calendar_id = sqlite3_column_int64(s, 1);
+    c->resource_id = col_dup(s, 2);
+    c->expiration = sqlite3_column_int64(s, 3);
+    c->created_at = sqlite3_column_int64(s, 4);
+    c->stopped_at = sqlite3_column_int64(s, 5);
+}
+
+int bm_store_channel_add(bm_store_t *st, const char *id, int64_t calendar_id, int64_t now_ms,
+                         char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO channels(id, calendar_id, created_at) VALUES(?, ?, ?)");
+    bind_text(&s, 1, id);
+    bind_int64(&s, 2, calendar_id);
+    bind_int64(&s, 3, now_ms);
+    int rc = step(&s);
+    int ret = BM_OK;
+    if (rc == SQLITE_CONSTRAINT && sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+        ret = bm_err(err, errlen, BM_EEXIST, "channel %s exists already", id);
+    else if (rc != SQLITE_DONE)
+        ret = query_err(st, &s, err, errlen, "add channel");
+    done(&s);
+    return ret;
+}
+
+int bm_store_channel_set_granted(bm_store_t *st, const char *id, const char *resource_id,
+                                 int64_t expiration_ms, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE channels SET resource_id = ?2, expiration = ?3 WHERE id = ?1");
+    bind_text(&s, 1, id);
+    bind_text(&s, 2, resource_id);
+    bind_int64(&s, 3, expiration_ms);
+    int rc = exec_one(st, &s, err, errlen, "record granted channel");
+    return rc == BM_ENOTFOUND ? bm_err(err, errlen, rc, "no channel %s", id) : rc;
+}
+
+int bm_store_channel_get(bm_store_t *st, const char *id, bm_channel_t *out, char *err,
+                         size_t errlen)
+{
+    PREP(s, "SELECT " CHANNEL_COLS " FROM channels WHERE id = ?");
+    bind_text(&s, 1, id);
+    return read_one(st, &s, read_channel, out, err, errlen, "get channel");
+}
+
+int bm_store_channel_current(bm_store_t *st, int64_t calendar_id, int64_t now_ms, bm_channel_t *out,
+                             char *err, size_t errlen)
+{
+    PREP(s, "SELECT " CHANNEL_COLS " FROM channels WHERE calendar_id = ?1 AND stopped_at IS NULL"
+            " AND resource_id IS NOT NULL AND expiration > ?2"
+            " ORDER BY expiration DESC, created_at DESC, id DESC LIMIT 1");
+    bind_int64(&s, 1, calendar_id);
+    bind_int64(&s, 2, now_ms);
+    return read_one(st, &s, read_channel, out, err, errlen, "current channel");
+}
+
+int bm_store_channel_stopped(bm_store_t *st, const char *id, int64_t now_ms, char *err,
+                             size_t errlen)
+{
+    PREP(s, "UPDATE channels SET stopped_at = ?2 WHERE id = ?1");
+    bind_text(&s, 1, id);
+    bind_int64(&s, 2, now_ms);
+    int rc = exec_one(st, &s, err, errlen, "stop channel");
+    return rc == BM_ENOTFOUND ? bm_err(err, errlen, rc, "no channel %s", id) : rc;
+}
+
+int bm_store_channel_stray(bm_store_t *st, const char *id, const char *resource_id, int64_t now_ms,
+                           char *err, size_t errlen)
+{
+    int64_t n = 0;
+    PREP(u, "UPDATE channels SET stopped_at = NULL, resource_id = COALESCE(resource_id, ?3),"
+            " expiration = min(COALESCE(expiration, ?2), ?2)"
+            " WHERE id = ?1 AND stopped_at IS NOT NULL AND COALESCE(resource_id, ?3) IS NOT NULL");
+    bind_text(&u, 1, id);
+    bind_int64(&u, 2, now_ms);
+    bind_text(&u, 3, resource_id);
+    int rc = count_changes(st, &u, &n, err, errlen, "record stray channel");
+    if (rc != BM_OK || n > 0)
+        return rc;
+    /* unknown: the calendar is the one whose channels watch the same resource */
+    PREP(i, "INSERT INTO channels(id, calendar_id, resource_id, expiration, created_at)"
+            " SELECT ?1, calendar_id, ?3, ?2, ?2 FROM channels WHERE resource_id = ?3"
+            " ORDER BY created_at DESC LIMIT 1 ON CONFLICT(id) DO NOTHING");
+    bind_text(&i, 1, id);
+    bind_int64(&i, 2, now_ms);
+    bind_text(&i, 3, resource_id);
+    return exec_done(st, &i, err, errlen, "record stray channel");
+}
+
+static void release_channels(void *rows, size_t n)
+{
+    bm_store_channels_free(rows, n);
+}
+
+int bm_store_channels_to_stop(bm_store_t *st, int64_t now_ms, bm_channel_t **out, size_t *n,
+                              char *err, size_t errlen)
+{
+    /* not current: expired, or another granted live channel expires later */
+    PREP(s, "SELECT " CHANNEL_COLS " FROM channels c WHERE c.stopped_at IS NULL"
+            " AND c.resource_id IS NOT NULL AND (c.expiration <= ?1 OR EXISTS (SELECT 1"
+            " FROM channels x WHERE x.calendar_id = c.calendar_id AND x.stopped_at IS NULL"
+            " AND x.resource_id IS NOT NULL"
+            " AND (x.expiration, x.created_at, x.id) > (c.expiration, c.created_at, c.id)))"
+            " ORDER BY c.created_at, c.id");
+    bind_int64(&s, 1, now_ms);
+    int rc;
+    *out = read_rows(st, &s, sizeof(**out), read_channel, release_channels, n, &rc, err, errlen,
+                     "channels to stop");
+    return rc;
+}
+
+int bm_store_channels_purge(bm_store_t *st, int64_t before_ms, int64_t *n, char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM channels WHERE (stopped_at IS NOT NULL"
+            " AND COALESCE(expiration, created_at) < ?1)"
+            " OR (resource_id IS NULL AND created_at < ?1)");
+    bind_int64(&s, 1, before_ms);
+    return count_changes(st, &s, n, err, errlen, "purge channels");
+}
+
+int bm_store_calendar_set_mode(bm_store_t *st, int64_t calendar_id, bm_mode_t mode, char *err,
+                               size_t errlen)
+{
+    PREP(s, "INSERT INTO sync_state(calendar_id, mode) VALUES(?1, ?2)"
+            " ON CONFLICT(calendar_id) DO UPDATE SET mode = ?2");
+    bind_int64(&s, 1, calendar_id);
+    bind_int(&s, 2, (int)mode);
+    return exec_done(st, &s, err, errlen, "set calendar mode");
+}
+
+/* What a notification's channel is: its calendar, its recorded resource id
+ * (NULL before the watch answered), whether it is stopped. */
+typedef struct notified {
+    int64_t calendar_id;
+    char *resource_id;
+    bool stopped;
+} notified_t;
+
+static void read_notified(sqlite3_stmt *s, void *row)
+{
+    notified_t *n = row;
+    n->calendar_id = sqlite3_column_int64(s, 0);
+    n->resource_id = col_dup(s, 1);
+    n->stopped = sqlite3_column_int(s, 2) != 0;
+}
+
+int bm_store_notification_enqueue(bm_store_t *st, const char *channel_id, const char *resource_id,
+                                  int64_t now_ms, int64_t debounce_ms, int64_t max_delay_ms,
+                                  int *status, char *err, size_t errlen)
+{
+    notified_t ch = {0};
+    /* A replaced or expired channel is due for a stop already (to_stop): only a
+     * stopped one needs recording. */
+    PREP(s, "SELECT calendar_id, resource_id, stopped_at IS NOT NULL FROM channels WHERE id = ?");
+    bind_text(&s, 1, channel_id);
+    int rc = read_one(st, &s, read_notified, &ch, err, errlen, "find channel");
+    if (rc == BM_ENOTFOUND) {
+        *status = 404;
+        rc = resource_id != NULL
+                 ? bm_store_channel_stray(st, channel_id, resource_id, now_ms, err, errlen)
+                 : BM_OK;
+        goto out;
+    }
+    if (rc != BM_OK)
+        goto out;
+    if (ch.resource_id != NULL && (resource_id == NULL || strcmp(ch.resource_id, resource_id))) {
+        *status = 400;
+        goto out;
+    }
+    if (ch.stopped)
+        rc = bm_store_channel_stray(st, channel_id, resource_id, now_ms, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_job_enqueue(st, ch.calendar_id, "push", now_ms, debounce_ms, max_delay_ms,
+                                  NULL, err, errlen);
+    if (rc == BM_OK)
+        *status = 200;
+out:
+    free(ch.resource_id);
+    return rc;
+}
+
+void bm_channel_dispose(bm_channel_t *c)
+{
+    free(c->id);
+    free(c->resource_id);
+    memset(c, 0, sizeof(*c));
+}
+
+void bm_store_channels_free(bm_channel_t *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bm_channel_dispose(&c[i]);
+    free(c);
+}

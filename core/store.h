@@ -421,4 +421,147 @@ int bm_store_sync_log_list(bm_store_t *st, int64_t calendar_id, size_t limit,
                            bm_sync_log_entry_t **out, size_t *n, char *err, size_t errlen);
 void bm_store_sync_log_entries_free(bm_sync_log_entry_t *l, size_t n);
 
+/* ---- the queue: sync jobs, at most one pending and one running per calendar ---- */
+typedef enum { BM_JOB_PENDING = 0, BM_JOB_RUNNING = 1 } bm_job_state_t;
+
+/* A claimed job. Owns reason, lease_owner and last_error: bm_job_dispose. */
+typedef struct bm_job {
+    int64_t id;
+    int64_t calendar_id;
+    bm_job_state_t state;
+    char *reason;        /* why the first notification came ("push", "poll", ...) */
+    int64_t enqueued_at; /* ms, the first notification folded into the job */
+    int64_t run_at;      /* ms, due from then on */
+    int attempts;        /* claims so far (a release does not count) */
+    int64_t coalesced;   /* notifications folded into it after the first */
+    char *lease_owner;
+    int64_t lease_expires; /* ms */
+    char *last_error;
+} bm_job_t;
+
+/*
+ * Asks for a sync of calendar_id. No pending job: one is inserted, due at
+ * now_ms + debounce_ms. A pending one: the notification is coalesced into it
+ * (*coalesced true, may be NULL) and it becomes due debounce_ms after this one,
+ * but never later than max_delay_ms after its first; a job waiting out a
+ * failure's backoff (attempts > 0) keeps its run_at. A running job without a
+ * follow-up gets its one pending follow-up. One statement: it runs inside the
+ * caller's transaction when there is one (the gateway group-commits many
+ * enqueues in one BEGIN IMMEDIATE ... COMMIT), and is durable only once that
+ * commits.
+ */
+int bm_store_job_enqueue(bm_store_t *st, int64_t calendar_id, const char *reason, int64_t now_ms,
+                         int64_t debounce_ms, int64_t max_delay_ms, bool *coalesced, char *err,
+                         size_t errlen);
+/*
+ * Takes one due pending job (run_at <= now_ms, earliest first) of a calendar
+ * with no running job, marks it running for owner until now_ms + lease_ms and
+ * counts an attempt; *out is the caller's (bm_job_dispose). A running job whose
+ * lease expired (a crashed worker) is taken over first: it folds into its
+ * calendar's pending follow-up, or becomes pending again itself. BM_ENOTFOUND
+ * (no message) when nothing is due. Opens its own write transaction: must not
+ * be called inside one (BM_EINVAL). Safe across threads and processes: a job is
+ * never claimed twice, a calendar never runs twice.
+ */
+int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms,
+                       bm_job_t *out, char *err, size_t errlen);
+/* The sync of a claimed job succeeded: deletes it. BM_ENOTFOUND when owner no
+ * longer holds it (its lease expired and another worker took it over). */
+int bm_store_job_done(bm_store_t *st, int64_t job_id, const char *owner, char *err, size_t errlen);
+/* The sync failed: the job is pending again, due at next_run_ms (full-jitter
+ * backoff, bm_retry_backoff_ms) with last_error. A pending follow-up of its
+ * calendar absorbs it instead: one job, the earlier run_at, the coalesced counts
+ * summed, the attempts kept. BM_ENOTFOUND when owner no longer holds it. */
+int bm_store_job_failed(bm_store_t *st, int64_t job_id, const char *owner, int64_t next_run_ms,
+                        const char *error, char *err, size_t errlen);
+/* Renews owner's lease on a running job until lease_expires_ms (a long sync).
+ * BM_ENOTFOUND when the lease is lost: stop working on it. */
+int bm_store_job_extend(bm_store_t *st, int64_t job_id, const char *owner, int64_t lease_expires_ms,
+                        char *err, size_t errlen);
+/* Gives a running job back (shutdown): pending and due at once, its attempt
+ * not counted, folded into a follow-up as bm_store_job_failed does.
+ * BM_ENOTFOUND when owner no longer holds it. */
+int bm_store_job_release(bm_store_t *st, int64_t job_id, const char *owner, char *err,
+                         size_t errlen);
+/* When bm_store_job_claim can next answer a job, for workers to sleep until:
+ * the earliest run_at of a pending job whose calendar is not running (a running
+ * calendar's follow-up counts from its lease's expiry, as does a running job's
+ * takeover). *ms = 0 when the queue is empty. */
+int bm_store_job_next_due(bm_store_t *st, int64_t *ms, char *err, size_t errlen);
+/* Jobs pending and running, and the notifications coalesced into them. */
+int bm_store_queue_stats(bm_store_t *st, int64_t *pending, int64_t *running,
+                         int64_t *coalesced_total, char *err, size_t errlen);
+void bm_job_dispose(bm_job_t *j);
+
+/* ---- watch channels (times in ms) ----
+ * A channel's token is derived from its id (bm_crypto_channel_token): it is
+ * never stored. A channel is current for its calendar when it is granted
+ * (resource id and expiration known), not stopped, not expired, and expires
+ * last among those; every other unstopped granted row is one the renewer stops
+ * (bm_store_channels_to_stop): a replaced or expired channel, or a stray. */
+
+/* A row of the channels table. Owns id and resource_id: bm_channel_dispose
+ * (arrays: bm_store_channels_free). */
+typedef struct bm_channel {
+    char *id;
+    int64_t calendar_id;
+    char *resource_id;  /* Google's id of the watched calendar; NULL until granted */
+    int64_t expiration; /* granted expiration; 0 until granted */
+    int64_t created_at;
+    int64_t stopped_at; /* 0 while not stopped */
+} bm_channel_t;
+
+/* Records a new channel of calendar_id before events.watch is called (commit it
+ * first: the first notification can arrive before the watch answers).
+ * BM_EEXIST when the id is taken. */
+int bm_store_channel_add(bm_store_t *st, const char *id, int64_t calendar_id, int64_t now_ms,
+                         char *err, size_t errlen);
+/* What Google granted: the resource id and the expiration. BM_ENOTFOUND without the row. */
+int bm_store_channel_set_granted(bm_store_t *st, const char *id, const char *resource_id,
+                                 int64_t expiration_ms, char *err, size_t errlen);
+/* *out is the caller's (bm_channel_dispose). BM_ENOTFOUND (no message) when absent. */
+int bm_store_channel_get(bm_store_t *st, const char *id, bm_channel_t *out, char *err,
+                         size_t errlen);
+/* The current channel of calendar_id at now_ms (see above); *out as for get.
+ * BM_ENOTFOUND (no message) when it has none. */
+int bm_store_channel_current(bm_store_t *st, int64_t calendar_id, int64_t now_ms, bm_channel_t *out,
+                             char *err, size_t errlen);
+/* The channel is stopped (channels.stop answered, or the watch failed). */
+int bm_store_channel_stopped(bm_store_t *st, const char *id, int64_t now_ms, char *err,
+                             size_t errlen);
+/* Records an authenticated notification of a channel that is not current, for
+ * the renewer to stop: a stopped row becomes due for a stop again (unstopped,
+ * expired as of now_ms, so never current); an unknown id is added to the
+ * calendar whose channels carry resource_id (nothing is recorded when no
+ * channel does: the row needs a calendar). A replaced or expired row is due
+ * for a stop already. */
+int bm_store_channel_stray(bm_store_t *st, const char *id, const char *resource_id, int64_t now_ms,
+                           char *err, size_t errlen);
+/* Unstopped granted channels that are not current at now_ms, oldest first:
+ * *out is the caller's (bm_store_channels_free). */
+int bm_store_channels_to_stop(bm_store_t *st, int64_t now_ms, bm_channel_t **out, size_t *n,
+                              char *err, size_t errlen);
+/* Deletes stopped rows that expired before before_ms (no notification can come
+ * any more) and never-granted rows created before it; *n (may be NULL) deleted. */
+int bm_store_channels_purge(bm_store_t *st, int64_t before_ms, int64_t *n, char *err,
+                            size_t errlen);
+/* sync_state.mode of the calendar (its sync_state row is made when missing). */
+int bm_store_calendar_set_mode(bm_store_t *st, int64_t calendar_id, bm_mode_t mode, char *err,
+                               size_t errlen);
+/*
+ * A push notification, once its channel token checked out: *status is what to
+ * answer Google. Unknown channel: 404 (recorded as a stray when its resource id
+ * is known). resource_id other than the channel's: 400. A stopped, replaced or
+ * expired channel: recorded for the renewer, and its calendar's sync is enqueued
+ * anyway (a change may be behind it): 200. Else the sync is enqueued: 200
+ * (bm_store_job_enqueue, reason "push"). Runs inside the caller's transaction
+ * (group commit): answer only after it commits. Store failures return BM_ESTORE
+ * (answer 503).
+ */
+int bm_store_notification_enqueue(bm_store_t *st, const char *channel_id, const char *resource_id,
+                                  int64_t now_ms, int64_t debounce_ms, int64_t max_delay_ms,
+                                  int *status, char *err, size_t errlen);
+void bm_channel_dispose(bm_channel_t *c);
+void bm_store_channels_free(bm_channel_t *c, size_t n);
+
 #endif

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int load_key(bm_engine_t *e, char *err, size_t errlen)
+int bm__engine_key(bm_engine_t *e, char *err, size_t errlen)
 {
     if (e->have_key)
         return BM_OK;
@@ -64,7 +64,7 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
     }
     char aad[300];
     snprintf(aad, sizeof(aad), "account:%s", row.name);
-    rc = load_key(e, err, errlen);
+    rc = bm__engine_key(e, err, errlen);
     if (rc == BM_OK)
         rc = bm_crypto_open(e->key, aad, row.refresh_token_enc, row.refresh_token_enc_len, &plain,
                             &plain_len, err, errlen);

@@ -6,6 +6,7 @@
  *   sync.c     sync of one calendar: list, plan, commit (and sync of all)
  *   outbox.c   the drain: batched block writes, their results, dead letters
  *   manage.c   membership changes, reset, cleanup, undo, account removal
+ *   channels.c push channels: watch, reuse, stop, the calendar's push/poll mode
  *   plan.c     the pure planner (engine/plan.h)
  */
 #ifndef BM_ENGINE_ENGINE_INT_H
@@ -50,6 +51,9 @@ struct bm_engine {
  * is set in both cases). */
 int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err,
                        size_t errlen);
+/* Loads the key file's key into e->key once (refresh tokens, channel tokens);
+ * BM_ECRYPTO / BM_EIO as bm_crypto_key_load. The engine wipes it on free. */
+int bm__engine_key(bm_engine_t *e, char *err, size_t errlen);
 /* Marks the account as needing a new login (store and memory). */
 void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a);
 bool bm__engine_stopped(const bm_engine_t *e);

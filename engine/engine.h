@@ -124,4 +124,35 @@ int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *res
 int bm_engine_remove_account(bm_engine_t *e, const bm_account_t *acct, bool keep_blocks,
                              size_t *n_deleted, char *err, size_t errlen);
 
+/* ---- push channels (engine/channels.c) ----
+ * A channel's token is bm_crypto_channel_token of its id under the key file's
+ * key: the gateway derives it again to authenticate a notification; it is
+ * never stored and never logged. Call these outside a transaction: a channel's
+ * row is committed before Google is asked to watch. */
+
+/* Gives cal a live watch channel posting to public_url (https), asking for
+ * ttl_s seconds (0: Google's default). The current channel is kept (mode push)
+ * while more than a fifth of its granted life remains (at most a day's margin);
+ * else a new one is opened: on success its resource id and expiration are
+ * recorded and the calendar's mode is push; on failure (a refused address: 401
+ * or 403 push.webhookUrlUnauthorized, 400 pushNotSupportedForRequestedResource;
+ * the network) the row is stopped, the mode is poll and the error returned (the
+ * caller logs it and polls). The replaced channel stays live until
+ * bm_engine_stop_stale. */
+int bm_engine_watch_calendar(bm_engine_t *e, const bm_calendar_t *cal, const char *public_url,
+                             int ttl_s, char *err, size_t errlen);
+/* channels.stop of ch (borrowed), then the row is marked stopped; a channel
+ * Google does not know (404) counts as stopped. A row never granted has nothing
+ * to stop at Google: only marked. */
+int bm_engine_stop_channel(bm_engine_t *e, const bm_channel_t *ch, char *err, size_t errlen);
+/* bm_engine_watch_calendar over every enabled calendar: *n_push got (or kept) a
+ * channel, *n_poll polls (each failure logged). Returns 0 unless the store
+ * fails (BM_ESTORE) or the engine is stopped (BM_ECANCELED). */
+int bm_engine_watch_all(bm_engine_t *e, const char *public_url, int ttl_s, size_t *n_push,
+                        size_t *n_poll, char *err, size_t errlen);
+/* Stops every channel that is replaced, expired or a stray
+ * (bm_store_channels_to_stop); *n_stopped (may be NULL) counts them. Failures are
+ * logged and left for the next round; 0 unless the store fails. */
+int bm_engine_stop_stale(bm_engine_t *e, size_t *n_stopped, char *err, size_t errlen);
+
 #endif

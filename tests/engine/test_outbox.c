@@ -4,12 +4,10 @@
  * answer of Google does to an item (done, revived, re-inserted, retried, dead
  * letter), and that occurrence overrides wait for their series.
  */
-#include "core/config.h"
-#include "core/crypto.h"
 #include "core/store.h"
 #include "core/util.h"
 #include "engine/engine.h"
-#include "tests/emulator/harness.h"
+#include "tests/engine/emu_fixture.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -17,83 +15,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CAL "alice@example.com"
+#define CAL EMU_FIXTURE_USER
 
-typedef struct fixture {
-    emu_proc_t emu;
-    char dir[128];
-    bm_config_t cfg;
-    bm_store_t *st;
-    bm_engine_t *e;
-    int64_t cal_id;
-} fixture_t;
-
-static fixture_t fx;
-
-static void cfg_set(const char *section, const char *key, const char *value)
-{
-    char err[256] = "";
-    ck_assert_msg(bm_config_set(&fx.cfg, section, key, value, err, sizeof(err)) == 0, "%s", err);
-}
+static emu_fixture_t fx;
 
 static void setup(void)
 {
-    char err[256] = "", *s;
-    memset(&fx, 0, sizeof(fx));
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/bm-outbox-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(fx.dir));
-    emu_start(&fx.emu, NULL);
-    resp_t *r =
-        h_req(&fx.emu, "POST", "/_emulator/users", NULL, "{\"email\":\"" CAL "\"}", NULL, NULL);
-    ck_assert_int_eq(r->status, 200);
-    char *refresh = bm_strdup(j_str(r->json, "refresh_token"));
-    h_free(r);
-
-    bm_config_init(&fx.cfg);
-    cfg_set("store", "path", s = fmt("%s/bm.db", fx.dir));
-    free(s);
-    cfg_set("store", "key_file", s = fmt("%s/bm.key", fx.dir));
-    free(s);
-    cfg_set("google", "client_id", "emu-client-id");
-    cfg_set("google", "client_secret", "emu-client-secret");
-    cfg_set("google", "api_base_url", s = fmt("%s/calendar/v3", fx.emu.base));
-    free(s);
-    cfg_set("google", "batch_url", s = fmt("%s/batch/calendar/v3", fx.emu.base));
-    free(s);
-    cfg_set("google", "token_url", s = fmt("%s/token", fx.emu.base));
-    free(s);
-
-    unsigned char key[BM_CRYPTO_KEY_LEN], *sealed = NULL;
-    size_t sealed_len = 0;
-    int64_t account_id = 0;
-    ck_assert_msg(bm_store_open(fx.cfg.store.path, &fx.st, err, sizeof(err)) == 0, "%s", err);
-    ck_assert_int_eq(bm_crypto_key_load(fx.cfg.store.key_file, true, key, err, sizeof(err)), 0);
-    ck_assert_int_eq(bm_crypto_seal(key, "account:alice", refresh, strlen(refresh), &sealed,
-                                    &sealed_len, err, sizeof(err)),
-                     0);
-    bm_crypto_wipe(key, sizeof(key));
-    ck_assert_int_eq(bm_store_account_add(fx.st, "alice", CAL, sealed, sealed_len, &account_id, err,
-                                          sizeof(err)),
-                     0);
-    ck_assert_int_eq(bm_store_calendar_upsert(fx.st, account_id, CAL, "Alice", "UTC", "owner", true,
-                                              &fx.cal_id, err, sizeof(err)),
-                     0);
-    free(sealed);
-    free(refresh);
-
-    bm_engine_opts_t o = {.cfg = &fx.cfg};
-    ck_assert_msg(bm_engine_new(&o, fx.st, &fx.e, err, sizeof(err)) == 0, "%s", err);
+    emu_fixture_setup(&fx, "outbox");
 }
 
 static void teardown(void)
 {
-    bm_engine_free(fx.e);
-    bm_store_close(fx.st);
-    bm_config_dispose(&fx.cfg);
-    emu_stop(&fx.emu);
-    char *cmd = fmt("rm -rf '%s'", fx.dir);
-    ck_assert_int_eq(system(cmd), 0);
-    free(cmd);
+    emu_fixture_teardown(&fx);
 }
 
 /* A block's body, as the planner writes it (enough for the emulator). */
@@ -263,9 +196,7 @@ END_TEST
 
 static void faults(const char *json)
 {
-    resp_t *r = h_req(&fx.emu, "POST", "/_emulator/faults", NULL, json, NULL, NULL);
-    ck_assert_int_eq(r->status, 200);
-    h_free(r);
+    emu_fixture_faults(&fx, json);
 }
 
 START_TEST(transient_part_failures_are_retried)
