@@ -239,8 +239,18 @@ static size_t headers_for(const request_t *rq, const char *token, char *auth, si
     return n;
 }
 
+/* Requests made by the calling thread, whatever the client (per-thread figures
+ * while several threads share one client). */
+static _Thread_local long thread_requests;
+
+long bm_gcal_thread_requests(void)
+{
+    return thread_requests;
+}
+
 static void count_attempt(bm_gcal_t *g, const request_t *rq)
 {
+    thread_requests++;
     atomic_fetch_add(&g->st_requests, 1);
     if (rq->kind == KIND_LIST)
         atomic_fetch_add(&g->st_list_calls, 1);

@@ -97,6 +97,9 @@ int bm_gcal_new(const bm_gcal_opts_t *o, bm_gcal_t **out, char *err, size_t errl
 /* Frees the client; no call may be in progress. NULL is fine. */
 void bm_gcal_free(bm_gcal_t *g);
 void bm_gcal_stats(bm_gcal_t *g, bm_gcal_stats_t *out);
+/* HTTP requests the calling thread made so far, through any client (the share
+ * of one thread while several use one client). */
+long bm_gcal_thread_requests(void);
 
 /* Gets a new access token now (also done automatically when the cached one is
  * missing or expires within a minute). BM_EAUTH on invalid_grant, which also sets

@@ -12,44 +12,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-int bm__engine_key(bm_engine_t *e, char *err, size_t errlen)
+/* Why account a cannot be used now, or BM_OK (under the hub's lock). */
+static int account_usable(const engine_account_t *a, char *err, size_t errlen)
 {
-    if (e->have_key)
-        return BM_OK;
-    int rc = bm_crypto_key_load(e->o.cfg->store.key_file, false, e->key, err, errlen);
-    if (rc == BM_OK)
-        e->have_key = true;
-    return rc;
+    if (a->broken)
+        return bm_err(err, errlen, BM_EAUTH, "account '%s' needs a new login", a->name);
+    if (a->breaker_until > bm_now())
+        return bm_err(err, errlen, BM_ETRANSIENT,
+                      "account '%s': circuit breaker open for %llds more after %d failures",
+                      a->name, (long long)(a->breaker_until - bm_now()), a->breaker_failures);
+    return BM_OK;
 }
 
-int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err, size_t errlen)
+/* The account's row, decrypted into a new engine_account_t (not yet shared).
+ * *out is set unless the row cannot be read; a token that cannot be decrypted
+ * leaves it broken, with the reason returned. */
+static int account_load(bm_engine_t *e, int64_t id, engine_account_t **out, char *err,
+                        size_t errlen)
 {
-    int rc = BM_OK;
     bm_account_t row = {0};
     unsigned char *plain = NULL;
     size_t plain_len = 0;
-
-    for (size_t i = 0; i < e->n_accounts; i++) {
-        engine_account_t *a = e->accounts[i];
-        if (a->id != id)
-            continue;
-        *out = a;
-        if (a->broken)
-            return bm_err(err, errlen, BM_EAUTH, "account '%s' needs a new login", a->name);
-        if (a->breaker_until > bm_now())
-            return bm_err(err, errlen, BM_ETRANSIENT,
-                          "account '%s': circuit breaker open for %llds more after %d failures",
-                          a->name, (long long)(a->breaker_until - bm_now()), a->breaker_failures);
-        return BM_OK;
-    }
-    rc = bm_store_account_get_by_id(e->st, id, &row, err, errlen);
+    const unsigned char *key;
+    int rc = bm_store_account_get_by_id(e->st, id, &row, err, errlen);
     if (rc != BM_OK)
-        goto out;
-    /* Each account is a heap object of its own: its mutex must never move, and
-     * pointers handed out stay valid while the array grows. */
+        return rc;
     engine_account_t *a = bm_calloc(1, sizeof(*a));
-    e->accounts = bm_realloc(e->accounts, (e->n_accounts + 1) * sizeof(*e->accounts));
-    e->accounts[e->n_accounts++] = a;
     a->id = id;
     a->name = bm_strdup(row.name);
     a->breaker_failures = row.breaker_failures;
@@ -57,38 +45,83 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
     *out = a;
     if (row.state == BM_ACCOUNT_NEEDS_LOGIN || row.refresh_token_enc == NULL) {
         a->broken = true;
-        rc = bm_err(err, errlen, BM_EAUTH,
-                    "account '%s' needs a new login (busymirror account login --name %s)", row.name,
-                    row.name);
         goto out;
     }
     char aad[300];
     snprintf(aad, sizeof(aad), "account:%s", row.name);
-    rc = bm__engine_key(e, err, errlen);
+    rc = bm__engine_key(e, &key, err, errlen);
     if (rc == BM_OK)
-        rc = bm_crypto_open(e->key, aad, row.refresh_token_enc, row.refresh_token_enc_len, &plain,
+        rc = bm_crypto_open(key, aad, row.refresh_token_enc, row.refresh_token_enc_len, &plain,
                             &plain_len, err, errlen);
-    if (rc != BM_OK) {
+    if (rc != BM_OK) { /* no usable token: the account waits for a new login */
         a->broken = true;
         goto out;
     }
     a->refresh_token = bm_strndup((const char *)plain, plain_len);
     bm_log_add_secret(a->refresh_token);
     bm_gcal_account_init(&a->g, a->refresh_token, a->name);
-    if (a->breaker_until > bm_now())
-        rc = bm_err(err, errlen, BM_ETRANSIENT,
-                    "account '%s': circuit breaker open for %llds more after %d failures", a->name,
-                    (long long)(a->breaker_until - bm_now()), a->breaker_failures);
 out:
     bm_crypto_free(plain, plain_len);
     bm_account_dispose(&row);
     return rc;
 }
 
+int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err, size_t errlen)
+{
+    bm_engine_hub_t *h = e->hub;
+    engine_account_t *a = NULL, *loaded = NULL;
+    int rc = BM_OK;
+    bm__engine_lock(e);
+    for (size_t i = 0; a == NULL && i < h->n_accounts; i++)
+        if (h->accounts[i]->id == id)
+            a = h->accounts[i];
+    bm__engine_unlock(e);
+    if (a == NULL) {
+        /* Loaded outside the lock (store and key file I/O); the first engine to
+         * publish it wins, a second copy is dropped. */
+        rc = account_load(e, id, &loaded, err, errlen);
+        if (loaded == NULL)
+            return rc;
+        bm__engine_lock(e);
+        for (size_t i = 0; a == NULL && i < h->n_accounts; i++)
+            if (h->accounts[i]->id == id)
+                a = h->accounts[i];
+        if (a == NULL) {
+            /* Each account is a heap object of its own: its mutex never moves,
+             * and pointers handed out stay valid while the array grows. */
+            h->accounts = bm_realloc(h->accounts, (h->n_accounts + 1) * sizeof(*h->accounts));
+            h->accounts[h->n_accounts++] = a = loaded;
+            loaded = NULL;
+        }
+        bm__engine_unlock(e);
+    }
+    if (loaded != NULL) {
+        if (loaded->refresh_token != NULL) {
+            bm_gcal_account_dispose(&loaded->g);
+            bm_crypto_free(loaded->refresh_token, strlen(loaded->refresh_token));
+        }
+        free(loaded->name);
+        free(loaded);
+    }
+    *out = a;
+    if (rc != BM_OK) /* its first load failed: that reason */
+        return rc;
+    bm__engine_lock(e);
+    rc = account_usable(a, err, errlen);
+    bm__engine_unlock(e);
+    if (rc == BM_EAUTH)
+        bm_err(err, errlen, BM_EAUTH,
+               "account '%s' needs a new login (busymirror account login --name '%s')", a->name,
+               a->name);
+    return rc;
+}
+
 void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a)
 {
     char err[256];
+    bm__engine_lock(e);
     a->broken = true;
+    bm__engine_unlock(e);
     if (!e->o.dry_run &&
         bm_store_account_set_state(e->st, a->id, BM_ACCOUNT_NEEDS_LOGIN, err, sizeof(err)) != BM_OK)
         BM_LOG(BM_LOG_ERROR, BM_MSG("cannot mark account"), BM_KS("error", err));
@@ -102,29 +135,40 @@ void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a)
 void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted)
 {
     char err[256];
+    bool closed = false, opened = false;
+    int failures;
+    int64_t until;
+    bm__engine_lock(e);
     if (rc == BM_OK)
         a->consecutive = 0;
     else if (rc == BM_ETRANSIENT)
         a->consecutive += exhausted ? BREAKER_THRESHOLD : 1;
     if (rc == BM_OK && a->breaker_failures > 0) {
-        BM_LOG(BM_LOG_INFO, BM_MSG("circuit breaker closed"), BM_KS("account", a->name));
+        closed = true;
         a->breaker_failures = 0;
         a->breaker_until = 0;
     } else if (rc == BM_ETRANSIENT && a->consecutive >= BREAKER_THRESHOLD) {
+        opened = true;
         a->consecutive = 0;
         int64_t open_s = BREAKER_FIRST_S;
         for (int i = 0; i < a->breaker_failures && open_s < BREAKER_MAX_S; i++)
             open_s *= 2;
         a->breaker_failures++;
         a->breaker_until = bm_now() + (open_s < BREAKER_MAX_S ? open_s : BREAKER_MAX_S);
-        BM_LOG(BM_LOG_WARN, BM_MSG("circuit breaker open: the account's calendars wait"),
-               BM_KS("account", a->name), BM_KI("failures", a->breaker_failures),
-               BM_KI("seconds", a->breaker_until - bm_now()));
-    } else {
-        return;
     }
-    if (!e->o.dry_run && bm_store_account_set_breaker(e->st, a->id, a->breaker_failures,
-                                                      a->breaker_until, err, sizeof(err)) != BM_OK)
+    failures = a->breaker_failures;
+    until = a->breaker_until;
+    bm__engine_unlock(e);
+    if (!closed && !opened)
+        return;
+    if (closed)
+        BM_LOG(BM_LOG_INFO, BM_MSG("circuit breaker closed"), BM_KS("account", a->name));
+    else
+        BM_LOG(BM_LOG_WARN, BM_MSG("circuit breaker open: the account's calendars wait"),
+               BM_KS("account", a->name), BM_KI("failures", failures),
+               BM_KI("seconds", until - bm_now()));
+    if (!e->o.dry_run &&
+        bm_store_account_set_breaker(e->st, a->id, failures, until, err, sizeof(err)) != BM_OK)
         BM_LOG(BM_LOG_ERROR, BM_MSG("cannot save the circuit breaker"), BM_KS("error", err));
 }
 

@@ -77,10 +77,11 @@ static int open_channel(bm_engine_t *e, const bm_calendar_t *cal, engine_account
 {
     char id[2 + 2 * CHANNEL_ID_BYTES + 1], token[BM_CRYPTO_CHANNEL_TOKEN_LEN + 1] = "";
     bm_gcal_channel_t g = {0};
+    const unsigned char *key = NULL;
     int rc = new_channel_id(id, err, errlen);
     if (rc == BM_OK)
-        rc = bm__engine_key(e, err, errlen);
-    if (rc == BM_OK && bm_crypto_channel_token(e->key, id, token) != BM_OK)
+        rc = bm__engine_key(e, &key, err, errlen);
+    if (rc == BM_OK && bm_crypto_channel_token(key, id, token) != BM_OK)
         rc = bm_err(err, errlen, BM_ECRYPTO, "cannot derive the channel token");
     if (rc == BM_OK) /* committed first: the first message may beat the answer */
         rc = bm_store_channel_add(e->st, id, cal->id, bm_now_ms(), err, errlen);

@@ -2,6 +2,7 @@
  * engine/engine-int.h: what the engine's files share. Private to engine/.
  *
  *   engine.c   lifecycle, totals, settings shared by the others
+ *   hub.c      what the engines of a process share: client, accounts, key
  *   account.c  accounts: token decryption, Google identity, circuit breaker, discovery
  *   sync.c     sync of one calendar: list, plan, commit (and sync of all)
  *   outbox.c   the drain: batched block writes, their results, dead letters
@@ -15,8 +16,13 @@
 #include "core/gcal.h"
 #include "engine/engine.h"
 
-/* One account as the engine uses it. Heap-allocated, owned by the engine's
- * accounts array and freed with the engine; never moved (g holds a mutex). */
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* One account as the engines of a process use it. Heap-allocated, owned by the
+ * hub's accounts array and freed with the hub; never moved (g holds a mutex).
+ * id, name, refresh_token and g are set once, before the account is published;
+ * the other fields change under the hub's mutex (bm__engine_lock). */
 typedef struct engine_account {
     int64_t id;
     char *name;
@@ -26,18 +32,29 @@ typedef struct engine_account {
     int breaker_failures;  /* persisted: times the breaker opened in a row */
     int64_t breaker_until; /* persisted: open until then */
     int consecutive;       /* failed calls in a row in this process */
+    bool draining;         /* an engine of this process is applying its writes */
+    bool drain_again;      /* asked while draining: the drainer looks once more */
 } engine_account_t;
+
+struct bm_engine_hub {
+    const bm_config_t *cfg;
+    bm_gcal_t *gcal;
+    pthread_mutex_t mu;
+    engine_account_t **accounts; /* loaded on first use, each owned */
+    size_t n_accounts;
+    unsigned char key[32];
+    bool have_key;
+    atomic_llong applied; /* writes applied by every engine, for progress lines */
+};
 
 struct bm_engine {
     bm_engine_opts_t o;
     bm_store_t *st;
-    bm_gcal_t *gcal;
+    bm_engine_hub_t *hub;
+    bool own_hub;
+    bm_gcal_t *gcal; /* the hub's */
     bm_plan_opts_t plan;
-    char *plan_key; /* the planning settings, as text: a change replans everything */
-    unsigned char key[32];
-    bool have_key;
-    engine_account_t **accounts; /* loaded on first use, each owned */
-    size_t n_accounts;
+    char *plan_key;        /* the planning settings, as text: a change replans everything */
     char owner[300];       /* lease owner: pid@host */
     char claim_owner[320]; /* outbox claims: pid@host/N, N unique per engine of the process */
     uint64_t rng;
@@ -45,15 +62,25 @@ struct bm_engine {
     FILE *out;
 };
 
+void bm__engine_lock(bm_engine_t *e);
+void bm__engine_unlock(bm_engine_t *e);
+/* Whether this engine may apply account a's writes now: false when another
+ * engine of the process is at it (which then looks once more before it stops,
+ * so nothing planned meanwhile waits). bm__engine_drain_end() is true when it
+ * must look again. */
+bool bm__engine_drain_begin(bm_engine_t *e, engine_account_t *a);
+bool bm__engine_drain_end(bm_engine_t *e, engine_account_t *a);
+
 /* The engine's account row with its Google identity, loaded (and its refresh
  * token decrypted) once; *out stays valid for the engine's life. BM_EAUTH when
  * it needs a new login, BM_ETRANSIENT while its circuit breaker is open (*out
  * is set in both cases). */
 int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char *err,
                        size_t errlen);
-/* Loads the key file's key into e->key once (refresh tokens, channel tokens);
- * BM_ECRYPTO / BM_EIO as bm_crypto_key_load. The engine wipes it on free. */
-int bm__engine_key(bm_engine_t *e, char *err, size_t errlen);
+/* The key file's key, loaded once per hub (refresh tokens, channel tokens);
+ * *key points into the hub (wiped when it is freed). BM_ECRYPTO / BM_EIO as
+ * bm_crypto_key_load. */
+int bm__engine_key(bm_engine_t *e, const unsigned char **key, char *err, size_t errlen);
 /* Marks the account as needing a new login (store and memory). */
 void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a);
 bool bm__engine_stopped(const bm_engine_t *e);

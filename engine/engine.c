@@ -24,22 +24,18 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
     e->o = *o;
     e->st = st;
     e->out = o->out != NULL ? o->out : stdout;
-    bm_gcal_opts_t go = {
-        .api_base_url = cfg->google.api_base_url,
-        .batch_url = cfg->google.batch_url,
-        .token_url = cfg->google.token_url,
-        .client_id = cfg->google.client_id,
-        .client_secret = cfg->google.client_secret,
-        .user_quota = cfg->google.user_quota,
-        .timeout_ms = (long)cfg->google.request_timeout * 1000,
-        .stop = o->stop,
-    };
-    int rc = bm_gcal_new(&go, &e->gcal, err, errlen);
-    if (rc != BM_OK) {
-        free(e);
-        *out = NULL;
-        return rc;
+    if (o->hub != NULL) {
+        e->hub = o->hub;
+    } else {
+        int rc = bm_engine_hub_new(cfg, o->stop, &e->hub, err, errlen);
+        if (rc != BM_OK) {
+            free(e);
+            *out = NULL;
+            return rc;
+        }
+        e->own_hub = true;
     }
+    e->gcal = e->hub->gcal;
     int64_t now = bm_now();
     e->plan.window_start = now - (int64_t)cfg->sync.past_days * 86400;
     e->plan.window_end = now + (int64_t)cfg->sync.future_days * 86400;
@@ -63,19 +59,9 @@ void bm_engine_free(bm_engine_t *e)
 {
     if (e == NULL)
         return;
-    for (size_t i = 0; i < e->n_accounts; i++) {
-        engine_account_t *a = e->accounts[i];
-        if (a->refresh_token != NULL) {
-            bm_gcal_account_dispose(&a->g);
-            bm_crypto_free(a->refresh_token, strlen(a->refresh_token));
-        }
-        free(a->name);
-        free(a);
-    }
-    free(e->accounts);
-    bm_gcal_free(e->gcal);
+    if (e->own_hub)
+        bm_engine_hub_free(e->hub);
     free(e->plan_key);
-    bm_crypto_wipe(e->key, sizeof(e->key));
     free(e);
 }
 

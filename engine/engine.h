@@ -24,6 +24,19 @@
 
 typedef struct bm_engine bm_engine_t;
 
+/*
+ * What the engines of one process share, so that several threads (serve's
+ * workers, the parallel drain of `sync`) treat each Google account as one: the
+ * Google client (its connections and counters), every account's access token,
+ * quota bucket and circuit breaker, and the key file's key. Thread-safe. It
+ * borrows cfg and stop, which must outlive it; bm_engine_hub_free() wipes the
+ * decrypted refresh tokens and the key (no engine may use it any more then).
+ */
+typedef struct bm_engine_hub bm_engine_hub_t;
+int bm_engine_hub_new(const bm_config_t *cfg, const volatile int *stop, bm_engine_hub_t **out,
+                      char *err, size_t errlen);
+void bm_engine_hub_free(bm_engine_hub_t *h);
+
 typedef struct bm_engine_opts {
     const bm_config_t *cfg;
     bool dry_run;             /* plan and print, write nothing anywhere */
@@ -32,6 +45,15 @@ typedef struct bm_engine_opts {
     bool progress;            /* a live progress line on out (a TTY) */
     FILE *out;                /* where dry-run and verbose lines go; NULL: stdout */
     const volatile int *stop; /* nonzero: stop cleanly (outbox intact) */
+    /* Shared with other engines of the process (borrowed), or NULL: the engine
+     * makes a hub of its own. */
+    bm_engine_hub_t *hub;
+    /* Threads bm_engine_drain() works accounts on side by side, each with a
+     * store connection of its own: 0 = [engine] workers, 1 = this one only. */
+    int drain_threads;
+    /* bm_engine_drain() applies what is due and returns, without waiting for
+     * writes backed off or in flight elsewhere (serve's workers come back). */
+    bool drain_no_wait;
 } bm_engine_opts_t;
 
 /* What a run did, summed over calendars. */

@@ -11,6 +11,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #define MAX_ATTEMPTS      8 /* per outbox item, then a dead letter */
@@ -35,6 +37,7 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
         /* Another process may have planned this block anew while the request was
          * in flight: then its plan stands, and only what Google did is recorded. */
         e->totals.applied++;
+        atomic_fetch_add(&e->hub->applied, 1);
         int rc = bm_store_outbox_done(e->st, it, &current, err, errlen);
         if (rc != BM_OK || !current)
             return rc;
@@ -45,6 +48,7 @@ static int settle(bm_engine_t *e, const bm_outbox_item_t *it, const bm_gcal_req_
     }
     if (it->op == BM_OUTBOX_PUT && o == BM_OUTCOME_DONE) {
         e->totals.applied++;
+        atomic_fetch_add(&e->hub->applied, 1);
         int rc = bm_store_block_applied(e->st, it->target_calendar_id, it->block_id, true, NULL,
                                         err, errlen);
         return rc != BM_OK ? rc : bm_store_outbox_done(e->st, it, &current, err, errlen);
@@ -149,7 +153,10 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
     }
     /* Every part refused for now (rate limits, outages): the account is failing. */
     bm__engine_breaker(e, a, n_transient == n ? BM_ETRANSIENT : BM_OK, false);
-    if (rc == BM_OK && n_transient == n && a->breaker_until > bm_now())
+    bm__engine_lock(e);
+    bool open = a->breaker_until > bm_now();
+    bm__engine_unlock(e);
+    if (rc == BM_OK && n_transient == n && open)
         rc = bm_err(err, errlen, BM_ETRANSIENT, "circuit breaker open");
 out:
     if (reqs != NULL)
@@ -170,9 +177,10 @@ static void progress(bm_engine_t *e, int64_t pending, int64_t t0_ms, int64_t app
 {
     if (!e->o.progress)
         return;
-    int64_t ms = bm_mono_ms() - t0_ms, applied = e->totals.applied - applied0;
-    fprintf(e->out, "\rapplying block writes: %lld done, %lld pending",
-            (long long)e->totals.applied, (long long)pending);
+    int64_t now_applied = atomic_load(&e->hub->applied);
+    int64_t ms = bm_mono_ms() - t0_ms, applied = now_applied - applied0;
+    fprintf(e->out, "\rapplying block writes: %lld done, %lld pending", (long long)now_applied,
+            (long long)pending);
     if (ms > 0 && applied > 0) {
         double per_min = (double)applied * 60000.0 / (double)ms;
         /* A full token bucket lets the first batches go at once: that burst is
@@ -193,24 +201,47 @@ static void progress(bm_engine_t *e, int64_t pending, int64_t t0_ms, int64_t app
     fflush(e->out);
 }
 
-int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
+/* Applies account a's due writes (series first, then occurrence overrides),
+ * unless another engine of the process is at it. *worked counts items claimed. */
+static int drain_account(bm_engine_t *e, engine_account_t *a, size_t *worked, int64_t t0_ms,
+                         int64_t applied0, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    if (!bm__engine_drain_begin(e, a))
+        return BM_OK; /* that engine looks once more before it stops */
+    do {
+        for (int pass = 0; pass < 2 && rc == BM_OK; pass++) {
+            size_t done;
+            int64_t pending = 0, next_due = 0;
+            do {
+                if (bm__engine_stopped(e)) {
+                    rc = bm_err(err, errlen, BM_ECANCELED, "stopped");
+                    break;
+                }
+                rc = drain_batch(e, a, pass == 1, &done, err, errlen);
+                *worked += done;
+                if (rc == BM_OK && done > 0 && e->o.progress &&
+                    bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen) == BM_OK)
+                    progress(e, pending, t0_ms, applied0);
+            } while (rc == BM_OK && done > 0);
+            if (rc == BM_EAUTH || rc == BM_ETRANSIENT) { /* this account only */
+                BM_LOG(BM_LOG_WARN, BM_MSG("drain stopped for account"), BM_KS("account", a->name),
+                       BM_KS("error", err));
+                rc = BM_OK;
+                break;
+            }
+        }
+    } while (bm__engine_drain_end(e, a) && rc == BM_OK);
+    return rc;
+}
+
+/* The drain of one engine: passes over every account with pending writes until
+ * nothing is left that this run should wait for. */
+static int drain_loop(bm_engine_t *e, int64_t t0_ms, int64_t applied0, char *err, size_t errlen)
 {
     int rc = BM_OK;
     int64_t *accounts = NULL;
     size_t n_accounts = 0;
-    int64_t t0_ms = bm_mono_ms(), applied0 = e->totals.applied; /* for progress */
-    if (e->o.dry_run)
-        return BM_OK;
-    int64_t stale = 0;
-    rc = bm_store_outbox_drop_stale(e->st, &stale, err, errlen);
-    if (rc != BM_OK)
-        return rc;
-    if (stale > 0)
-        BM_LOG(BM_LOG_WARN, BM_MSG("dropped planned writes whose block is gone"),
-               BM_KI("count", stale));
-    rc = unclaim_dead(e, err, errlen);
-    if (rc != BM_OK)
-        return rc;
     int64_t idle_ms = 0; /* waited without work */
     for (;;) {
         int64_t pending = 0, next_due = 0;
@@ -221,33 +252,14 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
         for (size_t i = 0; rc == BM_OK && i < n_accounts; i++) {
             engine_account_t *a;
             if (bm__engine_account(e, accounts[i], &a, err, errlen) != BM_OK)
-                continue; /* its items wait for a new login */
-            for (int pass = 0; pass < 2 && rc == BM_OK; pass++) {
-                size_t done;
-                do {
-                    if (bm__engine_stopped(e)) {
-                        rc = bm_err(err, errlen, BM_ECANCELED, "stopped");
-                        goto out;
-                    }
-                    rc = drain_batch(e, a, pass == 1, &done, err, errlen);
-                    worked += done;
-                    if (rc == BM_OK && done > 0 && e->o.progress &&
-                        bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen) == BM_OK)
-                        progress(e, pending, t0_ms, applied0);
-                } while (rc == BM_OK && done > 0);
-                if (rc == BM_EAUTH || rc == BM_ETRANSIENT) { /* this account only */
-                    BM_LOG(BM_LOG_WARN, BM_MSG("drain stopped for account"),
-                           BM_KS("account", a->name), BM_KS("error", err));
-                    rc = BM_OK;
-                    break;
-                }
-            }
+                continue; /* its items wait for a new login, or for its breaker */
+            rc = drain_account(e, a, &worked, t0_ms, applied0, err, errlen);
         }
-        if (rc != BM_OK)
-            goto out;
+        if (rc != BM_OK || e->o.drain_no_wait)
+            break;
         rc = bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen);
         if (rc != BM_OK)
-            goto out;
+            break;
         int64_t wait = next_due - bm_now_ms();
         if (pending == 0 || wait > DRAIN_MAX_WAIT_MS)
             break;
@@ -270,10 +282,100 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
             wait -= 50;
         }
     }
-out:
+    free(accounts);
+    return rc;
+}
+
+/* A helper thread of a parallel drain: an engine of its own on a store
+ * connection of its own, sharing the hub. */
+typedef struct drain_helper {
+    pthread_t tid;
+    bm_engine_t *parent;
+    bm_engine_totals_t totals; /* what it applied */
+    int64_t t0_ms, applied0;
+    int rc;
+    char err[256];
+} drain_helper_t;
+
+static void *drain_helper_main(void *ud)
+{
+    drain_helper_t *d = ud;
+    bm_store_t *st = NULL;
+    bm_engine_t *e = NULL;
+    bm_engine_opts_t o = d->parent->o;
+    o.hub = d->parent->hub;
+    o.progress = false;
+    o.verbose = false;
+    o.drain_threads = 1;
+    d->rc = bm_store_open(o.cfg->store.path, &st, d->err, sizeof(d->err));
+    if (d->rc == BM_OK)
+        d->rc = bm_engine_new(&o, st, &e, d->err, sizeof(d->err));
+    if (d->rc == BM_OK)
+        d->rc = drain_loop(e, d->t0_ms, d->applied0, d->err, sizeof(d->err));
+    if (e != NULL)
+        d->totals = e->totals;
+    bm_engine_free(e);
+    bm_store_close(st);
+    return NULL;
+}
+
+/* How many threads drain: one per account with pending writes, at most
+ * drain_threads ([engine] workers by default). */
+static size_t drain_width(bm_engine_t *e, char *err, size_t errlen)
+{
+    int64_t *accounts = NULL;
+    size_t n = 0;
+    size_t want =
+        e->o.drain_threads > 0 ? (size_t)e->o.drain_threads : (size_t)e->o.cfg->engine.workers;
+    if (want <= 1 || bm_store_outbox_accounts(e->st, &accounts, &n, err, errlen) != BM_OK)
+        n = 1;
+    free(accounts);
+    return n < want ? (n > 0 ? n : 1) : want;
+}
+
+int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
+{
+    int rc = BM_OK;
+    int64_t t0_ms = bm_mono_ms(), applied0 = atomic_load(&e->hub->applied); /* for progress */
+    drain_helper_t *helpers = NULL;
+    size_t n_helpers = 0;
+    if (e->o.dry_run)
+        return BM_OK;
+    int64_t stale = 0;
+    rc = bm_store_outbox_drop_stale(e->st, &stale, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    if (stale > 0)
+        BM_LOG(BM_LOG_WARN, BM_MSG("dropped planned writes whose block is gone"),
+               BM_KI("count", stale));
+    rc = unclaim_dead(e, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    /* Accounts side by side: one account's pacing under its quota (or its open
+     * breaker) never delays another's. */
+    size_t width = drain_width(e, err, errlen);
+    helpers = bm_calloc(width, sizeof(*helpers));
+    for (size_t i = 0; i + 1 < width; i++) {
+        drain_helper_t *d = &helpers[n_helpers];
+        d->parent = e;
+        d->t0_ms = t0_ms;
+        d->applied0 = applied0;
+        if (pthread_create(&d->tid, NULL, drain_helper_main, d) != 0)
+            break; /* fewer threads: the drain is only slower */
+        n_helpers++;
+    }
+    rc = drain_loop(e, t0_ms, applied0, err, errlen);
+    for (size_t i = 0; i < n_helpers; i++) {
+        drain_helper_t *d = &helpers[i];
+        pthread_join(d->tid, NULL);
+        e->totals.applied += d->totals.applied;
+        e->totals.dead_letters += d->totals.dead_letters;
+        if (d->rc != BM_OK && rc == BM_OK)
+            rc = bm_err(err, errlen, d->rc, "%s", d->err);
+    }
+    free(helpers);
     if (e->o.progress)
         fputs("\n", e->out);
-    free(accounts);
     bm__engine_count_pending(e);
     return rc;
 }

@@ -465,7 +465,7 @@ static void record_pass(const sync_ctx_t *c, int rc, bool full, long calls0, int
     e->totals.planned_updates += c->updates;
     e->totals.planned_deletes += c->deletes;
     int64_t ms = bm_mono_ms() - t0;
-    long calls = bm_engine_api_calls(e) - calls0;
+    long calls = bm_gcal_thread_requests() - calls0;
     if (rc != BM_EBUSY && !e->o.dry_run) {
         char e2[256];
         bm_sync_log_t l = {cal->id,
@@ -505,7 +505,7 @@ static int sync_pass(bm_engine_t *e, const bm_calendar_t *cal, bool force_full, 
     char lease[64], *token = NULL;
     engine_account_t *a = NULL;
     bool full = false, leased = false, in_txn = false;
-    long calls0 = bm_engine_api_calls(e);
+    long calls0 = bm_gcal_thread_requests(); /* this thread: a pass runs on one */
     int64_t t0 = bm_mono_ms(), started = bm_now();
     int rc;
 
