@@ -469,27 +469,47 @@ static int use_wal(bm_store_t *st, char *err, size_t errlen, const char *path)
     return s == SQLITE_OK ? BM_OK : db_err(st, err, errlen, path);
 }
 
-/* Opens path+suffix without following a symbolic link (created 0600 when create,
- * else skipped when absent) and makes it 0600 if it was more open, with a warning. */
+/* Makes path+suffix 0600 if it was more open (with a warning), refusing a
+ * symbolic link; creates it 0600 when create and it is absent, else skips an
+ * absent one. An existing file is never opened here: closing any descriptor of
+ * a file drops every POSIX lock this process holds on it, which would pull the
+ * locks from under another connection of the process (SQLite's own open
+ * tracking knows nothing of ours) and let a newcomer reset the -shm under its
+ * mapping. */
 static int private_file(const char *path, const char *suffix, bool create, char *err, size_t errlen)
 {
     char *name = bm_sprintf("%s%s", path, suffix);
     struct stat sb;
     int rc = BM_OK;
-    int fd = open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
-    if (fd < 0) {
+    if (lstat(name, &sb) != 0 && errno == ENOENT && create) {
+        int fd = open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_CREAT | O_EXCL, 0600);
+        if (fd >= 0) { /* brand new: nobody holds a lock on it yet */
+            if (close(fd) != 0)
+                rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", name, strerror(errno));
+            goto out;
+        }
+        if (errno != EEXIST) {
+            rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", name, strerror(errno));
+            goto out;
+        }
+        /* created meanwhile by another process: look at it as it is */
+    }
+    if (lstat(name, &sb) != 0) {
         if (errno != ENOENT || create)
-            rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", name,
-                        errno == ELOOP ? "is a symbolic link (refused: name the file itself)"
-                                       : strerror(errno));
+            rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", name, strerror(errno));
         goto out;
     }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (S_ISLNK(sb.st_mode)) {
+        rc = bm_err(err, errlen, BM_EIO,
+                    "store: %s: is a symbolic link (refused: name the file itself)", name);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
         rc = bm_err(err, errlen, BM_EIO, "store: %s: not a regular file", name);
         goto out;
     }
     if ((sb.st_mode & 077) != 0) {
-        if (fchmod(fd, 0600) != 0) {
+        if (chmod(name, 0600) != 0) {
             rc = bm_err(err, errlen, BM_EIO, "store: %s: mode %04o, chmod 600: %s", name,
                         (unsigned)(sb.st_mode & 07777), strerror(errno));
             goto out;
@@ -500,8 +520,6 @@ static int private_file(const char *path, const char *suffix, bool create, char 
                BM_KS("file", name), BM_KS("mode", mode));
     }
 out:
-    if (fd >= 0 && close(fd) != 0 && rc == BM_OK)
-        rc = bm_err(err, errlen, BM_EIO, "store: %s: %s", name, strerror(errno));
     free(name);
     return rc;
 }
@@ -520,8 +538,9 @@ int bm_store_open_at(const char *path, int version, bm_store_t **out, char *err,
         rc = private_file(path, "-shm", false, err, errlen);
     if (rc != BM_OK)
         goto out;
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
+                        NULL) != SQLITE_OK) {
         rc = bm_err(err, errlen, BM_ESTORE, "store: %s: %s", path,
                     st->db != NULL ? sqlite3_errmsg(st->db) : "cannot open");
         goto out;

@@ -116,6 +116,28 @@ START_TEST(schema_5_keeps_what_blocks_want)
 }
 END_TEST
 
+START_TEST(opening_again_keeps_the_locks_of_open_connections)
+{
+    /* Closing any descriptor of a file drops every POSIX lock the process holds
+     * on it: a second open in the process must not pull the first connection's
+     * write lock (another process would then write at the same time). */
+    bm_store_t *a = open_db(), *b = NULL;
+    ck_assert_int_eq(bm_store_begin(a, err, sizeof(err)), BM_OK); /* holds the write lock */
+    ck_assert_int_eq(bm_store_open(db, &b, err, sizeof(err)), BM_OK);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "sqlite3 -cmd '.timeout 0' %s 'BEGIN IMMEDIATE; COMMIT;' >/dev/null 2>&1", db);
+    int st = system(cmd);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+        return; /* no sqlite3 shell: nothing to check */
+    ck_assert_msg(!(WIFEXITED(st) && WEXITSTATUS(st) == 0),
+                  "another process took the write lock the first connection holds");
+    bm_store_rollback(a);
+    bm_store_close(b);
+    bm_store_close(a);
+}
+END_TEST
+
 START_TEST(newer_schema_is_refused)
 {
     bm_store_t *st = open_db();
@@ -560,6 +582,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, database_is_created_0600_in_wal_mode);
     tcase_add_test(tc, old_schema_migrates_forward_keeping_data);
     tcase_add_test(tc, schema_5_keeps_what_blocks_want);
+    tcase_add_test(tc, opening_again_keeps_the_locks_of_open_connections);
     tcase_add_test(tc, newer_schema_is_refused);
     tcase_add_test(tc, accounts_are_unique_by_name);
     tcase_add_test(tc, targets_are_enabled_group_members_that_receive);
