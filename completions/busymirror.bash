@@ -11,7 +11,7 @@ _busymirror_options()
     "reset "*) echo "--calendar-id --account-id --dry-run --confirm" ;;
     "cleanup "*) echo "--dry-run" ;;
     "account add") echo "--name --refresh-token-file --email" ;;
-    "account login") echo "--name --timeout --login-hint --no-browser" ;;
+    "account login") echo "--name --timeout --login-hint" ;;
     "account list") echo "--json" ;;
     "account remove") echo "--account-id --keep-blocks --confirm" ;;
     "calendar discover") echo "--account-id" ;;
