@@ -52,19 +52,50 @@ static void on_commit_timeout(h2o_timeout_entry_t *entry)
         bm__gw_respond(req, 503, "not stored yet, retry\n", NULL);
 }
 
+/* The zero timeout of a loop iteration that queued notes: hands them all to the
+ * committer with one lock and one wake-up (the first step of the group commit). */
+static void on_flush(h2o_timeout_entry_t *entry)
+{
+    bm__gw_loop_t *l = H2O_STRUCT_FROM_MEMBER(bm__gw_loop_t, flush, entry);
+    bm_gateway_t *gw = l->gw;
+    bm__gw_pending_t *head = l->outbox_head, *tail = l->outbox_tail;
+    size_t n = l->n_outbox;
+    if (head == NULL)
+        return;
+    l->outbox_head = l->outbox_tail = NULL;
+    l->n_outbox = 0;
+    pthread_mutex_lock(&gw->committer.mu);
+    bool stopped = gw->committer.stop;
+    if (!stopped) {
+        if (gw->committer.tail != NULL)
+            gw->committer.tail->next = head;
+        else
+            gw->committer.head = head;
+        gw->committer.tail = tail;
+        gw->committer.n_queued += n;
+        pthread_cond_signal(&gw->committer.cv);
+    }
+    pthread_mutex_unlock(&gw->committer.mu);
+    for (bm__gw_pending_t *p = stopped ? head : NULL, *next; p != NULL; p = next) {
+        next = p->next; /* too late for the committer: answered 503 like a failed commit */
+        p->next = NULL;
+        p->note.status = 503;
+        atomic_fetch_sub(&gw->committer.n_pending, 1);
+        h2o_multithread_send_message(&l->results, &p->msg);
+    }
+}
+
 int bm__gw_submit(bm__gw_loop_t *l, h2o_req_t *req, const bm_gateway_note_t *note)
 {
     bm_gateway_t *gw = l->gw;
-    int rc = BM_OK;
+    if (atomic_fetch_add(&gw->committer.n_pending, 1) >= (size_t)gw->o.max_queue) {
+        atomic_fetch_sub(&gw->committer.n_pending, 1);
+        return BM_EBUSY;
+    }
     bm__gw_pending_t *p = bm_calloc(1, sizeof(*p));
     p->loop = l;
     p->note = *note;
     p->note.status = 0;
-    pthread_mutex_lock(&gw->committer.mu);
-    if (gw->committer.stop || gw->committer.n_queued >= (size_t)gw->o.max_queue) {
-        rc = BM_EBUSY;
-        goto out;
-    }
     bm__gw_waiter_t *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w), waiter_dispose);
     memset(w, 0, sizeof(*w));
     w->timer.cb = on_commit_timeout;
@@ -73,19 +104,18 @@ int bm__gw_submit(bm__gw_loop_t *l, h2o_req_t *req, const bm_gateway_note_t *not
     w->loop = l;
     p->waiter = w;
     l->n_waiting++;
-    if (gw->committer.tail != NULL)
-        gw->committer.tail->next = p;
-    else
-        gw->committer.head = p;
-    gw->committer.tail = p;
-    gw->committer.n_queued++;
-    pthread_cond_signal(&gw->committer.cv);
     h2o_timeout_link(l->evloop, &l->commit_timeout, &w->timer);
-    p = NULL;
-out:
-    pthread_mutex_unlock(&gw->committer.mu);
-    free(p);
-    return rc;
+    if (l->outbox_tail != NULL)
+        l->outbox_tail->next = p;
+    else
+        l->outbox_head = p;
+    l->outbox_tail = p;
+    l->n_outbox++;
+    if (!h2o_timeout_is_linked(&l->flush)) {
+        l->flush.cb = on_flush;
+        h2o_timeout_link(l->evloop, &l->ctx.zero_timeout, &l->flush);
+    }
+    return BM_OK;
 }
 
 /* Commits one batch (the committer thread) and posts every note back. */
@@ -132,6 +162,7 @@ static void *committer_main(void *arg)
         gw->committer.head = gw->committer.tail = NULL;
         gw->committer.n_queued = 0;
         pthread_mutex_unlock(&gw->committer.mu);
+        atomic_fetch_sub(&gw->committer.n_pending, n);
         commit_batch(gw, batch, n);
         pthread_mutex_lock(&gw->committer.mu);
     }

@@ -58,10 +58,13 @@ struct bm__gw_loop {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept;
     h2o_socket_t *listener;
-    h2o_multithread_receiver_t wake;    /* NULL messages from bm_gateway_stop */
-    h2o_multithread_receiver_t results; /* public loops: answers of the committer */
-    h2o_timeout_t commit_timeout;       /* public loops */
-    h2o_linklist_t conns;               /* open connections (conn_t) */
+    h2o_multithread_receiver_t wake;                  /* NULL messages from bm_gateway_stop */
+    h2o_multithread_receiver_t results;               /* public loops: answers of the committer */
+    h2o_timeout_t commit_timeout;                     /* public loops */
+    h2o_timeout_entry_t flush;                        /* on ctx.zero_timeout: hands `outbox` over */
+    struct bm__gw_pending *outbox_head, *outbox_tail; /* queued during this loop iteration */
+    size_t n_outbox;
+    h2o_linklist_t conns; /* open connections (conn_t) */
     int n_conns;
     int n_waiting; /* requests waiting for the committer */
 };
@@ -89,6 +92,7 @@ struct bm_gateway {
         pthread_cond_t cv;
         bm__gw_pending_t *head, *tail;
         size_t n_queued;
+        atomic_size_t n_pending; /* in loop outboxes or queued: bounded by max_queue */
         bool stop, started;
         pthread_t tid;
     } committer;
@@ -121,8 +125,9 @@ bm__gw_loop_t *bm__gw_loop_of(h2o_req_t *req);
 int bm__gw_committer_start(bm_gateway_t *gw, char *err, size_t errlen);
 /* Commits what is queued, then ends the thread (no more submits succeed). */
 void bm__gw_committer_stop(bm_gateway_t *gw);
-/* Queues note for req (loop thread); the answer comes back on the loop. BM_EBUSY
- * (answer 503) when the queue is full or stopping. */
+/* Queues note for req (loop thread): the loop hands what it queued to the
+ * committer at the end of its iteration, and the answer comes back on the loop.
+ * BM_EBUSY (answer 503) when max_queue notes are already on their way. */
 int bm__gw_submit(bm__gw_loop_t *l, h2o_req_t *req, const bm_gateway_note_t *note);
 /* The receiver callback of loop->results. */
 void bm__gw_on_results(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);

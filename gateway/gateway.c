@@ -346,6 +346,8 @@ static void loop_dispose(bm__gw_loop_t *l)
      * timeout; with every connection gone it has nothing left to do */
     if (h2o_timeout_is_linked(&l->ctx.http2._graceful_shutdown_timeout))
         h2o_timeout_unlink(&l->ctx.http2._graceful_shutdown_timeout);
+    if (h2o_timeout_is_linked(&l->flush))
+        h2o_timeout_unlink(&l->flush);
     if (!l->admin) {
         h2o_timeout_dispose(l->evloop, &l->commit_timeout);
         h2o_multithread_unregister_receiver(l->ctx.queue, &l->results);
