@@ -439,17 +439,29 @@ END_TEST
 #define N_CLIENTS 8
 #define N_EACH    25
 
-static void *client(void *arg)
+/* A client thread: n notifications on one connection (HTTP/2 every other one
+ * when mix_h2), counting the 200s. */
+typedef struct client {
+    int n;
+    bool mix_h2;
+    int ok;
+    long last_status;
+} client_t;
+
+static void *client_main(void *arg)
 {
-    int *ok = arg;
+    client_t *cl = arg;
     char url[128];
     snprintf(url, sizeof(url), "https://127.0.0.1:%d/google/notify", bm_gateway_port(gw));
     struct curl_slist *h = goog(CHANNEL, RESOURCE, "exists", token, "9");
     CURL *c = curl_easy_init();
     resp_t r;
-    for (int i = 0; c != NULL && i < N_EACH; i++)
-        if (perform(c, "POST", url, h, NULL, i % 2 == 0, &r) == CURLE_OK && r.status == 200)
-            (*ok)++;
+    for (int i = 0; c != NULL && i < cl->n; i++) {
+        if (perform(c, "POST", url, h, NULL, cl->mix_h2 && i % 2 == 0, &r) != CURLE_OK)
+            continue;
+        cl->last_status = r.status;
+        cl->ok += r.status == 200;
+    }
     curl_easy_cleanup(c);
     curl_slist_free_all(h);
     return NULL;
@@ -460,13 +472,15 @@ START_TEST(concurrent_notifications_are_group_committed)
     start();
     fake.delay_ms = 10; /* one fsync's worth: notes pile up meanwhile */
     pthread_t t[N_CLIENTS];
-    int ok[N_CLIENTS] = {0};
-    for (int i = 0; i < N_CLIENTS; i++)
-        ck_assert_int_eq(pthread_create(&t[i], NULL, client, &ok[i]), 0);
+    client_t cl[N_CLIENTS];
+    for (int i = 0; i < N_CLIENTS; i++) {
+        cl[i] = (client_t){.n = N_EACH, .mix_h2 = true};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, client_main, &cl[i]), 0);
+    }
     int total = 0;
     for (int i = 0; i < N_CLIENTS; i++) {
         ck_assert_int_eq(pthread_join(t[i], NULL), 0);
-        total += ok[i];
+        total += cl[i].ok;
     }
     ck_assert_int_eq(total, N_CLIENTS * N_EACH);
     ck_assert_uint_eq(n_notes(), N_CLIENTS * N_EACH);
@@ -536,29 +550,16 @@ START_TEST(admin_health_readiness_and_metrics)
 }
 END_TEST
 
-static void *slow_client(void *arg)
-{
-    long *status = arg;
-    char url[128];
-    snprintf(url, sizeof(url), "https://127.0.0.1:%d/google/notify", bm_gateway_port(gw));
-    struct curl_slist *h = goog(CHANNEL, RESOURCE, "exists", token, "11");
-    CURL *c = curl_easy_init();
-    resp_t r;
-    if (c != NULL && perform(c, "POST", url, h, NULL, false, &r) == CURLE_OK)
-        *status = r.status;
-    curl_easy_cleanup(c);
-    curl_slist_free_all(h);
-    return NULL;
-}
-
 START_TEST(stop_with_requests_in_flight_is_bounded)
 {
     start();
     fake.delay_ms = 300;
     pthread_t t[4];
-    long status[4] = {0};
-    for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(pthread_create(&t[i], NULL, slow_client, &status[i]), 0);
+    client_t cl[4];
+    for (int i = 0; i < 4; i++) {
+        cl[i] = (client_t){.n = 1};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, client_main, &cl[i]), 0);
+    }
     /* an idle keep-alive connection too: the drain must not wait for its timeout */
     CURL *idle = curl_easy_init();
     resp_t r;
@@ -572,7 +573,7 @@ START_TEST(stop_with_requests_in_flight_is_bounded)
     ck_assert_msg(took < 2500, "stop took %lld ms", (long long)took);
     for (int i = 0; i < 4; i++) {
         ck_assert_int_eq(pthread_join(t[i], NULL), 0);
-        ck_assert_int_eq(status[i], 200); /* in flight: answered, not dropped */
+        ck_assert_int_eq(cl[i].last_status, 200); /* in flight: answered, not dropped */
     }
     curl_easy_cleanup(idle);
 }
