@@ -34,7 +34,12 @@ typedef struct bm_config {
         char *tls_key;
         char *public_url;
         int threads;
+        int commit_timeout_ms;
     } gateway;
+    struct {
+        char *listen;
+        bool allow_remote;
+    } admin;
     struct {
         int workers;
         int batch_size;
