@@ -143,6 +143,7 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_audit(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_log(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_serve(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv);
 
 #endif

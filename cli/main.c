@@ -15,8 +15,17 @@
 #include <unistd.h>
 
 static const bm_cli_command_t commands[] = {
-    {"serve", bm_cmd_unavailable, "run gateway, sync workers and renewer (not in this version)",
-     ""},
+    {"serve", bm_cmd_serve, "the daemon: push gateway, sync workers and renewer",
+     "  (no options: everything comes from the configuration)\n"
+     "\nlistens on [gateway] listen for Google's notifications to [gateway] public_url\n"
+     "(plain HTTP on loopback behind nginx, or HTTPS with tls_cert/tls_key), gives\n"
+     "every enabled calendar a watch channel, syncs on [engine] workers threads,\n"
+     "lists every calendar at least every [sync] poll_interval seconds, and serves\n"
+     "/healthz, /readyz and /metrics on [admin] listen. Without public_url it polls.\n"
+     "\nsignals: SIGTERM or SIGINT drain and exit 0; SIGHUP reopens [log] file\n"
+     "\nexit codes: 0 stopped by a signal; 1 a role could not start; 75 another serve\n"
+     "runs on the database; 78 bad configuration (a non-loopback listen without a\n"
+     "certificate, no OAuth client)\n"},
     {"sync", bm_cmd_sync, "mirror busy time now, once (for cron or by hand)",
      "  --account-id NAME   only this account's calendars (NAME: the account's name, as\n"
      "                      in account list; not a number)\n"

@@ -43,7 +43,12 @@ typedef struct bm_config {
     struct {
         int workers;
         int batch_size;
+        int debounce_ms;
+        int max_delay_ms;
     } engine;
+    struct {
+        int channel_ttl;
+    } renewer;
     struct {
         int past_days;
         int future_days;
@@ -53,6 +58,7 @@ typedef struct bm_config {
         int deadline; /* seconds a sync may run; 0: no limit */
     } sync;
     struct {
+        char *file;
         int level;
         int retention_days;
     } log;

@@ -42,6 +42,8 @@ struct bm_gcal {
     long quota_backoff_ms;
     int user_quota; /* per account per minute; 0 = no pacing */
     const volatile int *stop;
+    void (*on_response)(void *ud, const char *method, long status);
+    void *on_response_ud;
 
     bm_http_t *http;
     pthread_mutex_t rng_mu;
@@ -304,6 +306,12 @@ static int exec(bm_gcal_t *g, bm_gcal_account_t *a, const request_t *rq, bm_http
         count_attempt(g, rq);
         rc = bm__http_perform(g->http, rq->method, rq->url, hdrs, n_hdrs, rq->body, rq->body_len,
                               resp, err, errlen);
+        if (g->on_response != NULL)
+            g->on_response(g->on_response_ud,
+                           tokens                   ? "TOKEN"
+                           : rq->kind == KIND_BATCH ? "BATCH"
+                                                    : rq->method,
+                           rc == BM_OK ? resp->status : 0);
         explicit_bzero(auth, sizeof(auth));
         if ((rc != BM_OK && rc != BM_ETRANSIENT) || (rc != BM_OK && rq->kind == KIND_CODE))
             goto out;
@@ -988,6 +996,8 @@ int bm_gcal_new(const bm_gcal_opts_t *o, bm_gcal_t **out, char *err, size_t errl
     g->quota_backoff_ms = o->quota_backoff_ms > 0 ? o->quota_backoff_ms : 30000;
     g->user_quota = o->user_quota > 0 ? o->user_quota : 0;
     g->stop = o->stop;
+    g->on_response = o->on_response;
+    g->on_response_ud = o->on_response_ud;
     bm_log_add_secret(g->client_secret);
     pthread_mutex_init(&g->rng_mu, NULL);
     if (getrandom(&g->rng, sizeof(g->rng), 0) != (ssize_t)sizeof(g->rng))

@@ -60,6 +60,11 @@ typedef struct bm_gcal_opts {
     int user_quota;           /* requests per minute per account (Google: 600); 0 = no pacing */
     const volatile int *stop; /* optional: nonzero aborts waits and reads; a write in
                                  flight completes */
+    /* optional: called after every HTTP response (status 0: none came), on the
+     * calling thread, with the request's method ("BATCH" for a batch call,
+     * "TOKEN" for the token endpoint): for metrics. Must be thread-safe. */
+    void (*on_response)(void *ud, const char *method, long status);
+    void *on_response_ud;
 } bm_gcal_opts_t;
 
 /* Counters since bm_gcal_new(), each HTTP request counted once (retries too). */

@@ -1,12 +1,15 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 int bm_log_threshold = BM_LOG_INFO;
 
@@ -47,6 +50,52 @@ void bm_log_set_stream(FILE *f)
     pthread_mutex_lock(&log_mu);
     log_stream = f;
     pthread_mutex_unlock(&log_mu);
+}
+
+static char *log_path; /* [log] file, or NULL: stderr */
+static FILE *log_file; /* opened from log_path, owned */
+
+/* Opens path for appending, 0600, without following a symbolic link. */
+static FILE *open_log(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+    if (f == NULL) {
+        bm_err(err, errlen, BM_EIO, "[log] file %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    setvbuf(f, NULL, _IOLBF, 0);
+    return f;
+}
+
+int bm_log_open_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = open_log(path, err, errlen);
+    if (f == NULL)
+        return BM_EIO;
+    pthread_mutex_lock(&log_mu);
+    FILE *old = log_file;
+    free(log_path);
+    log_path = bm_strdup(path);
+    log_file = log_stream = f;
+    pthread_mutex_unlock(&log_mu);
+    if (old != NULL)
+        fclose(old);
+    return BM_OK;
+}
+
+int bm_log_reopen(char *err, size_t errlen)
+{
+    pthread_mutex_lock(&log_mu);
+    char *path = log_path != NULL ? bm_strdup(log_path) : NULL;
+    pthread_mutex_unlock(&log_mu);
+    if (path == NULL)
+        return BM_OK; /* stderr: nothing to reopen */
+    int rc = bm_log_open_file(path, err, errlen);
+    free(path);
+    return rc;
 }
 
 static bool known_locked(const char *value)

@@ -58,6 +58,13 @@ const char *bm_log_level_name(bm_log_level_t lvl);
 void bm_log_set_level(bm_log_level_t lvl);
 /* Sends lines to f instead of stderr (tests); NULL restores stderr. */
 void bm_log_set_stream(FILE *f);
+/* Appends lines to the file at path (created 0600, a symbolic link refused)
+ * instead of stderr; the file is the log's, closed when it is replaced.
+ * BM_EIO with the reason in err, the log unchanged. */
+int bm_log_open_file(const char *path, char *err, size_t errlen);
+/* Opens the log file again by its name (after logrotate moved it away: serve's
+ * SIGHUP); nothing when lines go to stderr. */
+int bm_log_reopen(char *err, size_t errlen);
 /* Registers a secret value to be scrubbed from every later line, for the life of
  * the process (refresh tokens, the client secret). The string is copied; values
  * shorter than 6 characters are ignored (too likely to be words). */

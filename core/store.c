@@ -568,6 +568,12 @@ int bm_store_open(const char *path, bm_store_t **out, char *err, size_t errlen)
     return bm_store_open_at(path, BM_STORE_SCHEMA_VERSION, out, err, errlen);
 }
 
+int bm_store_set_busy_timeout(bm_store_t *st, int ms, char *err, size_t errlen)
+{
+    return sqlite3_busy_timeout(st->db, ms) == SQLITE_OK ? BM_OK
+                                                         : db_err(st, err, errlen, "busy timeout");
+}
+
 void bm_store_close(bm_store_t *st)
 {
     if (st == NULL)
@@ -2410,4 +2416,38 @@ void bm_store_channels_free(bm_channel_t *c, size_t n)
     for (size_t i = 0; i < n; i++)
         bm_channel_dispose(&c[i]);
     free(c);
+}
+
+/* ---- serve's gauges ---- */
+
+int bm_store_serve_gauges(bm_store_t *st, int64_t now_ms, bm_serve_gauges_t *g, char *err,
+                          size_t errlen)
+{
+    PREP(s, "SELECT (SELECT count(*) FROM jobs WHERE state = 0),"
+            " (SELECT count(*) FROM jobs WHERE state = 1),"
+            " (SELECT count(*) FROM outbox), (SELECT count(*) FROM dead_letters),"
+            " (SELECT count(*) FROM accounts WHERE state = 0 AND breaker_until <= ?1 / 1000),"
+            " (SELECT count(*) FROM accounts WHERE state <> 0),"
+            " (SELECT count(*) FROM accounts WHERE state = 0 AND breaker_until > ?1 / 1000),"
+            " (SELECT count(*) FROM calendars c JOIN sync_state s ON s.calendar_id = c.id"
+            "   WHERE c.enabled = 1 AND s.mode = 1),"
+            " (SELECT count(*) FROM calendars c LEFT JOIN sync_state s ON s.calendar_id = c.id"
+            "   WHERE c.enabled = 1 AND COALESCE(s.mode, 0) = 0),"
+            " (SELECT COALESCE(min(expiration), 0) FROM channels"
+            "   WHERE stopped_at IS NULL AND resource_id IS NOT NULL AND expiration > ?1)");
+    bind_int64(&s, 1, now_ms);
+    int64_t v[10];
+    int rc = read_int64s(st, &s, v, 10, err, errlen, "serve gauges");
+    if (rc == BM_OK)
+        *g = (bm_serve_gauges_t){.jobs_pending = v[0],
+                                 .jobs_running = v[1],
+                                 .outbox = v[2],
+                                 .dead_letters = v[3],
+                                 .accounts_ok = v[4],
+                                 .accounts_needs_login = v[5],
+                                 .accounts_breaker_open = v[6],
+                                 .calendars_push = v[7],
+                                 .calendars_poll = v[8],
+                                 .earliest_channel_expiry_ms = v[9]};
+    return rc;
 }

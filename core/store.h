@@ -27,6 +27,9 @@ typedef struct bm_store bm_store_t;
 int bm_store_open(const char *path, bm_store_t **out, char *err, size_t errlen);
 /* Opens and migrates only up to `version` (tests of migrations). */
 int bm_store_open_at(const char *path, int version, bm_store_t **out, char *err, size_t errlen);
+/* How long a statement waits for another connection's lock before BM_ESTORE
+ * (default 10 s): short for callers that must answer in time. */
+int bm_store_set_busy_timeout(bm_store_t *st, int ms, char *err, size_t errlen);
 void bm_store_close(bm_store_t *st); /* NULL is a no-op */
 /* PRAGMA user_version, -1 when it cannot be read. */
 int bm_store_schema_version(bm_store_t *st);
@@ -563,5 +566,18 @@ int bm_store_notification_enqueue(bm_store_t *st, const char *channel_id, const 
                                   int *status, char *err, size_t errlen);
 void bm_channel_dispose(bm_channel_t *c);
 void bm_store_channels_free(bm_channel_t *c, size_t n);
+
+/* ---- serve's gauges (for /metrics) ---- */
+typedef struct bm_serve_gauges {
+    int64_t jobs_pending, jobs_running;
+    int64_t outbox, dead_letters;
+    int64_t accounts_ok, accounts_needs_login, accounts_breaker_open;
+    int64_t calendars_push, calendars_poll; /* enabled calendars by mode */
+    int64_t earliest_channel_expiry_ms;     /* of a live, granted channel; 0: none */
+} bm_serve_gauges_t;
+
+/* Everything /metrics shows from the store, read in one statement. */
+int bm_store_serve_gauges(bm_store_t *st, int64_t now_ms, bm_serve_gauges_t *g, char *err,
+                          size_t errlen);
 
 #endif

@@ -27,7 +27,7 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
     if (o->hub != NULL) {
         e->hub = o->hub;
     } else {
-        int rc = bm_engine_hub_new(cfg, o->stop, &e->hub, err, errlen);
+        int rc = bm_engine_hub_new(cfg, o->stop, NULL, &e->hub, err, errlen);
         if (rc != BM_OK) {
             free(e);
             *out = NULL;

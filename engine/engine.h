@@ -16,6 +16,7 @@
 #define BM_ENGINE_ENGINE_H
 
 #include "core/config.h"
+#include "core/metrics.h"
 #include "core/store.h"
 #include "engine/plan.h"
 
@@ -33,8 +34,10 @@ typedef struct bm_engine bm_engine_t;
  * decrypted refresh tokens and the key (no engine may use it any more then).
  */
 typedef struct bm_engine_hub bm_engine_hub_t;
-int bm_engine_hub_new(const bm_config_t *cfg, const volatile int *stop, bm_engine_hub_t **out,
-                      char *err, size_t errlen);
+/* stop (may be NULL) aborts the client's waits; metrics (may be NULL) counts
+ * every Google request by method and status (busymirror_api_calls_total). */
+int bm_engine_hub_new(const bm_config_t *cfg, const volatile int *stop, bm_metrics_t *metrics,
+                      bm_engine_hub_t **out, char *err, size_t errlen);
 void bm_engine_hub_free(bm_engine_hub_t *h);
 
 typedef struct bm_engine_opts {
@@ -176,5 +179,35 @@ int bm_engine_watch_all(bm_engine_t *e, const char *public_url, int ttl_s, size_
  * (bm_store_channels_to_stop); *n_stopped (may be NULL) counts them. Failures are
  * logged and left for the next round; 0 unless the store fails. */
 int bm_engine_stop_stale(bm_engine_t *e, size_t *n_stopped, char *err, size_t errlen);
+
+/* ---- serve's workers (engine/worker.c) ----
+ * n threads, each with a store connection and an engine of its own on the
+ * shared hub: claim a due job (bm_store_job_claim), sync its calendar, drain
+ * what it planned, record the outcome (done; failed: retried with full-jitter
+ * backoff; released when stopped). Between jobs they apply block writes that
+ * came due after a backoff. Borrowed options (cfg, hub, metrics) must outlive
+ * the pool. */
+typedef struct bm_workers bm_workers_t;
+typedef struct bm_workers_opts {
+    const bm_config_t *cfg;
+    bm_engine_hub_t *hub;
+    /* optional: the flag that cancels running syncs (set by bm_workers_stop
+     * after the grace); give the hub the same, so that its waits end too */
+    volatile int *cancel;
+    int n;                 /* threads; 0: [engine] workers */
+    bm_metrics_t *metrics; /* optional: jobs by result, job latency */
+} bm_workers_opts_t;
+
+int bm_workers_start(const bm_workers_opts_t *o, bm_workers_t **out, char *err, size_t errlen);
+/* A job was enqueued: idle workers look at the queue now. */
+void bm_workers_wake(bm_workers_t *w);
+/* Whether every worker's loop went round within max_age_ms (a worker inside one
+ * job counts from the job's start); if not, why. */
+bool bm_workers_alive(bm_workers_t *w, int64_t max_age_ms, char *why, size_t whylen);
+/* Claims nothing more; running jobs may finish within grace_ms, then their
+ * syncs are cancelled and the jobs released (due at once for the next start).
+ * Returns when every thread has ended. */
+void bm_workers_stop(bm_workers_t *w, int64_t grace_ms);
+void bm_workers_free(bm_workers_t *w);
 
 #endif

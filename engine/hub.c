@@ -8,11 +8,19 @@
 #include "core/util.h"
 #include "engine/engine-int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int bm_engine_hub_new(const bm_config_t *cfg, const volatile int *stop, bm_engine_hub_t **out,
-                      char *err, size_t errlen)
+static void count_response(void *ud, const char *method, long status)
+{
+    char labels[64];
+    snprintf(labels, sizeof(labels), "method=\"%s\",status=\"%ld\"", method, status);
+    bm_metrics_counter_add(ud, "busymirror_api_calls_total", labels, 1);
+}
+
+int bm_engine_hub_new(const bm_config_t *cfg, const volatile int *stop, bm_metrics_t *metrics,
+                      bm_engine_hub_t **out, char *err, size_t errlen)
 {
     bm_engine_hub_t *h = bm_calloc(1, sizeof(*h));
     bm_gcal_opts_t go = {
@@ -24,6 +32,8 @@ int bm_engine_hub_new(const bm_config_t *cfg, const volatile int *stop, bm_engin
         .user_quota = cfg->google.user_quota,
         .timeout_ms = (long)cfg->google.request_timeout * 1000,
         .stop = stop,
+        .on_response = metrics != NULL ? count_response : NULL,
+        .on_response_ud = metrics,
     };
     *out = NULL;
     int rc = bm_gcal_new(&go, &h->gcal, err, errlen);

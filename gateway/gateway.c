@@ -406,7 +406,7 @@ static int check_opts(const bm_gateway_opts_t *o, char *err, size_t errlen)
 {
     if (o->listen == NULL)
         return bm_err(err, errlen, BM_EINVAL, "[gateway] listen is not set");
-    if (o->public_url == NULL)
+    if (o->public_url == NULL && o->admin_listen == NULL)
         return bm_err(err, errlen, BM_EINVAL,
                       "[gateway] public_url is not set: it names the notification path");
     if ((o->tls_cert == NULL) != (o->tls_key == NULL))
@@ -419,7 +419,9 @@ static int check_opts(const bm_gateway_opts_t *o, char *err, size_t errlen)
 static int open_listeners(bm_gateway_t *gw, const bm_gateway_opts_t *o, int *pub_fd, int *admin_fd,
                           char *err, size_t errlen)
 {
-    int rc = open_listener("[gateway] listen", o->listen, o->tls_cert != NULL,
+    int rc = BM_OK;
+    if (o->public_url != NULL) /* else no push: the admin listener only */
+        rc = open_listener("[gateway] listen", o->listen, o->tls_cert != NULL,
                            "set [gateway] tls_cert and tls_key, or listen on loopback behind nginx",
                            pub_fd, &gw->port, err, errlen);
     if (rc == BM_OK && o->admin_listen != NULL)
@@ -477,7 +479,9 @@ int bm_gateway_start(const bm_gateway_opts_t *o, bm_gateway_t **out, char *err, 
     gw->o = *o;
     gw->o.listen = gw->o.admin_listen = gw->o.tls_cert = gw->o.tls_key = gw->o.public_url = NULL;
     apply_defaults(&gw->o);
-    gw->notify_path = url_path(o->public_url);
+    if (o->public_url == NULL)
+        gw->o.threads = 0; /* no public listener, no public loops */
+    gw->notify_path = o->public_url != NULL ? url_path(o->public_url) : bm_strdup("");
     if (pthread_mutex_init(&gw->mu, NULL) != 0 || pthread_cond_init(&gw->cv, NULL) != 0 ||
         pthread_mutex_init(&gw->committer.mu, NULL) != 0 ||
         pthread_cond_init(&gw->committer.cv, NULL) != 0)

@@ -56,7 +56,8 @@ typedef struct bm_gateway_opts {
     const char *listen;       /* [gateway] listen, host:port (port 0: any free port) */
     const char *tls_cert;     /* PEM chain, or NULL: plain HTTP, loopback listen only */
     const char *tls_key;      /* PEM key, set exactly when tls_cert is */
-    const char *public_url;   /* [gateway] public_url: its path is the notification route */
+    const char *public_url;   /* [gateway] public_url: its path is the notification route;
+                                 NULL: no public listener (no push), the admin one only */
     int threads;              /* public event loops (0: 1) */
     int commit_timeout_ms;    /* 0: 2000 */
     const char *admin_listen; /* [admin] listen, or NULL for no admin listener */
@@ -91,8 +92,8 @@ void bm_gateway_opts_from_config(bm_gateway_opts_t *o, const bm_config_t *cfg);
 /*
  * Binds the listeners and starts every thread. BM_EINVAL (one line in err
  * naming the keys) for a bad option: a non-loopback [gateway] listen without
- * tls_cert/tls_key, a non-loopback [admin] listen without allow_remote, no
- * public_url path, no commit callback. BM_EIO when a listener cannot be bound
+ * tls_cert/tls_key, a non-loopback [admin] listen without allow_remote, neither
+ * public_url nor an admin listener, no commit callback. BM_EIO when a listener cannot be bound
  * or the certificate cannot be loaded. On failure nothing is left running.
  * *out is released with bm_gateway_free.
  */

@@ -1,0 +1,362 @@
+/*
+ * cli/cmd_serve.c: `busymirror serve`, the daemon: the push gateway (gateway/),
+ * the sync workers (engine/worker.c) and the renewer (renewer/) as threads of
+ * one process, each role with a store connection of its own.
+ *
+ * The main thread only waits: for signals (SIGTERM/SIGINT drain and exit 0,
+ * SIGHUP reopens the log file), and once a second it probes that the database
+ * takes writes, feeds /readyz and pings systemd's watchdog while the workers
+ * and the renewer keep coming round. A lock file next to the database makes a
+ * second serve on it exit 75 at once.
+ */
+#include "bm_build.h"
+#include "cli/cli.h"
+#include "core/crypto.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "engine/engine.h"
+#include "gateway/gateway.h"
+#include "renewer/renewer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+#if BM_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#define STOP_GRACE_MS    10000            /* running jobs may finish within this on SIGTERM */
+#define STUCK_MS         (15 * 60 * 1000) /* a worker inside one job longer is hung */
+#define PROBE_TIMEOUT_MS 500              /* /readyz learns within a second that writes wait */
+#define RENEWER_STUCK_MS (5 * 60 * 1000)  /* a watch call has a timeout far below this */
+
+typedef struct serve {
+    bm_cli_t *cli;
+    const bm_config_t *cfg;
+    bm_metrics_t *metrics;
+    bm_engine_hub_t *hub;
+    bm_workers_t *workers;
+    bm_renewer_t *renewer;
+    bm_gateway_t *gateway;
+    bm_store_t *commit_st;  /* the committer thread's */
+    bm_store_t *collect_st; /* the admin thread's (metrics) */
+    bm_store_t *probe_st;   /* the main thread's */
+    volatile int cancel;    /* the workers' and the Google client's stop */
+    atomic_bool draining;
+    atomic_bool writable;
+    char why[256]; /* why the database does not take writes (main thread writes) */
+    pthread_mutex_t why_mu;
+    int lock_fd;
+} serve_t;
+
+static void notify(const char *state)
+{
+#if BM_HAVE_SYSTEMD
+    (void)sd_notify(0, state);
+#else
+    (void)state;
+#endif
+}
+
+/* ---- the gateway's callbacks ---- */
+
+/* Runs on the committer thread: every note of the batch in one transaction. */
+static int commit_notes(void *ud, bm_gateway_note_t *notes, size_t n)
+{
+    serve_t *s = ud;
+    char err[512];
+    int64_t now = bm_now_ms();
+    int rc = bm_store_begin(s->commit_st, err, sizeof(err));
+    for (size_t i = 0; rc == BM_OK && i < n; i++)
+        rc = bm_store_notification_enqueue(s->commit_st, notes[i].channel_id, notes[i].resource_id,
+                                           now, s->cfg->engine.debounce_ms,
+                                           s->cfg->engine.max_delay_ms, &notes[i].status, err,
+                                           sizeof(err));
+    if (rc == BM_OK)
+        rc = bm_store_commit(s->commit_st, err, sizeof(err));
+    else
+        bm_store_rollback(s->commit_st);
+    if (rc != BM_OK) {
+        BM_LOG(BM_LOG_WARN, BM_MSG("notifications not stored: answered 503"), BM_KI("count", n),
+               BM_KS("error", err));
+        return rc;
+    }
+    bm_workers_wake(s->workers);
+    return BM_OK;
+}
+
+static bool ready(void *ud, char *why, size_t whylen)
+{
+    serve_t *s = ud;
+    if (atomic_load(&s->draining)) {
+        snprintf(why, whylen, "draining: serve is stopping");
+        return false;
+    }
+    if (!atomic_load(&s->writable)) {
+        pthread_mutex_lock(&s->why_mu);
+        snprintf(why, whylen, "database does not take writes: %s", s->why);
+        pthread_mutex_unlock(&s->why_mu);
+        return false;
+    }
+    if (!bm_workers_alive(s->workers, STUCK_MS, why, whylen))
+        return false;
+    if (!bm_renewer_alive(s->renewer, RENEWER_STUCK_MS)) {
+        snprintf(why, whylen, "the renewer has not come round for minutes");
+        return false;
+    }
+    return true;
+}
+
+/* Runs on the admin thread, before /metrics renders: what the store knows. */
+static void collect(void *ud, bm_metrics_t *m)
+{
+    serve_t *s = ud;
+    bm_serve_gauges_t g = {0};
+    char err[256];
+    if (bm_store_serve_gauges(s->collect_st, bm_now_ms(), &g, err, sizeof(err)) != BM_OK) {
+        BM_LOG(BM_LOG_WARN, BM_MSG("metrics: cannot read the store"), BM_KS("error", err));
+        return;
+    }
+    bm_metrics_gauge_set(m, "busymirror_queue_jobs", "state=\"pending\"", (double)g.jobs_pending);
+    bm_metrics_gauge_set(m, "busymirror_queue_jobs", "state=\"running\"", (double)g.jobs_running);
+    bm_metrics_gauge_set(m, "busymirror_outbox_writes", NULL, (double)g.outbox);
+    bm_metrics_gauge_set(m, "busymirror_dead_letters", NULL, (double)g.dead_letters);
+    bm_metrics_gauge_set(m, "busymirror_accounts", "state=\"ok\"", (double)g.accounts_ok);
+    bm_metrics_gauge_set(m, "busymirror_accounts", "state=\"needs_login\"",
+                         (double)g.accounts_needs_login);
+    bm_metrics_gauge_set(m, "busymirror_accounts", "state=\"breaker_open\"",
+                         (double)g.accounts_breaker_open);
+    bm_metrics_gauge_set(m, "busymirror_calendars", "mode=\"push\"", (double)g.calendars_push);
+    bm_metrics_gauge_set(m, "busymirror_calendars", "mode=\"poll\"", (double)g.calendars_poll);
+    bm_metrics_gauge_set(m, "busymirror_channel_expiry_seconds", NULL,
+                         g.earliest_channel_expiry_ms > 0
+                             ? (double)(g.earliest_channel_expiry_ms - bm_now_ms()) / 1000.0
+                             : 0.0);
+}
+
+static void describe_metrics(bm_metrics_t *m)
+{
+    static const struct {
+        const char *name;
+        bm_metric_type_t type;
+        const char *help;
+    } d[] = {
+        {"busymirror_jobs_total", BM_METRIC_COUNTER, "sync jobs by result"},
+        {"busymirror_job_latency_seconds", BM_METRIC_HISTOGRAM,
+         "first notification (or poll) to the job done: synced and written"},
+        {"busymirror_polls_total", BM_METRIC_COUNTER, "polls enqueued by the backstop"},
+        {"busymirror_watch_failures_total", BM_METRIC_COUNTER, "watch calls that failed"},
+        {"busymirror_queue_jobs", BM_METRIC_GAUGE, "sync jobs in the queue"},
+        {"busymirror_outbox_writes", BM_METRIC_GAUGE, "block writes planned, not yet applied"},
+        {"busymirror_dead_letters", BM_METRIC_GAUGE, "block writes that failed for good"},
+        {"busymirror_accounts", BM_METRIC_GAUGE, "accounts by state (circuit breaker, login)"},
+        {"busymirror_calendars", BM_METRIC_GAUGE, "enabled calendars by mode"},
+        {"busymirror_channel_expiry_seconds", BM_METRIC_GAUGE,
+         "seconds to the earliest expiry of a live watch channel (0: none)"},
+        {"busymirror_api_calls_total", BM_METRIC_COUNTER, "Google API requests by method, status"},
+    };
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
+        (void)bm_metrics_describe(m, d[i].name, d[i].type, d[i].help);
+}
+
+/* ---- start and stop ---- */
+
+/* The lock of the database's serve: BM_EBUSY when another holds it. */
+static int take_lock(serve_t *s, char *err, size_t errlen)
+{
+    char *path = bm_sprintf("%s.serve.lock", s->cfg->store.path);
+    int rc = BM_OK;
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->lock_fd < 0)
+        rc = bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
+    else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        rc = errno == EWOULDBLOCK
+                 ? bm_err(err, errlen, BM_EBUSY, "another busymirror serve runs on %s (%s)",
+                          s->cfg->store.path, path)
+                 : bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
+    free(path);
+    return rc;
+}
+
+static int open_stores(serve_t *s, char *err, size_t errlen)
+{
+    const char *db = s->cfg->store.path;
+    int rc = bm_store_open(db, &s->commit_st, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_open(db, &s->collect_st, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_open(db, &s->probe_st, err, errlen);
+    /* The committer must answer within commit_timeout_ms (else 503 anyway); the
+     * probe tells /readyz within a second. */
+    if (rc == BM_OK)
+        rc =
+            bm_store_set_busy_timeout(s->commit_st, s->cfg->gateway.commit_timeout_ms, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_store_set_busy_timeout(s->probe_st, PROBE_TIMEOUT_MS, err, errlen);
+    return rc;
+}
+
+/* Gateway, then (listening) the workers and the renewer. */
+static int start_roles(serve_t *s, char *err, size_t errlen)
+{
+    bm_gateway_opts_t go;
+    unsigned char key[BM_CRYPTO_KEY_LEN];
+    int rc = bm_crypto_key_load(s->cfg->store.key_file, true, key, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    bm_gateway_opts_from_config(&go, s->cfg);
+    memcpy(go.key, key, sizeof(key));
+    bm_crypto_wipe(key, sizeof(key));
+    go.metrics = s->metrics;
+    go.commit = commit_notes;
+    go.commit_ud = s;
+    go.ready = ready;
+    go.ready_ud = s;
+    bm_workers_opts_t wo = {
+        .cfg = s->cfg, .hub = s->hub, .cancel = &s->cancel, .metrics = s->metrics};
+    rc = bm_workers_start(&wo, &s->workers, err, errlen);
+    if (rc == BM_OK) {
+        bm_renewer_opts_t ro = {
+            .cfg = s->cfg, .hub = s->hub, .workers = s->workers, .metrics = s->metrics};
+        rc = bm_renewer_start(&ro, &s->renewer, err, errlen);
+    }
+    if (rc == BM_OK)
+        rc = bm_gateway_start(&go, &s->gateway, err, errlen);
+    bm_crypto_wipe(go.key, sizeof(go.key));
+    return rc;
+}
+
+static void stop_roles(serve_t *s)
+{
+    atomic_store(&s->draining, true);
+    notify("STOPPING=1");
+    bm_gateway_stop(s->gateway); /* answers what is in flight, accepts nothing more */
+    bm_renewer_stop(s->renewer);
+    bm_workers_stop(s->workers, STOP_GRACE_MS);
+    bm_gateway_free(s->gateway);
+    bm_renewer_free(s->renewer);
+    bm_workers_free(s->workers);
+    s->gateway = NULL;
+    s->renewer = NULL;
+    s->workers = NULL;
+}
+
+/* Whether the database takes a write now (BEGIN IMMEDIATE, then nothing). */
+static void probe(serve_t *s)
+{
+    char err[256];
+    int rc = bm_store_begin(s->probe_st, err, sizeof(err));
+    if (rc == BM_OK)
+        bm_store_rollback(s->probe_st);
+    if (rc != BM_OK) {
+        pthread_mutex_lock(&s->why_mu);
+        snprintf(s->why, sizeof(s->why), "%s", err);
+        pthread_mutex_unlock(&s->why_mu);
+    }
+    if (atomic_exchange(&s->writable, rc == BM_OK) != (rc == BM_OK))
+        BM_LOG(
+            rc == BM_OK ? BM_LOG_INFO : BM_LOG_ERROR,
+            BM_MSG(rc == BM_OK ? "database takes writes again" : "database does not take writes"),
+            BM_KS("error", rc == BM_OK ? "" : err));
+}
+
+/* The main thread until SIGTERM or SIGINT: signals, the probe, the watchdog. */
+static void wait_for_stop(serve_t *s, const sigset_t *set)
+{
+    for (;;) {
+        struct timespec one = {1, 0};
+        int sig = sigtimedwait(set, NULL, &one);
+        if (sig == SIGTERM || sig == SIGINT) {
+            BM_LOG(BM_LOG_INFO, BM_MSG("stopping"), BM_KS("signal", strsignal(sig)));
+            return;
+        }
+        if (sig == SIGHUP) {
+            char err[256];
+            if (bm_log_reopen(err, sizeof(err)) != BM_OK)
+                fprintf(stderr, "busymirror serve: %s\n", err);
+            BM_LOG(BM_LOG_INFO, BM_MSG("log reopened"));
+        }
+        probe(s);
+        char why[256];
+        if (bm_workers_alive(s->workers, STUCK_MS, why, sizeof(why)) &&
+            bm_renewer_alive(s->renewer, RENEWER_STUCK_MS))
+            notify("WATCHDOG=1");
+        else
+            BM_LOG(BM_LOG_ERROR, BM_MSG("a role is stuck: no watchdog ping"), BM_KS("why", why));
+    }
+}
+
+static int serve_run(serve_t *s, const sigset_t *set)
+{
+    char err[1024];
+    int rc = take_lock(s, err, sizeof(err));
+    if (rc == BM_OK && s->cfg->log.file != NULL)
+        rc = bm_log_open_file(s->cfg->log.file, err, sizeof(err));
+    if (rc == BM_OK)
+        rc = open_stores(s, err, sizeof(err));
+    if (rc == BM_OK) {
+        s->metrics = bm_metrics_new(0);
+        describe_metrics(s->metrics);
+        rc = bm_engine_hub_new(s->cfg, &s->cancel, s->metrics, &s->hub, err, sizeof(err));
+    }
+    if (rc == BM_OK) {
+        (void)bm_metrics_on_collect(s->metrics, collect, s);
+        atomic_store(&s->writable, true);
+        rc = start_roles(s, err, sizeof(err));
+    }
+    if (rc != BM_OK) {
+        fprintf(stderr, "busymirror serve: %s\n", err);
+        stop_roles(s);
+        return rc == BM_EBUSY ? BM_EXIT_TEMPFAIL : rc == BM_EINVAL ? BM_EXIT_CONFIG : BM_EXIT_FAIL;
+    }
+    BM_LOG(BM_LOG_INFO, BM_MSG("serving"), BM_KI("port", bm_gateway_port(s->gateway)),
+           BM_KI("admin_port", bm_gateway_admin_port(s->gateway)),
+           BM_KI("workers", s->cfg->engine.workers),
+           BM_KS("push", s->cfg->gateway.public_url != NULL ? "on" : "off"));
+    notify("READY=1");
+    wait_for_stop(s, set);
+    stop_roles(s);
+    BM_LOG(BM_LOG_INFO, BM_MSG("stopped"));
+    return BM_EXIT_OK;
+}
+
+int bm_cmd_serve(bm_cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {{NULL, 0, NULL, 0}};
+    const bm_cli_command_t *self = bm_cli_find("serve");
+    serve_t s = {.cli = cli, .cfg = &cli->cfg, .lock_fd = -1};
+    sigset_t set;
+    int c, rc;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1)
+        return bm_cli_option_error(self, c, argv);
+    if (optind != argc)
+        return bm_cli_usage_error(self, "unexpected argument '%s'", argv[optind]);
+    if ((rc = bm_cli_google(cli)) != BM_EXIT_OK)
+        return rc;
+    /* Every thread inherits the mask: only the main thread takes the signals. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_mutex_init(&s.why_mu, NULL);
+    rc = serve_run(&s, &set);
+    bm_engine_hub_free(s.hub);
+    bm_metrics_free(s.metrics);
+    bm_store_close(s.commit_st);
+    bm_store_close(s.collect_st);
+    bm_store_close(s.probe_st);
+    pthread_mutex_destroy(&s.why_mu);
+    if (s.lock_fd >= 0)
+        close(s.lock_fd);
+    return rc;
+}

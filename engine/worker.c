@@ -1,0 +1,280 @@
+/*
+ * engine/worker.c: serve's worker threads. Each claims due jobs from the queue
+ * (core/store's leases: the same calendar never runs twice at once, in this
+ * process or another), runs the sync of that calendar and the drain of what it
+ * planned, and records the outcome on the job. Between jobs a worker applies
+ * block writes that came due after a backoff. Every thread has its own store
+ * connection and engine; they share the process's hub, so an account's quota,
+ * token and breaker are one whatever thread uses them.
+ */
+#include "core/log.h"
+#include "core/retry.h"
+#include "core/util.h"
+#include "engine/engine-int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define JOB_LEASE_MS      (15 * 60 * 1000) /* longer than any sync with its drain */
+#define IDLE_WAIT_MS      500              /* a worker looks at the queue at least this often */
+#define DRAIN_TICK_MS     1000             /* backed-off block writes are looked at this often */
+#define RETRY_BASE_MS     1000
+#define RETRY_CAP_MS      (5 * 60 * 1000)
+#define BUSY_RETRY_MS     2000             /* another process holds the calendar's lease */
+#define NEEDS_LOGIN_RETRY (60 * 60 * 1000) /* parked until a new login */
+
+typedef struct worker {
+    bm_workers_t *pool;
+    pthread_t tid;
+    bool started;
+    int index;
+    atomic_llong beat_ms; /* the last time its loop went round (monotonic) */
+} worker_t;
+
+struct bm_workers {
+    bm_workers_opts_t o;
+    worker_t *w;
+    size_t n;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool woken;
+    volatile int stopping; /* no new claims */
+    volatile int own_cancel;
+    volatile int *cancel; /* running syncs stop (their jobs are released) */
+    atomic_llong last_drain_ms;
+};
+
+static void metric(bm_workers_t *p, const char *name, const char *labels)
+{
+    if (p->o.metrics != NULL)
+        bm_metrics_counter_add(p->o.metrics, name, labels, 1);
+}
+
+/* Waits until woken, a job may be due, or IDLE_WAIT_MS. */
+static void idle(bm_workers_t *p, bm_store_t *st)
+{
+    int64_t due = 0, wait = IDLE_WAIT_MS;
+    char err[256];
+    if (bm_store_job_next_due(st, &due, err, sizeof(err)) == BM_OK && due > 0) {
+        int64_t d = due - bm_now_ms();
+        wait = d < wait ? (d > 0 ? d : 0) : wait;
+    }
+    if (wait == 0)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (wait % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (!p->woken && !p->stopping)
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)
+            break;
+    p->woken = false;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* When a failed job runs again. */
+static int64_t retry_at(bm_engine_t *e, const bm_job_t *job, int rc)
+{
+    int64_t now = bm_now_ms();
+    if (rc == BM_EBUSY)
+        return now + BUSY_RETRY_MS;
+    if (rc == BM_EAUTH)
+        return now + NEEDS_LOGIN_RETRY;
+    return now + RETRY_BASE_MS / 2 +
+           bm_retry_backoff_ms(job->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
+}
+
+/* Runs one claimed job: the calendar's sync, then the drain of what it
+ * planned; records the outcome on the job. */
+static void run_job(worker_t *w, bm_engine_t *e, bm_store_t *st, const char *owner,
+                    const bm_job_t *job)
+{
+    bm_workers_t *p = w->pool;
+    bm_calendar_t cal = {0};
+    char err[512] = "", e2[256];
+    int rc = bm_store_calendar_get(st, job->calendar_id, &cal, err, sizeof(err));
+    if (rc == BM_OK && cal.enabled)
+        rc = bm_engine_sync_calendar(e, &cal, err, sizeof(err));
+    if (rc == BM_OK && cal.enabled) {
+        char derr[512];
+        if (bm_engine_drain(e, derr, sizeof(derr)) != BM_OK && !*p->cancel)
+            BM_LOG(BM_LOG_WARN, BM_MSG("drain after a sync failed"), BM_KS("calendar", cal.gcal_id),
+                   BM_KS("error", derr));
+    }
+    if (rc == BM_ENOTFOUND)
+        rc = BM_OK; /* the calendar is gone: so is its job */
+    if (rc == BM_OK) {
+        if (bm_store_job_done(st, job->id, owner, e2, sizeof(e2)) != BM_OK)
+            BM_LOG(BM_LOG_WARN, BM_MSG("cannot finish a job"), BM_KS("error", e2));
+        metric(p, "busymirror_jobs_total", "result=\"done\"");
+        if (p->o.metrics != NULL && job->enqueued_at > 0)
+            bm_metrics_histogram_observe(p->o.metrics, "busymirror_job_latency_seconds",
+                                         strcmp(job->reason != NULL ? job->reason : "", "push") == 0
+                                             ? "reason=\"push\""
+                                             : "reason=\"poll\"",
+                                         (double)(bm_now_ms() - job->enqueued_at) / 1000.0);
+    } else if (*p->cancel) {
+        if (bm_store_job_release(st, job->id, owner, e2, sizeof(e2)) != BM_OK)
+            BM_LOG(BM_LOG_WARN, BM_MSG("cannot release a job: its lease expires"),
+                   BM_KS("error", e2));
+        metric(p, "busymirror_jobs_total", "result=\"released\"");
+    } else {
+        if (bm_store_job_failed(st, job->id, owner, retry_at(e, job, rc), err, e2, sizeof(e2)) !=
+            BM_OK)
+            BM_LOG(BM_LOG_WARN, BM_MSG("cannot record a failed job"), BM_KS("error", e2));
+        metric(p, "busymirror_jobs_total", "result=\"failed\"");
+    }
+    bm_calendar_dispose(&cal);
+}
+
+/* One worker's life: claim, run, repeat; between jobs, due block writes. */
+static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
+{
+    bm_workers_t *p = w->pool;
+    char owner[400], err[512];
+    snprintf(owner, sizeof(owner), "%s/worker-%d", e->claim_owner, w->index);
+    while (!p->stopping) {
+        bm_job_t job = {0};
+        atomic_store(&w->beat_ms, bm_mono_ms());
+        int rc = bm_store_job_claim(st, owner, bm_now_ms(), JOB_LEASE_MS, &job, err, sizeof(err));
+        if (rc == BM_OK) {
+            metric(p, "busymirror_jobs_total", "result=\"claimed\"");
+            run_job(w, e, st, owner, &job);
+            bm_job_dispose(&job);
+            continue;
+        }
+        if (rc != BM_ENOTFOUND)
+            BM_LOG(BM_LOG_WARN, BM_MSG("cannot claim a job"), BM_KS("error", err));
+        /* One worker at a time looks at writes that came due after a backoff. */
+        int64_t now = bm_mono_ms(), last = atomic_load(&p->last_drain_ms);
+        if (now - last >= DRAIN_TICK_MS &&
+            atomic_compare_exchange_strong(&p->last_drain_ms, &last, now) &&
+            bm_engine_drain(e, err, sizeof(err)) != BM_OK && !*p->cancel)
+            BM_LOG(BM_LOG_WARN, BM_MSG("drain failed"), BM_KS("error", err));
+        idle(p, st);
+    }
+}
+
+static void *worker_main(void *ud)
+{
+    worker_t *w = ud;
+    bm_workers_t *p = w->pool;
+    bm_store_t *st = NULL;
+    bm_engine_t *e = NULL;
+    char err[512];
+    bm_engine_opts_t o = {.cfg = p->o.cfg,
+                          .hub = p->o.hub,
+                          .stop = p->cancel,
+                          .drain_threads = 1,
+                          .drain_no_wait = true};
+    int rc = bm_store_open(p->o.cfg->store.path, &st, err, sizeof(err));
+    if (rc == BM_OK)
+        rc = bm_engine_new(&o, st, &e, err, sizeof(err));
+    if (rc == BM_OK)
+        work(w, e, st);
+    else
+        BM_LOG(BM_LOG_ERROR, BM_MSG("worker cannot start"), BM_KI("worker", w->index),
+               BM_KS("error", err));
+    bm_engine_free(e);
+    bm_store_close(st);
+    return NULL;
+}
+
+int bm_workers_start(const bm_workers_opts_t *o, bm_workers_t **out, char *err, size_t errlen)
+{
+    bm_workers_t *p = bm_calloc(1, sizeof(*p));
+    int rc = BM_OK;
+    p->o = *o;
+    p->cancel = o->cancel != NULL ? o->cancel : &p->own_cancel;
+    p->n = o->n > 0 ? (size_t)o->n : (size_t)o->cfg->engine.workers;
+    p->w = bm_calloc(p->n, sizeof(*p->w));
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    atomic_init(&p->last_drain_ms, 0);
+    for (size_t i = 0; i < p->n; i++) {
+        worker_t *w = &p->w[i];
+        w->pool = p;
+        w->index = (int)i;
+        atomic_init(&w->beat_ms, bm_mono_ms());
+        int e = pthread_create(&w->tid, NULL, worker_main, w);
+        if (e != 0) {
+            rc = bm_err(err, errlen, BM_EIO, "cannot start a worker thread: %s", strerror(e));
+            break;
+        }
+        w->started = true;
+    }
+    if (rc != BM_OK) {
+        bm_workers_free(p);
+        p = NULL;
+    }
+    *out = p;
+    return rc;
+}
+
+void bm_workers_wake(bm_workers_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->woken = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+bool bm_workers_alive(bm_workers_t *p, int64_t max_age_ms, char *why, size_t whylen)
+{
+    int64_t now = bm_mono_ms();
+    for (size_t i = 0; i < p->n; i++) {
+        int64_t age = now - atomic_load(&p->w[i].beat_ms);
+        /* a worker in the middle of a job is not stuck while its job may run */
+        if (age > max_age_ms) {
+            snprintf(why, whylen, "worker %zu has not come round for %lld ms", i, (long long)age);
+            return false;
+        }
+    }
+    return true;
+}
+
+void bm_workers_stop(bm_workers_t *p, int64_t grace_ms)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    /* Running jobs may finish within the grace; then they are cancelled, and
+     * their jobs released for the next start. */
+    int64_t until = bm_mono_ms() + grace_ms;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!p->w[i].started)
+            continue;
+        struct timespec ts;
+        while (pthread_tryjoin_np(p->w[i].tid, NULL) == EBUSY) {
+            if (bm_mono_ms() >= until)
+                *p->cancel = 1;
+            ts = (struct timespec){0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        p->w[i].started = false;
+    }
+}
+
+void bm_workers_free(bm_workers_t *p)
+{
+    if (p == NULL)
+        return;
+    bm_workers_stop(p, 0);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->w);
+    free(p);
+}
