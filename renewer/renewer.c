@@ -14,10 +14,10 @@
 #include <string.h>
 #include <time.h>
 
-#define TICK_MS         1000  /* polls are looked at this often */
-#define CHANNEL_TICK_MS 30000 /* channels (new calendars, renewals, strays) this often */
-#define WATCH_RETRY_MIN 60    /* a refused watch is tried again after this (s), doubling */
-#define WATCH_RETRY_MAX 3600  /* ... up to an hour */
+#define TICK_MS         1000 /* polls are looked at this often */
+#define CHANNEL_TICK_MS 5000 /* channels (new calendars, renewals, strays) this often */
+#define WATCH_RETRY_MIN 60   /* a refused watch is tried again after this (s), doubling */
+#define WATCH_RETRY_MAX 3600 /* ... up to an hour */
 
 /* What the renewer remembers of one calendar between rounds. */
 typedef struct cal_state {
