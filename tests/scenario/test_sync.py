@@ -392,5 +392,45 @@ class CommandTest(Scenario):
         self.assertEqual(first.returncode, 0)
 
 
+class SideBySideTest(Scenario):
+    """The drain works accounts side by side ([engine] workers threads): under the
+    per-user quota, one account's paced writes never wait for another's."""
+
+    def written(self, cal):
+        """(first, last) moment the emulator wrote a block into cal."""
+        times = sorted(datetime.datetime.fromisoformat(ev["updated"].replace("Z", "+00:00"))
+                       for ev in self.emu.blocks(cal))
+        return times[0], times[-1]
+
+    def first_mirror(self, workers):
+        cals = []
+        for name in ("ann", "ben", "cat"):
+            email = name + "@example.com"
+            self.add_account(name, email)
+            self.emu.call("POST", "/_emulator/users/%s/quota" % email, {"rpm": 120})
+            self.bm("calendar", "discover", "--account-id", name)
+            self.bm("calendar", "enable", "--calendar-id", email)
+            for i in range(12):
+                self.emu.event(email, timed("%s %d" % (name, i), hour(1) + i * 3600, minutes=30))
+            cals.append(email)
+        self.write_config(google={"user_quota": 120}, engine={"workers": workers})
+        self.bm("sync")
+        for c in cals:  # 24 blocks each: 20 at once (the quota's burst), 4 paced
+            self.assertEqual(len(self.emu.blocks(c)), 24)
+        return [self.written(c) for c in cals]
+
+    def test_three_accounts_are_written_side_by_side(self):
+        spans = self.first_mirror(workers=3)
+        # every account was still being written while each other one was
+        latest_start = max(first for first, _ in spans)
+        earliest_end = min(last for _, last in spans)
+        self.assertLess(latest_start, earliest_end, spans)
+
+    def test_one_worker_writes_accounts_one_after_another(self):
+        spans = sorted(self.first_mirror(workers=1))
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            self.assertLessEqual(end, start, spans)
+
+
 if __name__ == "__main__":
     unittest.main()
