@@ -24,6 +24,76 @@ static const char *attention(const bm_calendar_t *c, const bm_health_t *h)
     return NULL;
 }
 
+/* One account's line or JSON object (j non-NULL); whether it is healthy. */
+static bool print_account(const bm_account_t *a, bm_cli_json_t *j)
+{
+    char when[40], quoted[512];
+    const char *state = bm_cli_account_state(a);
+    bm_cli_fmt_time(a->breaker_until, when, sizeof(when));
+    if (j != NULL) {
+        bm_cli_json_open(j, NULL, false);
+        bm_cli_json_str(j, "name", a->name);
+        bm_cli_json_str(j, "email", a->email);
+        bm_cli_json_str(j, "state", state);
+        bm_cli_json_str(j, "breaker",
+                        a->breaker_until > bm_now() ? "open"
+                        : a->breaker_failures > 0   ? "half-open"
+                                                    : "closed");
+        bm_cli_json_int(j, "breaker_failures", a->breaker_failures);
+        bm_cli_json_str(j, "breaker_until", a->breaker_until > bm_now() ? when : NULL);
+        bm_cli_json_close(j, false);
+    } else {
+        printf("  %-20s %-32s %s", a->name, a->email ? a->email : "-", state);
+        if (strcmp(state, "needs-login") == 0)
+            printf(": busymirror account login --name %s",
+                   bm_cli_quote(a->name, quoted, sizeof(quoted)));
+        else if (strcmp(state, "breaker-open") == 0)
+            printf(" after %d failures, until %s", a->breaker_failures, when);
+        printf("\n");
+    }
+    return strcmp(state, "ok") == 0;
+}
+
+/* One calendar's line or JSON object (j non-NULL); whether it is healthy. */
+static bool print_calendar(const bm_calendar_t *cal, const bm_health_t *h, bm_cli_json_t *j)
+{
+    char when[40], expiry[40];
+    const char *why = attention(cal, h);
+    bm_cli_fmt_time(cal->last_sync_at, when, sizeof(when));
+    bm_cli_fmt_time(h->channel_expiration / 1000, expiry, sizeof(expiry));
+    const char *mode = cal->mode == BM_MODE_PUSH ? "push" : "poll";
+    if (j != NULL) {
+        bm_cli_json_open(j, NULL, false);
+        bm_cli_json_str(j, "account", cal->account_name);
+        bm_cli_json_str(j, "calendar", cal->gcal_id);
+        bm_cli_json_str(j, "summary", cal->summary);
+        bm_cli_json_str(j, "group", cal->group_name);
+        bm_cli_json_str(j, "role", bm_role_name(cal->role));
+        bm_cli_json_bool(j, "enabled", cal->enabled);
+        bm_cli_json_str(j, "mode", mode);
+        bm_cli_json_str(j, "last_sync", cal->last_sync_at > 0 ? when : NULL);
+        bm_cli_json_str(j, "last_result", cal->last_result);
+        bm_cli_json_str(j, "last_error", cal->last_error);
+        bm_cli_json_str(j, "channel_expiration", h->channel_expiration > 0 ? expiry : NULL);
+        bm_cli_json_int(j, "queued_jobs", h->jobs);
+        bm_cli_json_int(j, "pending_writes", h->outbox);
+        bm_cli_json_int(j, "retrying_writes", h->retrying);
+        bm_cli_json_int(j, "dead_letters", h->dead_letters);
+        bm_cli_json_int(j, "blocks", h->blocks);
+        bm_cli_json_str(j, "attention", why);
+        bm_cli_json_close(j, false);
+    } else if (cal->enabled || why != NULL) {
+        printf("  %-44s account=%s mode=%s last=%s (%s) channel=%s jobs=%lld pending=%lld "
+               "retrying=%lld dead=%lld blocks=%lld%s%s\n",
+               cal->gcal_id, cal->account_name, mode, when,
+               cal->last_result != NULL ? cal->last_result : "-",
+               h->channel_expiration > 0 ? expiry : "none", (long long)h->jobs,
+               (long long)h->outbox, (long long)h->retrying, (long long)h->dead_letters,
+               (long long)h->blocks, why != NULL ? "  ATTENTION: " : "", why != NULL ? why : "");
+    }
+    return why == NULL;
+}
+
 int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
 {
     const bm_cli_command_t *self = bm_cli_find("status");
@@ -33,7 +103,7 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
     size_t n_accts = 0, n_cals = 0;
     bm_store_t *st;
     bm_cli_json_t j = {0};
-    char err[512], when[40], expiry[40], quoted[512];
+    char err[512];
     int rc;
     if ((rc = bm_cli_parse_json_only(self, argc, argv, &json)) != BM_EXIT_OK ||
         (rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
@@ -50,32 +120,8 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
     } else {
         printf("ACCOUNTS\n");
     }
-    for (size_t i = 0; i < n_accts; i++) {
-        const char *state = bm_cli_account_state(&accts[i]);
-        unhealthy |= strcmp(state, "ok") != 0;
-        bm_cli_fmt_time(accts[i].breaker_until, when, sizeof(when));
-        if (json) {
-            bm_cli_json_open(&j, NULL, false);
-            bm_cli_json_str(&j, "name", accts[i].name);
-            bm_cli_json_str(&j, "email", accts[i].email);
-            bm_cli_json_str(&j, "state", state);
-            bm_cli_json_str(&j, "breaker",
-                            accts[i].breaker_until > bm_now() ? "open"
-                            : accts[i].breaker_failures > 0   ? "half-open"
-                                                              : "closed");
-            bm_cli_json_int(&j, "breaker_failures", accts[i].breaker_failures);
-            bm_cli_json_str(&j, "breaker_until", accts[i].breaker_until > bm_now() ? when : NULL);
-            bm_cli_json_close(&j, false);
-        } else {
-            printf("  %-20s %-32s %s", accts[i].name, accts[i].email ? accts[i].email : "-", state);
-            if (strcmp(state, "needs-login") == 0)
-                printf(": busymirror account login --name %s",
-                       bm_cli_quote(accts[i].name, quoted, sizeof(quoted)));
-            else if (strcmp(state, "breaker-open") == 0)
-                printf(" after %d failures, until %s", accts[i].breaker_failures, when);
-            printf("\n");
-        }
-    }
+    for (size_t i = 0; i < n_accts; i++)
+        unhealthy |= !print_account(&accts[i], json ? &j : NULL);
     if (json) {
         bm_cli_json_close(&j, true);
         bm_cli_json_open(&j, "calendars", true);
@@ -90,40 +136,7 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
             rc = BM_EXIT_FAIL;
             goto out;
         }
-        const char *why = attention(cal, &h);
-        unhealthy |= why != NULL;
-        bm_cli_fmt_time(cal->last_sync_at, when, sizeof(when));
-        bm_cli_fmt_time(h.channel_expiration / 1000, expiry, sizeof(expiry));
-        const char *mode = cal->mode == BM_MODE_PUSH ? "push" : "poll";
-        if (json) {
-            bm_cli_json_open(&j, NULL, false);
-            bm_cli_json_str(&j, "account", cal->account_name);
-            bm_cli_json_str(&j, "calendar", cal->gcal_id);
-            bm_cli_json_str(&j, "summary", cal->summary);
-            bm_cli_json_str(&j, "group", cal->group_name);
-            bm_cli_json_str(&j, "role", bm_role_name(cal->role));
-            bm_cli_json_bool(&j, "enabled", cal->enabled);
-            bm_cli_json_str(&j, "mode", mode);
-            bm_cli_json_str(&j, "last_sync", cal->last_sync_at > 0 ? when : NULL);
-            bm_cli_json_str(&j, "last_result", cal->last_result);
-            bm_cli_json_str(&j, "last_error", cal->last_error);
-            bm_cli_json_str(&j, "channel_expiration", h.channel_expiration > 0 ? expiry : NULL);
-            bm_cli_json_int(&j, "queued_jobs", h.jobs);
-            bm_cli_json_int(&j, "pending_writes", h.outbox);
-            bm_cli_json_int(&j, "retrying_writes", h.retrying);
-            bm_cli_json_int(&j, "dead_letters", h.dead_letters);
-            bm_cli_json_int(&j, "blocks", h.blocks);
-            bm_cli_json_str(&j, "attention", why);
-            bm_cli_json_close(&j, false);
-        } else if (cal->enabled || why != NULL) {
-            printf("  %-44s account=%s mode=%s last=%s (%s) channel=%s jobs=%lld pending=%lld "
-                   "retrying=%lld dead=%lld blocks=%lld%s%s\n",
-                   cal->gcal_id, cal->account_name, mode, when,
-                   cal->last_result != NULL ? cal->last_result : "-",
-                   h.channel_expiration > 0 ? expiry : "none", (long long)h.jobs,
-                   (long long)h.outbox, (long long)h.retrying, (long long)h.dead_letters,
-                   (long long)h.blocks, why != NULL ? "  ATTENTION: " : "", why != NULL ? why : "");
-        }
+        unhealthy |= !print_calendar(cal, &h, json ? &j : NULL);
     }
     if (json) {
         bm_cli_json_close(&j, true);

@@ -19,6 +19,66 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
+/* Prints the run's summary (and why it stopped) and answers the exit code. */
+static int report(bm_engine_t *e, const bm_engine_opts_t *o, int r, const char *err, double secs,
+                  bool timeout_flag, long timeout)
+{
+    int rc;
+    bm_engine_totals_t t;
+    bm_engine_totals(e, &t);
+    printf("%s%d calendars synced, %d failed%s: %lld listed, %lld inserts, %lld updates, "
+           "%lld deletes planned; %lld writes applied, %lld pending, %lld dead letters; "
+           "%ld API calls in %.1f s\n",
+           o->dry_run ? "dry run (nothing written): " : "", t.calendars_ok, t.calendars_failed,
+           t.calendars_busy > 0 ? ", some busy" : "", (long long)t.listed,
+           (long long)t.planned_inserts, (long long)t.planned_updates, (long long)t.planned_deletes,
+           (long long)t.applied, (long long)t.pending, (long long)t.dead_letters,
+           bm_engine_api_calls(e), secs);
+    if (r == BM_OK) {
+        rc = t.dead_letters > 0 || t.pending > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
+        if (t.pending > 0)
+            fprintf(stderr,
+                    "busymirror sync: %lld block writes wait for a later run (see "
+                    "busymirror status)\n",
+                    (long long)t.pending);
+    } else if (r == BM_ECANCELED) {
+        if (stop_signal == SIGALRM)
+            fprintf(stderr,
+                    "busymirror sync: stopped by %s (%ld s); pending writes stay in the "
+                    "outbox for the next run\n",
+                    timeout_flag ? "--timeout" : "[sync] deadline", timeout);
+        else
+            fprintf(stderr,
+                    "busymirror sync: stopped by %s; pending writes stay in the outbox for "
+                    "the next run\n",
+                    stop_signal == SIGHUP   ? "SIGHUP"
+                    : stop_signal == SIGINT ? "SIGINT (Ctrl-C)"
+                                            : "SIGTERM");
+        rc = stop_signal == SIGALRM ? BM_EXIT_FAIL : 128 + (int)stop_signal;
+    } else if (r == BM_EBUSY && t.calendars_failed == 0) {
+        fprintf(stderr, "busymirror sync: %s\n", err);
+        rc = BM_EXIT_TEMPFAIL;
+    } else {
+        fprintf(stderr, "busymirror sync: %s\n", err);
+        rc = BM_EXIT_FAIL;
+    }
+    return rc;
+}
+
+/* A stop (Ctrl-C, SIGTERM, a closed terminal, the deadline) ends the run
+ * cleanly: the write in flight finishes, the outbox keeps the rest. */
+static void catch_signals(long timeout)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    if (timeout > 0)
+        alarm((unsigned)timeout);
+}
+
 int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {{"account-id", required_argument, NULL, 'a'},
@@ -81,14 +141,7 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
         goto out;
 
     o.progress = o.verbose && isatty(STDOUT_FILENO);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL); /* a closed terminal stops as cleanly as Ctrl-C */
-    sigaction(SIGALRM, &sa, NULL);
-    if (timeout > 0)
-        alarm((unsigned)timeout);
+    catch_signals(timeout);
 
     if (bm_engine_new(&o, st, &e, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror sync: %s\n", err);
@@ -98,45 +151,7 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
     int64_t t0 = bm_mono_ms();
     int r = bm_engine_sync_all(e, calendar != NULL ? cal.account_id : acct.id,
                                calendar != NULL ? cal.gcal_id : NULL, err, sizeof(err));
-    bm_engine_totals_t t;
-    bm_engine_totals(e, &t);
-    double secs = (double)(bm_mono_ms() - t0) / 1000.0;
-    printf("%s%d calendars synced, %d failed%s: %lld listed, %lld inserts, %lld updates, "
-           "%lld deletes planned; %lld writes applied, %lld pending, %lld dead letters; "
-           "%ld API calls in %.1f s\n",
-           o.dry_run ? "dry run (nothing written): " : "", t.calendars_ok, t.calendars_failed,
-           t.calendars_busy > 0 ? ", some busy" : "", (long long)t.listed,
-           (long long)t.planned_inserts, (long long)t.planned_updates, (long long)t.planned_deletes,
-           (long long)t.applied, (long long)t.pending, (long long)t.dead_letters,
-           bm_engine_api_calls(e), secs);
-    if (r == BM_OK) {
-        rc = t.dead_letters > 0 || t.pending > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
-        if (t.pending > 0)
-            fprintf(stderr,
-                    "busymirror sync: %lld block writes wait for a later run (see "
-                    "busymirror status)\n",
-                    (long long)t.pending);
-    } else if (r == BM_ECANCELED) {
-        if (stop_signal == SIGALRM)
-            fprintf(stderr,
-                    "busymirror sync: stopped by %s (%ld s); pending writes stay in the "
-                    "outbox for the next run\n",
-                    timeout_flag ? "--timeout" : "[sync] deadline", timeout);
-        else
-            fprintf(stderr,
-                    "busymirror sync: stopped by %s; pending writes stay in the outbox for "
-                    "the next run\n",
-                    stop_signal == SIGHUP   ? "SIGHUP"
-                    : stop_signal == SIGINT ? "SIGINT (Ctrl-C)"
-                                            : "SIGTERM");
-        rc = stop_signal == SIGALRM ? BM_EXIT_FAIL : 128 + (int)stop_signal;
-    } else if (r == BM_EBUSY && t.calendars_failed == 0) {
-        fprintf(stderr, "busymirror sync: %s\n", err);
-        rc = BM_EXIT_TEMPFAIL;
-    } else {
-        fprintf(stderr, "busymirror sync: %s\n", err);
-        rc = BM_EXIT_FAIL;
-    }
+    rc = report(e, &o, r, err, (double)(bm_mono_ms() - t0) / 1000.0, timeout_flag, timeout);
 out:
     alarm(0);
     bm_engine_free(e);
