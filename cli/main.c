@@ -16,9 +16,9 @@
 
 static const bm_cli_command_t commands[] = {
     {"serve", bm_cmd_serve, "the daemon: push gateway, sync workers and renewer",
-     "  (no options: everything comes from the configuration)\n"
-     "\nlistens on [gateway] listen for Google's notifications to [gateway] public_url\n"
-     "(plain HTTP on loopback behind nginx, or HTTPS with tls_cert/tls_key), gives\n"
+     "\nno options: everything comes from the configuration. It listens on [gateway]\n"
+     "listen for Google's notifications to [gateway] public_url (plain HTTP on\n"
+     "loopback behind nginx, or HTTPS with tls_cert/tls_key), gives\n"
      "every enabled calendar a watch channel, syncs on [engine] workers threads,\n"
      "lists every calendar at least every [sync] poll_interval seconds, and serves\n"
      "/healthz, /readyz and /metrics on [admin] listen. Without public_url it polls.\n"
