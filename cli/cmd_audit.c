@@ -65,11 +65,11 @@ int bm_cmd_audit(bm_cli_t *cli, int argc, char **argv)
         return bm_cli_usage_error(self, "unknown subcommand '%s'", argv[1]);
     argc--;
     argv++;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (c == 'j')
             json = true;
         else if (c != 'n')
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         else if ((rc = bm_cli_parse_count(self, "limit", optarg, BM_CLI_MAX_LIMIT, &limit)) !=
                  BM_EXIT_OK)
             return rc;

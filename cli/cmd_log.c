@@ -68,7 +68,7 @@ int bm_cmd_log(bm_cli_t *cli, int argc, char **argv)
     bm_store_t *st;
     char err[512];
     int c, rc;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             calendar = optarg;
@@ -85,7 +85,7 @@ int bm_cmd_log(bm_cli_t *cli, int argc, char **argv)
             json = true;
             break;
         default:
-            return bm_cli_usage_error(self, "unknown option '%s'", argv[optind - 1]);
+            return bm_cli_option_error(self, c, argv);
         }
     }
     if (optind != argc)
