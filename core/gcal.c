@@ -470,6 +470,26 @@ void bm_gcal_account_init(bm_gcal_account_t *a, const char *refresh_token, const
     bm_log_add_secret(refresh_token);
 }
 
+void bm_gcal_account_set_access(bm_gcal_account_t *a, const char *token, int64_t expires_ms)
+{
+    if (strlen(token) >= sizeof(a->access_token))
+        return; /* not one of Google's: refreshed when needed */
+    bm_log_add_transient_secret(token);
+    pthread_mutex_lock(&a->mu);
+    snprintf(a->access_token, sizeof(a->access_token), "%s", token);
+    a->access_expires_ms = expires_ms;
+    pthread_mutex_unlock(&a->mu);
+}
+
+int64_t bm_gcal_account_access(bm_gcal_account_t *a, char *out, size_t outlen)
+{
+    pthread_mutex_lock(&a->mu);
+    int64_t expires = a->access_token[0] != '\0' ? a->access_expires_ms : 0;
+    snprintf(out, outlen, "%s", expires > 0 ? a->access_token : "");
+    pthread_mutex_unlock(&a->mu);
+    return expires;
+}
+
 void bm_gcal_account_dispose(bm_gcal_account_t *a)
 {
     if (a == NULL)

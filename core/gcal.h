@@ -97,6 +97,12 @@ typedef struct bm_gcal_account {
 void bm_gcal_account_init(bm_gcal_account_t *a, const char *refresh_token, const char *label);
 /* Destroys the mutex and wipes the cached access token. */
 void bm_gcal_account_dispose(bm_gcal_account_t *a);
+/* Gives the account an access token kept from an earlier run (it is used until
+ * shortly before expires_ms, then refreshed); registered as a log secret. */
+void bm_gcal_account_set_access(bm_gcal_account_t *a, const char *token, int64_t expires_ms);
+/* Copies the current access token into out (at least BM_GCAL_ACCESS_TOKEN_MAX
+ * bytes; the caller wipes it) and answers when it expires (0: none). */
+int64_t bm_gcal_account_access(bm_gcal_account_t *a, char *out, size_t outlen);
 
 int bm_gcal_new(const bm_gcal_opts_t *o, bm_gcal_t **out, char *err, size_t errlen);
 /* Frees the client; no call may be in progress. NULL is fine. */

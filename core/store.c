@@ -179,6 +179,11 @@ static const char *const migrations[] = {
      * block), so that undo can restore it along with the blocks */
     "ALTER TABLE audit_log ADD COLUMN group_name TEXT;"
     "ALTER TABLE audit_log ADD COLUMN role INTEGER NOT NULL DEFAULT 0;",
+
+    /* 8: each account's access token, sealed like its refresh token, kept until
+     * shortly before it expires (an idle run refreshes nothing) */
+    "ALTER TABLE accounts ADD COLUMN access_token_enc BLOB;"
+    "ALTER TABLE accounts ADD COLUMN access_expires INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -614,7 +619,22 @@ void bm_store_rollback(bm_store_t *st)
 
 /* ---- accounts ---- */
 
-#define ACCOUNT_COLS "id, name, email, refresh_token_enc, state, breaker_failures, breaker_until"
+#define ACCOUNT_COLS                                                                               \
+    "id, name, email, refresh_token_enc, state, breaker_failures, breaker_until,"                  \
+    " access_token_enc, access_expires"
+
+/* A copy of blob column i (NULL, 0 when empty). */
+static unsigned char *col_blob(sqlite3_stmt *s, int i, size_t *len)
+{
+    int n = sqlite3_column_bytes(s, i);
+    *len = 0;
+    if (n <= 0)
+        return NULL;
+    unsigned char *p = bm_malloc((size_t)n);
+    memcpy(p, sqlite3_column_blob(s, i), (size_t)n);
+    *len = (size_t)n;
+    return p;
+}
 
 static void read_account(sqlite3_stmt *s, void *row)
 {
@@ -623,15 +643,12 @@ static void read_account(sqlite3_stmt *s, void *row)
     a->id = sqlite3_column_int64(s, 0);
     a->name = col_dup(s, 1);
     a->email = col_dup(s, 2);
-    int n = sqlite3_column_bytes(s, 3);
-    if (n > 0) {
-        a->refresh_token_enc = bm_malloc((size_t)n);
-        memcpy(a->refresh_token_enc, sqlite3_column_blob(s, 3), (size_t)n);
-        a->refresh_token_enc_len = (size_t)n;
-    }
+    a->refresh_token_enc = col_blob(s, 3, &a->refresh_token_enc_len);
     a->state = (bm_account_state_t)sqlite3_column_int(s, 4);
     a->breaker_failures = sqlite3_column_int(s, 5);
     a->breaker_until = sqlite3_column_int64(s, 6);
+    a->access_token_enc = col_blob(s, 7, &a->access_token_enc_len);
+    a->access_expires_ms = sqlite3_column_int64(s, 8);
 }
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
@@ -718,10 +735,22 @@ int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t st
 int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *token_enc,
                                size_t len, char *err, size_t errlen)
 {
-    PREP(s, "UPDATE accounts SET refresh_token_enc = ?, state = 0 WHERE id = ?");
+    /* A new login: the access token of the old refresh token goes with it. */
+    PREP(s, "UPDATE accounts SET refresh_token_enc = ?, state = 0, access_token_enc = NULL,"
+            " access_expires = 0 WHERE id = ?");
     bind_blob(&s, 1, token_enc, len);
     bind_int64(&s, 2, id);
     return exec_done(st, &s, err, errlen, "set account token");
+}
+
+int bm_store_account_set_access(bm_store_t *st, int64_t id, const unsigned char *token_enc,
+                                size_t len, int64_t expires_ms, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE accounts SET access_token_enc = ?, access_expires = ? WHERE id = ?");
+    bind_blob(&s, 1, token_enc, len);
+    bind_int64(&s, 2, expires_ms);
+    bind_int64(&s, 3, id);
+    return exec_done(st, &s, err, errlen, "set account access token");
 }
 
 int bm_store_account_set_breaker(bm_store_t *st, int64_t id, int failures, int64_t until, char *err,
@@ -755,6 +784,7 @@ void bm_account_dispose(bm_account_t *a)
     free(a->name);
     free(a->email);
     free(a->refresh_token_enc);
+    free(a->access_token_enc);
     memset(a, 0, sizeof(*a));
 }
 
@@ -2178,6 +2208,44 @@ int bm_store_job_release(bm_store_t *st, int64_t job_id, const char *owner, char
 {
     /* its run_at was due when it was claimed: it is due now */
     return requeue_one(st, job_id, owner, -1, -1, NULL, err, errlen);
+}
+
+int bm_store_jobs_release_dead(bm_store_t *st, int64_t *n, char *err, size_t errlen)
+{
+    int64_t *ids = NULL;
+    char **owners = NULL;
+    size_t k = 0, cap = 0;
+    int rc = BM_OK, s;
+    *n = 0;
+    PREP(q, "SELECT id, lease_owner FROM jobs WHERE state = 1 AND lease_owner IS NOT NULL");
+    while ((s = step(&q)) == SQLITE_ROW) {
+        const char *o = (const char *)sqlite3_column_text(q.s, 1);
+        if (!owner_is_dead(o))
+            continue;
+        if (k == cap) {
+            cap = cap ? cap * 2 : 4;
+            ids = bm_realloc(ids, cap * sizeof(*ids));
+            owners = bm_realloc(owners, cap * sizeof(*owners));
+        }
+        ids[k] = sqlite3_column_int64(q.s, 0);
+        owners[k++] = bm_strdup(o);
+    }
+    if (s != SQLITE_DONE)
+        rc = query_err(st, &q, err, errlen, "read running jobs");
+    done(&q);
+    for (size_t i = 0; i < k; i++) {
+        /* as a release: due at once, the attempt not counted; ENOTFOUND: taken
+         * over meanwhile */
+        int r = rc == BM_OK ? requeue_one(st, ids[i], owners[i], -1, -1, NULL, err, errlen) : rc;
+        if (r == BM_OK)
+            (*n)++;
+        else if (r != BM_ENOTFOUND)
+            rc = r;
+        free(owners[i]);
+    }
+    free(ids);
+    free(owners);
+    return rc;
 }
 
 int bm_store_job_next_due(bm_store_t *st, int64_t *ms, char *err, size_t errlen)

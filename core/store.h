@@ -19,7 +19,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 7
+#define BM_STORE_SCHEMA_VERSION 8
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. *out is
  * released with bm_store_close; NULL on failure. Safe when several processes
@@ -49,8 +49,11 @@ typedef struct bm_account {
     unsigned char *refresh_token_enc; /* sealed by core/crypto; never clear text */
     size_t refresh_token_enc_len;
     bm_account_state_t state;
-    int breaker_failures;  /* consecutive failed runs against Google */
-    int64_t breaker_until; /* open (calls skipped) until this time; then half-open */
+    int breaker_failures;            /* consecutive failed runs against Google */
+    int64_t breaker_until;           /* open (calls skipped) until this time; then half-open */
+    unsigned char *access_token_enc; /* sealed (aad "access:<name>"), or NULL */
+    size_t access_token_enc_len;
+    int64_t access_expires_ms; /* when that access token expires (ms since the epoch) */
 } bm_account_t;
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
@@ -71,6 +74,9 @@ int bm_store_account_set_state(bm_store_t *st, int64_t id, bm_account_state_t st
                                size_t errlen);
 int bm_store_account_set_token(bm_store_t *st, int64_t id, const unsigned char *token_enc,
                                size_t len, char *err, size_t errlen);
+/* Keeps the account's current access token, sealed (NULL, 0: none). */
+int bm_store_account_set_access(bm_store_t *st, int64_t id, const unsigned char *token_enc,
+                                size_t len, int64_t expires_ms, char *err, size_t errlen);
 int bm_store_account_set_breaker(bm_store_t *st, int64_t id, int failures, int64_t until, char *err,
                                  size_t errlen);
 int bm_store_account_set_email(bm_store_t *st, int64_t id, const char *email, char *err,
@@ -490,6 +496,10 @@ int bm_store_job_release(bm_store_t *st, int64_t job_id, const char *owner, char
  * the earliest run_at of a pending job whose calendar is not running (a running
  * calendar's follow-up counts from its lease's expiry, as does a running job's
  * takeover). *ms = 0 when the queue is empty. */
+/* Running jobs whose owner is a process of this host that is gone (kill -9)
+ * become pending and due at once, without waiting for their lease to expire;
+ * *n counts them. Opens its own transaction per job. */
+int bm_store_jobs_release_dead(bm_store_t *st, int64_t *n, char *err, size_t errlen);
 int bm_store_job_next_due(bm_store_t *st, int64_t *ms, char *err, size_t errlen);
 /* Jobs pending and running, and the notifications coalesced into them. */
 int bm_store_queue_stats(bm_store_t *st, int64_t *pending, int64_t *running,

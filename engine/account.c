@@ -24,6 +24,73 @@ static int account_usable(const engine_account_t *a, char *err, size_t errlen)
     return BM_OK;
 }
 
+/* Access tokens are kept while at least this much of their life is left. */
+#define ACCESS_MARGIN_MS (2 * 60 * 1000)
+
+/* The access token an earlier run kept for the account, if it still lives:
+ * an idle run then asks Google for no new one. */
+static void restore_access(engine_account_t *a, const bm_account_t *row, const unsigned char *key)
+{
+    unsigned char *plain = NULL;
+    size_t len = 0;
+    char aad[300], err[256];
+    if (row->access_token_enc == NULL || row->access_expires_ms - bm_now_ms() < ACCESS_MARGIN_MS)
+        return;
+    snprintf(aad, sizeof(aad), "access:%s", row->name);
+    if (bm_crypto_open(key, aad, row->access_token_enc, row->access_token_enc_len, &plain, &len,
+                       err, sizeof(err)) != BM_OK) {
+        BM_LOG(BM_LOG_DEBUG, BM_MSG("kept access token unusable: a new one is asked for"),
+               BM_KS("account", row->name), BM_KS("error", err));
+        return;
+    }
+    bm_gcal_account_set_access(&a->g, (const char *)plain, row->access_expires_ms);
+    a->saved_access_ms = row->access_expires_ms;
+    bm_crypto_free(plain, len);
+}
+
+void bm__engine_save_access(bm_engine_t *e)
+{
+    bm_engine_hub_t *h = e->hub;
+    char token[BM_GCAL_ACCESS_TOKEN_MAX], aad[300], err[256];
+    const unsigned char *key;
+    bm__engine_lock(e);
+    size_t n = h->n_accounts;
+    engine_account_t **accts = n > 0 ? bm_calloc(n, sizeof(*accts)) : NULL;
+    if (n > 0)
+        memcpy(accts, h->accounts, n * sizeof(*accts));
+    bm__engine_unlock(e);
+    if (n == 0 || e->o.dry_run || bm__engine_key(e, &key, err, sizeof(err)) != BM_OK) {
+        free(accts);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        engine_account_t *a = accts[i];
+        if (a->refresh_token == NULL)
+            continue;
+        int64_t expires = bm_gcal_account_access(&a->g, token, sizeof(token));
+        bm__engine_lock(e);
+        bool changed = expires > 0 && expires != a->saved_access_ms;
+        bm__engine_unlock(e);
+        unsigned char *sealed = NULL;
+        size_t len = 0;
+        snprintf(aad, sizeof(aad), "access:%s", a->name);
+        if (changed && (bm_crypto_seal(key, aad, token, strlen(token), &sealed, &len, err,
+                                       sizeof(err)) != BM_OK ||
+                        bm_store_account_set_access(e->st, a->id, sealed, len, expires, err,
+                                                    sizeof(err)) != BM_OK)) {
+            BM_LOG(BM_LOG_WARN, BM_MSG("cannot keep the access token: the next run asks again"),
+                   BM_KS("account", a->name), BM_KS("error", err));
+        } else if (changed) {
+            bm__engine_lock(e);
+            a->saved_access_ms = expires;
+            bm__engine_unlock(e);
+        }
+        free(sealed);
+        bm_crypto_wipe(token, sizeof(token));
+    }
+    free(accts);
+}
+
 /* The account's row, decrypted into a new engine_account_t (not yet shared).
  * *out is set unless the row cannot be read; a token that cannot be decrypted
  * leaves it broken, with the reason returned. */
@@ -60,6 +127,7 @@ static int account_load(bm_engine_t *e, int64_t id, engine_account_t **out, char
     a->refresh_token = bm_strndup((const char *)plain, plain_len);
     bm_log_add_secret(a->refresh_token);
     bm_gcal_account_init(&a->g, a->refresh_token, a->name);
+    restore_access(a, &row, key);
 out:
     bm_crypto_free(plain, plain_len);
     bm_account_dispose(&row);

@@ -28,12 +28,13 @@ typedef struct engine_account {
     char *name;
     char *refresh_token; /* clear text, wiped on free */
     bm_gcal_account_t g;
-    bool broken;           /* needs login or no usable token: skip */
-    int breaker_failures;  /* persisted: times the breaker opened in a row */
-    int64_t breaker_until; /* persisted: open until then */
-    int consecutive;       /* failed calls in a row in this process */
-    bool draining;         /* an engine of this process is applying its writes */
-    bool drain_again;      /* asked while draining: the drainer looks once more */
+    bool broken;             /* needs login or no usable token: skip */
+    int breaker_failures;    /* persisted: times the breaker opened in a row */
+    int64_t breaker_until;   /* persisted: open until then */
+    int consecutive;         /* failed calls in a row in this process */
+    int64_t saved_access_ms; /* expiry of the access token the store holds */
+    bool draining;           /* an engine of this process is applying its writes */
+    bool drain_again;        /* asked while draining: the drainer looks once more */
 } engine_account_t;
 
 struct bm_engine_hub {
@@ -81,6 +82,9 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
  * *key points into the hub (wiped when it is freed). BM_ECRYPTO / BM_EIO as
  * bm_crypto_key_load. */
 int bm__engine_key(bm_engine_t *e, const unsigned char **key, char *err, size_t errlen);
+/* Keeps every account's access token that changed since it was last kept,
+ * sealed, in the store (nothing in a dry run); failures are logged. */
+void bm__engine_save_access(bm_engine_t *e);
 /* Marks the account as needing a new login (store and memory). */
 void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a);
 bool bm__engine_stopped(const bm_engine_t *e);

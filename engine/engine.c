@@ -59,8 +59,10 @@ void bm_engine_free(bm_engine_t *e)
 {
     if (e == NULL)
         return;
-    if (e->own_hub)
+    if (e->own_hub) { /* the last engine of the hub: its access tokens are kept */
+        bm__engine_save_access(e);
         bm_engine_hub_free(e->hub);
+    }
     free(e->plan_key);
     free(e);
 }

@@ -134,6 +134,7 @@ static void run_job(worker_t *w, bm_engine_t *e, bm_store_t *st, const char *own
             BM_LOG(BM_LOG_WARN, BM_MSG("cannot record a failed job"), BM_KS("error", e2));
         metric(p, "busymirror_jobs_total", "result=\"failed\"");
     }
+    bm__engine_save_access(e); /* a refreshed token outlives a restart */
     bm_calendar_dispose(&cal);
 }
 
@@ -155,12 +156,21 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
         }
         if (rc != BM_ENOTFOUND)
             BM_LOG(BM_LOG_WARN, BM_MSG("cannot claim a job"), BM_KS("error", err));
-        /* One worker at a time looks at writes that came due after a backoff. */
-        int64_t now = bm_mono_ms(), last = atomic_load(&p->last_drain_ms);
+        /* One worker at a time looks at writes that came due after a backoff,
+         * and at jobs a process that is gone was running. */
+        int64_t now = bm_mono_ms(), last = atomic_load(&p->last_drain_ms), freed = 0;
         if (now - last >= DRAIN_TICK_MS &&
-            atomic_compare_exchange_strong(&p->last_drain_ms, &last, now) &&
-            bm_engine_drain(e, err, sizeof(err)) != BM_OK && !*p->cancel)
-            BM_LOG(BM_LOG_WARN, BM_MSG("drain failed"), BM_KS("error", err));
+            atomic_compare_exchange_strong(&p->last_drain_ms, &last, now)) {
+            if (bm_store_jobs_release_dead(st, &freed, err, sizeof(err)) != BM_OK)
+                BM_LOG(BM_LOG_WARN, BM_MSG("cannot take over jobs"), BM_KS("error", err));
+            else if (freed > 0)
+                BM_LOG(BM_LOG_WARN, BM_MSG("took over jobs of a process that is gone"),
+                       BM_KI("count", freed));
+            if (bm_engine_drain(e, err, sizeof(err)) != BM_OK && !*p->cancel)
+                BM_LOG(BM_LOG_WARN, BM_MSG("drain failed"), BM_KS("error", err));
+            if (freed > 0)
+                continue;
+        }
         idle(p, st);
     }
 }

@@ -267,6 +267,31 @@ START_TEST(a_released_job_is_due_again_at_once)
 }
 END_TEST
 
+START_TEST(jobs_of_a_process_that_is_gone_are_taken_over_at_once)
+{
+    char host[200], live[300], dead[300];
+    ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+    snprintf(live, sizeof(live), "%ld@%s/0/worker-0", (long)getpid(), host);
+    pid_t child = fork(); /* a pid that surely is gone once reaped */
+    if (child == 0)
+        _exit(0);
+    ck_assert_int_eq(waitpid(child, NULL, 0), child);
+    snprintf(dead, sizeof(dead), "%ld@%s/0/worker-1", (long)child, host);
+    enqueue(cal[0], 0);
+    enqueue(cal[1], 0);
+    int64_t mine = claim_as(live, 1000, NULL), gone = claim_as(dead, 1000, NULL);
+    ck_assert_int_ne(mine, 0);
+    ck_assert_int_ne(gone, 0);
+    int64_t n = -1;
+    ck_assert_int_eq(bm_store_jobs_release_dead(st, &n, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(n, 1);
+    bm_job_t j;
+    ck_assert_int_eq(claim_as("w", 1001, &j), gone); /* long before its lease ends */
+    bm_job_dispose(&j);
+    ck_assert_int_eq(claim_as("w2", 1002, NULL), 0); /* the live one's stays its own */
+}
+END_TEST
+
 START_TEST(claim_inside_a_transaction_is_refused)
 {
     bm_job_t j = {0};
@@ -547,6 +572,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, an_expired_lease_is_taken_over);
     tcase_add_test(tc, a_failed_job_backs_off_and_merges_with_its_follow_up);
     tcase_add_test(tc, a_released_job_is_due_again_at_once);
+    tcase_add_test(tc, jobs_of_a_process_that_is_gone_are_taken_over_at_once);
     tcase_add_test(tc, claim_inside_a_transaction_is_refused);
     tcase_add_test(tc, processes_claiming_at_once_never_share_a_job);
     suite_add_tcase(s, tc);

@@ -432,5 +432,35 @@ class SideBySideTest(Scenario):
             self.assertLessEqual(end, start, spans)
 
 
+class AccessTokenTest(Scenario):
+    def test_an_idle_run_costs_one_call_per_calendar_and_no_token_refresh(self):
+        cals = self.three_calendars()  # 2 accounts, 3 calendars
+        self.bm("sync")
+        self.emu.reset_counters()
+        self.bm("sync")
+        got = self.emu.counters()
+        self.assertEqual(got["token"], 0, "the kept access tokens were refreshed again")
+        self.assertEqual(got["requests"], len(cals))
+        # kept sealed: the database never holds an access token in clear
+        con = sqlite3.connect(os.path.join(self.dir, "bm.db"))
+        try:
+            rows = con.execute("SELECT access_token_enc, access_expires FROM accounts").fetchall()
+        finally:
+            con.close()
+        self.assertEqual(len(rows), 2)
+        for enc, expires in rows:
+            self.assertIsNotNone(enc)
+            self.assertGreater(expires, time.time() * 1000)
+            self.assertNotIn(b"ya29", bytes(enc))
+
+    def test_a_refused_kept_token_is_refreshed(self):
+        self.three_calendars()
+        self.bm("sync")
+        self.emu.call("POST", "/_emulator/users/alice@example.com/expire_access_tokens", {})
+        self.emu.reset_counters()
+        self.bm("sync")
+        self.assertEqual(self.emu.counters()["token"], 1)  # alice's only
+
+
 if __name__ == "__main__":
     unittest.main()
