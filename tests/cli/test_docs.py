@@ -64,12 +64,13 @@ def man_sections(level):
 
 
 def usage_lines(cmd):
-    """The lines of `busymirror CMD --help` under options:, without continuations."""
+    """The lines of `busymirror CMD --help` under options:, without continuations
+    and without notes in parentheses (serve's "(no options: ...)")."""
     p = bm(cmd, "--help")
     assert p.returncode == 0, p.stderr
     text = p.stdout.split("\noptions:\n", 1)[1].split("\n\n")[0]
     return [line[2:] for line in text.splitlines()
-            if re.match(r"  \S", line) and not line.startswith("  -h, --help")]
+            if re.match(r"  [^\s(]", line) and not line.startswith("  -h, --help")]
 
 
 def command_spec(cmd):
