@@ -333,6 +333,24 @@ class GatewayTlsTest(TlsCase):
         lines = [line for line in p.stderr.splitlines() if line.strip()]
         self.assertEqual(len(lines), 1, p.stderr)
         self.assertIn("[gateway] tls_cert", lines[0])
+        # refused before anything ran: no watch channel points at the address
+        self.assertEqual(self.emu.counters()["watch"], 0)
+
+    def test_a_gateway_that_cannot_bind_opens_no_channel(self):
+        self.three_calendars()
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            self.configure(gateway={"listen": "127.0.0.1:%d" % port, "tls_cert": self.cert,
+                                    "tls_key": self.key,
+                                    "public_url": "https://127.0.0.1:%d/google/notify" % port})
+            p = subprocess.run([BUSYMIRROR, "-c", os.path.join(self.dir, "bm.ini"), "serve"],
+                               cwd=self.dir, capture_output=True, text=True, timeout=30)
+        self.outputs += [p.stdout, p.stderr]
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertIn("[gateway] listen", p.stderr)
+        self.assertEqual(self.emu.counters()["watch"], 0, p.stderr)
 
 
 if __name__ == "__main__":
