@@ -52,6 +52,7 @@ typedef struct serve {
     bm_store_t *probe_st;   /* the main thread's */
     volatile int cancel;    /* the workers' and the Google client's stop */
     atomic_bool draining;
+    atomic_bool started; /* every role is up: the gateway's threads may read s->renewer */
     atomic_bool writable;
     char why[256]; /* why the database does not take writes (main thread writes) */
     pthread_mutex_t why_mu;
@@ -97,6 +98,10 @@ static int commit_notes(void *ud, bm_gateway_note_t *notes, size_t n)
 static bool ready(void *ud, char *why, size_t whylen)
 {
     serve_t *s = ud;
+    if (!atomic_load(&s->started)) {
+        snprintf(why, whylen, "starting");
+        return false;
+    }
     if (atomic_load(&s->draining)) {
         snprintf(why, whylen, "draining: serve is stopping");
         return false;
@@ -205,7 +210,10 @@ static int open_stores(serve_t *s, char *err, size_t errlen)
     return rc;
 }
 
-/* Gateway, then (listening) the workers and the renewer. */
+/* The workers (the gateway's commits wake them), the gateway, and only once it
+ * listens the renewer: a gateway that cannot start (a bad listen address, a
+ * port in use, a certificate that does not load) leaves no watch channel
+ * opened to an address nobody answers. */
 static int start_roles(serve_t *s, char *err, size_t errlen)
 {
     bm_gateway_opts_t go;
@@ -224,14 +232,16 @@ static int start_roles(serve_t *s, char *err, size_t errlen)
     bm_workers_opts_t wo = {
         .cfg = s->cfg, .hub = s->hub, .cancel = &s->cancel, .metrics = s->metrics};
     rc = bm_workers_start(&wo, &s->workers, err, errlen);
+    if (rc == BM_OK)
+        rc = bm_gateway_start(&go, &s->gateway, err, errlen);
+    bm_crypto_wipe(go.key, sizeof(go.key));
     if (rc == BM_OK) {
         bm_renewer_opts_t ro = {
             .cfg = s->cfg, .hub = s->hub, .workers = s->workers, .metrics = s->metrics};
         rc = bm_renewer_start(&ro, &s->renewer, err, errlen);
     }
     if (rc == BM_OK)
-        rc = bm_gateway_start(&go, &s->gateway, err, errlen);
-    bm_crypto_wipe(go.key, sizeof(go.key));
+        atomic_store(&s->started, true); /* after s->renewer is set: ready() reads it */
     return rc;
 }
 

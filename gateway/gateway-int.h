@@ -108,6 +108,10 @@ typedef struct bm__gw_handler {
     bm_gateway_t *gw;
 } bm__gw_handler_t;
 
+/* gateway.c */
+/* 127.0.0.0/8, ::1 or an IPv4-mapped 127.x address. */
+bool bm__gw_is_loopback(const struct sockaddr *sa);
+
 /* routes.c */
 int bm__gw_on_public_req(h2o_handler_t *self, h2o_req_t *req);
 int bm__gw_on_admin_req(h2o_handler_t *self, h2o_req_t *req);

@@ -72,7 +72,7 @@ static char *url_path(const char *url)
     return bm_strndup(p, strcspn(p, "?#"));
 }
 
-static bool is_loopback(const struct sockaddr *sa)
+bool bm__gw_is_loopback(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)
         return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
@@ -148,7 +148,7 @@ static int open_listener(const char *key, const char *hostport, bool remote_ok, 
     int rc = resolve(key, hostport, &res, err, errlen);
     if (rc != BM_OK)
         goto out;
-    if (!remote_ok && !is_loopback(res->ai_addr)) {
+    if (!remote_ok && !bm__gw_is_loopback(res->ai_addr)) {
         rc = bm_err(err, errlen, BM_EINVAL, "%s = %s is not a loopback address: %s", key, hostport,
                     hint);
         goto out;

@@ -125,10 +125,31 @@ void bm__gw_metrics_init(bm_gateway_t *gw)
     bm_metrics_counter_add(m, "bm_gateway_connections_refused_total", NULL, 0);
 }
 
+/* The address nginx (on loopback) says the client has: X-Real-IP, when it is an
+ * IP address's characters only (never trusted from a remote peer). */
+static bool forwarded_for(h2o_req_t *req, char *buf, size_t len)
+{
+    static const char name[] = "x-real-ip";
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, sizeof(name) - 1, -1);
+    if (i < 0)
+        return false;
+    const h2o_iovec_t *v = &req->headers.entries[i].value;
+    if (v->len == 0 || v->len > 45 || v->len >= len)
+        return false;
+    for (size_t k = 0; k < v->len; k++)
+        if (strchr("0123456789abcdefABCDEF.:", v->base[k]) == NULL)
+            return false;
+    memcpy(buf, v->base, v->len);
+    buf[v->len] = '\0';
+    return true;
+}
+
+/* The peer's address, or behind nginx (a loopback peer sending X-Real-IP) the
+ * client's, followed by " via <peer>". */
 static void client_address(h2o_req_t *req, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
-    char host[NI_MAXHOST];
+    char host[NI_MAXHOST], real[64];
     snprintf(buf, len, "unknown");
     if (req == NULL || req->conn->callbacks->get_peername == NULL)
         return;
@@ -136,7 +157,11 @@ static void client_address(h2o_req_t *req, char *buf, size_t len)
     if (sl == 0)
         return;
     size_t n = h2o_socket_getnumerichost((struct sockaddr *)&ss, sl, host);
-    if (n != SIZE_MAX)
+    if (n == SIZE_MAX)
+        return;
+    if (bm__gw_is_loopback((const struct sockaddr *)&ss) && forwarded_for(req, real, sizeof(real)))
+        snprintf(buf, len, "%s via %.*s", real, (int)n, host);
+    else
         snprintf(buf, len, "%.*s", (int)n, host);
 }
 
@@ -152,7 +177,7 @@ void bm__gw_account(bm_gateway_t *gw, bm__gw_result_t r, h2o_req_t *req, const c
         atomic_fetch_add(&gw->suppressed[r], 1);
         return;
     }
-    char client[NI_MAXHOST + 8];
+    char client[NI_MAXHOST + 80];
     client_address(req, client, sizeof(client));
     BM_LOG(BM_LOG_WARN, BM_MSG("notification rejected"), BM_KS("reason", result_names[r]),
            BM_KS("channel", channel_id), BM_KS("client", client),
