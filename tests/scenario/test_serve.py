@@ -260,6 +260,22 @@ class PushTest(ServeCase):
         self.serve()
         self.expect_blocks([a, b, c], {a: 30, b: 0, c: 30})
 
+    def test_sighup_reopens_the_log_file(self):
+        self.three_calendars()
+        log = os.path.join(self.dir, "busymirror.log")
+        self.configure(log={"file": log})
+        s = self.serve()
+        self.channels_live(3)
+        self.wait_for("lines in the log file", lambda: "serving" in open(log).read())
+        self.assertEqual(os.stat(log).st_mode & 0o777, 0o600)
+        os.rename(log, log + ".1")  # as logrotate does
+        s.p.send_signal(signal.SIGHUP)
+        self.wait_for("a new log file", lambda: os.path.exists(log) and
+                      "log reopened" in open(log).read())
+        self.assertIsNone(s.p.poll(), "SIGHUP stopped serve")
+        self.assertEqual(os.stat(log).st_mode & 0o777, 0o600)
+        self.assertEqual(s.stop(signal.SIGTERM), 0)
+
     def test_second_serve_on_one_database_exits_75(self):
         self.three_calendars()
         self.configure()
