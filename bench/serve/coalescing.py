@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Coalescing of a notification burst by `busymirror serve`: --notifications
 authenticated notifications (default 10,000) over 10 calendars, sent straight to
-the gateway with the channel tokens busymirror derives, from --threads threads
+the gateway with the channel tokens busymirror derives, from --senders processes
 (each owns a share of the channels, so message numbers rise per channel), bounded
 by --max-seconds. Then the listings each calendar cost (sync_log rows, and the
 emulator's events.list counter) against the bound ceil(burst s / max_delay) + 2.
@@ -9,7 +9,7 @@ emulator's events.list counter) against the bound ceil(burst s / max_delay) + 2.
 Two accounts with five calendars each, all-to-all in one group, no events: a
 sync is one incremental listing and writes nothing.
 
-usage: bench/serve/coalescing.py [--build DIR] [--notifications 10000] [--threads 5]
+usage: bench/serve/coalescing.py [--build DIR] [--notifications 10000] [--senders 5]
 """
 import argparse
 import math
@@ -25,7 +25,7 @@ def main():
     ap = argparse.ArgumentParser()
     common.add_build_arg(ap)
     ap.add_argument("--notifications", type=int, default=10000)
-    ap.add_argument("--threads", type=int, default=5, help="5: two channels each")
+    ap.add_argument("--senders", type=int, default=5, help="processes; 5: two channels each")
     ap.add_argument("--max-seconds", type=float, default=30)
     ap.add_argument("--debounce-ms", type=int, default=20)
     ap.add_argument("--max-delay-ms", type=int, default=250)
@@ -46,7 +46,7 @@ def main():
         assert len(heads) == 10, heads
         log0 = w.db("SELECT coalesce(max(id), 0) FROM sync_log")[0][0]
         w.emu.reset_counters()
-        sent, bad, burst, per_cal = common.blast(w.port, heads, args.notifications, args.threads,
+        sent, bad, burst, per_cal = common.blast(w.port, heads, args.notifications, args.senders,
                                                  args.max_seconds)
         t_end = time.monotonic()
         w.idle()
@@ -57,8 +57,8 @@ def main():
                          " GROUP BY c.gcal_id", log0))
         bound = math.ceil(burst / (args.max_delay_ms / 1000.0)) + 2
         print("coalescing: %d authenticated notifications (%d not answered 200) over %d "
-              "calendars from %d threads in %.2f s (%.0f/s); queue drained %.2f s after"
-              % (sent, bad, len(heads), args.threads, burst, sent / burst, drained))
+              "calendars from %d processes in %.2f s (%.0f/s); queue drained %.2f s after"
+              % (sent, bad, len(heads), args.senders, burst, sent / burst, drained))
         print("  debounce %d ms, max_delay %d ms -> bound ceil(%.2f / %.3f) + 2 = %d listings "
               "per calendar" % (args.debounce_ms, args.max_delay_ms, burst,
                                 args.max_delay_ms / 1000.0, bound))
