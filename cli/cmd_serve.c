@@ -80,8 +80,9 @@ static int commit_notes(void *ud, bm_gateway_note_t *notes, size_t n)
     for (size_t i = 0; rc == BM_OK && i < n; i++)
         rc = bm_store_notification_enqueue(s->commit_st, notes[i].channel_id, notes[i].resource_id,
                                            now, s->cfg->engine.debounce_ms,
-                                           s->cfg->engine.max_delay_ms, &notes[i].status, err,
-                                           sizeof(err));
+                                           s->cfg->engine.max_delay_ms,
+                                           (int64_t)s->cfg->renewer.seam_grace * 1000,
+                                           &notes[i].status, err, sizeof(err));
     if (rc == BM_OK)
         rc = bm_store_commit(s->commit_st, err, sizeof(err));
     else
@@ -142,6 +143,7 @@ static void collect(void *ud, bm_metrics_t *m)
                          (double)g.accounts_breaker_open);
     bm_metrics_gauge_set(m, "busymirror_calendars", "mode=\"push\"", (double)g.calendars_push);
     bm_metrics_gauge_set(m, "busymirror_calendars", "mode=\"poll\"", (double)g.calendars_poll);
+    bm_metrics_gauge_set(m, "busymirror_watch_refused", NULL, (double)g.calendars_refused);
     bm_metrics_gauge_set(m, "busymirror_channel_expiry_seconds", NULL,
                          g.earliest_channel_expiry_ms > 0
                              ? (double)(g.earliest_channel_expiry_ms - bm_now_ms()) / 1000.0
@@ -165,6 +167,8 @@ static void describe_metrics(bm_metrics_t *m)
         {"busymirror_dead_letters", BM_METRIC_GAUGE, "block writes that failed for good"},
         {"busymirror_accounts", BM_METRIC_GAUGE, "accounts by state (circuit breaker, login)"},
         {"busymirror_calendars", BM_METRIC_GAUGE, "enabled calendars by mode"},
+        {"busymirror_watch_refused", BM_METRIC_GAUGE,
+         "enabled calendars polling because their watch was refused (status tells why)"},
         {"busymirror_channel_expiry_seconds", BM_METRIC_GAUGE,
          "seconds to the earliest expiry of a live watch channel (0: none)"},
         {"busymirror_api_calls_total", BM_METRIC_COUNTER, "Google API requests by method, status"},

@@ -54,14 +54,41 @@ static bool print_account(const bm_account_t *a, bm_cli_json_t *j)
     return strcmp(state, "ok") == 0;
 }
 
-/* One calendar's line or JSON object (j non-NULL); whether it is healthy. */
-static bool print_calendar(const bm_calendar_t *cal, const bm_health_t *h, bm_cli_json_t *j)
+/* Whether cal hears of its changes by push: "on", "refused", "off" (no
+ * [gateway] public_url) or "pending" (serve has not watched it yet); in text,
+ * with the reason and the next try ("refused (webhookUrlUnauthorized) retry in
+ * 4 min"). */
+static const char *push_state(const bm_calendar_t *cal, bool have_url, char *text, size_t len)
 {
+    const char *state = !have_url                   ? "off"
+                        : cal->watch_refused != NULL ? "refused"
+                        : cal->mode == BM_MODE_PUSH  ? "on"
+                                                     : "pending";
+    int64_t wait_s = (cal->watch_retry_at - bm_now_ms() + 999) / 1000;
+    if (!have_url)
+        snprintf(text, len, "off (no public_url)");
+    else if (cal->watch_refused != NULL && wait_s > 0)
+        snprintf(text, len, "refused (%s) retry in %lld min", cal->watch_refused,
+                 (long long)(wait_s + 59) / 60);
+    else if (cal->watch_refused != NULL)
+        snprintf(text, len, "refused (%s) retry now", cal->watch_refused);
+    else
+        snprintf(text, len, "%s", state);
+    return state;
+}
+
+/* One calendar's line or JSON object (j non-NULL); whether it is healthy. */
+static bool print_calendar(const bm_calendar_t *cal, const bm_health_t *h, bool have_url,
+                           bm_cli_json_t *j)
+{
+    char push[128], retry[40];
     char when[40], expiry[40];
     const char *why = attention(cal, h);
     bm_cli_fmt_time(cal->last_sync_at, when, sizeof(when));
     bm_cli_fmt_time(h->channel_expiration / 1000, expiry, sizeof(expiry));
     const char *mode = cal->mode == BM_MODE_PUSH ? "push" : "poll";
+    const char *push_st = push_state(cal, have_url, push, sizeof(push));
+    bm_cli_fmt_time(cal->watch_retry_at / 1000, retry, sizeof(retry));
     if (j != NULL) {
         bm_cli_json_open(j, NULL, false);
         bm_cli_json_str(j, "account", cal->account_name);
@@ -71,6 +98,9 @@ static bool print_calendar(const bm_calendar_t *cal, const bm_health_t *h, bm_cl
         bm_cli_json_str(j, "role", bm_role_name(cal->role));
         bm_cli_json_bool(j, "enabled", cal->enabled);
         bm_cli_json_str(j, "mode", mode);
+        bm_cli_json_str(j, "push", cal->enabled ? push_st : NULL);
+        bm_cli_json_str(j, "push_refused", cal->watch_refused);
+        bm_cli_json_str(j, "push_retry_at", cal->watch_refused != NULL ? retry : NULL);
         bm_cli_json_str(j, "last_sync", cal->last_sync_at > 0 ? when : NULL);
         bm_cli_json_str(j, "last_result", cal->last_result);
         bm_cli_json_str(j, "last_error", cal->last_error);
@@ -83,9 +113,9 @@ static bool print_calendar(const bm_calendar_t *cal, const bm_health_t *h, bm_cl
         bm_cli_json_str(j, "attention", why);
         bm_cli_json_close(j, false);
     } else if (cal->enabled || why != NULL) {
-        printf("  %-44s account=%s mode=%s last=%s (%s) channel=%s jobs=%lld pending=%lld "
+        printf("  %-44s account=%s mode=%s push=%s last=%s (%s) channel=%s jobs=%lld pending=%lld "
                "retrying=%lld dead=%lld blocks=%lld%s%s\n",
-               cal->gcal_id, cal->account_name, mode, when,
+               cal->gcal_id, cal->account_name, mode, cal->enabled ? push : "-", when,
                cal->last_result != NULL ? cal->last_result : "-",
                h->channel_expiration > 0 ? expiry : "none", (long long)h->jobs,
                (long long)h->outbox, (long long)h->retrying, (long long)h->dead_letters,
@@ -136,7 +166,8 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
             rc = BM_EXIT_FAIL;
             goto out;
         }
-        unhealthy |= !print_calendar(cal, &h, json ? &j : NULL);
+        unhealthy |= !print_calendar(cal, &h, cli->cfg.gateway.public_url != NULL,
+                                     json ? &j : NULL);
     }
     if (json) {
         bm_cli_json_close(&j, true);

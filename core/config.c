@@ -59,6 +59,13 @@ const bm_config_key_t bm_config_keys[] = {
      "serve: ... but never later than this after its first (a burst costs few listings)"},
     {"renewer", "channel_ttl", BM_CFG_INT, "604800", OFF(renewer.channel_ttl), 60, 2592000, false,
      "seconds of life asked for each watch channel (Google grants what it grants)"},
+    {"renewer", "renew_before", BM_CFG_INT, "0", OFF(renewer.renew_before), 0, 2592000, false,
+     "seconds before its granted expiration a channel is renewed (each channel at its own point in"
+     " the last half of that margin); 0: a fifth of its granted life, at most a day"},
+    {"renewer", "seam_grace", BM_CFG_INT, "600", OFF(renewer.seam_grace), 0, 86400, false,
+     "a notification of a channel stopped less than this many seconds ago still syncs its calendar"},
+    {"renewer", "watch_retry", BM_CFG_INT, "60", OFF(renewer.watch_retry), 1, 3600, false,
+     "seconds before a refused watch is tried again (doubling, at most an hour)"},
     {"sync", "past_days", BM_CFG_INT, "7", OFF(sync.past_days), 0, 3650, false,
      "mirror events ending at most this many days ago"},
     {"sync", "future_days", BM_CFG_INT, "90", OFF(sync.future_days), 1, 3650, false,

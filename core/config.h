@@ -48,6 +48,9 @@ typedef struct bm_config {
     } engine;
     struct {
         int channel_ttl;
+        int renew_before; /* s; 0: a fifth of the granted life (at most a day) */
+        int seam_grace;   /* s a stopped channel's notifications still sync */
+        int watch_retry;  /* s before a refused watch is retried (doubling, max 1 h) */
     } renewer;
     struct {
         int past_days;

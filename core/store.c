@@ -184,6 +184,16 @@ static const char *const migrations[] = {
      * shortly before it expires (an idle run refreshes nothing) */
     "ALTER TABLE accounts ADD COLUMN access_token_enc BLOB;"
     "ALTER TABLE accounts ADD COLUMN access_expires INTEGER NOT NULL DEFAULT 0;",
+
+    /* 9: reserved for branch s11a (accounts.priority, accounts.poll_interval);
+     * the lead puts that migration here when merging */
+    "SELECT 1;",
+
+    /* 10: a refused watch is remembered with its reason and the time of the next
+     * try (ms), so that status shows why a calendar polls and when push is
+     * tried again; both are cleared when a channel works */
+    "ALTER TABLE sync_state ADD COLUMN watch_refused TEXT;"
+    "ALTER TABLE sync_state ADD COLUMN watch_retry_at INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -818,7 +828,8 @@ int bm_role_parse(const char *s, bm_role_t *out)
 #define CALENDAR_SELECT                                                                            \
     "SELECT c.id, c.account_id, a.name, c.gcal_id, c.summary, c.time_zone, c.access_role,"         \
     " c.is_primary, c.enabled, c.group_name, c.role, s.sync_token, s.last_full_sync,"              \
-    " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at, s.plan_key"           \
+    " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at, s.plan_key,"          \
+    " s.watch_refused, COALESCE(s.watch_retry_at, 0)"                                             \
     " FROM calendars c JOIN accounts a ON a.id = c.account_id"                                     \
     " LEFT JOIN sync_state s ON s.calendar_id = c.id "
 
@@ -845,6 +856,8 @@ static void read_calendar(sqlite3_stmt *s, void *row)
     c->last_error = col_dup(s, 16);
     c->last_sync_at = sqlite3_column_int64(s, 17);
     c->plan_key = col_dup(s, 18);
+    c->watch_refused = col_dup(s, 19);
+    c->watch_retry_at = sqlite3_column_int64(s, 20);
 }
 
 static void release_calendars(void *rows, size_t n)
@@ -942,6 +955,7 @@ void bm_calendar_dispose(bm_calendar_t *c)
     free(c->last_result);
     free(c->last_error);
     free(c->plan_key);
+    free(c->watch_refused);
     memset(c, 0, sizeof(*c));
 }
 
@@ -2287,6 +2301,8 @@ void bm_job_dispose(bm_job_t *j)
 /* ---- watch channels ---- */
 
 #define CHANNEL_COLS "id, calendar_id, resource_id, expiration, created_at, stopped_at"
+#define STRAY_STOP_EVERY_MS "60000" /* a stray is stopped at most once a minute */
+#define ORPHAN_AFTER_MS     60000   /* a row never granted this long: its watch answer was lost */
 
 static void read_channel(sqlite3_stmt *s, void *row)
 {
@@ -2363,7 +2379,8 @@ int bm_store_channel_stray(bm_store_t *st, const char *id, const char *resource_
     int64_t n = 0;
     PREP(u, "UPDATE channels SET stopped_at = NULL, resource_id = COALESCE(resource_id, ?3),"
             " expiration = min(COALESCE(expiration, ?2), ?2)"
-            " WHERE id = ?1 AND stopped_at IS NOT NULL AND COALESCE(resource_id, ?3) IS NOT NULL");
+            " WHERE id = ?1 AND stopped_at IS NOT NULL AND COALESCE(resource_id, ?3) IS NOT NULL"
+            " AND stopped_at <= ?2 - " STRAY_STOP_EVERY_MS);
     bind_text(&u, 1, id);
     bind_int64(&u, 2, now_ms);
     bind_text(&u, 3, resource_id);
@@ -2388,9 +2405,12 @@ static void release_channels(void *rows, size_t n)
 int bm_store_channels_to_stop(bm_store_t *st, int64_t now_ms, bm_channel_t **out, size_t *n,
                               char *err, size_t errlen)
 {
-    /* not current: expired, or another granted live channel expires later */
+    /* not current: expired, of a disabled calendar, or another granted live
+     * channel expires later */
     PREP(s, "SELECT " CHANNEL_COLS " FROM channels c WHERE c.stopped_at IS NULL"
-            " AND c.resource_id IS NOT NULL AND (c.expiration <= ?1 OR EXISTS (SELECT 1"
+            " AND c.resource_id IS NOT NULL AND (c.expiration <= ?1"
+            " OR NOT EXISTS (SELECT 1 FROM calendars k WHERE k.id = c.calendar_id AND k.enabled = 1)"
+            " OR EXISTS (SELECT 1"
             " FROM channels x WHERE x.calendar_id = c.calendar_id AND x.stopped_at IS NULL"
             " AND x.resource_id IS NOT NULL"
             " AND (x.expiration, x.created_at, x.id) > (c.expiration, c.created_at, c.id)))"
@@ -2399,6 +2419,18 @@ int bm_store_channels_to_stop(bm_store_t *st, int64_t now_ms, bm_channel_t **out
     int rc;
     *out = read_rows(st, &s, sizeof(**out), read_channel, release_channels, n, &rc, err, errlen,
                      "channels to stop");
+    return rc;
+}
+
+int bm_store_channels_of_calendar(bm_store_t *st, int64_t calendar_id, bm_channel_t **out,
+                                  size_t *n, char *err, size_t errlen)
+{
+    PREP(s, "SELECT " CHANNEL_COLS " FROM channels WHERE calendar_id = ?"
+            " AND stopped_at IS NULL AND resource_id IS NOT NULL ORDER BY created_at, id");
+    bind_int64(&s, 1, calendar_id);
+    int rc;
+    *out = read_rows(st, &s, sizeof(**out), read_channel, release_channels, n, &rc, err, errlen,
+                     "channels of a calendar");
     return rc;
 }
 
@@ -2414,19 +2446,34 @@ int bm_store_channels_purge(bm_store_t *st, int64_t before_ms, int64_t *n, char 
 int bm_store_calendar_set_mode(bm_store_t *st, int64_t calendar_id, bm_mode_t mode, char *err,
                                size_t errlen)
 {
+    /* push: a working channel ends a refusal */
     PREP(s, "INSERT INTO sync_state(calendar_id, mode) VALUES(?1, ?2)"
-            " ON CONFLICT(calendar_id) DO UPDATE SET mode = ?2");
+            " ON CONFLICT(calendar_id) DO UPDATE SET mode = ?2,"
+            " watch_refused = CASE WHEN ?2 = 1 THEN NULL ELSE watch_refused END,"
+            " watch_retry_at = CASE WHEN ?2 = 1 THEN 0 ELSE watch_retry_at END");
     bind_int64(&s, 1, calendar_id);
     bind_int(&s, 2, (int)mode);
     return exec_done(st, &s, err, errlen, "set calendar mode");
 }
 
+int bm_store_calendar_watch_refused(bm_store_t *st, int64_t calendar_id, const char *reason,
+                                    int64_t retry_at_ms, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO sync_state(calendar_id, mode, watch_refused, watch_retry_at)"
+            " VALUES(?1, 0, ?2, ?3) ON CONFLICT(calendar_id) DO UPDATE SET mode = 0,"
+            " watch_refused = ?2, watch_retry_at = ?3");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, reason);
+    bind_int64(&s, 3, retry_at_ms);
+    return exec_done(st, &s, err, errlen, "record a refused watch");
+}
+
 /* What a notification's channel is: its calendar, its recorded resource id
- * (NULL before the watch answered), whether it is stopped. */
+ * (NULL before the watch answered), when it was made and stopped (0: not). */
 typedef struct notified {
     int64_t calendar_id;
     char *resource_id;
-    bool stopped;
+    int64_t created_at, stopped_at;
 } notified_t;
 
 static void read_notified(sqlite3_stmt *s, void *row)
@@ -2434,17 +2481,33 @@ static void read_notified(sqlite3_stmt *s, void *row)
     notified_t *n = row;
     n->calendar_id = sqlite3_column_int64(s, 0);
     n->resource_id = col_dup(s, 1);
-    n->stopped = sqlite3_column_int(s, 2) != 0;
+    n->created_at = sqlite3_column_int64(s, 2);
+    n->stopped_at = sqlite3_column_int64(s, 3);
+}
+
+/* A row whose watch answer never came (a crash between the watch and its
+ * commit) names the resource now, expired: due for a stop, never current. */
+static int orphan_granted(bm_store_t *st, const char *id, const char *resource_id, int64_t now_ms,
+                          char *err, size_t errlen)
+{
+    PREP(s, "UPDATE channels SET resource_id = ?2, expiration = ?3"
+            " WHERE id = ?1 AND resource_id IS NULL AND stopped_at IS NULL");
+    bind_text(&s, 1, id);
+    bind_text(&s, 2, resource_id);
+    bind_int64(&s, 3, now_ms);
+    return exec_done(st, &s, err, errlen, "record orphan channel");
 }
 
 int bm_store_notification_enqueue(bm_store_t *st, const char *channel_id, const char *resource_id,
                                   int64_t now_ms, int64_t debounce_ms, int64_t max_delay_ms,
-                                  int *status, char *err, size_t errlen)
+                                  int64_t grace_ms, int *status, char *err, size_t errlen)
 {
     notified_t ch = {0};
+    bool sync = true;
     /* A replaced or expired channel is due for a stop already (to_stop): only a
-     * stopped one needs recording. */
-    PREP(s, "SELECT calendar_id, resource_id, stopped_at IS NOT NULL FROM channels WHERE id = ?");
+     * stopped one (or an orphan) needs recording. */
+    PREP(s, "SELECT calendar_id, resource_id, created_at, COALESCE(stopped_at, 0)"
+            " FROM channels WHERE id = ?");
     bind_text(&s, 1, channel_id);
     int rc = read_one(st, &s, read_notified, &ch, err, errlen, "find channel");
     if (rc == BM_ENOTFOUND) {
@@ -2460,9 +2523,14 @@ int bm_store_notification_enqueue(bm_store_t *st, const char *channel_id, const 
         *status = 400;
         goto out;
     }
-    if (ch.stopped)
+    if (ch.stopped_at > 0 && ch.stopped_at <= now_ms - grace_ms) { /* past the seam: a stray */
+        sync = false;
         rc = bm_store_channel_stray(st, channel_id, resource_id, now_ms, err, errlen);
-    if (rc == BM_OK)
+    } else if (ch.stopped_at == 0 && ch.resource_id == NULL && resource_id != NULL &&
+               ch.created_at < now_ms - ORPHAN_AFTER_MS) {
+        rc = orphan_granted(st, channel_id, resource_id, now_ms, err, errlen);
+    }
+    if (rc == BM_OK && sync) /* a stopped channel within the grace: a message on its way */
         rc = bm_store_job_enqueue(st, ch.calendar_id, "push", now_ms, debounce_ms, max_delay_ms,
                                   NULL, err, errlen);
     if (rc == BM_OK)
@@ -2502,10 +2570,12 @@ int bm_store_serve_gauges(bm_store_t *st, int64_t now_ms, bm_serve_gauges_t *g, 
             " (SELECT count(*) FROM calendars c LEFT JOIN sync_state s ON s.calendar_id = c.id"
             "   WHERE c.enabled = 1 AND COALESCE(s.mode, 0) = 0),"
             " (SELECT COALESCE(min(expiration), 0) FROM channels"
-            "   WHERE stopped_at IS NULL AND resource_id IS NOT NULL AND expiration > ?1)");
+            "   WHERE stopped_at IS NULL AND resource_id IS NOT NULL AND expiration > ?1),"
+            " (SELECT count(*) FROM calendars c JOIN sync_state s ON s.calendar_id = c.id"
+            "   WHERE c.enabled = 1 AND s.watch_refused IS NOT NULL)");
     bind_int64(&s, 1, now_ms);
-    int64_t v[10];
-    int rc = read_int64s(st, &s, v, 10, err, errlen, "serve gauges");
+    int64_t v[11];
+    int rc = read_int64s(st, &s, v, 11, err, errlen, "serve gauges");
     if (rc == BM_OK)
         *g = (bm_serve_gauges_t){.jobs_pending = v[0],
                                  .jobs_running = v[1],
@@ -2516,6 +2586,7 @@ int bm_store_serve_gauges(bm_store_t *st, int64_t now_ms, bm_serve_gauges_t *g, 
                                  .accounts_breaker_open = v[6],
                                  .calendars_push = v[7],
                                  .calendars_poll = v[8],
-                                 .earliest_channel_expiry_ms = v[9]};
+                                 .earliest_channel_expiry_ms = v[9],
+                                 .calendars_refused = v[10]};
     return rc;
 }

@@ -19,7 +19,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 8
+#define BM_STORE_SCHEMA_VERSION 10
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. *out is
  * released with bm_store_close; NULL on failure. Safe when several processes
@@ -112,6 +112,8 @@ typedef struct bm_calendar {
     char *last_error;
     int64_t last_sync_at;
     char *plan_key; /* planning settings of the last full listing */
+    char *watch_refused;    /* why the last watch was refused (NULL: it was not) */
+    int64_t watch_retry_at; /* ms: push is not tried again before then (0: no refusal) */
 } bm_calendar_t;
 
 const char *bm_role_name(bm_role_t r); /* a static string */
@@ -543,37 +545,50 @@ int bm_store_channel_current(bm_store_t *st, int64_t calendar_id, int64_t now_ms
 int bm_store_channel_stopped(bm_store_t *st, const char *id, int64_t now_ms, char *err,
                              size_t errlen);
 /* Records an authenticated notification of a channel that is not current, for
- * the renewer to stop: a stopped row becomes due for a stop again (unstopped,
- * expired as of now_ms, so never current); an unknown id is added to the
+ * the renewer to stop: a row stopped at least a minute ago becomes due for a
+ * stop again (unstopped, expired as of now_ms, so never current); an unknown id is added to the
  * calendar whose channels carry resource_id (nothing is recorded when no
  * channel does: the row needs a calendar). A replaced or expired row is due
  * for a stop already. */
 int bm_store_channel_stray(bm_store_t *st, const char *id, const char *resource_id, int64_t now_ms,
                            char *err, size_t errlen);
-/* Unstopped granted channels that are not current at now_ms, oldest first:
+/* Unstopped granted channels that are not current at now_ms or whose calendar
+ * is disabled, oldest first:
  * *out is the caller's (bm_store_channels_free). */
 int bm_store_channels_to_stop(bm_store_t *st, int64_t now_ms, bm_channel_t **out, size_t *n,
                               char *err, size_t errlen);
+/* The unstopped granted channels of calendar_id; *out as for to_stop. */
+int bm_store_channels_of_calendar(bm_store_t *st, int64_t calendar_id, bm_channel_t **out,
+                                  size_t *n, char *err, size_t errlen);
 /* Deletes stopped rows that expired before before_ms (no notification can come
  * any more) and never-granted rows created before it; *n (may be NULL) deleted. */
 int bm_store_channels_purge(bm_store_t *st, int64_t before_ms, int64_t *n, char *err,
                             size_t errlen);
-/* sync_state.mode of the calendar (its sync_state row is made when missing). */
+/* sync_state.mode of the calendar (its sync_state row is made when missing);
+ * BM_MODE_PUSH clears a recorded refusal. */
 int bm_store_calendar_set_mode(bm_store_t *st, int64_t calendar_id, bm_mode_t mode, char *err,
                                size_t errlen);
+/* The calendar's watch was refused: mode poll, the reason (Google's, e.g.
+ * "webhookUrlUnauthorized") and when push is tried again (ms), for status. */
+int bm_store_calendar_watch_refused(bm_store_t *st, int64_t calendar_id, const char *reason,
+                                    int64_t retry_at_ms, char *err, size_t errlen);
 /*
  * A push notification, once its channel token checked out: *status is what to
  * answer Google. Unknown channel: 404 (recorded as a stray when its resource id
- * is known). resource_id other than the channel's: 400. A stopped, replaced or
- * expired channel: recorded for the renewer, and its calendar's sync is enqueued
- * anyway (a change may be behind it): 200. Else the sync is enqueued: 200
- * (bm_store_job_enqueue, reason "push"). Runs inside the caller's transaction
- * (group commit): answer only after it commits. Store failures return BM_ESTORE
- * (answer 503).
+ * is known). resource_id other than the channel's: 400. A channel stopped less
+ * than grace_ms ago (the seam of a renewal: a message already on its way), a
+ * replaced or an expired one: its calendar's sync is enqueued (a change may be
+ * behind it): 200. A channel stopped longer ago: a stray, recorded for the
+ * renewer to stop again (at most once a minute), nothing enqueued: 200. A row
+ * never granted for a minute (its watch answer was lost) takes the resource id
+ * and is due for a stop, and its sync is enqueued. Else the sync is enqueued:
+ * 200 (bm_store_job_enqueue, reason "push"). Runs inside the caller's
+ * transaction (group commit): answer only after it commits. Store failures
+ * return BM_ESTORE (answer 503).
  */
 int bm_store_notification_enqueue(bm_store_t *st, const char *channel_id, const char *resource_id,
                                   int64_t now_ms, int64_t debounce_ms, int64_t max_delay_ms,
-                                  int *status, char *err, size_t errlen);
+                                  int64_t grace_ms, int *status, char *err, size_t errlen);
 void bm_channel_dispose(bm_channel_t *c);
 void bm_store_channels_free(bm_channel_t *c, size_t n);
 
@@ -583,6 +598,7 @@ typedef struct bm_serve_gauges {
     int64_t outbox, dead_letters;
     int64_t accounts_ok, accounts_needs_login, accounts_breaker_open;
     int64_t calendars_push, calendars_poll; /* enabled calendars by mode */
+    int64_t calendars_refused;              /* ... polling after a refused watch */
     int64_t earliest_channel_expiry_ms;     /* of a live, granted channel; 0: none */
 } bm_serve_gauges_t;
 

@@ -282,6 +282,11 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
             bad = true;
         f.latency_ms = (int64_t)v;
     }
+    if (num_field(b, "refuse_watch", &v)) {
+        if (v != 0 && v != 400 && v != 401 && v != 403)
+            bad = true;
+        f.refuse_watch = (int64_t)v;
+    }
     if (num_field(b, "delay_notifications_ms", &v)) {
         if (v < 0 || v > 600000)
             bad = true;
@@ -293,7 +298,8 @@ static void faults(const emu_req_t *rq, emu_resp_t *rs)
             !is(k, "error_500") && !is(k, "error_502") && !is(k, "error_503") &&
             !is(k, "error_504") && !is(k, "error_429") && !is(k, "error_403") &&
             !is(k, "writes_only") && !is(k, "drop_notifications") && !is(k, "short_pages") &&
-            !is(k, "max_errors") && !is(k, "ignore_extended_property_filter"))
+            !is(k, "max_errors") && !is(k, "ignore_extended_property_filter") &&
+            !is(k, "refuse_watch"))
             bad = true;
     }
     if (bad) {

@@ -34,13 +34,28 @@ static int new_channel_id(char out[2 + 2 * CHANNEL_ID_BYTES + 1], char *err, siz
     return BM_OK;
 }
 
-/* Whether ch lives long enough to be kept: more than a fifth of its granted
- * life (what Google gave, which may be less than asked), at most a day. */
-static bool lives_long_enough(const bm_channel_t *ch, int64_t now_ms)
+int64_t bm_engine_renew_margin_ms(const char *channel_id, int64_t life_ms, int renew_before_s)
 {
-    int64_t margin = (ch->expiration - ch->created_at) / 5;
-    if (margin > REUSE_MARGIN_MAX_MS)
-        margin = REUSE_MARGIN_MAX_MS;
+    int64_t margin = (int64_t)renew_before_s * 1000;
+    if (margin <= 0) {
+        margin = life_ms / 5;
+        if (margin > REUSE_MARGIN_MAX_MS)
+            margin = REUSE_MARGIN_MAX_MS;
+    }
+    /* FNV-1a of the id: each channel's own point in the last half of the margin */
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = channel_id; p != NULL && *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    int64_t half = margin / 2;
+    return half + (half > 0 ? (int64_t)(h % (uint64_t)(half + 1)) : 0);
+}
+
+/* Whether ch lives long enough to be kept: more than its renew margin (see
+ * bm_engine_renew_margin_ms) of its granted life is left. */
+static bool lives_long_enough(const bm_engine_t *e, const bm_channel_t *ch, int64_t now_ms)
+{
+    int64_t margin = bm_engine_renew_margin_ms(ch->id, ch->expiration - ch->created_at,
+                                               e->o.cfg != NULL ? e->o.cfg->renewer.renew_before : 0);
     return ch->expiration - now_ms > margin;
 }
 
@@ -91,7 +106,7 @@ static int open_channel(bm_engine_t *e, const bm_calendar_t *cal, engine_account
         .channel_id = id, .address = public_url, .token = token, .ttl_s = ttl_s};
     rc = bm_gcal_watch(e->gcal, &a->g, cal->gcal_id, &p, &g, err, errlen);
     bm__engine_breaker(e, a, rc, true);
-    if (rc == BM_EAUTH)
+    if (rc == BM_EAUTH && strstr(err, "webhookUrlUnauthorized") == NULL) /* the address, not us */
         bm__engine_needs_login(e, a);
     if (rc != BM_OK) {
         record_refused(e, cal, id);
@@ -113,7 +128,7 @@ int bm_engine_watch_calendar(bm_engine_t *e, const bm_calendar_t *cal, const cha
     engine_account_t *a = NULL;
     int64_t now = bm_now_ms();
     int rc = bm_store_channel_current(e->st, cal->id, now, &cur, err, errlen);
-    if (rc == BM_OK && lives_long_enough(&cur, now)) {
+    if (rc == BM_OK && lives_long_enough(e, &cur, now)) {
         rc = bm_store_calendar_set_mode(e->st, cal->id, BM_MODE_PUSH, err, errlen);
         goto out;
     }
@@ -193,6 +208,27 @@ int bm_engine_stop_stale(bm_engine_t *e, size_t *n_stopped, char *err, size_t er
                BM_KS("channel", chs[i].id), BM_KS("error", why));
         if (s == BM_ESTORE)
             rc = bm_err(err, errlen, s, "%s", why);
+    }
+    if (n_stopped != NULL)
+        *n_stopped = stopped;
+    bm_store_channels_free(chs, n);
+    return rc;
+}
+
+int bm_engine_stop_calendar_channels(bm_engine_t *e, int64_t calendar_id, size_t *n_stopped,
+                                     char *err, size_t errlen)
+{
+    bm_channel_t *chs = NULL;
+    size_t n = 0, stopped = 0;
+    int rc = bm_store_channels_of_calendar(e->st, calendar_id, &chs, &n, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n; i++) {
+        char why[512];
+        if (bm_engine_stop_channel(e, &chs[i], why, sizeof(why)) == BM_OK) {
+            stopped++;
+            continue;
+        }
+        BM_LOG(BM_LOG_WARN, BM_MSG("cannot stop a watch channel: the renewer tries again"),
+               BM_KS("channel", chs[i].id), BM_KS("error", why));
     }
     if (n_stopped != NULL)
         *n_stopped = stopped;

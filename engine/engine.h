@@ -103,7 +103,9 @@ int bm_engine_sync_all(bm_engine_t *e, int64_t account_id, const char *gcal_id, 
  * from it and every block living in it is deleted, audited as "disable" or
  * "regroup": the deletions are planned in the same transaction that writes the
  * new membership, then drained (totals tell what failed). An enabled calendar's
- * group lists in full on its next sync, so a new member gets its blocks. */
+ * group lists in full on its next sync, so a new member gets its blocks. A
+ * disabled calendar's watch channels are stopped at Google
+ * (bm_engine_stop_calendar_channels: a failed stop is left to the renewer). */
 int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enabled,
                              const char *group, bm_role_t role, char *err, size_t errlen);
 
@@ -145,7 +147,8 @@ int bm_engine_undo(bm_engine_t *e, int64_t run_id, int64_t *run_out, size_t *res
 
 /* Removes an account: unless keep_blocks, first deletes the blocks in its
  * calendars and the blocks made from them (BM_EAPI, account kept, when some could
- * not be deleted). */
+ * not be deleted); the watch channels of its calendars are stopped at Google
+ * before it goes (a failed stop is logged: its rows go with the account). */
 int bm_engine_remove_account(bm_engine_t *e, const bm_account_t *acct, bool keep_blocks,
                              size_t *n_deleted, char *err, size_t errlen);
 
@@ -157,8 +160,8 @@ int bm_engine_remove_account(bm_engine_t *e, const bm_account_t *acct, bool keep
 
 /* Gives cal a live watch channel posting to public_url (https), asking for
  * ttl_s seconds (0: Google's default). The current channel is kept (mode push)
- * while more than a fifth of its granted life remains (at most a day's margin);
- * else a new one is opened: on success its resource id and expiration are
+ * while more than its renew margin (bm_engine_renew_margin_ms with [renewer]
+ * renew_before) of its granted life remains; else a new one is opened: on success its resource id and expiration are
  * recorded and the calendar's mode is push; on failure (a refused address: 401
  * or 403 push.webhookUrlUnauthorized, 400 pushNotSupportedForRequestedResource;
  * the network) the row is stopped, the mode is poll and the error returned (the
@@ -166,6 +169,12 @@ int bm_engine_remove_account(bm_engine_t *e, const bm_account_t *acct, bool keep
  * bm_engine_stop_stale. */
 int bm_engine_watch_calendar(bm_engine_t *e, const bm_calendar_t *cal, const char *public_url,
                              int ttl_s, char *err, size_t errlen);
+/* When a channel of granted life life_ms is renewed: once less than this many
+ * ms of it are left. The margin is renew_before_s seconds (0: a fifth of the
+ * life, at most a day); each channel renews at its own point in the last half
+ * of it, derived from its id (FNV-1a), so channels opened together (a restart,
+ * many calendars enabled at once) do not come due together, and stay spread. */
+int64_t bm_engine_renew_margin_ms(const char *channel_id, int64_t life_ms, int renew_before_s);
 /* channels.stop of ch (borrowed), then the row is marked stopped; a channel
  * Google does not know (404) counts as stopped. A row never granted has nothing
  * to stop at Google: only marked. */
@@ -175,7 +184,13 @@ int bm_engine_stop_channel(bm_engine_t *e, const bm_channel_t *ch, char *err, si
  * fails (BM_ESTORE) or the engine is stopped (BM_ECANCELED). */
 int bm_engine_watch_all(bm_engine_t *e, const char *public_url, int ttl_s, size_t *n_push,
                         size_t *n_poll, char *err, size_t errlen);
-/* Stops every channel that is replaced, expired or a stray
+/* Stops every unstopped channel of the calendar (it was disabled, or its
+ * account goes); *n_stopped (may be NULL) counts them. A failed stop is logged
+ * and its row left unstopped: bm_engine_stop_stale tries again (a disabled
+ * calendar's channels are due for a stop). 0 unless the store fails. */
+int bm_engine_stop_calendar_channels(bm_engine_t *e, int64_t calendar_id, size_t *n_stopped,
+                                     char *err, size_t errlen);
+/* Stops every channel that is replaced, expired, of a disabled calendar or a stray
  * (bm_store_channels_to_stop); *n_stopped (may be NULL) counts them. Failures are
  * logged and left for the next round; 0 unless the store fails. */
 int bm_engine_stop_stale(bm_engine_t *e, size_t *n_stopped, char *err, size_t errlen);

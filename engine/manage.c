@@ -146,6 +146,8 @@ int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enab
         rc = bm_store_commit(e->st, err, errlen);
     else
         bm_store_rollback(e->st);
+    if (rc == BM_OK && !enabled) /* no more notifications: its channels stop (a failure: later) */
+        rc = bm_engine_stop_calendar_channels(e, cal->id, NULL, err, errlen);
     return rc == BM_OK && leaving ? bm_engine_drain(e, err, errlen) : rc;
 }
 
@@ -592,6 +594,8 @@ int bm_engine_remove_account(bm_engine_t *e, const bm_account_t *acct, bool keep
                         "is kept: run again, or remove it with --keep-blocks",
                         (long long)pending);
     }
+    for (size_t i = 0; rc == BM_OK && i < n; i++) /* while its credentials are still here */
+        rc = bm_engine_stop_calendar_channels(e, cals[i].id, NULL, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_account_remove(e->st, acct->id, err, errlen);
 out:

@@ -16,15 +16,15 @@
 
 #define TICK_MS         1000 /* polls are looked at this often */
 #define CHANNEL_TICK_MS 5000 /* channels (new calendars, renewals, strays) this often */
-#define WATCH_RETRY_MIN 60   /* a refused watch is tried again after this (s), doubling */
-#define WATCH_RETRY_MAX 3600 /* ... up to an hour */
+#define WATCH_RETRY_MAX 3600 /* a refused watch is tried again after [renewer] watch_retry
+                               seconds, doubling up to an hour */
+#define PURGE_AFTER_MS  (24LL * 3600 * 1000) /* expired channel rows kept a day */
 
 /* What the renewer remembers of one calendar between rounds. */
 typedef struct cal_state {
     int64_t calendar_id;
-    int64_t polled_ms;     /* when it last enqueued a poll */
-    int64_t watch_next_ms; /* a refused watch: not before then */
-    int watch_delay_s;
+    int64_t polled_ms; /* when it last enqueued a poll */
+    int watch_delay_s; /* of the last refusal; 0: none since the start */
 } cal_state_t;
 
 struct bm_renewer {
@@ -53,34 +53,75 @@ static cal_state_t *state_of(bm_renewer_t *r, int64_t calendar_id)
     return c;
 }
 
-/* Gives each calendar a live channel (new or renewed); refusals back off. */
-static void keep_channels(bm_renewer_t *r, bm_engine_t *e, const bm_calendar_t *cals, size_t n)
+/* The short reason of a failed watch, for status: Google's error reason
+ * without "push." ("webhookUrlUnauthorized"), else the HTTP status, else the
+ * error's first words. */
+static void refusal_reason(const char *err, char *out, size_t len)
+{
+    const char *h = strstr(err, "HTTP ");
+    if (h == NULL) {
+        snprintf(out, len, "%.40s", err);
+        return;
+    }
+    const char *p = h + 5;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (*p == ' ')
+        p++;
+    if (strncmp(p, "push.", 5) == 0)
+        p += 5;
+    size_t n = strcspn(p, ": ");
+    if (n == 0) /* no reason: the status */
+        snprintf(out, len, "%.*s", (int)(p - h), h);
+    else
+        snprintf(out, len, "%.*s", (int)n, p);
+}
+
+/* A refused watch of cal: backs off (persisted with its reason, for status). */
+static void watch_refused(bm_renewer_t *r, bm_store_t *st, const bm_calendar_t *cal,
+                          const char *why)
+{
+    cal_state_t *c = state_of(r, cal->id);
+    int first = r->o.cfg->renewer.watch_retry > 0 ? r->o.cfg->renewer.watch_retry : 60;
+    c->watch_delay_s = c->watch_delay_s == 0                    ? first
+                       : c->watch_delay_s * 2 > WATCH_RETRY_MAX ? WATCH_RETRY_MAX
+                                                                : c->watch_delay_s * 2;
+    char reason[64], err[256];
+    refusal_reason(why, reason, sizeof(reason));
+    if (bm_store_calendar_watch_refused(st, cal->id, reason,
+                                        bm_now_ms() + (int64_t)c->watch_delay_s * 1000, err,
+                                        sizeof(err)) != BM_OK)
+        BM_LOG(BM_LOG_WARN, BM_MSG("cannot record a refused watch"), BM_KS("error", err));
+    BM_LOG(BM_LOG_WARN, BM_MSG("no push channel: the calendar is polled"),
+           BM_KS("calendar", cal->gcal_id), BM_KS("error", why), BM_KS("reason", reason),
+           BM_KI("retry_s", c->watch_delay_s));
+    if (r->o.metrics != NULL)
+        bm_metrics_counter_add(r->o.metrics, "busymirror_watch_failures_total", NULL, 1);
+}
+
+/* Gives each calendar a live channel (new or renewed; the replaced one is
+ * stopped after its successor answered); refusals back off; expired rows go. */
+static void keep_channels(bm_renewer_t *r, bm_store_t *st, bm_engine_t *e,
+                          const bm_calendar_t *cals, size_t n)
 {
     const bm_config_t *cfg = r->o.cfg;
     char err[512];
     int64_t now = bm_now_ms();
     for (size_t i = 0; i < n && !r->stopping; i++) {
-        cal_state_t *c = state_of(r, cals[i].id);
-        if (c->watch_next_ms > now)
+        if (cals[i].watch_retry_at > now) /* persisted: a restart waits as well */
             continue;
         if (bm_engine_watch_calendar(e, &cals[i], cfg->gateway.public_url, cfg->renewer.channel_ttl,
-                                     err, sizeof(err)) == BM_OK) {
-            c->watch_delay_s = 0;
-            continue;
-        }
-        c->watch_delay_s = c->watch_delay_s == 0                    ? WATCH_RETRY_MIN
-                           : c->watch_delay_s * 2 > WATCH_RETRY_MAX ? WATCH_RETRY_MAX
-                                                                    : c->watch_delay_s * 2;
-        c->watch_next_ms = now + (int64_t)c->watch_delay_s * 1000;
-        BM_LOG(BM_LOG_WARN, BM_MSG("no push channel: the calendar is polled"),
-               BM_KS("calendar", cals[i].gcal_id), BM_KS("error", err),
-               BM_KI("retry_s", c->watch_delay_s));
-        if (r->o.metrics != NULL)
-            bm_metrics_counter_add(r->o.metrics, "busymirror_watch_failures_total", NULL, 1);
+                                     err, sizeof(err)) == BM_OK)
+            state_of(r, cals[i].id)->watch_delay_s = 0;
+        else
+            watch_refused(r, st, &cals[i], err);
     }
     size_t stopped = 0;
     if (!r->stopping && bm_engine_stop_stale(e, &stopped, err, sizeof(err)) != BM_OK)
         BM_LOG(BM_LOG_WARN, BM_MSG("cannot stop stale channels"), BM_KS("error", err));
+    if (!r->stopping && bm_store_channels_purge(st, now - PURGE_AFTER_MS, NULL, err, sizeof(err)) !=
+                            BM_OK)
+        BM_LOG(BM_LOG_WARN, BM_MSG("cannot purge expired channels"), BM_KS("error", err));
 }
 
 /* Enqueues a poll of every calendar not synced for a poll interval (the
@@ -152,7 +193,7 @@ static void renew(bm_renewer_t *r, bm_store_t *st, bm_engine_t *e)
             if (r->o.cfg->gateway.public_url != NULL &&
                 (woken || bm_mono_ms() - channels_ms >= CHANNEL_TICK_MS)) {
                 channels_ms = bm_mono_ms();
-                keep_channels(r, e, cals, n);
+                keep_channels(r, st, e, cals, n);
             }
             poll_due(r, st, cals, n);
         }

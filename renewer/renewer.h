@@ -3,10 +3,12 @@
  *
  * With [gateway] public_url set, it gives every enabled calendar a live watch
  * channel (at start, when a calendar is enabled while serve runs, and again
- * before a channel runs out: bm_engine_watch_calendar keeps a channel while a
- * fifth of its life remains), retries a refused watch with backoff (a minute,
- * doubling up to an hour; the calendar polls meanwhile) and stops replaced,
- * expired and stray channels. Every enabled calendar, push or not, is listed at
+ * before a channel runs out: bm_engine_watch_calendar keeps a channel while
+ * more than its renew margin remains, [renewer] renew_before), retries a
+ * refused watch with backoff ([renewer] watch_retry, doubling up to an hour;
+ * the reason and next try persisted for status; the calendar polls meanwhile),
+ * stops replaced, expired, disabled calendars' and stray channels and purges
+ * rows expired a day ago. Every enabled calendar, push or not, is listed at
  * least every [sync] poll_interval seconds (a dropped notification is caught
  * within one interval): it enqueues a "poll" job for each calendar whose last
  * sync is older, and wakes the workers.

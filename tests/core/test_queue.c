@@ -14,6 +14,7 @@
 
 #define DEBOUNCE  100
 #define MAX_DELAY 500
+#define GRACE     600000 /* [renewer] seam_grace, ms */
 #define LEASE     1000
 
 static char dir[64], db[128];
@@ -34,6 +35,9 @@ static void setup(void)
         snprintf(id, sizeof(id), "cal%d@example.com", i);
         ck_assert_int_eq(bm_store_calendar_upsert(st, acc, id, id, "UTC", "owner", false, &cal[i],
                                                   err, sizeof(err)),
+                         BM_OK);
+        ck_assert_int_eq(bm_store_calendar_set_enabled(st, cal[i], true, NULL, BM_ROLE_BOTH, err,
+                                                       sizeof(err)),
                          BM_OK);
     }
 }
@@ -458,8 +462,8 @@ END_TEST
 static int notify(const char *id, const char *resource, int64_t now)
 {
     int status = 0;
-    ck_assert_msg(bm_store_notification_enqueue(st, id, resource, now, DEBOUNCE, MAX_DELAY, &status,
-                                                err, sizeof(err)) == BM_OK,
+    ck_assert_msg(bm_store_notification_enqueue(st, id, resource, now, DEBOUNCE, MAX_DELAY, GRACE,
+                                                &status, err, sizeof(err)) == BM_OK,
                   "%s", err);
     return status;
 }
@@ -506,20 +510,41 @@ END_TEST
 
 START_TEST(a_stopped_channel_still_enqueues_and_is_stopped_again)
 {
-    add_channel("old", cal[1], 1000, "res1", 90000);
+    add_channel("old", cal[1], 1000, "res1", 9000000);
     ck_assert_int_eq(bm_store_channel_stopped(st, "old", 2000, err, sizeof(err)), BM_OK);
     ck_assert_str_eq(current(cal[1], 2000), "");
+    /* within the grace (the seam of a renewal): synced, not stopped again */
     ck_assert_int_eq(notify("old", "res1", 3000), 200);
     ck_assert_int_eq(jobs_and_coalesced(), 1); /* a change may be behind it */
-    ck_assert_str_eq(to_stop(3000), "old");
-    ck_assert_str_eq(current(cal[1], 3000), ""); /* recorded, never current again */
+    ck_assert_str_eq(to_stop(3000), "");
+    /* past it: a stray, stopped again, nothing enqueued */
+    ck_assert_int_eq(notify("old", "res1", 2000 + GRACE), 200);
+    ck_assert_int_eq(jobs_and_coalesced(), 1);
+    ck_assert_str_eq(to_stop(2000 + GRACE), "old");
+    ck_assert_str_eq(current(cal[1], 2000 + GRACE), ""); /* recorded, never current again */
+    /* stopped again: a stray within a minute of that asks for no stop */
+    ck_assert_int_eq(bm_store_channel_stopped(st, "old", 3000 + GRACE, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_channel_stray(st, "old", "res1", 4000 + GRACE, err, sizeof(err)), 0);
+    ck_assert_str_eq(to_stop(4000 + GRACE), "");
+    ck_assert_int_eq(bm_store_channel_stray(st, "old", "res1", 63000 + GRACE, err, sizeof(err)), 0);
+    ck_assert_str_eq(to_stop(63000 + GRACE), "old");
+    ck_assert_int_eq(bm_store_channel_stopped(st, "old", 63000 + GRACE, err, sizeof(err)), BM_OK);
+
+    /* a row whose watch answer was lost: after a minute it is due for a stop */
+    add_channel("orphan", cal[1], 1000, NULL, 0);
+    ck_assert_int_eq(notify("orphan", "res1", 30000), 200);
+    ck_assert_str_eq(to_stop(30000), "");
+    ck_assert_int_eq(notify("orphan", "res1", 62000), 200);
+    ck_assert_str_eq(to_stop(62000), "orphan");
+    ck_assert_int_eq(bm_store_channel_stopped(st, "orphan", 62000, err, sizeof(err)), BM_OK);
 
     /* a replaced channel enqueues too, and is due for a stop as it was */
     add_channel("a", cal[2], 1000, "res2", 50000);
     add_channel("b", cal[2], 1000, "res2", 60000);
+    int64_t before = jobs_and_coalesced();
     ck_assert_int_eq(notify("a", "res2", 3000), 200);
-    ck_assert_int_eq(jobs_and_coalesced(), 2);
-    ck_assert_str_eq(to_stop(3000), "a old"); /* oldest first, then by id */
+    ck_assert_int_eq(jobs_and_coalesced(), before + 1);
+    ck_assert_str_eq(to_stop(3000), "a");
 }
 END_TEST
 

@@ -291,6 +291,34 @@ START_TEST(a_channel_near_its_end_is_replaced_then_stopped)
 }
 END_TEST
 
+/* Channels opened together (a restart, a thousand calendars enabled at once)
+ * renew at points spread over the last half of their margin, each within it. */
+START_TEST(renewals_of_channels_opened_together_are_spread)
+{
+    const int64_t week = 7LL * 86400 * 1000, day = 86400LL * 1000;
+    int per_minute[12 * 60 + 1] = {0}, busiest = 0, minutes = 0;
+    for (int i = 0; i < 1000; i++) {
+        char id[40];
+        snprintf(id, sizeof(id), "bm%032x", (unsigned)(i * 2654435761u));
+        int64_t m = bm_engine_renew_margin_ms(id, week, 0);
+        ck_assert_int_ge(m, day / 2); /* a fifth of a week, capped at a day: its last half */
+        ck_assert_int_le(m, day);
+        int slot = (int)((m - day / 2) / 60000);
+        if (per_minute[slot]++ == 0)
+            minutes++;
+        if (per_minute[slot] > busiest)
+            busiest = per_minute[slot];
+    }
+    ck_assert_int_ge(minutes, 400); /* of 720 */
+    ck_assert_int_le(busiest, 8);
+    /* an explicit renew_before, and the same id always at the same point */
+    ck_assert_int_eq(bm_engine_renew_margin_ms("bmx", week, 3600),
+                     bm_engine_renew_margin_ms("bmx", week, 3600));
+    ck_assert_int_ge(bm_engine_renew_margin_ms("bmx", week, 3600), 1800 * 1000);
+    ck_assert_int_le(bm_engine_renew_margin_ms("bmx", week, 3600), 3600 * 1000);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("engine/channels");
@@ -301,6 +329,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, a_refused_watch_leaves_the_calendar_polling);
     tcase_add_test(tc, stop_reaches_google_and_a_second_stop_is_fine);
     tcase_add_test(tc, a_channel_near_its_end_is_replaced_then_stopped);
+    tcase_add_test(tc, renewals_of_channels_opened_together_are_spread);
     suite_add_tcase(s, tc);
     return s;
 }
