@@ -184,6 +184,13 @@ static const char *const migrations[] = {
      * shortly before it expires (an idle run refreshes nothing) */
     "ALTER TABLE accounts ADD COLUMN access_token_enc BLOB;"
     "ALTER TABLE accounts ADD COLUMN access_expires INTEGER NOT NULL DEFAULT 0;",
+
+    /* 9: scheduling: each account's priority (higher first) and poll interval
+     * (seconds; 0: [sync] poll_interval), and the sequence number of its latest
+     * job claim (equal priorities take turns: the longest unserved first) */
+    "ALTER TABLE accounts ADD COLUMN priority INTEGER NOT NULL DEFAULT 50;"
+    "ALTER TABLE accounts ADD COLUMN poll_interval INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE accounts ADD COLUMN claim_seq INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -621,7 +628,7 @@ void bm_store_rollback(bm_store_t *st)
 
 #define ACCOUNT_COLS                                                                               \
     "id, name, email, refresh_token_enc, state, breaker_failures, breaker_until,"                  \
-    " access_token_enc, access_expires"
+    " access_token_enc, access_expires, priority, poll_interval"
 
 /* A copy of blob column i (NULL, 0 when empty). */
 static unsigned char *col_blob(sqlite3_stmt *s, int i, size_t *len)
@@ -649,6 +656,8 @@ static void read_account(sqlite3_stmt *s, void *row)
     a->breaker_until = sqlite3_column_int64(s, 6);
     a->access_token_enc = col_blob(s, 7, &a->access_token_enc_len);
     a->access_expires_ms = sqlite3_column_int64(s, 8);
+    a->priority = sqlite3_column_int(s, 9);
+    a->poll_interval = sqlite3_column_int(s, 10);
 }
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
@@ -772,6 +781,17 @@ int bm_store_account_set_email(bm_store_t *st, int64_t id, const char *email, ch
     return exec_done(st, &s, err, errlen, "set account email");
 }
 
+int bm_store_account_set_schedule(bm_store_t *st, int64_t id, int priority, int poll_interval,
+                                   char *err, size_t errlen)
+{
+    PREP(s, "UPDATE accounts SET priority = CASE WHEN ?1 < 0 THEN priority ELSE ?1 END,"
+            " poll_interval = CASE WHEN ?2 < 0 THEN poll_interval ELSE ?2 END WHERE id = ?3");
+    bind_int(&s, 1, priority);
+    bind_int(&s, 2, poll_interval);
+    bind_int64(&s, 3, id);
+    return exec_done(st, &s, err, errlen, "set account schedule");
+}
+
 int bm_store_account_remove(bm_store_t *st, int64_t id, char *err, size_t errlen)
 {
     PREP(s, "DELETE FROM accounts WHERE id = ?");
@@ -818,7 +838,8 @@ int bm_role_parse(const char *s, bm_role_t *out)
 #define CALENDAR_SELECT                                                                            \
     "SELECT c.id, c.account_id, a.name, c.gcal_id, c.summary, c.time_zone, c.access_role,"         \
     " c.is_primary, c.enabled, c.group_name, c.role, s.sync_token, s.last_full_sync,"              \
-    " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at, s.plan_key"           \
+    " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at, s.plan_key,"          \
+    " a.poll_interval"                                                                             \
     " FROM calendars c JOIN accounts a ON a.id = c.account_id"                                     \
     " LEFT JOIN sync_state s ON s.calendar_id = c.id "
 
@@ -845,6 +866,7 @@ static void read_calendar(sqlite3_stmt *s, void *row)
     c->last_error = col_dup(s, 16);
     c->last_sync_at = sqlite3_column_int64(s, 17);
     c->plan_key = col_dup(s, 18);
+    c->poll_interval = sqlite3_column_int(s, 19);
 }
 
 static void release_calendars(void *rows, size_t n)
@@ -2129,18 +2151,27 @@ static int requeue_one(bm_store_t *st, int64_t job_id, const char *owner, int64_
 
 /*
  * The claim: after the takeover of expired leases, one UPDATE picks the due
- * pending job and marks it running. On PostgreSQL the same statement reads
- *   WITH next AS (SELECT p.id FROM jobs p WHERE p.state = 0 AND p.run_at <= $1
+ * pending job and marks it running, in this order: the account's priority
+ * (higher first); among equal priorities the account whose latest claim is the
+ * oldest (accounts.claim_seq, bumped by every claim: accounts take turns, so an
+ * account with a due job waits at most one claim per other account of its
+ * priority and none starves another); then the most overdue job (run_at). On
+ * PostgreSQL the same statement reads
+ *   WITH next AS (SELECT p.id FROM jobs p JOIN calendars c ON c.id = p.calendar_id
+ *     JOIN accounts a ON a.id = c.account_id WHERE p.state = 0 AND p.run_at <= $1
+ *     AND ($4 = 0 OR c.account_id = $4)
  *     AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.calendar_id = p.calendar_id
- *     AND r.state = 1) ORDER BY p.run_at, p.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+ *     AND r.state = 1) ORDER BY a.priority DESC, a.claim_seq, p.run_at, p.id
+ *     LIMIT 1 FOR UPDATE OF p SKIP LOCKED)
  *   UPDATE jobs SET ... FROM next WHERE jobs.id = next.id RETURNING ...
  * (concurrent claimers skip each other's rows instead of waiting; a calendar's
  * second running job is refused by UNIQUE(calendar_id, state), which a claimer
- * treats as "nothing due"). SQLite has one writer: BEGIN IMMEDIATE serialises
- * claimers, so the subquery and the update see the same rows.
+ * treats as "nothing due"; claim_seq from a sequence). SQLite has one writer:
+ * BEGIN IMMEDIATE serialises claimers, so the subquery and the update see the
+ * same rows.
  */
-static int claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms, bm_job_t *out,
-                 char *err, size_t errlen)
+static int claim(bm_store_t *st, int64_t account_id, const char *owner, int64_t now_ms,
+                 int64_t lease_ms, bm_job_t *out, char *err, size_t errlen)
 {
     int64_t taken_over = 0;
     int rc =
@@ -2152,30 +2183,47 @@ static int claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t leas
                BM_KI("jobs", taken_over));
     PREP(s, "UPDATE jobs SET state = 1, lease_owner = ?2, lease_expires = ?1 + ?3,"
             " attempts = attempts + 1"
-            " WHERE id = (SELECT p.id FROM jobs p WHERE p.state = 0 AND p.run_at <= ?1"
+            " WHERE id = (SELECT p.id FROM jobs p JOIN calendars c ON c.id = p.calendar_id"
+            "  JOIN accounts a ON a.id = c.account_id WHERE p.state = 0 AND p.run_at <= ?1"
+            "  AND (?4 = 0 OR c.account_id = ?4)"
             "  AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.calendar_id = p.calendar_id"
-            "  AND r.state = 1) ORDER BY p.run_at, p.id LIMIT 1)"
+            "  AND r.state = 1) ORDER BY a.priority DESC, a.claim_seq, p.run_at, p.id LIMIT 1)"
             " RETURNING " JOB_COLS);
+    PREP(t, "UPDATE accounts SET claim_seq = (SELECT max(claim_seq) + 1 FROM accounts)"
+            " WHERE id = (SELECT account_id FROM calendars WHERE id = ?)");
     bind_int64(&s, 1, now_ms);
     bind_text(&s, 2, owner);
     bind_int64(&s, 3, lease_ms);
-    return read_one(st, &s, read_job, out, err, errlen, "claim job");
+    bind_int64(&s, 4, account_id);
+    rc = read_one(st, &s, read_job, out, err, errlen, "claim job");
+    if (rc != BM_OK)
+        return rc;
+    bind_int64(&t, 1, out->calendar_id);
+    if ((rc = exec_done(st, &t, err, errlen, "claim job")) != BM_OK)
+        bm_job_dispose(out);
+    return rc;
 }
 
-int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms,
-                       bm_job_t *out, char *err, size_t errlen)
+int bm_store_job_claim_for(bm_store_t *st, int64_t account_id, const char *owner, int64_t now_ms,
+                           int64_t lease_ms, bm_job_t *out, char *err, size_t errlen)
 {
     if (!sqlite3_get_autocommit(st->db))
         return bm_err(err, errlen, BM_EINVAL, "store: a job claim needs its own transaction");
     int rc = bm_store_begin(st, err, errlen);
     if (rc != BM_OK)
         return rc;
-    rc = claim(st, owner, now_ms, lease_ms, out, err, errlen);
+    rc = claim(st, account_id, owner, now_ms, lease_ms, out, err, errlen);
     /* nothing due still commits the takeovers */
     int end = txn_end(st, true, rc == BM_ENOTFOUND ? BM_OK : rc, err, errlen);
     if (end != BM_OK && rc == BM_OK)
         bm_job_dispose(out); /* the claim did not commit */
     return end != BM_OK ? end : rc;
+}
+
+int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms,
+                       bm_job_t *out, char *err, size_t errlen)
+{
+    return bm_store_job_claim_for(st, 0, owner, now_ms, lease_ms, out, err, errlen);
 }
 
 int bm_store_job_done(bm_store_t *st, int64_t job_id, const char *owner, char *err, size_t errlen)
