@@ -222,6 +222,18 @@ void bm_workers_free(bm_workers_t *w);
 int bm_engine_run_job(bm_engine_t *e, const char *owner, const bm_job_t *job,
                       bm_metrics_t *metrics);
 
+/* What bm_engine_run_due did, in jobs. */
+typedef struct bm_engine_run_counts {
+    int ok, failed;
+    int busy; /* its calendar's lease was held elsewhere (another sync runs it) */
+} bm_engine_run_counts_t;
+/* Claims (bm_store_job_claim_for: priority, account turns, overdue) and runs
+ * due jobs of account_id's calendars (0: any) one after another, until none is
+ * due, until_ms (ms since the epoch; 0: no limit) passes (0) or e's stop is
+ * set (BM_ECANCELED); adds to *counts. The cron `poll` runs it on threads. */
+int bm_engine_run_due(bm_engine_t *e, int64_t account_id, int64_t until_ms,
+                      bm_engine_run_counts_t *counts, char *err, size_t errlen);
+
 /* ---- scheduling (engine/schedule.c) ----
  * Every enabled calendar is listed at least once per poll interval (its
  * account's, else [sync] poll_interval), push or not. Its polls fall on slots

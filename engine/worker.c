@@ -148,6 +148,31 @@ int bm_engine_run_job(bm_engine_t *e, const char *owner, const bm_job_t *job, bm
     return rc;
 }
 
+int bm_engine_run_due(bm_engine_t *e, int64_t account_id, int64_t until_ms,
+                      bm_engine_run_counts_t *counts, char *err, size_t errlen)
+{
+    char owner[400];
+    snprintf(owner, sizeof(owner), "%s/poll", e->claim_owner);
+    while (!stopped(e) && (until_ms <= 0 || bm_now_ms() < until_ms)) {
+        bm_job_t job = {0};
+        int rc = bm_store_job_claim_for(e->st, account_id, owner, bm_now_ms(), JOB_LEASE_MS, &job,
+                                        err, errlen);
+        if (rc == BM_ENOTFOUND)
+            return BM_OK;
+        if (rc != BM_OK)
+            return rc;
+        rc = bm_engine_run_job(e, owner, &job, NULL);
+        if (rc == BM_OK)
+            counts->ok++;
+        else if (rc == BM_EBUSY)
+            counts->busy++;
+        else
+            counts->failed++;
+        bm_job_dispose(&job);
+    }
+    return stopped(e) ? bm_err(err, errlen, BM_ECANCELED, "stopped") : BM_OK;
+}
+
 /* One worker's life: claim, run, repeat; between jobs, due block writes. */
 static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
 {
