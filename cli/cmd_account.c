@@ -171,8 +171,8 @@ static int account_list(bm_cli_t *cli, int argc, char **argv)
         bm_cli_json_begin(&j);
         bm_cli_json_open(&j, "accounts", true);
     } else {
-        printf("%-20s %-32s %-9s %-8s %-6s %s\n", "NAME", "EMAIL", "CALENDARS", "PRIORITY", "POLL",
-               "STATE");
+        printf("%-20s %-32s %-9s %-12s %-8s %s\n", "NAME", "EMAIL", "CALENDARS", "STATE",
+               "PRIORITY", "POLL");
     }
     for (size_t i = 0; i < n; i++) {
         bm_calendar_t *cals = NULL;
@@ -184,9 +184,9 @@ static int account_list(bm_cli_t *cli, int argc, char **argv)
             char poll[16] = "-"; /* 0: the global [sync] poll_interval */
             if (a[i].poll_interval > 0)
                 snprintf(poll, sizeof(poll), "%d", a[i].poll_interval);
-            printf("%-20s %-32s %-9zu %-8d %-6s %s\n", a[i].name,
-                   a[i].email != NULL ? a[i].email : "-", nc, a[i].priority, poll,
-                   bm_cli_account_state(&a[i]));
+            printf("%-20s %-32s %-9zu %-12s %-8d %s\n", a[i].name,
+                   a[i].email != NULL ? a[i].email : "-", nc, bm_cli_account_state(&a[i]),
+                   a[i].priority, poll);
             continue;
         }
         bm_cli_json_open(&j, NULL, false);

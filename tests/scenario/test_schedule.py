@@ -24,8 +24,8 @@ class AccountScheduleTest(Scenario):
         out, _ = self.bm("account", "list")
         self.assertIn("PRIORITY", out)
         rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
-        self.assertEqual(rows["alice"][3:5], ["80", "60"])
-        self.assertEqual(rows["bob"][3:5], ["50", "-"])
+        self.assertEqual(rows["alice"][4:6], ["80", "60"])
+        self.assertEqual(rows["bob"][4:6], ["50", "-"])
         doc = json.loads(self.bm("account", "list", "--json")[0])
         got = {a["name"]: (a["priority"], a["poll_interval"]) for a in doc["accounts"]}
         self.assertEqual(got, {"alice": (80, 60), "bob": (50, 0)})
