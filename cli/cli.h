@@ -4,13 +4,14 @@
  * work itself is done by engine/ and core/. Where each command lives:
  *
  *   cli/main.c           global options, the command table, dispatch;
- *                        serve and poll (not in this version)
+ *   cli/cmd_serve.c      serve
+ *   cli/cmd_poll.c       poll (cron)
  *   cli/resolve.c        --account-id / --calendar-id lookups, the engine
  *   cli/cmd_sync.c       sync
  *   cli/cmd_reset.c      reset
  *   cli/cmd_cleanup.c    cleanup
  *   cli/cmd_undo.c       undo
- *   cli/cmd_account.c    account add|list|remove
+ *   cli/cmd_account.c    account add|list|set|remove
  *   cli/account_login.c  account login
  *   cli/cmd_calendar.c   calendar discover|enable|disable|list
  *   cli/cmd_status.c     status
@@ -92,6 +93,10 @@ int bm_cli_google(bm_cli_t *cli);
  * BM_EXIT_CONFIG without the OAuth client). */
 struct bm_engine;
 int bm_cli_engine(bm_cli_t *cli, struct bm_engine **e);
+/* Takes the lock file <db>.<role>.lock (flock, created 0600) that keeps a
+ * second `serve` or `poll` off one database: *fd holds it until closed (-1 when
+ * it could not be opened); BM_EBUSY when another process holds it. */
+int bm_cli_lock(const char *db, const char *role, int *fd, char *err, size_t errlen);
 /* Seals a refresh token for account name under the key file (created on first
  * use); prints the error and returns a BM_E* code on failure. */
 int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsigned char **out,
@@ -136,6 +141,7 @@ int bm_cmd_config(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_account(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_calendar(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_poll(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_reset(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_cleanup(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_undo(bm_cli_t *cli, int argc, char **argv);
@@ -144,6 +150,5 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_audit(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_log(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_serve(bm_cli_t *cli, int argc, char **argv);
-int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv);
 
 #endif

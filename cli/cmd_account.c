@@ -1,4 +1,4 @@
-/* cli/cmd_account.c: `busymirror account add|list|remove`, and sealing refresh tokens. */
+/* cli/cmd_account.c: `busymirror account add|list|set|remove`, and sealing refresh tokens. */
 #include "cli/cli.h"
 #include "core/crypto.h"
 #include "core/log.h"
@@ -171,7 +171,8 @@ static int account_list(bm_cli_t *cli, int argc, char **argv)
         bm_cli_json_begin(&j);
         bm_cli_json_open(&j, "accounts", true);
     } else {
-        printf("%-20s %-32s %-9s %s\n", "NAME", "EMAIL", "CALENDARS", "STATE");
+        printf("%-20s %-32s %-9s %-12s %-8s %s\n", "NAME", "EMAIL", "CALENDARS", "STATE",
+               "PRIORITY", "POLL");
     }
     for (size_t i = 0; i < n; i++) {
         bm_calendar_t *cals = NULL;
@@ -180,14 +181,20 @@ static int account_list(bm_cli_t *cli, int argc, char **argv)
             goto fail;
         bm_store_calendars_free(cals, nc);
         if (!json) {
-            printf("%-20s %-32s %-9zu %s\n", a[i].name, a[i].email != NULL ? a[i].email : "-", nc,
-                   bm_cli_account_state(&a[i]));
+            char poll[16] = "-"; /* 0: the global [sync] poll_interval */
+            if (a[i].poll_interval > 0)
+                snprintf(poll, sizeof(poll), "%d", a[i].poll_interval);
+            printf("%-20s %-32s %-9zu %-12s %-8d %s\n", a[i].name,
+                   a[i].email != NULL ? a[i].email : "-", nc, bm_cli_account_state(&a[i]),
+                   a[i].priority, poll);
             continue;
         }
         bm_cli_json_open(&j, NULL, false);
         bm_cli_json_str(&j, "name", a[i].name);
         bm_cli_json_str(&j, "email", a[i].email);
         bm_cli_json_int(&j, "calendars", (int64_t)nc);
+        bm_cli_json_int(&j, "priority", a[i].priority);
+        bm_cli_json_int(&j, "poll_interval", a[i].poll_interval);
         bm_cli_json_str(&j, "state", bm_cli_account_state(&a[i]));
         bm_cli_json_close(&j, false);
     }
@@ -202,6 +209,62 @@ fail:
 out:
     bm_cli_json_dispose(&j);
     bm_store_accounts_free(a, n);
+    return rc;
+}
+
+/* *out = arg when it is a whole number from min to max, else a usage error
+ * naming --opt. */
+static int parse_range(const bm_cli_command_t *self, const char *opt, const char *arg, long min,
+                       long max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || v < min || v > max)
+        return bm_cli_usage_error(self, "--%s takes a number from %ld to %ld, not '%s'", opt, min,
+                                  max, arg);
+    *out = (int)v;
+    return BM_EXIT_OK;
+}
+
+static int account_set(bm_cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {{"account-id", required_argument, NULL, 'a'},
+                                         {"priority", required_argument, NULL, 'p'},
+                                         {"poll-interval", required_argument, NULL, 'i'},
+                                         {NULL, 0, NULL, 0}};
+    const bm_cli_command_t *self = bm_cli_find("account");
+    const char *name = NULL;
+    int priority = -1, interval = -1, c, rc = BM_EXIT_OK;
+    bm_account_t acct = {0};
+    char err[512];
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 'a')
+            name = optarg;
+        else if (c == 'p')
+            rc = parse_range(self, "priority", optarg, 0, 100, &priority);
+        else if (c == 'i')
+            rc = parse_range(self, "poll-interval", optarg, 0, 86400, &interval);
+        else
+            return bm_cli_option_error(self, c, argv);
+        if (rc != BM_EXIT_OK)
+            return rc;
+    }
+    if (name == NULL || optind != argc || (priority < 0 && interval < 0))
+        return bm_cli_usage_error(
+            self, "set needs --account-id NAME and --priority P or --poll-interval S");
+    if ((rc = bm_cli_account(cli, name, &acct)) != BM_EXIT_OK)
+        return rc;
+    if (bm_store_account_set_schedule(cli->store, acct.id, priority, interval, err,
+                                      sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror account: %s\n", err);
+        rc = BM_EXIT_FAIL;
+    } else {
+        printf("account '%s': priority %d, poll interval %d s (0: [sync] poll_interval)\n", name,
+               priority >= 0 ? priority : acct.priority,
+               interval >= 0 ? interval : acct.poll_interval);
+    }
+    bm_account_dispose(&acct);
     return rc;
 }
 
@@ -266,7 +329,7 @@ int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
 {
     const bm_cli_command_t *self = bm_cli_find("account");
     if (argc < 2)
-        return bm_cli_usage_error(self, "expected a subcommand: add, login, list, remove");
+        return bm_cli_usage_error(self, "expected a subcommand: add, login, list, set, remove");
     const char *sub = argv[1];
     if (strcmp(sub, "add") == 0)
         return account_add(cli, argc - 1, argv + 1);
@@ -276,5 +339,7 @@ int bm_cmd_account(bm_cli_t *cli, int argc, char **argv)
         return account_list(cli, argc - 1, argv + 1);
     if (strcmp(sub, "remove") == 0)
         return account_remove(cli, argc - 1, argv + 1);
+    if (strcmp(sub, "set") == 0)
+        return account_set(cli, argc - 1, argv + 1);
     return bm_cli_usage_error(self, "unknown subcommand '%s'", sub);
 }

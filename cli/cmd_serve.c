@@ -179,23 +179,6 @@ static void describe_metrics(bm_metrics_t *m)
 
 /* ---- start and stop ---- */
 
-/* The lock of the database's serve: BM_EBUSY when another holds it. */
-static int take_lock(serve_t *s, char *err, size_t errlen)
-{
-    char *path = bm_sprintf("%s.serve.lock", s->cfg->store.path);
-    int rc = BM_OK;
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (s->lock_fd < 0)
-        rc = bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
-    else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
-        rc = errno == EWOULDBLOCK
-                 ? bm_err(err, errlen, BM_EBUSY, "another busymirror serve runs on %s (%s)",
-                          s->cfg->store.path, path)
-                 : bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
-    free(path);
-    return rc;
-}
-
 static int open_stores(serve_t *s, char *err, size_t errlen)
 {
     const char *db = s->cfg->store.path;
@@ -312,7 +295,7 @@ static void wait_for_stop(serve_t *s, const sigset_t *set)
 static int serve_run(serve_t *s, const sigset_t *set)
 {
     char err[1024];
-    int rc = take_lock(s, err, sizeof(err));
+    int rc = bm_cli_lock(s->cfg->store.path, "serve", &s->lock_fd, err, sizeof(err));
     if (rc == BM_OK && s->cfg->log.file != NULL)
         rc = bm_log_open_file(s->cfg->log.file, err, sizeof(err));
     if (rc == BM_OK)

@@ -20,7 +20,8 @@ static const bm_cli_command_t commands[] = {
      "listen for Google's notifications to [gateway] public_url (plain HTTP on\n"
      "loopback behind nginx, or HTTPS with tls_cert/tls_key), gives\n"
      "every enabled calendar a watch channel, syncs on [engine] workers threads,\n"
-     "lists every calendar at least every [sync] poll_interval seconds, and serves\n"
+     "lists every calendar at least every poll interval (its account's, else [sync]\n"
+     "poll_interval; spread over the interval), and serves\n"
      "/healthz, /readyz and /metrics on [admin] listen. Without public_url it polls.\n"
      "\nsignals: SIGTERM or SIGINT drain and exit 0; SIGHUP reopens [log] file\n"
      "\nexit codes: 0 stopped by a signal; 1 a role could not start; 75 another serve\n"
@@ -46,15 +47,30 @@ static const bm_cli_command_t commands[] = {
      "                      nothing is deleted and the exit code is 1\n"},
     {"cleanup", bm_cmd_cleanup, "remove orphaned blocks, unused mirror rows and old log entries",
      "  --dry-run           report what would be removed\n"},
-    {"poll", bm_cmd_unavailable, "poll calendars without push once (not in this version)", ""},
-    {"account", bm_cmd_account, "add, log in, list and remove Google accounts",
+    {"poll", bm_cmd_poll, "the polling backstop once: sync the calendars that are due (for cron)",
+     "  --account-id NAME   only this account's calendars\n"
+     "  --max-seconds S     claim no job after S seconds (1 to 86400; default [sync]\n"
+     "                      deadline, 600; 0 there: no limit)\n"
+     "\nenqueues a poll of every enabled calendar due at its slot (each calendar is\n"
+     "listed once per poll interval, its account's or [sync] poll_interval, at a\n"
+     "phase spread by its id), then runs due jobs as serve's workers do (account\n"
+     "priority first, accounts taking turns, the most overdue first) until none is\n"
+     "due, and drains. It works with or without serve running.\n"
+     "\nexit codes: 0 all done; 1 some failed; 2 usage; 75 another poll runs on the\n"
+     "database (it exits at once); 78 bad configuration\n"},
+    {"account", bm_cmd_account, "add, log in, list, schedule and remove Google accounts",
      "  add --name NAME --refresh-token-file FILE [--email EMAIL]\n"
      "                      store an account; its refresh token is encrypted at rest\n"
      "  login --name NAME [--timeout SECONDS] [--login-hint EMAIL]\n"
      "                      log in with Google in a browser (prints the address to open;\n"
      "                      answers arrive on 127.0.0.1, default --timeout 300) and store\n"
      "                      the account, or give an existing one a new token (needs-login)\n"
-     "  list [--json]       name, e-mail, calendars and state of every account\n"
+     "  list [--json]       name, e-mail, calendars, priority, poll interval and state\n"
+     "                      of every account\n"
+     "  set --account-id NAME [--priority P] [--poll-interval S]\n"
+     "                      schedule it: P 0 to 100 (default 50), its jobs before those\n"
+     "                      of lower ones; S seconds between polls of its calendars, 1 to\n"
+     "                      86400, 0: [sync] poll_interval\n"
      "  remove --account-id NAME [--keep-blocks] --confirm\n"
      "                      delete the blocks in its calendars and those made from them\n"
      "                      (unless --keep-blocks), then forget the account\n"
@@ -218,12 +234,6 @@ int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
     }
     *out = cli->store;
     return BM_EXIT_OK;
-}
-
-int bm_cmd_unavailable(bm_cli_t *cli, int argc, char **argv)
-{
-    fprintf(stderr, "busymirror: '%s' is not available in this version yet\n", argv[0]);
-    return BM_EXIT_UNAVAILABLE;
 }
 
 /* The documented defaults, first found wins: /etc/busymirror/busymirror.ini, then

@@ -1,11 +1,14 @@
 /* cli/resolve.c: turning --account-id / --calendar-id into store rows, with
- * errors that name the candidates. */
+ * errors that name the candidates; the engine and the lock files of commands. */
 #include "cli/cli.h"
 #include "core/util.h"
 #include "engine/engine.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 
 int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out)
 {
@@ -138,4 +141,20 @@ const char *bm_cli_account_state(const bm_account_t *a)
     if (a->state == BM_ACCOUNT_NEEDS_LOGIN)
         return "needs-login";
     return a->breaker_until > bm_now() ? "breaker-open" : "ok";
+}
+
+int bm_cli_lock(const char *db, const char *role, int *fd, char *err, size_t errlen)
+{
+    char *path = bm_sprintf("%s.%s.lock", db, role);
+    int rc = BM_OK;
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (*fd < 0)
+        rc = bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
+    else if (flock(*fd, LOCK_EX | LOCK_NB) != 0)
+        rc = errno == EWOULDBLOCK
+                 ? bm_err(err, errlen, BM_EBUSY, "another busymirror %s runs on %s (%s)", role, db,
+                          path)
+                 : bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
+    free(path);
+    return rc;
 }

@@ -14,6 +14,8 @@ _busymirror_options()
     "account login") echo "--name --timeout --login-hint" ;;
     "account list") echo "--json" ;;
     "account remove") echo "--account-id --keep-blocks --confirm" ;;
+    "account set") echo "--account-id --priority --poll-interval" ;;
+    "poll "*) echo "--account-id --max-seconds" ;;
     "calendar discover") echo "--account-id" ;;
     "calendar enable") echo "--calendar-id --account-id --group --role" ;;
     "calendar disable") echo "--calendar-id --account-id" ;;
@@ -31,7 +33,7 @@ _busymirror_options()
 _busymirror_subcommands()
 {
     case "$1" in
-    account) echo "add login list remove" ;;
+    account) echo "add login list set remove" ;;
     calendar) echo "discover enable disable list" ;;
     dlq) echo "list retry purge" ;;
     audit) echo "list" ;;
@@ -69,7 +71,7 @@ _busymirror()
         return
         ;;
     --name | --email | --login-hint | --account-id | --calendar-id | --group | --timeout | \
-        --id | --older-than | --audit-id | --limit)
+        --id | --older-than | --audit-id | --limit | --priority | --poll-interval | --max-seconds)
         return
         ;;
     esac

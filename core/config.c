@@ -75,7 +75,10 @@ const bm_config_key_t bm_config_keys[] = {
     {"sync", "respect_deleted_blocks", BM_CFG_BOOL, "false", OFF(sync.respect_deleted_blocks), 0, 0,
      false, "leave blocks a person deleted alone instead of restoring them"},
     {"sync", "poll_interval", BM_CFG_INT, "300", OFF(sync.poll_interval), 1, 86400, false,
-     "serve: seconds between listings of a calendar without push (each costs one API call)"},
+     "seconds between listings of a calendar, push or not (serve, poll; account set"
+     " --poll-interval overrides per account)"},
+    {"sync", "full_resync_hours", BM_CFG_INT, "24", OFF(sync.full_resync_hours), 1, 8760, false,
+     "hours after which a calendar is listed in full again (events entering the window)"},
     {"sync", "deadline", BM_CFG_INT, "600", OFF(sync.deadline), 0, 86400, false,
      "seconds a sync may run before it stops cleanly (exit 1; sync --timeout overrides); 0: none"},
     {"log", "level", BM_CFG_LEVEL, "info", OFF(log.level), 0, 0, false,

@@ -58,6 +58,7 @@ typedef struct bm_config {
         char *block_summary;
         bool respect_deleted_blocks;
         int poll_interval;
+        int full_resync_hours; /* a full listing at least this often */
         int deadline; /* seconds a sync may run; 0: no limit */
     } sync;
     struct {

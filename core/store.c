@@ -185,9 +185,12 @@ static const char *const migrations[] = {
     "ALTER TABLE accounts ADD COLUMN access_token_enc BLOB;"
     "ALTER TABLE accounts ADD COLUMN access_expires INTEGER NOT NULL DEFAULT 0;",
 
-    /* 9: reserved for branch s11a (accounts.priority, accounts.poll_interval);
-     * the lead puts that migration here when merging */
-    "SELECT 1;",
+    /* 9: scheduling: each account's priority (higher first) and poll interval
+     * (seconds; 0: [sync] poll_interval), and the sequence number of its latest
+     * job claim (equal priorities take turns: the longest unserved first) */
+    "ALTER TABLE accounts ADD COLUMN priority INTEGER NOT NULL DEFAULT 50;"
+    "ALTER TABLE accounts ADD COLUMN poll_interval INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE accounts ADD COLUMN claim_seq INTEGER NOT NULL DEFAULT 0;",
 
     /* 10: a refused watch is remembered with its reason and the time of the next
      * try (ms), so that status shows why a calendar polls and when push is
@@ -631,7 +634,7 @@ void bm_store_rollback(bm_store_t *st)
 
 #define ACCOUNT_COLS                                                                               \
     "id, name, email, refresh_token_enc, state, breaker_failures, breaker_until,"                  \
-    " access_token_enc, access_expires"
+    " access_token_enc, access_expires, priority, poll_interval"
 
 /* A copy of blob column i (NULL, 0 when empty). */
 static unsigned char *col_blob(sqlite3_stmt *s, int i, size_t *len)
@@ -659,6 +662,8 @@ static void read_account(sqlite3_stmt *s, void *row)
     a->breaker_until = sqlite3_column_int64(s, 6);
     a->access_token_enc = col_blob(s, 7, &a->access_token_enc_len);
     a->access_expires_ms = sqlite3_column_int64(s, 8);
+    a->priority = sqlite3_column_int(s, 9);
+    a->poll_interval = sqlite3_column_int(s, 10);
 }
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
@@ -782,6 +787,17 @@ int bm_store_account_set_email(bm_store_t *st, int64_t id, const char *email, ch
     return exec_done(st, &s, err, errlen, "set account email");
 }
 
+int bm_store_account_set_schedule(bm_store_t *st, int64_t id, int priority, int poll_interval,
+                                  char *err, size_t errlen)
+{
+    PREP(s, "UPDATE accounts SET priority = CASE WHEN ?1 < 0 THEN priority ELSE ?1 END,"
+            " poll_interval = CASE WHEN ?2 < 0 THEN poll_interval ELSE ?2 END WHERE id = ?3");
+    bind_int(&s, 1, priority);
+    bind_int(&s, 2, poll_interval);
+    bind_int64(&s, 3, id);
+    return exec_done(st, &s, err, errlen, "set account schedule");
+}
+
 int bm_store_account_remove(bm_store_t *st, int64_t id, char *err, size_t errlen)
 {
     PREP(s, "DELETE FROM accounts WHERE id = ?");
@@ -829,7 +845,7 @@ int bm_role_parse(const char *s, bm_role_t *out)
     "SELECT c.id, c.account_id, a.name, c.gcal_id, c.summary, c.time_zone, c.access_role,"         \
     " c.is_primary, c.enabled, c.group_name, c.role, s.sync_token, s.last_full_sync,"              \
     " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at, s.plan_key,"          \
-    " s.watch_refused, COALESCE(s.watch_retry_at, 0)"                                             \
+    " s.watch_refused, COALESCE(s.watch_retry_at, 0), a.poll_interval"                             \
     " FROM calendars c JOIN accounts a ON a.id = c.account_id"                                     \
     " LEFT JOIN sync_state s ON s.calendar_id = c.id "
 
@@ -858,6 +874,7 @@ static void read_calendar(sqlite3_stmt *s, void *row)
     c->plan_key = col_dup(s, 18);
     c->watch_refused = col_dup(s, 19);
     c->watch_retry_at = sqlite3_column_int64(s, 20);
+    c->poll_interval = sqlite3_column_int(s, 21);
 }
 
 static void release_calendars(void *rows, size_t n)
@@ -2143,18 +2160,27 @@ static int requeue_one(bm_store_t *st, int64_t job_id, const char *owner, int64_
 
 /*
  * The claim: after the takeover of expired leases, one UPDATE picks the due
- * pending job and marks it running. On PostgreSQL the same statement reads
- *   WITH next AS (SELECT p.id FROM jobs p WHERE p.state = 0 AND p.run_at <= $1
+ * pending job and marks it running, in this order: the account's priority
+ * (higher first); among equal priorities the account whose latest claim is the
+ * oldest (accounts.claim_seq, bumped by every claim: accounts take turns, so an
+ * account with a due job waits at most one claim per other account of its
+ * priority and none starves another); then the most overdue job (run_at). On
+ * PostgreSQL the same statement reads
+ *   WITH next AS (SELECT p.id FROM jobs p JOIN calendars c ON c.id = p.calendar_id
+ *     JOIN accounts a ON a.id = c.account_id WHERE p.state = 0 AND p.run_at <= $1
+ *     AND ($4 = 0 OR c.account_id = $4)
  *     AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.calendar_id = p.calendar_id
- *     AND r.state = 1) ORDER BY p.run_at, p.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+ *     AND r.state = 1) ORDER BY a.priority DESC, a.claim_seq, p.run_at, p.id
+ *     LIMIT 1 FOR UPDATE OF p SKIP LOCKED)
  *   UPDATE jobs SET ... FROM next WHERE jobs.id = next.id RETURNING ...
  * (concurrent claimers skip each other's rows instead of waiting; a calendar's
  * second running job is refused by UNIQUE(calendar_id, state), which a claimer
- * treats as "nothing due"). SQLite has one writer: BEGIN IMMEDIATE serialises
- * claimers, so the subquery and the update see the same rows.
+ * treats as "nothing due"; claim_seq from a sequence). SQLite has one writer:
+ * BEGIN IMMEDIATE serialises claimers, so the subquery and the update see the
+ * same rows.
  */
-static int claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms, bm_job_t *out,
-                 char *err, size_t errlen)
+static int claim(bm_store_t *st, int64_t account_id, const char *owner, int64_t now_ms,
+                 int64_t lease_ms, bm_job_t *out, char *err, size_t errlen)
 {
     int64_t taken_over = 0;
     int rc =
@@ -2166,30 +2192,47 @@ static int claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t leas
                BM_KI("jobs", taken_over));
     PREP(s, "UPDATE jobs SET state = 1, lease_owner = ?2, lease_expires = ?1 + ?3,"
             " attempts = attempts + 1"
-            " WHERE id = (SELECT p.id FROM jobs p WHERE p.state = 0 AND p.run_at <= ?1"
+            " WHERE id = (SELECT p.id FROM jobs p JOIN calendars c ON c.id = p.calendar_id"
+            "  JOIN accounts a ON a.id = c.account_id WHERE p.state = 0 AND p.run_at <= ?1"
+            "  AND (?4 = 0 OR c.account_id = ?4)"
             "  AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.calendar_id = p.calendar_id"
-            "  AND r.state = 1) ORDER BY p.run_at, p.id LIMIT 1)"
+            "  AND r.state = 1) ORDER BY a.priority DESC, a.claim_seq, p.run_at, p.id LIMIT 1)"
             " RETURNING " JOB_COLS);
+    PREP(t, "UPDATE accounts SET claim_seq = (SELECT max(claim_seq) + 1 FROM accounts)"
+            " WHERE id = (SELECT account_id FROM calendars WHERE id = ?)");
     bind_int64(&s, 1, now_ms);
     bind_text(&s, 2, owner);
     bind_int64(&s, 3, lease_ms);
-    return read_one(st, &s, read_job, out, err, errlen, "claim job");
+    bind_int64(&s, 4, account_id);
+    rc = read_one(st, &s, read_job, out, err, errlen, "claim job");
+    if (rc != BM_OK)
+        return rc;
+    bind_int64(&t, 1, out->calendar_id);
+    if ((rc = exec_done(st, &t, err, errlen, "claim job")) != BM_OK)
+        bm_job_dispose(out);
+    return rc;
 }
 
-int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms,
-                       bm_job_t *out, char *err, size_t errlen)
+int bm_store_job_claim_for(bm_store_t *st, int64_t account_id, const char *owner, int64_t now_ms,
+                           int64_t lease_ms, bm_job_t *out, char *err, size_t errlen)
 {
     if (!sqlite3_get_autocommit(st->db))
         return bm_err(err, errlen, BM_EINVAL, "store: a job claim needs its own transaction");
     int rc = bm_store_begin(st, err, errlen);
     if (rc != BM_OK)
         return rc;
-    rc = claim(st, owner, now_ms, lease_ms, out, err, errlen);
+    rc = claim(st, account_id, owner, now_ms, lease_ms, out, err, errlen);
     /* nothing due still commits the takeovers */
     int end = txn_end(st, true, rc == BM_ENOTFOUND ? BM_OK : rc, err, errlen);
     if (end != BM_OK && rc == BM_OK)
         bm_job_dispose(out); /* the claim did not commit */
     return end != BM_OK ? end : rc;
+}
+
+int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms,
+                       bm_job_t *out, char *err, size_t errlen)
+{
+    return bm_store_job_claim_for(st, 0, owner, now_ms, lease_ms, out, err, errlen);
 }
 
 int bm_store_job_done(bm_store_t *st, int64_t job_id, const char *owner, char *err, size_t errlen)
@@ -2300,7 +2343,7 @@ void bm_job_dispose(bm_job_t *j)
 
 /* ---- watch channels ---- */
 
-#define CHANNEL_COLS "id, calendar_id, resource_id, expiration, created_at, stopped_at"
+#define CHANNEL_COLS        "id, calendar_id, resource_id, expiration, created_at, stopped_at"
 #define STRAY_STOP_EVERY_MS "60000" /* a stray is stopped at most once a minute */
 #define ORPHAN_AFTER_MS     60000   /* a row never granted this long: its watch answer was lost */
 
@@ -2407,14 +2450,15 @@ int bm_store_channels_to_stop(bm_store_t *st, int64_t now_ms, bm_channel_t **out
 {
     /* not current: expired, of a disabled calendar, or another granted live
      * channel expires later */
-    PREP(s, "SELECT " CHANNEL_COLS " FROM channels c WHERE c.stopped_at IS NULL"
-            " AND c.resource_id IS NOT NULL AND (c.expiration <= ?1"
-            " OR NOT EXISTS (SELECT 1 FROM calendars k WHERE k.id = c.calendar_id AND k.enabled = 1)"
-            " OR EXISTS (SELECT 1"
-            " FROM channels x WHERE x.calendar_id = c.calendar_id AND x.stopped_at IS NULL"
-            " AND x.resource_id IS NOT NULL"
-            " AND (x.expiration, x.created_at, x.id) > (c.expiration, c.created_at, c.id)))"
-            " ORDER BY c.created_at, c.id");
+    PREP(s,
+         "SELECT " CHANNEL_COLS " FROM channels c WHERE c.stopped_at IS NULL"
+         " AND c.resource_id IS NOT NULL AND (c.expiration <= ?1"
+         " OR NOT EXISTS (SELECT 1 FROM calendars k WHERE k.id = c.calendar_id AND k.enabled = 1)"
+         " OR EXISTS (SELECT 1"
+         " FROM channels x WHERE x.calendar_id = c.calendar_id AND x.stopped_at IS NULL"
+         " AND x.resource_id IS NOT NULL"
+         " AND (x.expiration, x.created_at, x.id) > (c.expiration, c.created_at, c.id)))"
+         " ORDER BY c.created_at, c.id");
     bind_int64(&s, 1, now_ms);
     int rc;
     *out = read_rows(st, &s, sizeof(**out), read_channel, release_channels, n, &rc, err, errlen,

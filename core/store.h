@@ -54,6 +54,8 @@ typedef struct bm_account {
     unsigned char *access_token_enc; /* sealed (aad "access:<name>"), or NULL */
     size_t access_token_enc_len;
     int64_t access_expires_ms; /* when that access token expires (ms since the epoch) */
+    int priority;              /* its jobs are claimed before those of lower ones (default 50) */
+    int poll_interval;         /* seconds between polls of its calendars; 0: [sync] poll_interval */
 } bm_account_t;
 
 int bm_store_account_add(bm_store_t *st, const char *name, const char *email,
@@ -81,6 +83,10 @@ int bm_store_account_set_breaker(bm_store_t *st, int64_t id, int failures, int64
                                  size_t errlen);
 int bm_store_account_set_email(bm_store_t *st, int64_t id, const char *email, char *err,
                                size_t errlen);
+/* Sets the account's priority and poll interval (seconds, 0: the global one);
+ * a negative value keeps what is set. */
+int bm_store_account_set_schedule(bm_store_t *st, int64_t id, int priority, int poll_interval,
+                                  char *err, size_t errlen);
 /* Removes the account and, by cascade, its calendars and their state. */
 int bm_store_account_remove(bm_store_t *st, int64_t id, char *err, size_t errlen);
 void bm_account_dispose(bm_account_t *a);
@@ -111,9 +117,10 @@ typedef struct bm_calendar {
     char *last_result; /* "ok", or an error code name */
     char *last_error;
     int64_t last_sync_at;
-    char *plan_key; /* planning settings of the last full listing */
+    char *plan_key;         /* planning settings of the last full listing */
     char *watch_refused;    /* why the last watch was refused (NULL: it was not) */
     int64_t watch_retry_at; /* ms: push is not tried again before then (0: no refusal) */
+    int poll_interval;      /* its account's (seconds), 0: [sync] poll_interval */
 } bm_calendar_t;
 
 const char *bm_role_name(bm_role_t r); /* a static string */
@@ -465,7 +472,7 @@ int bm_store_job_enqueue(bm_store_t *st, int64_t calendar_id, const char *reason
                          int64_t debounce_ms, int64_t max_delay_ms, bool *coalesced, char *err,
                          size_t errlen);
 /*
- * Takes one due pending job (run_at <= now_ms, earliest first) of a calendar
+ * Takes one due pending job (run_at <= now_ms) of a calendar
  * with no running job, marks it running for owner until now_ms + lease_ms and
  * counts an attempt; *out is the caller's (bm_job_dispose). A running job whose
  * lease expired (a crashed worker) is taken over first: it folds into its
@@ -476,6 +483,13 @@ int bm_store_job_enqueue(bm_store_t *st, int64_t calendar_id, const char *reason
  */
 int bm_store_job_claim(bm_store_t *st, const char *owner, int64_t now_ms, int64_t lease_ms,
                        bm_job_t *out, char *err, size_t errlen);
+/* The order of a claim: the account's priority (higher first); among equal
+ * priorities the account served longest ago (accounts take turns: a due job
+ * waits at most one claim per other account of its priority); then the most
+ * overdue job (earliest run_at). bm_store_job_claim_for claims only jobs of
+ * account_id's calendars (0: any). */
+int bm_store_job_claim_for(bm_store_t *st, int64_t account_id, const char *owner, int64_t now_ms,
+                           int64_t lease_ms, bm_job_t *out, char *err, size_t errlen);
 /* The sync of a claimed job succeeded: deletes it. BM_ENOTFOUND when owner no
  * longer holds it (its lease expired and another worker took it over). */
 int bm_store_job_done(bm_store_t *st, int64_t job_id, const char *owner, char *err, size_t errlen);

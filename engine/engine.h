@@ -4,7 +4,8 @@
  * A bm_engine_t syncs calendars one at a time on the store connection it is
  * given (one engine per thread): it takes the calendar's lease, lists what
  * changed (incremental with the stored sync token, full without one, after a
- * 410, when forced, or once a day so events entering the window are seen),
+ * 410, when forced, or every [sync] full_resync_hours so events entering the
+ * window are seen),
  * plans block writes for every target, and commits mirror, blocks, outbox and
  * the new sync token in one transaction. bm_engine_drain() then applies the
  * outbox in batch requests. Where each part lives: engine/engine-int.h.
@@ -224,5 +225,50 @@ bool bm_workers_alive(bm_workers_t *w, int64_t max_age_ms, char *why, size_t why
  * Returns when every thread has ended. */
 void bm_workers_stop(bm_workers_t *w, int64_t grace_ms);
 void bm_workers_free(bm_workers_t *w);
+
+/* Runs one claimed job (borrowed) on e's store: its calendar's sync, then the
+ * drain of what it planned, and records the outcome on the job: done (the job
+ * is deleted, so the calendar's next job starts from zero attempts), failed
+ * (due again after a full-jitter backoff that doubles with its attempts, from
+ * a second up to five minutes; a lease held elsewhere: 2 s; an account that
+ * needs login: an hour), or released when e's stop is set. metrics may be
+ * NULL. Returns the sync's result (BM_OK when the calendar is gone or
+ * disabled). */
+int bm_engine_run_job(bm_engine_t *e, const char *owner, const bm_job_t *job,
+                      bm_metrics_t *metrics);
+
+/* What bm_engine_run_due did, in jobs. */
+typedef struct bm_engine_run_counts {
+    int ok, failed;
+    int busy; /* its calendar's lease was held elsewhere (another sync runs it) */
+} bm_engine_run_counts_t;
+/* Claims (bm_store_job_claim_for: priority, account turns, overdue) and runs
+ * due jobs of account_id's calendars (0: any) one after another, until none is
+ * due, until_ms (ms since the epoch; 0: no limit) passes (0) or e's stop is
+ * set (BM_ECANCELED); adds to *counts. The cron `poll` runs it on threads. */
+int bm_engine_run_due(bm_engine_t *e, int64_t account_id, int64_t until_ms,
+                      bm_engine_run_counts_t *counts, char *err, size_t errlen);
+
+/* ---- scheduling (engine/schedule.c) ----
+ * Every enabled calendar is listed at least once per poll interval (its
+ * account's, else [sync] poll_interval), push or not. Its polls fall on slots
+ * one interval apart at a phase given by a hash of the calendar's id, so that
+ * calendars spread evenly over the interval instead of firing together: one
+ * synced (by push or a poll) since its latest slot waits for the next one. */
+
+/* Seconds between polls of cal. */
+int bm_engine_poll_interval(const bm_config_t *cfg, const bm_calendar_t *cal);
+/* The latest slot of calendar_id at or before now_ms (ms since the epoch). */
+int64_t bm_engine_poll_slot(int64_t calendar_id, int64_t every_ms, int64_t now_ms);
+/* Whether cal is due for a poll at now_ms: not synced (nor polled, at
+ * polled_ms, 0: never) since its latest slot, and that slot is not before
+ * since_ms (serve's start: slots missed while it was down are not all caught
+ * up at once but at their next slot; 0 for the cron poll). A calendar never
+ * synced is due at once. */
+bool bm_engine_poll_due(const bm_config_t *cfg, const bm_calendar_t *cal, int64_t polled_ms,
+                        int64_t since_ms, int64_t now_ms);
+/* Enqueues a "poll" job for each calendar of ids, in one transaction. */
+int bm_engine_enqueue_polls(bm_store_t *st, const int64_t *ids, size_t n, int64_t now_ms, char *err,
+                            size_t errlen);
 
 #endif

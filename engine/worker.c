@@ -49,10 +49,10 @@ struct bm_workers {
     atomic_llong last_drain_ms;
 };
 
-static void metric(bm_workers_t *p, const char *name, const char *labels)
+static void metric(bm_metrics_t *m, const char *name, const char *labels)
 {
-    if (p->o.metrics != NULL)
-        bm_metrics_counter_add(p->o.metrics, name, labels, 1);
+    if (m != NULL)
+        bm_metrics_counter_add(m, name, labels, 1);
 }
 
 /* Waits until woken, a job may be due, or IDLE_WAIT_MS. */
@@ -94,12 +94,29 @@ static int64_t retry_at(bm_engine_t *e, const bm_job_t *job, int rc)
            bm_retry_backoff_ms(job->attempts, RETRY_BASE_MS, RETRY_CAP_MS, &e->rng);
 }
 
-/* Runs one claimed job: the calendar's sync, then the drain of what it
- * planned; records the outcome on the job. */
-static void run_job(worker_t *w, bm_engine_t *e, bm_store_t *st, const char *owner,
-                    const bm_job_t *job)
+static bool stopped(const bm_engine_t *e)
 {
-    bm_workers_t *p = w->pool;
+    return e->o.stop != NULL && *e->o.stop;
+}
+
+/* A job is done: deleted; its latency observed. */
+static void job_done(bm_engine_t *e, const char *owner, const bm_job_t *job, bm_metrics_t *m)
+{
+    char e2[256];
+    if (bm_store_job_done(e->st, job->id, owner, e2, sizeof(e2)) != BM_OK)
+        BM_LOG(BM_LOG_WARN, BM_MSG("cannot finish a job"), BM_KS("error", e2));
+    metric(m, "busymirror_jobs_total", "result=\"done\"");
+    if (m != NULL && job->enqueued_at > 0)
+        bm_metrics_histogram_observe(m, "busymirror_job_latency_seconds",
+                                     strcmp(job->reason != NULL ? job->reason : "", "push") == 0
+                                         ? "reason=\"push\""
+                                         : "reason=\"poll\"",
+                                     (double)(bm_now_ms() - job->enqueued_at) / 1000.0);
+}
+
+int bm_engine_run_job(bm_engine_t *e, const char *owner, const bm_job_t *job, bm_metrics_t *m)
+{
+    bm_store_t *st = e->st;
     bm_calendar_t cal = {0};
     char err[512] = "", e2[256];
     int rc = bm_store_calendar_get(st, job->calendar_id, &cal, err, sizeof(err));
@@ -107,35 +124,53 @@ static void run_job(worker_t *w, bm_engine_t *e, bm_store_t *st, const char *own
         rc = bm_engine_sync_calendar(e, &cal, err, sizeof(err));
     if (rc == BM_OK && cal.enabled) {
         char derr[512];
-        if (bm_engine_drain(e, derr, sizeof(derr)) != BM_OK && !*p->cancel)
+        if (bm_engine_drain(e, derr, sizeof(derr)) != BM_OK && !stopped(e))
             BM_LOG(BM_LOG_WARN, BM_MSG("drain after a sync failed"), BM_KS("calendar", cal.gcal_id),
                    BM_KS("error", derr));
     }
     if (rc == BM_ENOTFOUND)
         rc = BM_OK; /* the calendar is gone: so is its job */
     if (rc == BM_OK) {
-        if (bm_store_job_done(st, job->id, owner, e2, sizeof(e2)) != BM_OK)
-            BM_LOG(BM_LOG_WARN, BM_MSG("cannot finish a job"), BM_KS("error", e2));
-        metric(p, "busymirror_jobs_total", "result=\"done\"");
-        if (p->o.metrics != NULL && job->enqueued_at > 0)
-            bm_metrics_histogram_observe(p->o.metrics, "busymirror_job_latency_seconds",
-                                         strcmp(job->reason != NULL ? job->reason : "", "push") == 0
-                                             ? "reason=\"push\""
-                                             : "reason=\"poll\"",
-                                         (double)(bm_now_ms() - job->enqueued_at) / 1000.0);
-    } else if (*p->cancel) {
+        job_done(e, owner, job, m);
+    } else if (stopped(e)) {
         if (bm_store_job_release(st, job->id, owner, e2, sizeof(e2)) != BM_OK)
             BM_LOG(BM_LOG_WARN, BM_MSG("cannot release a job: its lease expires"),
                    BM_KS("error", e2));
-        metric(p, "busymirror_jobs_total", "result=\"released\"");
+        metric(m, "busymirror_jobs_total", "result=\"released\"");
     } else {
         if (bm_store_job_failed(st, job->id, owner, retry_at(e, job, rc), err, e2, sizeof(e2)) !=
             BM_OK)
             BM_LOG(BM_LOG_WARN, BM_MSG("cannot record a failed job"), BM_KS("error", e2));
-        metric(p, "busymirror_jobs_total", "result=\"failed\"");
+        metric(m, "busymirror_jobs_total", "result=\"failed\"");
     }
     bm__engine_save_access(e); /* a refreshed token outlives a restart */
     bm_calendar_dispose(&cal);
+    return rc;
+}
+
+int bm_engine_run_due(bm_engine_t *e, int64_t account_id, int64_t until_ms,
+                      bm_engine_run_counts_t *counts, char *err, size_t errlen)
+{
+    char owner[400];
+    snprintf(owner, sizeof(owner), "%s/poll", e->claim_owner);
+    while (!stopped(e) && (until_ms <= 0 || bm_now_ms() < until_ms)) {
+        bm_job_t job = {0};
+        int rc = bm_store_job_claim_for(e->st, account_id, owner, bm_now_ms(), JOB_LEASE_MS, &job,
+                                        err, errlen);
+        if (rc == BM_ENOTFOUND)
+            return BM_OK;
+        if (rc != BM_OK)
+            return rc;
+        rc = bm_engine_run_job(e, owner, &job, NULL);
+        if (rc == BM_OK)
+            counts->ok++;
+        else if (rc == BM_EBUSY)
+            counts->busy++;
+        else
+            counts->failed++;
+        bm_job_dispose(&job);
+    }
+    return stopped(e) ? bm_err(err, errlen, BM_ECANCELED, "stopped") : BM_OK;
 }
 
 /* One worker's life: claim, run, repeat; between jobs, due block writes. */
@@ -149,8 +184,8 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
         atomic_store(&w->beat_ms, bm_mono_ms());
         int rc = bm_store_job_claim(st, owner, bm_now_ms(), JOB_LEASE_MS, &job, err, sizeof(err));
         if (rc == BM_OK) {
-            metric(p, "busymirror_jobs_total", "result=\"claimed\"");
-            run_job(w, e, st, owner, &job);
+            metric(p->o.metrics, "busymirror_jobs_total", "result=\"claimed\"");
+            (void)bm_engine_run_job(e, owner, &job, p->o.metrics);
             bm_job_dispose(&job);
             continue;
         }

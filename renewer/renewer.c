@@ -39,6 +39,7 @@ struct bm_renewer {
     atomic_llong beat_ms;
     cal_state_t *cals;
     size_t n_cals;
+    int64_t since_ms; /* the loop's start: poll slots before it are not caught up at once */
 };
 
 static cal_state_t *state_of(bm_renewer_t *r, int64_t calendar_id)
@@ -124,42 +125,28 @@ static void keep_channels(bm_renewer_t *r, bm_store_t *st, bm_engine_t *e,
         BM_LOG(BM_LOG_WARN, BM_MSG("cannot purge expired channels"), BM_KS("error", err));
 }
 
-/* Enqueues a poll of every calendar not synced for a poll interval (the
- * account's own interval is the renewer issue's; the global one here). */
+/* Enqueues a poll of every calendar due at its slot (bm_engine_poll_due: its
+ * account's interval or the global one, its phase spread by its id). */
 static void poll_due(bm_renewer_t *r, bm_store_t *st, const bm_calendar_t *cals, size_t n)
 {
-    int64_t now = bm_now_ms(), every = (int64_t)r->o.cfg->sync.poll_interval * 1000;
+    int64_t now = bm_now_ms();
+    int64_t *ids = bm_calloc(n > 0 ? n : 1, sizeof(*ids));
+    size_t k = 0;
     char err[512];
-    size_t enqueued = 0;
-    int rc = BM_OK;
-    bool in_txn = false;
-    for (size_t i = 0; rc == BM_OK && i < n; i++) {
-        cal_state_t *c = state_of(r, cals[i].id);
-        int64_t last = cals[i].last_sync_at * 1000;
-        if (c->polled_ms > last)
-            last = c->polled_ms;
-        if (now - last < every)
-            continue;
-        if (!in_txn && (rc = bm_store_begin(st, err, sizeof(err))) == BM_OK)
-            in_txn = true;
-        if (rc == BM_OK)
-            rc = bm_store_job_enqueue(st, cals[i].id, "poll", now, 0, 0, NULL, err, sizeof(err));
-        c->polled_ms = now;
-        enqueued++;
-    }
-    if (in_txn && rc == BM_OK)
-        rc = bm_store_commit(st, err, sizeof(err));
-    else if (in_txn)
-        bm_store_rollback(st);
-    if (rc != BM_OK) {
+    for (size_t i = 0; i < n; i++)
+        if (bm_engine_poll_due(r->o.cfg, &cals[i], state_of(r, cals[i].id)->polled_ms,
+                               r->since_ms, now))
+            ids[k++] = cals[i].id;
+    if (bm_engine_enqueue_polls(st, ids, k, now, err, sizeof(err)) != BM_OK) {
         BM_LOG(BM_LOG_WARN, BM_MSG("cannot enqueue polls"), BM_KS("error", err));
-        return;
-    }
-    if (enqueued > 0) {
+    } else if (k > 0) {
+        for (size_t i = 0; i < k; i++)
+            state_of(r, ids[i])->polled_ms = now;
         if (r->o.metrics != NULL)
-            bm_metrics_counter_add(r->o.metrics, "busymirror_polls_total", NULL, enqueued);
+            bm_metrics_counter_add(r->o.metrics, "busymirror_polls_total", NULL, k);
         bm_workers_wake(r->o.workers);
     }
+    free(ids);
 }
 
 /* Sleeps until the next tick, a wake or the stop; whether it was woken. */
@@ -182,6 +169,7 @@ static void renew(bm_renewer_t *r, bm_store_t *st, bm_engine_t *e)
 {
     int64_t channels_ms = 0;
     bool woken = true; /* the first round looks at channels at once */
+    r->since_ms = bm_now_ms();
     while (!r->stopping) {
         bm_calendar_t *cals = NULL;
         size_t n = 0;

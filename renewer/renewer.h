@@ -9,9 +9,11 @@
  * the reason and next try persisted for status; the calendar polls meanwhile),
  * stops replaced, expired, disabled calendars' and stray channels and purges
  * rows expired a day ago. Every enabled calendar, push or not, is listed at
- * least every [sync] poll_interval seconds (a dropped notification is caught
- * within one interval): it enqueues a "poll" job for each calendar whose last
- * sync is older, and wakes the workers.
+ * least every poll interval (its account's, else [sync] poll_interval; a
+ * dropped notification is caught within one interval): it enqueues a "poll"
+ * job for each calendar not synced since its latest poll slot
+ * (bm_engine_poll_due: the slots of calendars are spread over the interval by
+ * their ids), and wakes the workers.
  *
  * The renewer has its own store connection and an engine on the caller's hub;
  * borrowed options must outlive it.

@@ -123,8 +123,10 @@ class OperatorToolsTest(Scenario):
     def test_lists_print_one_json_document_without_secrets(self):
         accounts = self.json("account", "list", "--json")["accounts"]
         self.assertEqual(accounts, [
-            {"name": "alice", "email": A, "calendars": 2, "state": "ok"},
-            {"name": "bob", "email": C, "calendars": 1, "state": "ok"}])
+            {"name": "alice", "email": A, "calendars": 2, "state": "ok", "priority": 50,
+             "poll_interval": 0},
+            {"name": "bob", "email": C, "calendars": 1, "state": "ok", "priority": 50,
+             "poll_interval": 0}])
         cals = self.json("calendar", "list", "--json")["calendars"]
         self.assertEqual([c["calendar"] for c in cals], [B, A, C])  # by account, then id
         self.assertEqual([c["account"] for c in cals], ["alice", "alice", "bob"])
