@@ -146,7 +146,7 @@ static void print_help(FILE *f)
     fprintf(f, "\nconfiguration keys:\n");
     bm_config_print_keys(f);
     fprintf(f, "\n--account-id takes the account's name (as in account list), not a number.\n"
-               "\nexit codes: 0 ok, 1 failure, 2 usage, 69 not available, 75 busy (try later),\n"
+               "\nexit codes: 0 ok, 1 failure, 2 usage, 75 busy (try later),\n"
                "            78 bad configuration, 129/130/143 sync stopped by SIGHUP/SIGINT/\n"
                "            SIGTERM (the outbox keeps what was not applied)\n");
 }
