@@ -98,8 +98,9 @@ class RenewalTest(ChannelCase):
         self.emu.event(a, timed("After the crash", hour(9)))
         self.wait_for("the stray stopped at Google", lambda: stray not in self.emu_channels())
         self.assertGreater(self.emu.counters()["stop"], stops)
-        self.assertEqual(self.db("SELECT stopped_at IS NOT NULL FROM channels WHERE id = ?",
-                                 stray), [(1,)])
+        # the stop is recorded just after Google answered it
+        self.wait_for("the stray's row marked stopped", lambda: self.db(
+            "SELECT stopped_at IS NOT NULL FROM channels WHERE id = ?", stray) == [(1,)])
         self.expect_blocks([b, c], {b: 1, c: 1})  # the change itself is mirrored
         self.channels_live(3)  # the real channels stay
 
