@@ -43,7 +43,7 @@ struct bm_workers {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool woken;
-    volatile int stopping; /* no new claims */
+    atomic_int stopping; /* no new claims */
     volatile int own_cancel;
     volatile int *cancel; /* running syncs stop (their jobs are released) */
     atomic_llong last_drain_ms;
@@ -179,7 +179,7 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
     bm_workers_t *p = w->pool;
     char owner[400], err[512];
     snprintf(owner, sizeof(owner), "%s/worker-%d", e->claim_owner, w->index);
-    while (!p->stopping) {
+    while (!atomic_load(&p->stopping)) {
         bm_job_t job = {0};
         atomic_store(&w->beat_ms, bm_mono_ms());
         int rc = bm_store_job_claim(st, owner, bm_now_ms(), JOB_LEASE_MS, &job, err, sizeof(err));
@@ -293,7 +293,7 @@ void bm_workers_stop(bm_workers_t *p, int64_t grace_ms)
     if (p == NULL)
         return;
     pthread_mutex_lock(&p->mu);
-    p->stopping = 1;
+    atomic_store(&p->stopping, 1);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     /* Running jobs may finish within the grace; then they are cancelled, and
