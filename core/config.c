@@ -63,7 +63,8 @@ const bm_config_key_t bm_config_keys[] = {
      "seconds before its granted expiration a channel is renewed (each channel at its own point in"
      " the last half of that margin); 0: a fifth of its granted life, at most a day"},
     {"renewer", "seam_grace", BM_CFG_INT, "600", OFF(renewer.seam_grace), 0, 86400, false,
-     "a notification of a channel stopped less than this many seconds ago still syncs its calendar"},
+     "a notification of a channel stopped less than this many seconds ago still syncs its "
+     "calendar"},
     {"renewer", "watch_retry", BM_CFG_INT, "60", OFF(renewer.watch_retry), 1, 3600, false,
      "seconds before a refused watch is tried again (doubling, at most an hour)"},
     {"sync", "past_days", BM_CFG_INT, "7", OFF(sync.past_days), 0, 3650, false,
@@ -185,6 +186,10 @@ static int set_key(bm_config_t *cfg, const bm_config_key_t *k, const char *value
     case BM_CFG_URL:
         if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
             return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not an http(s) URL",
+                          k->section, k->name, value);
+        if (!bm_url_secure(value))
+            return bm_err(err, errlen, BM_EINVAL,
+                          "[%s] %s: \"%s\" must use https (plain http only to a loopback host)",
                           k->section, k->name, value);
         break;
     case BM_CFG_LISTEN: {

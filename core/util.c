@@ -1,5 +1,6 @@
 #include "core/util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -357,4 +358,35 @@ int bm_name_check(const char *what, const char *name, char *err, size_t errlen)
                           i + 1);
     }
     return BM_OK;
+}
+
+bool bm_url_secure(const char *url)
+{
+    if (strncasecmp(url, "https://", 8) == 0)
+        return url[8] != '\0';
+    if (strncasecmp(url, "http://", 7) != 0)
+        return false;
+    const char *auth = url + 7;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = memrchr(auth, '@', alen);
+    const char *host = at != NULL ? at + 1 : auth;
+    size_t hlen = (size_t)(auth + alen - host);
+    if (hlen > 0 && host[0] == '[') {
+        const char *close = memchr(host, ']', hlen);
+        if (close == NULL || (close + 1 < host + hlen && close[1] != ':'))
+            return false;
+        return close - host == 4 && memcmp(host, "[::1", 4) == 0;
+    }
+    const char *colon = memchr(host, ':', hlen);
+    if (colon != NULL)
+        hlen = (size_t)(colon - host);
+    if (hlen == 9 && strncasecmp(host, "localhost", 9) == 0)
+        return true;
+    char ip[16];
+    struct in_addr a;
+    if (hlen == 0 || hlen >= sizeof(ip))
+        return false;
+    memcpy(ip, host, hlen);
+    ip[hlen] = '\0';
+    return inet_pton(AF_INET, ip, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }

@@ -100,6 +100,10 @@ int64_t bm_now_ms(void);
 int64_t bm_mono_ms(void);
 
 /* Constant-time comparison of two NUL-terminated strings (length leaks, content doesn't). */
+/* True for an https URL, or an http URL whose host is loopback (127.0.0.0/8, ::1,
+ * localhost): anything else would send tokens in clear. */
+bool bm_url_secure(const char *url);
+
 int bm_consttime_streq(const char *a, const char *b);
 
 /* Account and group names: 1..BM_NAME_MAX characters of [A-Za-z0-9._@+-], so they

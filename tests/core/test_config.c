@@ -67,6 +67,14 @@ static const struct {
      ":2: [sync] respect_deleted_blocks: \"maybe\" is not true or false"},
     {"[google]\napi_base_url = ftp://x\n",
      ":2: [google] api_base_url: \"ftp://x\" is not an http(s) URL"},
+    {"[google]\ntoken_url = http://oauth2.googleapis.com/token\n",
+     ":2: [google] token_url: \"http://oauth2.googleapis.com/token\" must use https"},
+    {"[google]\napi_base_url = http://127.0.0.1@evil.example/v3\n",
+     ":2: [google] api_base_url: \"http://127.0.0.1@evil.example/v3\" must use https"},
+    {"[google]\nbatch_url = http://localhost.evil.example/b\n",
+     ":2: [google] batch_url: \"http://localhost.evil.example/b\" must use https"},
+    {"[google]\nauth_url = http://[::2]/auth\n",
+     ":2: [google] auth_url: \"http://[::2]/auth\" must use https"},
     {"[gateway]\nlisten = 8443\n", ":2: [gateway] listen: \"8443\" is not host:port"},
     {"[log]\nlevel = loud\n", ":2: [log] level: \"loud\" is not one of"},
     {"[sync]\npast_days = 7x\n", ":2: [sync] past_days: \"7x\" is not a whole number"},
@@ -90,6 +98,50 @@ START_TEST(bad_values_name_file_line_and_key)
     ck_assert_int_eq(c.engine.workers, 2);
     bm_config_dispose(&c);
     unlink(path);
+}
+END_TEST
+
+/* Plain http is fine on loopback only (the emulator, a local proxy). */
+START_TEST(plain_http_only_on_loopback)
+{
+    static const char *const ok[] = {
+        "https://www.googleapis.com/calendar/v3",
+        "http://127.0.0.1:8080/calendar/v3",
+        "http://127.3.4.5/x",
+        "http://localhost:9/t",
+        "http://LOCALHOST/t",
+        "http://[::1]:443/t",
+        "http://localhost",
+        "http://127.0.0.1?x=1",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        bm_config_t c;
+        char err[512];
+        bm_config_init(&c);
+        ck_assert_msg(bm_config_set(&c, "google", "token_url", ok[i], err, sizeof(err)) == BM_OK,
+                      "%s: %s", ok[i], err);
+        bm_config_dispose(&c);
+    }
+    static const char *const bad_urls[] = {
+        "http://oauth2.googleapis.com/token",
+        "http://128.0.0.1/t",
+        "http://127.0.0.1.evil/t",
+        "http://localhost:80@evil/t",
+        "http://[::1].evil/t",
+        "http://[::ffff:1.2.3.4]/t",
+        "http://",
+        "http://0x7f000001/t",
+    };
+    for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+        bm_config_t c;
+        char err[512];
+        bm_config_init(&c);
+        ck_assert_msg(bm_config_set(&c, "google", "token_url", bad_urls[i], err, sizeof(err)) ==
+                          BM_EINVAL,
+                      "accepted %s", bad_urls[i]);
+        ck_assert_msg(strstr(err, "must use https") != NULL, "got: %s", err);
+        bm_config_dispose(&c);
+    }
 }
 END_TEST
 
@@ -192,6 +244,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, defaults_match_the_table);
     tcase_add_test(tc, file_values_override_and_paths_resolve);
     tcase_add_loop_test(tc, bad_values_name_file_line_and_key, 0, sizeof(bad) / sizeof(bad[0]));
+    tcase_add_test(tc, plain_http_only_on_loopback);
     tcase_add_test(tc, over_long_lines_are_refused_with_their_number);
     tcase_add_test(tc, a_nul_byte_is_not_text);
     tcase_add_test(tc, unreadable_file_is_an_io_error);
