@@ -255,8 +255,8 @@ static int account_set(bm_cli_t *cli, int argc, char **argv)
             self, "set needs --account-id NAME and --priority P or --poll-interval S");
     if ((rc = bm_cli_account(cli, name, &acct)) != BM_EXIT_OK)
         return rc;
-    if (bm_store_account_set_schedule(cli->store, acct.id, priority, interval, err,
-                                      sizeof(err)) != BM_OK) {
+    if (bm_store_account_set_schedule(cli->store, acct.id, priority, interval, err, sizeof(err)) !=
+        BM_OK) {
         fprintf(stderr, "busymirror account: %s\n", err);
         rc = BM_EXIT_FAIL;
     } else {

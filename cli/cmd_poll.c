@@ -88,8 +88,7 @@ static int enqueue_due(bm_cli_t *cli, int64_t account_id, size_t *n_due, char *e
 
 /* Runs due jobs on [engine] workers threads; sums what they did into *sum.
  * BM_OK, or the first thread's error. */
-static int run_threads(const poll_run_t *run, bm_engine_run_counts_t *sum, char *err,
-                       size_t errlen)
+static int run_threads(const poll_run_t *run, bm_engine_run_counts_t *sum, char *err, size_t errlen)
 {
     size_t n = (size_t)run->cfg->engine.workers;
     poll_thread_t *t = bm_calloc(n, sizeof(*t));
@@ -126,8 +125,7 @@ static int parse_args(const bm_cli_command_t *self, int argc, char **argv, const
             *account = optarg;
         else if (c != 'm')
             return bm_cli_option_error(self, c, argv);
-        else if ((rc = bm_cli_parse_count(self, "max-seconds", optarg, 86400, max_s)) !=
-                 BM_EXIT_OK)
+        else if ((rc = bm_cli_parse_count(self, "max-seconds", optarg, 86400, max_s)) != BM_EXIT_OK)
             return rc;
     }
     if (optind != argc)

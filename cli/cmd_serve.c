@@ -78,11 +78,10 @@ static int commit_notes(void *ud, bm_gateway_note_t *notes, size_t n)
     int64_t now = bm_now_ms();
     int rc = bm_store_begin(s->commit_st, err, sizeof(err));
     for (size_t i = 0; rc == BM_OK && i < n; i++)
-        rc = bm_store_notification_enqueue(s->commit_st, notes[i].channel_id, notes[i].resource_id,
-                                           now, s->cfg->engine.debounce_ms,
-                                           s->cfg->engine.max_delay_ms,
-                                           (int64_t)s->cfg->renewer.seam_grace * 1000,
-                                           &notes[i].status, err, sizeof(err));
+        rc = bm_store_notification_enqueue(
+            s->commit_st, notes[i].channel_id, notes[i].resource_id, now,
+            s->cfg->engine.debounce_ms, s->cfg->engine.max_delay_ms,
+            (int64_t)s->cfg->renewer.seam_grace * 1000, &notes[i].status, err, sizeof(err));
     if (rc == BM_OK)
         rc = bm_store_commit(s->commit_st, err, sizeof(err));
     else

@@ -60,7 +60,7 @@ static bool print_account(const bm_account_t *a, bm_cli_json_t *j)
  * 4 min"). */
 static const char *push_state(const bm_calendar_t *cal, bool have_url, char *text, size_t len)
 {
-    const char *state = !have_url                   ? "off"
+    const char *state = !have_url                    ? "off"
                         : cal->watch_refused != NULL ? "refused"
                         : cal->mode == BM_MODE_PUSH  ? "on"
                                                      : "pending";
@@ -166,8 +166,8 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
             rc = BM_EXIT_FAIL;
             goto out;
         }
-        unhealthy |= !print_calendar(cal, &h, cli->cfg.gateway.public_url != NULL,
-                                     json ? &j : NULL);
+        unhealthy |=
+            !print_calendar(cal, &h, cli->cfg.gateway.public_url != NULL, json ? &j : NULL);
     }
     if (json) {
         bm_cli_json_close(&j, true);

@@ -151,10 +151,9 @@ int bm_cli_lock(const char *db, const char *role, int *fd, char *err, size_t err
     if (*fd < 0)
         rc = bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
     else if (flock(*fd, LOCK_EX | LOCK_NB) != 0)
-        rc = errno == EWOULDBLOCK
-                 ? bm_err(err, errlen, BM_EBUSY, "another busymirror %s runs on %s (%s)", role, db,
-                          path)
-                 : bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
+        rc = errno == EWOULDBLOCK ? bm_err(err, errlen, BM_EBUSY,
+                                           "another busymirror %s runs on %s (%s)", role, db, path)
+                                  : bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
     free(path);
     return rc;
 }

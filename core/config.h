@@ -59,7 +59,7 @@ typedef struct bm_config {
         bool respect_deleted_blocks;
         int poll_interval;
         int full_resync_hours; /* a full listing at least this often */
-        int deadline; /* seconds a sync may run; 0: no limit */
+        int deadline;          /* seconds a sync may run; 0: no limit */
     } sync;
     struct {
         char *file;

@@ -420,9 +420,9 @@ typedef struct emu_faults {
         short_pages;
     int64_t latency_ms, delay_notifications_ms;
     int64_t refuse_watch; /* 401/403 push.webhookUrlUnauthorized, 400 pushNotSupported...; 0: off */
-    int64_t max_errors; /* error faults stop after this many (0: no limit) */
-    int64_t n_errors;   /* error faults injected since these settings were made */
-    bool writes_only;   /* error faults hit writes (insert/update/patch/delete/import) only */
+    int64_t max_errors;   /* error faults stop after this many (0: no limit) */
+    int64_t n_errors;     /* error faults injected since these settings were made */
+    bool writes_only;     /* error faults hit writes (insert/update/patch/delete/import) only */
     bool ignore_extended_property_filter; /* events.list ignores private/sharedExtendedProperty */
 } emu_faults_t;
 

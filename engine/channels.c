@@ -54,8 +54,9 @@ int64_t bm_engine_renew_margin_ms(const char *channel_id, int64_t life_ms, int r
  * bm_engine_renew_margin_ms) of its granted life is left. */
 static bool lives_long_enough(const bm_engine_t *e, const bm_channel_t *ch, int64_t now_ms)
 {
-    int64_t margin = bm_engine_renew_margin_ms(ch->id, ch->expiration - ch->created_at,
-                                               e->o.cfg != NULL ? e->o.cfg->renewer.renew_before : 0);
+    int64_t margin =
+        bm_engine_renew_margin_ms(ch->id, ch->expiration - ch->created_at,
+                                  e->o.cfg != NULL ? e->o.cfg->renewer.renew_before : 0);
     return ch->expiration - now_ms > margin;
 }
 

@@ -162,8 +162,8 @@ int bm_engine_remove_account(bm_engine_t *e, const bm_account_t *acct, bool keep
 /* Gives cal a live watch channel posting to public_url (https), asking for
  * ttl_s seconds (0: Google's default). The current channel is kept (mode push)
  * while more than its renew margin (bm_engine_renew_margin_ms with [renewer]
- * renew_before) of its granted life remains; else a new one is opened: on success its resource id and expiration are
- * recorded and the calendar's mode is push; on failure (a refused address: 401
+ * renew_before) of its granted life remains; else a new one is opened: on success its resource id
+ * and expiration are recorded and the calendar's mode is push; on failure (a refused address: 401
  * or 403 push.webhookUrlUnauthorized, 400 pushNotSupportedForRequestedResource;
  * the network) the row is stopped, the mode is poll and the error returned (the
  * caller logs it and polls). The replaced channel stays live until

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LEASE_TTL_S     600
+#define LEASE_TTL_S 600
 
 /* ---- planning ---- */
 
@@ -418,10 +418,10 @@ static int list_changes(sync_ctx_t *c, engine_account_t *a, bool *full, char **t
 {
     bm_engine_t *e = c->e;
     bm_gcal_list_params_t p = {0};
-    bool need_full = e->o.force_full || c->force_full || c->cal->sync_token == NULL ||
-                     bm_now() - c->cal->last_full_sync >
-                         (int64_t)e->o.cfg->sync.full_resync_hours * 3600 ||
-                     c->cal->plan_key == NULL || strcmp(c->cal->plan_key, e->plan_key) != 0;
+    bool need_full =
+        e->o.force_full || c->force_full || c->cal->sync_token == NULL ||
+        bm_now() - c->cal->last_full_sync > (int64_t)e->o.cfg->sync.full_resync_hours * 3600 ||
+        c->cal->plan_key == NULL || strcmp(c->cal->plan_key, e->plan_key) != 0;
     int rc;
     if (!need_full) {
         p.sync_token = c->cal->sync_token;

@@ -16,9 +16,10 @@
 
 #define TICK_MS         1000 /* polls are looked at this often */
 #define CHANNEL_TICK_MS 5000 /* channels (new calendars, renewals, strays) this often */
-#define WATCH_RETRY_MAX 3600 /* a refused watch is tried again after [renewer] watch_retry
-                               seconds, doubling up to an hour */
-#define PURGE_AFTER_MS  (24LL * 3600 * 1000) /* expired channel rows kept a day */
+#define WATCH_RETRY_MAX                                                                            \
+    3600 /* a refused watch is tried again after [renewer] watch_retry                             \
+           seconds, doubling up to an hour */
+#define PURGE_AFTER_MS (24LL * 3600 * 1000) /* expired channel rows kept a day */
 
 /* What the renewer remembers of one calendar between rounds. */
 typedef struct cal_state {
@@ -120,8 +121,8 @@ static void keep_channels(bm_renewer_t *r, bm_store_t *st, bm_engine_t *e,
     size_t stopped = 0;
     if (!r->stopping && bm_engine_stop_stale(e, &stopped, err, sizeof(err)) != BM_OK)
         BM_LOG(BM_LOG_WARN, BM_MSG("cannot stop stale channels"), BM_KS("error", err));
-    if (!r->stopping && bm_store_channels_purge(st, now - PURGE_AFTER_MS, NULL, err, sizeof(err)) !=
-                            BM_OK)
+    if (!r->stopping &&
+        bm_store_channels_purge(st, now - PURGE_AFTER_MS, NULL, err, sizeof(err)) != BM_OK)
         BM_LOG(BM_LOG_WARN, BM_MSG("cannot purge expired channels"), BM_KS("error", err));
 }
 
@@ -134,8 +135,8 @@ static void poll_due(bm_renewer_t *r, bm_store_t *st, const bm_calendar_t *cals,
     size_t k = 0;
     char err[512];
     for (size_t i = 0; i < n; i++)
-        if (bm_engine_poll_due(r->o.cfg, &cals[i], state_of(r, cals[i].id)->polled_ms,
-                               r->since_ms, now))
+        if (bm_engine_poll_due(r->o.cfg, &cals[i], state_of(r, cals[i].id)->polled_ms, r->since_ms,
+                               now))
             ids[k++] = cals[i].id;
     if (bm_engine_enqueue_polls(st, ids, k, now, err, sizeof(err)) != BM_OK) {
         BM_LOG(BM_LOG_WARN, BM_MSG("cannot enqueue polls"), BM_KS("error", err));

@@ -36,9 +36,9 @@ static void setup(void)
         ck_assert_int_eq(bm_store_calendar_upsert(st, acc, id, id, "UTC", "owner", false, &cal[i],
                                                   err, sizeof(err)),
                          BM_OK);
-        ck_assert_int_eq(bm_store_calendar_set_enabled(st, cal[i], true, NULL, BM_ROLE_BOTH, err,
-                                                       sizeof(err)),
-                         BM_OK);
+        ck_assert_int_eq(
+            bm_store_calendar_set_enabled(st, cal[i], true, NULL, BM_ROLE_BOTH, err, sizeof(err)),
+            BM_OK);
     }
 }
 

@@ -12,7 +12,8 @@ static int on_events(void *ud, bm_event_t *events, size_t n)
 {
     size_t *seen = ud;
     for (size_t i = 0; i < n; i++)
-        *seen += (events[i].id != NULL ? strlen(events[i].id) : 0) + bm_event_is_all_day(&events[i]);
+        *seen +=
+            (events[i].id != NULL ? strlen(events[i].id) : 0) + bm_event_is_all_day(&events[i]);
     return 0;
 }
 

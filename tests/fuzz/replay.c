@@ -32,7 +32,10 @@ static uint64_t rnd(void)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-static size_t below(size_t n) { return n == 0 ? 0 : (size_t)(rnd() % n); }
+static size_t below(size_t n)
+{
+    return n == 0 ? 0 : (size_t)(rnd() % n);
+}
 
 static void add_file(const char *path)
 {
@@ -105,10 +108,47 @@ static void add_path(const char *path)
 }
 
 static const char *const tokens[] = {
-    "\"", "\\", "\\u0000", "\\ud800", "{", "}", "[", "]", ":", ",", "null", "true", "-1",
-    "1e999", "99999999999999999999", "\r\n", "\r\n\r\n", "--", "=", "&", "%", "%00", "%zz",
-    "+", "[", "]", ";", "#", "\n", "\0", "\xff", "\xc3\xa9", "boundary=", "Content-ID: ",
-    "HTTP/1.1 200 OK\r\n", "response-item-", "dateTime", "date", "T", "Z", "+25:00",
+    "\"",
+    "\\",
+    "\\u0000",
+    "\\ud800",
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    "null",
+    "true",
+    "-1",
+    "1e999",
+    "99999999999999999999",
+    "\r\n",
+    "\r\n\r\n",
+    "--",
+    "=",
+    "&",
+    "%",
+    "%00",
+    "%zz",
+    "+",
+    "[",
+    "]",
+    ";",
+    "#",
+    "\n",
+    "\0",
+    "\xff",
+    "\xc3\xa9",
+    "boundary=",
+    "Content-ID: ",
+    "HTTP/1.1 200 OK\r\n",
+    "response-item-",
+    "dateTime",
+    "date",
+    "T",
+    "Z",
+    "+25:00",
 };
 
 /* One variant of a random input into buf (returns its length). */
@@ -149,7 +189,8 @@ static size_t mutate(uint8_t *buf, size_t cap)
         case 4: { /* duplicate a run */
             if (!len)
                 break;
-            size_t at = below(len), n = 1 + below(len - at < 64 ? len - at : 64), to = below(len + 1);
+            size_t at = below(len), n = 1 + below(len - at < 64 ? len - at : 64),
+                   to = below(len + 1);
             if (len + n > cap)
                 break;
             uint8_t tmp[64];
