@@ -13,15 +13,10 @@
 
 int bm_log_threshold = BM_LOG_INFO;
 
-#define MAX_TRANSIENT 64 /* access tokens: the newest are the ones in use */
-#define LINE_MAX_LEN  8192
+#define LINE_MAX_LEN 8192
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_stream;
-static char **secrets; /* long-lived: refresh tokens, client secret; never dropped */
-static size_t n_secrets, cap_secrets;
-static char *transient[MAX_TRANSIENT];
-static size_t n_transient, next_transient;
 
 static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
 
@@ -98,75 +93,245 @@ int bm_log_reopen(char *err, size_t errlen)
     return rc;
 }
 
-static bool known_locked(const char *value)
+/* ---------------------------------------------------------------- secrets */
+
+/*
+ * The registry: every secret in one of two hash tables, found by the bytes at a
+ * fixed place in it, so scrubbing a position costs one or two lookups however
+ * many secrets there are. Long secrets are found by their bytes [KEY_AT,
+ * KEY_AT + KEY_LEN): past the prefixes Google's tokens share ("ya29.a0A...",
+ * "1//0..."), where they differ. Shorter ones by their first SECRET_MIN bytes.
+ * Each chain is kept longest first, so the first match is the longest.
+ * Short-lived secrets (access tokens) are also in a list by expiry and leave
+ * once their life is over: the registry holds what a fleet has live, never a
+ * fixed number, and does not grow with the age of the process.
+ */
+#define SECRET_MIN 6 /* shorter values are too likely to be words */
+#define KEY_AT     8
+#define KEY_LEN    8
+#define LONG_MIN   (KEY_AT + KEY_LEN)
+
+typedef struct secret {
+    struct secret *next;          /* in its bucket, longest first */
+    struct secret *older, *newer; /* short-lived ones, by expiry */
+    int64_t expires_ms;           /* bm_mono_ms() deadline; 0: for the life of the process */
+    size_t len;
+    char value[];
+} secret_t;
+
+typedef struct table {
+    secret_t **buckets;
+    unsigned bits; /* 1 << bits buckets, or none */
+    size_t n;
+} table_t;
+
+static table_t long_secrets, short_secrets;
+static secret_t *oldest, *newest; /* the short-lived ones, soonest to expire first */
+
+static size_t key_hash(const char *key, size_t n, unsigned bits)
 {
-    for (size_t i = 0; i < n_secrets; i++)
-        if (strcmp(secrets[i], value) == 0)
-            return true;
-    for (size_t i = 0; i < n_transient; i++)
-        if (strcmp(transient[i], value) == 0)
-            return true;
-    return false;
+    uint64_t v = 0;
+    memcpy(&v, key, n);
+    v *= 0x9e3779b97f4a7c15ull; /* Fibonacci hashing: the top bits are the mixed ones */
+    return bits > 0 ? (size_t)(v >> (64 - bits)) : 0;
+}
+
+static table_t *table_of(size_t len)
+{
+    return len >= LONG_MIN ? &long_secrets : &short_secrets;
+}
+
+static secret_t **bucket_of(table_t *t, const char *value)
+{
+    return t == &long_secrets ? &t->buckets[key_hash(value + KEY_AT, KEY_LEN, t->bits)]
+                              : &t->buckets[key_hash(value, SECRET_MIN, t->bits)];
+}
+
+static void chain_insert(table_t *t, secret_t *e)
+{
+    secret_t **p = bucket_of(t, e->value);
+    while (*p != NULL && (*p)->len > e->len)
+        p = &(*p)->next;
+    e->next = *p;
+    *p = e;
+}
+
+static void table_insert(table_t *t, secret_t *e)
+{
+    if (t->n >= ((size_t)1 << t->bits) || t->buckets == NULL) { /* load 1: double */
+        secret_t **old = t->buckets;
+        size_t n_old = t->buckets != NULL ? (size_t)1 << t->bits : 0;
+        t->bits = t->buckets != NULL ? t->bits + 1 : 4;
+        t->buckets = bm_calloc((size_t)1 << t->bits, sizeof(*t->buckets));
+        for (size_t i = 0; i < n_old; i++) {
+            for (secret_t *c = old[i], *next; c != NULL; c = next) {
+                next = c->next;
+                chain_insert(t, c);
+            }
+        }
+        free(old);
+    }
+    chain_insert(t, e);
+    t->n++;
+}
+
+static secret_t *find_locked(const char *value, size_t len)
+{
+    table_t *t = table_of(len);
+    if (t->n == 0)
+        return NULL;
+    for (secret_t *e = *bucket_of(t, value); e != NULL; e = e->next)
+        if (e->len == len && memcmp(e->value, value, len) == 0)
+            return e;
+    return NULL;
+}
+
+/* Puts e in the expiry list; mostly at the end (one lifetime for all). */
+static void age_link(secret_t *e)
+{
+    secret_t *after = newest;
+    while (after != NULL && after->expires_ms > e->expires_ms)
+        after = after->older;
+    e->older = after;
+    e->newer = after != NULL ? after->newer : oldest;
+    if (e->newer != NULL)
+        e->newer->older = e;
+    else
+        newest = e;
+    if (after != NULL)
+        after->newer = e;
+    else
+        oldest = e;
+}
+
+static void age_unlink(secret_t *e)
+{
+    if (e->older != NULL)
+        e->older->newer = e->newer;
+    else
+        oldest = e->newer;
+    if (e->newer != NULL)
+        e->newer->older = e->older;
+    else
+        newest = e->older;
+    e->older = e->newer = NULL;
+}
+
+static void remove_locked(secret_t *e)
+{
+    table_t *t = table_of(e->len);
+    secret_t **p = bucket_of(t, e->value);
+    while (*p != e)
+        p = &(*p)->next;
+    *p = e->next;
+    t->n--;
+    if (e->expires_ms != 0)
+        age_unlink(e);
+    explicit_bzero(e->value, e->len);
+    free(e);
+}
+
+static void expire_locked(void)
+{
+    int64_t now = bm_mono_ms();
+    while (oldest != NULL && oldest->expires_ms <= now)
+        remove_locked(oldest);
+}
+
+/* lifetime_ms 0: for the life of the process. */
+static void add_locked(const char *value, int64_t lifetime_ms)
+{
+    size_t len = strlen(value);
+    int64_t expires = lifetime_ms > 0 ? bm_mono_ms() + lifetime_ms : 0;
+    expire_locked();
+    secret_t *e = find_locked(value, len);
+    if (e != NULL) {
+        if (e->expires_ms == 0 || (expires != 0 && expires <= e->expires_ms))
+            return; /* it lives as long already */
+        age_unlink(e);
+        e->expires_ms = expires;
+        if (expires != 0)
+            age_link(e);
+        return;
+    }
+    e = bm_malloc(sizeof(*e) + len + 1);
+    memset(e, 0, sizeof(*e));
+    e->len = len;
+    e->expires_ms = expires;
+    memcpy(e->value, value, len + 1);
+    table_insert(table_of(len), e);
+    if (expires != 0)
+        age_link(e);
 }
 
 void bm_log_add_secret(const char *value)
 {
-    if (value == NULL || strlen(value) < 6)
-        return;
-    pthread_mutex_lock(&log_mu);
-    if (!known_locked(value)) {
-        if (n_secrets == cap_secrets) {
-            cap_secrets = cap_secrets ? cap_secrets * 2 : 16;
-            secrets = bm_realloc(secrets, cap_secrets * sizeof(*secrets));
-        }
-        secrets[n_secrets++] = bm_strdup(value);
-    }
-    pthread_mutex_unlock(&log_mu);
+    bm_log_add_secret_for(value, 0);
 }
 
 void bm_log_add_transient_secret(const char *value)
 {
-    if (value == NULL || strlen(value) < 6)
+    bm_log_add_secret_for(value, BM_LOG_TRANSIENT_MS);
+}
+
+void bm_log_add_secret_for(const char *value, int64_t lifetime_ms)
+{
+    if (value == NULL || strlen(value) < SECRET_MIN)
         return;
     pthread_mutex_lock(&log_mu);
-    if (!known_locked(value)) {
-        free(transient[next_transient]);
-        transient[next_transient] = bm_strdup(value);
-        next_transient = (next_transient + 1) % MAX_TRANSIENT;
-        if (n_transient < MAX_TRANSIENT)
-            n_transient++;
-    }
+    add_locked(value, lifetime_ms > 0 ? lifetime_ms : 0);
     pthread_mutex_unlock(&log_mu);
 }
 
-/* The length of the longest registered secret at src, 0 when none: a token that
- * extends a shorter registered one must not leak its tail. Caller holds log_mu. */
-static size_t secret_at_locked(const char *src)
+size_t bm_log_secret_count(void)
 {
-    size_t hit = 0;
-    for (size_t i = 0; i < n_secrets + n_transient; i++) {
-        const char *sec = i < n_secrets ? secrets[i] : transient[i - n_secrets];
-        size_t l = strlen(sec);
-        if (l > hit && strncmp(src, sec, l) == 0)
-            hit = l;
-    }
-    return hit;
+    pthread_mutex_lock(&log_mu);
+    expire_locked();
+    size_t n = long_secrets.n + short_secrets.n;
+    pthread_mutex_unlock(&log_mu);
+    return n;
 }
 
-/* Matches on the whole of src and cuts only what is written to dst, so a secret
- * that begins before the cut is replaced as a whole. Caller holds log_mu. */
+/* The length of the longest registered secret at s (avail bytes there), 0 when
+ * none. Caller holds log_mu. */
+static size_t secret_at_locked(const char *s, size_t avail)
+{
+    if (avail >= LONG_MIN && long_secrets.n > 0)
+        for (secret_t *e = *bucket_of(&long_secrets, s); e != NULL; e = e->next)
+            if (e->len <= avail && memcmp(s, e->value, e->len) == 0)
+                return e->len; /* a long one is longer than any short one */
+    if (avail >= SECRET_MIN && short_secrets.n > 0)
+        for (secret_t *e = *bucket_of(&short_secrets, s); e != NULL; e = e->next)
+            if (e->len <= avail && memcmp(s, e->value, e->len) == 0)
+                return e->len;
+    return 0;
+}
+
+/*
+ * Copies src to dst (dstlen) with every byte that belongs to an occurrence of a
+ * registered secret replaced: a run of such bytes, however many secrets overlap
+ * or touch in it (a token that extends a shorter one, two that share a middle),
+ * becomes one "***". Matches on the whole of src and cuts only what is written, so a
+ * secret that begins before the cut is replaced as a whole. Caller holds log_mu.
+ */
 static void scrub_locked(const char *src, char *dst, size_t dstlen)
 {
-    size_t o = 0;
-    while (*src != '\0' && o + 1 < dstlen) {
-        size_t hit = secret_at_locked(src);
-        if (hit > 0) {
-            for (const char *m = "***"; *m != '\0' && o + 1 < dstlen; m++)
-                dst[o++] = *m;
-            src += hit;
-        } else {
-            dst[o++] = *src++;
+    size_t n = strlen(src), i = 0, o = 0;
+    while (i < n && o + 1 < dstlen) {
+        size_t hit = secret_at_locked(src + i, n - i);
+        if (hit == 0) {
+            dst[o++] = src[i++];
+            continue;
         }
+        size_t end = i + hit;
+        for (size_t j = i + 1; j <= end && j < n; j++) { /* adjacent ones too */
+            size_t h = secret_at_locked(src + j, n - j);
+            if (j + h > end)
+                end = j + h;
+        }
+        for (const char *m = "***"; *m != '\0' && o + 1 < dstlen; m++)
+            dst[o++] = *m;
+        i = end;
     }
     dst[o] = '\0';
 }
@@ -203,7 +368,7 @@ static int append_value(bm_buf_t *line, const char *v)
 {
     int quote = *v == '\0';
     for (const char *p = v; *p != '\0'; p++)
-        if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20)
+        if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20 || *p == 0x7f)
             quote = 1;
     if (!quote)
         return put_cut(line, v, strlen(v));
@@ -213,7 +378,7 @@ static int append_value(bm_buf_t *line, const char *v)
             rc = bm_buf_printf(line, "\\%c", *p);
         else if (*p == '\n')
             rc = bm_buf_puts(line, "\\n");
-        else if ((unsigned char)*p < 0x20)
+        else if ((unsigned char)*p < 0x20 || *p == 0x7f)
             rc = bm_buf_printf(line, "\\x%02x", (unsigned char)*p);
         else
             rc = bm_buf_append(line, p, 1);

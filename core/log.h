@@ -7,8 +7,9 @@
  * line longer than 8192 bytes is cut there.
  * Secrets never reach a line, not even a fragment: every value registered with
  * bm_log_add_secret() is replaced by "***" wherever it appears (message or
- * values), the longest registered secret winning where several match; each
- * value is scrubbed raw, before it is escaped and before the line is cut. Values
+ * values), every byte of every registered secret found, where several overlap
+ * or one extends another too; each value is scrubbed raw, before it is escaped
+ * and before the line is cut. Values
  * of keys that name a secret (token, secret, password, authorization,
  * code_verifier) are masked whole.
  *
@@ -67,12 +68,23 @@ int bm_log_open_file(const char *path, char *err, size_t errlen);
 int bm_log_reopen(char *err, size_t errlen);
 /* Registers a secret value to be scrubbed from every later line, for the life of
  * the process (refresh tokens, the client secret). The string is copied; values
- * shorter than 6 characters are ignored (too likely to be words). */
+ * shorter than 6 characters are ignored (too likely to be words). Registering a
+ * known value again adds nothing. */
 void bm_log_add_secret(const char *value);
-/* The same for a short-lived secret (an access token): only the newest 64 are
- * kept, so a long-running process does not grow without bound. */
+/* The same for a short-lived secret, scrubbed for lifetime_ms from now (longer
+ * when registered again), then forgotten, so a long-running process holds the
+ * secrets that live, however many that is, and no more. lifetime_ms <= 0: for
+ * the life of the process. A long-lived value stays long-lived. */
+void bm_log_add_secret_for(const char *value, int64_t lifetime_ms);
+/* An access token: Google's live an hour at most; a replaced one still works
+ * until then, so each is scrubbed for twice that. */
+#define BM_LOG_TRANSIENT_MS (2 * 3600 * 1000)
 void bm_log_add_transient_secret(const char *value);
-/* Copies src to dst (dstlen) with every registered secret replaced by "***". */
+/* How many secrets are registered now (the expired ones gone): for tests. */
+size_t bm_log_secret_count(void);
+/* Copies src to dst (dstlen, cut there) with every registered secret in it replaced
+ * by "***" (overlapping ones together by one). A lookup per byte of src, whatever
+ * the number of secrets. */
 void bm_log_scrub(const char *src, char *dst, size_t dstlen);
 
 #endif
