@@ -415,14 +415,16 @@ static req_result_t handle_request(conn_t *c, const char *state, char **code, ch
                   "busymirror: this is not an answer to the login (no or malformed query)");
         goto out;
     }
-    if (a.code != NULL)
-        bm_log_add_secret(a.code);
     if (a.state == NULL || !bm_consttime_streq(a.state, state)) {
         send_page(c->fd, 400, "Bad Request",
                   "busymirror: this answer does not belong to the login in progress (state "
                   "mismatch). Open the address busymirror printed last.");
         goto out;
     }
+    /* Only now: any local process can send answers, and each registered code
+     * would grow the registry and mask its text in every later line. */
+    if (a.code != NULL)
+        bm_log_add_secret(a.code);
     if (a.error != NULL) {
         char safe[64];
         size_t j = 0;
