@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,45 +74,116 @@ static int write_full(int fd, const unsigned char *buf, size_t len)
     return 0;
 }
 
+/* Makes path's directory durable (the new name in it); "." when path has none. */
+static int sync_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *d = slash == NULL   ? bm_strdup(".")
+              : slash == path ? bm_strdup("/")
+                              : bm_strndup(path, (size_t)(slash - path));
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
+    if (fd >= 0)
+        close(fd);
+    free(d);
+    return rc;
+}
+
+/*
+ * Writes a new random key to path: into a temporary file of its directory
+ * first (0600), synced, then linked to path, which never replaces a key that
+ * is there. A crash on the way leaves at most a stray temporary file, never a
+ * partial key at path. BM_EEXIST when another process made the key first.
+ */
 static int key_create(const char *path, unsigned char key[BM_CRYPTO_KEY_LEN], char *err,
                       size_t errlen)
 {
     int rc = BM_OK;
+    char *tmp = bm_sprintf("%s.tmp-XXXXXX", path);
     int fd = -1;
+    bool made = false;
     if (RAND_bytes(key, BM_CRYPTO_KEY_LEN) != 1) {
         rc = bm_err(err, errlen, BM_ECRYPTO, "RAND_bytes: %s", ossl_error());
         goto out;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
     if (fd < 0) {
+        rc = bm_err(err, errlen, BM_EIO, "cannot create key file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    made = true;
+    if (fchmod(fd, 0600) != 0 || write_full(fd, key, BM_CRYPTO_KEY_LEN) != 0 || fsync(fd) != 0) {
+        rc = bm_err(err, errlen, BM_EIO, "cannot write key file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = bm_err(err, errlen, BM_EIO, "cannot write key file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    fd = -1;
+    if (link(tmp, path) != 0) {
         rc = bm_err(err, errlen, errno == EEXIST ? BM_EEXIST : BM_EIO,
                     "cannot create key file %s: %s", path, strerror(errno));
         goto out;
     }
-    if (write_full(fd, key, BM_CRYPTO_KEY_LEN) != 0 || fsync(fd) != 0) {
-        rc = bm_err(err, errlen, BM_EIO, "cannot write key file %s: %s", path, strerror(errno));
-        unlink(path);
-        goto out;
-    }
+    /* The key is in place, maybe read by others already: kept even if this fails. */
+    if (sync_dir_of(path) != 0)
+        rc = bm_err(err, errlen, BM_EIO, "cannot sync the directory of key file %s: %s", path,
+                    strerror(errno));
 out:
-    if (fd >= 0 && close(fd) != 0 && rc == BM_OK)
-        rc = bm_err(err, errlen, BM_EIO, "cannot write key file %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (made)
+        (void)unlink(tmp); /* path keeps the key when linked */
+    free(tmp);
     if (rc != BM_OK)
         OPENSSL_cleanse(key, BM_CRYPTO_KEY_LEN);
     return rc;
 }
 
+/* Checks what fd (opened from path) is before anything is read from it. */
+static int key_check(int fd, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return bm_err(err, errlen, BM_EIO, "cannot stat key file %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return bm_err(err, errlen, BM_ECRYPTO, "key file %s is not a regular file", path);
+    if (st.st_uid != geteuid())
+        return bm_err(err, errlen, BM_ECRYPTO,
+                      "key file %s belongs to uid %u, not to this user (uid %u)", path,
+                      (unsigned)st.st_uid, (unsigned)geteuid());
+    if ((st.st_mode & 077) != 0)
+        return bm_err(err, errlen, BM_ECRYPTO,
+                      "key file %s is accessible by group or others (mode %04o): run chmod 600 %s",
+                      path, (unsigned)(st.st_mode & 07777), path);
+    if (st.st_size == 0)
+        return bm_err(err, errlen, BM_ECRYPTO,
+                      "key file %s is empty (its creation was interrupted?): restore it from "
+                      "backup, or remove it and log in again",
+                      path);
+    if (st.st_size != BM_CRYPTO_KEY_LEN)
+        return bm_err(err, errlen, BM_ECRYPTO, "key file %s has %lld bytes, a key has %d", path,
+                      (long long)st.st_size, BM_CRYPTO_KEY_LEN);
+    return BM_OK;
+}
+
+/* O_NONBLOCK: a FIFO at path opens at once (and is refused) instead of waiting
+ * for a writer; it changes nothing for a regular file. */
+#define KEY_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
+
 int bm_crypto_key_load(const char *path, bool create, unsigned char key[BM_CRYPTO_KEY_LEN],
                        char *err, size_t errlen)
 {
     int rc = BM_OK;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, KEY_OPEN_FLAGS);
     if (fd < 0 && errno == ENOENT && create) {
         rc = key_create(path, key, err, errlen);
         if (rc != BM_EEXIST) /* EEXIST: another process won the race, read its key */
             goto out;
         rc = BM_OK;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = open(path, KEY_OPEN_FLAGS);
     }
     if (fd < 0) {
         if (errno == ENOENT)
@@ -119,30 +191,14 @@ int bm_crypto_key_load(const char *path, bool create, unsigned char key[BM_CRYPT
                         "key file %s does not exist (it is created on first login; restore it "
                         "from backup or log in again)",
                         path);
+        else if (errno == ELOOP)
+            rc = bm_err(err, errlen, BM_ECRYPTO, "key file %s is a symbolic link", path);
         else
             rc = bm_err(err, errlen, BM_EIO, "cannot open key file %s: %s", path, strerror(errno));
         goto out;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = bm_err(err, errlen, BM_EIO, "cannot stat key file %s: %s", path, strerror(errno));
+    if ((rc = key_check(fd, path, err, errlen)) != BM_OK)
         goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = bm_err(err, errlen, BM_ECRYPTO, "key file %s is not a regular file", path);
-        goto out;
-    }
-    if ((st.st_mode & 077) != 0) {
-        rc = bm_err(err, errlen, BM_ECRYPTO,
-                    "key file %s is accessible by group or others (mode %04o): run chmod 600 %s",
-                    path, (unsigned)(st.st_mode & 07777), path);
-        goto out;
-    }
-    if (st.st_size != BM_CRYPTO_KEY_LEN) {
-        rc = bm_err(err, errlen, BM_ECRYPTO, "key file %s has %lld bytes, a key has %d", path,
-                    (long long)st.st_size, BM_CRYPTO_KEY_LEN);
-        goto out;
-    }
     if (read_full(fd, key, BM_CRYPTO_KEY_LEN) != 0) {
         OPENSSL_cleanse(key, BM_CRYPTO_KEY_LEN);
         rc = bm_err(err, errlen, BM_EIO, "cannot read key file %s", path);

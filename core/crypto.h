@@ -21,11 +21,14 @@
 
 /*
  * Reads the key file at path into key. When it is absent and create is true, a
- * new random key is written with O_CREAT|O_EXCL and mode 0600. Refuses (BM_ECRYPTO,
- * with the reason in err) a file that is not a regular file, is readable or
- * writable by group or others, or is not exactly 32 bytes. A missing file without
- * create is BM_ECRYPTO too; other I/O failures are BM_EIO. The caller wipes key
- * with bm_crypto_wipe() when done.
+ * new random key is written to a temporary file of the same directory (0600),
+ * synced, and linked to path (never replacing a key that is there; a crash
+ * leaves no partial key at path); the directory is synced. Refuses (BM_ECRYPTO,
+ * one line naming path in err) what is not a regular file (a FIFO is refused
+ * at once, not waited on), a symbolic link, a file of another user, one that
+ * group or others can read or write, an empty one, or one not exactly 32 bytes.
+ * A missing file without create is BM_ECRYPTO too; other I/O failures are
+ * BM_EIO. The caller wipes key with bm_crypto_wipe() when done.
  */
 int bm_crypto_key_load(const char *path, bool create, unsigned char key[BM_CRYPTO_KEY_LEN],
                        char *err, size_t errlen);

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -249,6 +252,91 @@ START_TEST(key_file_symlink_refused)
 }
 END_TEST
 
+/* A FIFO at the key path: refused at once (opening it used to wait for a writer). */
+START_TEST(key_file_fifo_refused)
+{
+    char path[128];
+    unsigned char key[32];
+    char err[256] = "";
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_int_eq(bm_crypto_key_load(path, false, key, err, sizeof(err)), BM_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, path));
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+    ck_assert_ptr_null(strchr(err, '\n'));
+    ck_assert_int_eq(bm_crypto_key_load(path, true, key, err, sizeof(err)), BM_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+}
+END_TEST
+
+/* A key file of another user is refused (testable as root only); one of ours is
+ * read. */
+START_TEST(key_file_owner_checked)
+{
+    char path[128];
+    unsigned char key[32], bytes[32];
+    char err[256] = "";
+    memset(bytes, 'k', sizeof(bytes));
+    snprintf(path, sizeof(path), "%s/key", dir);
+    write_file(path, bytes, 32, 0600);
+    ck_assert_int_eq(bm_crypto_key_load(path, false, key, err, sizeof(err)), 0);
+    if (geteuid() != 0)
+        return;
+    ck_assert_int_eq(chown(path, 65534, 65534), 0);
+    ck_assert_int_eq(bm_crypto_key_load(path, false, key, err, sizeof(err)), BM_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, "belongs to uid 65534"));
+    ck_assert_ptr_nonnull(strstr(err, path));
+}
+END_TEST
+
+/* An empty key file (what a crash in the middle of creating one used to leave)
+ * is refused with words that say what to do. */
+START_TEST(key_file_empty_refused)
+{
+    char path[128];
+    unsigned char key[32];
+    char err[256] = "";
+    snprintf(path, sizeof(path), "%s/key", dir);
+    write_file(path, "", 0, 0600);
+    ck_assert_int_eq(bm_crypto_key_load(path, true, key, err, sizeof(err)), BM_ECRYPTO);
+    ck_assert_ptr_nonnull(strstr(err, path));
+    ck_assert_ptr_nonnull(strstr(err, "is empty"));
+}
+END_TEST
+
+/* The first run dies while it writes the new key (here: a file size limit of 0
+ * kills it with SIGXFSZ at the write). The key path must not hold a partial key
+ * then: the next run makes a good one, whatever the first left behind. */
+START_TEST(key_file_creation_survives_a_crash)
+{
+    char path[128];
+    unsigned char key[32], again[32];
+    char err[256] = "";
+    snprintf(path, sizeof(path), "%s/key", dir);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct rlimit rl = {.rlim_cur = 0, .rlim_max = 0};
+        signal(SIGXFSZ, SIG_DFL);
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(2);
+        (void)bm_crypto_key_load(path, true, key, err, sizeof(err));
+        _exit(3); /* not reached when the write kills it */
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ, "status %d", status);
+    ck_assert_msg(access(path, F_OK) != 0, "a partial key file was left at the key path");
+    ck_assert_msg(bm_crypto_key_load(path, true, key, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(bm_crypto_key_load(path, false, again, err, sizeof(err)), 0);
+    ck_assert(memcmp(key, again, 32) == 0);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(st.st_size, 32);
+}
+END_TEST
+
 START_TEST(channel_token_is_an_hmac_of_the_channel_id)
 {
     unsigned char k1[BM_CRYPTO_KEY_LEN], k2[BM_CRYPTO_KEY_LEN];
@@ -289,10 +377,15 @@ Suite *make_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("keyfile");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30); /* a safety net: a FIFO used to hang the load */
     tcase_add_test(tc, key_file_created_0600);
     tcase_add_test(tc, key_file_missing);
     tcase_add_test(tc, key_file_bad_refused);
     tcase_add_test(tc, key_file_symlink_refused);
+    tcase_add_test(tc, key_file_fifo_refused);
+    tcase_add_test(tc, key_file_owner_checked);
+    tcase_add_test(tc, key_file_empty_refused);
+    tcase_add_test(tc, key_file_creation_survives_a_crash);
     tcase_add_test(tc, channel_token_is_an_hmac_of_the_channel_id);
     suite_add_tcase(s, tc);
     return s;
