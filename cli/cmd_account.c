@@ -16,9 +16,10 @@ int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsign
                       size_t *out_len)
 {
     unsigned char key[BM_CRYPTO_KEY_LEN];
-    char err[512], aad[300];
-    int rc = bm_crypto_key_load(cli->cfg.store.key_file, true, key, err, sizeof(err));
-    snprintf(aad, sizeof(aad), "account:%s", name);
+    char err[512], aad[BM_CRYPTO_AAD_MAX];
+    int rc = bm_crypto_aad(BM_CRYPTO_REFRESH_TOKEN, name, aad, err, sizeof(err));
+    if (rc == BM_OK)
+        rc = bm_crypto_key_load(cli->cfg.store.key_file, true, key, err, sizeof(err));
     if (rc == BM_OK)
         rc = bm_crypto_seal(key, aad, token, strlen(token), out, out_len, err, sizeof(err));
     bm_crypto_wipe(key, sizeof(key));

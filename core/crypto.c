@@ -210,6 +210,23 @@ out:
     return rc;
 }
 
+_Static_assert(BM_CRYPTO_NAME_MAX == BM_NAME_MAX, "an account name fits the associated data");
+
+int bm_crypto_aad(bm_crypto_kind_t kind, const char *name, char out[BM_CRYPTO_AAD_MAX], char *err,
+                  size_t errlen)
+{
+    const char *prefix = kind == BM_CRYPTO_ACCESS_TOKEN ? "access:" : "account:";
+    size_t len = name != NULL ? strlen(name) : 0;
+    out[0] = '\0';
+    if (len == 0 || len > BM_CRYPTO_NAME_MAX)
+        return bm_err(err, errlen, BM_EINVAL,
+                      "account name of %zu characters cannot name a sealed token (1 to %d)", len,
+                      BM_CRYPTO_NAME_MAX);
+    memcpy(out, prefix, strlen(prefix));
+    memcpy(out + strlen(prefix), name, len + 1);
+    return BM_OK;
+}
+
 int bm_crypto_seal(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *aad, const void *plain,
                    size_t len, unsigned char **out, size_t *out_len, char *err, size_t errlen)
 {

@@ -33,6 +33,21 @@
 int bm_crypto_key_load(const char *path, bool create, unsigned char key[BM_CRYPTO_KEY_LEN],
                        char *err, size_t errlen);
 
+/*
+ * The associated data of a sealed secret names what it is and whose, so a blob
+ * moved to another account (or from the access to the refresh token) fails to
+ * open: "account:NAME" for a refresh token, "access:NAME" for an access token,
+ * the text every sealed row has used. Written whole into out, never cut:
+ * BM_EINVAL (err) when name is empty or longer than BM_CRYPTO_NAME_MAX (the
+ * bound of account names), so two names can never share their associated data.
+ * Every site that seals or opens a token builds it here.
+ */
+typedef enum { BM_CRYPTO_REFRESH_TOKEN, BM_CRYPTO_ACCESS_TOKEN } bm_crypto_kind_t;
+#define BM_CRYPTO_NAME_MAX 64 /* BM_NAME_MAX */
+#define BM_CRYPTO_AAD_MAX  (sizeof("account:") + BM_CRYPTO_NAME_MAX)
+int bm_crypto_aad(bm_crypto_kind_t kind, const char *name, char out[BM_CRYPTO_AAD_MAX], char *err,
+                  size_t errlen);
+
 /* Encrypts len bytes of plain (aad may be NULL = ""). *out (len + BM_CRYPTO_OVERHEAD
  * bytes, caller frees with free()) gets the sealed blob. */
 int bm_crypto_seal(const unsigned char key[BM_CRYPTO_KEY_LEN], const char *aad, const void *plain,

@@ -33,11 +33,11 @@ static void restore_access(engine_account_t *a, const bm_account_t *row, const u
 {
     unsigned char *plain = NULL;
     size_t len = 0;
-    char aad[300], err[256];
+    char aad[BM_CRYPTO_AAD_MAX], err[256];
     if (row->access_token_enc == NULL || row->access_expires_ms - bm_now_ms() < ACCESS_MARGIN_MS)
         return;
-    snprintf(aad, sizeof(aad), "access:%s", row->name);
-    if (bm_crypto_open(key, aad, row->access_token_enc, row->access_token_enc_len, &plain, &len,
+    if (bm_crypto_aad(BM_CRYPTO_ACCESS_TOKEN, row->name, aad, err, sizeof(err)) != BM_OK ||
+        bm_crypto_open(key, aad, row->access_token_enc, row->access_token_enc_len, &plain, &len,
                        err, sizeof(err)) != BM_OK) {
         BM_LOG(BM_LOG_DEBUG, BM_MSG("kept access token unusable: a new one is asked for"),
                BM_KS("account", row->name), BM_KS("error", err));
@@ -51,7 +51,7 @@ static void restore_access(engine_account_t *a, const bm_account_t *row, const u
 void bm__engine_save_access(bm_engine_t *e)
 {
     bm_engine_hub_t *h = e->hub;
-    char token[BM_GCAL_ACCESS_TOKEN_MAX], aad[300], err[256];
+    char token[BM_GCAL_ACCESS_TOKEN_MAX], aad[BM_CRYPTO_AAD_MAX], err[256];
     const unsigned char *key;
     bm__engine_lock(e);
     size_t n = h->n_accounts;
@@ -73,11 +73,12 @@ void bm__engine_save_access(bm_engine_t *e)
         bm__engine_unlock(e);
         unsigned char *sealed = NULL;
         size_t len = 0;
-        snprintf(aad, sizeof(aad), "access:%s", a->name);
-        if (changed && (bm_crypto_seal(key, aad, token, strlen(token), &sealed, &len, err,
-                                       sizeof(err)) != BM_OK ||
-                        bm_store_account_set_access(e->st, a->id, sealed, len, expires, err,
-                                                    sizeof(err)) != BM_OK)) {
+        if (changed &&
+            (bm_crypto_aad(BM_CRYPTO_ACCESS_TOKEN, a->name, aad, err, sizeof(err)) != BM_OK ||
+             bm_crypto_seal(key, aad, token, strlen(token), &sealed, &len, err, sizeof(err)) !=
+                 BM_OK ||
+             bm_store_account_set_access(e->st, a->id, sealed, len, expires, err, sizeof(err)) !=
+                 BM_OK)) {
             BM_LOG(BM_LOG_WARN, BM_MSG("cannot keep the access token: the next run asks again"),
                    BM_KS("account", a->name), BM_KS("error", err));
         } else if (changed) {
@@ -114,9 +115,10 @@ static int account_load(bm_engine_t *e, int64_t id, engine_account_t **out, char
         a->broken = true;
         goto out;
     }
-    char aad[300];
-    snprintf(aad, sizeof(aad), "account:%s", row.name);
-    rc = bm__engine_key(e, &key, err, errlen);
+    char aad[BM_CRYPTO_AAD_MAX];
+    rc = bm_crypto_aad(BM_CRYPTO_REFRESH_TOKEN, row.name, aad, err, errlen);
+    if (rc == BM_OK)
+        rc = bm__engine_key(e, &key, err, errlen);
     if (rc == BM_OK)
         rc = bm_crypto_open(key, aad, row.refresh_token_enc, row.refresh_token_enc_len, &plain,
                             &plain_len, err, errlen);

@@ -155,6 +155,53 @@ START_TEST(open_aad_mismatch_fails)
 }
 END_TEST
 
+/* The associated data names the kind and the whole account name, in the text
+ * rows were always sealed with; a name it could not hold whole is refused. */
+START_TEST(aad_is_exact_and_never_cut)
+{
+    char aad[BM_CRYPTO_AAD_MAX], err[256] = "", name[BM_CRYPTO_NAME_MAX + 2];
+    ck_assert_int_eq(
+        bm_crypto_aad(BM_CRYPTO_REFRESH_TOKEN, "alice@example.com", aad, err, sizeof(err)), 0);
+    ck_assert_str_eq(aad, "account:alice@example.com");
+    ck_assert_int_eq(
+        bm_crypto_aad(BM_CRYPTO_ACCESS_TOKEN, "alice@example.com", aad, err, sizeof(err)), 0);
+    ck_assert_str_eq(aad, "access:alice@example.com");
+
+    /* the longest name: whole, and what the old snprintf("account:%s") made */
+    memset(name, 'n', BM_CRYPTO_NAME_MAX);
+    name[BM_CRYPTO_NAME_MAX] = '\0';
+    char old[300];
+    snprintf(old, sizeof(old), "account:%s", name);
+    ck_assert_int_eq(bm_crypto_aad(BM_CRYPTO_REFRESH_TOKEN, name, aad, err, sizeof(err)), 0);
+    ck_assert_str_eq(aad, old);
+    unsigned char key[32];
+    key_of(key, 5);
+    unsigned char *sealed = NULL, *plain = NULL;
+    size_t sealed_len = 0, plain_len = 0;
+    ck_assert_int_eq(bm_crypto_seal(key, old, "tok", 3, &sealed, &sealed_len, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        bm_crypto_open(key, aad, sealed, sealed_len, &plain, &plain_len, err, sizeof(err)), 0);
+    bm_crypto_free(plain, plain_len);
+    /* a name that differs only in its last character does not open it */
+    name[BM_CRYPTO_NAME_MAX - 1] = 'm';
+    ck_assert_int_eq(bm_crypto_aad(BM_CRYPTO_REFRESH_TOKEN, name, aad, err, sizeof(err)), 0);
+    ck_assert_int_eq(
+        bm_crypto_open(key, aad, sealed, sealed_len, &plain, &plain_len, err, sizeof(err)),
+        BM_ECRYPTO);
+    free(sealed);
+
+    /* one character more: refused, never cut to the same text */
+    memset(name, 'n', BM_CRYPTO_NAME_MAX + 1);
+    name[BM_CRYPTO_NAME_MAX + 1] = '\0';
+    ck_assert_int_eq(bm_crypto_aad(BM_CRYPTO_REFRESH_TOKEN, name, aad, err, sizeof(err)),
+                     BM_EINVAL);
+    ck_assert_str_eq(aad, "");
+    ck_assert_ptr_nonnull(strstr(err, "1 to 64"));
+    ck_assert_int_eq(bm_crypto_aad(BM_CRYPTO_ACCESS_TOKEN, "", aad, err, sizeof(err)), BM_EINVAL);
+    ck_assert_int_eq(bm_crypto_aad(BM_CRYPTO_ACCESS_TOKEN, NULL, aad, err, sizeof(err)), BM_EINVAL);
+}
+END_TEST
+
 START_TEST(key_file_created_0600)
 {
     char path[128];
@@ -374,6 +421,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, open_wrong_key_fails);
     tcase_add_test(tc, open_tampered_fails);
     tcase_add_test(tc, open_aad_mismatch_fails);
+    tcase_add_test(tc, aad_is_exact_and_never_cut);
     suite_add_tcase(s, tc);
     tc = tcase_create("keyfile");
     tcase_add_checked_fixture(tc, setup, teardown);
