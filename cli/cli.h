@@ -108,6 +108,15 @@ int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsign
  * "never" when t <= 0. */
 void bm_cli_fmt_time(int64_t t, char *buf, size_t len);
 
+/* s made safe for a terminal: every control character (C0, DEL, C1 such as ESC
+ * and CSI, line and bidirectional controls) and every byte that is not valid
+ * UTF-8 becomes '?', so a text that came from Google (a calendar's summary, an
+ * e-mail, an error) cannot retitle the window, move the cursor or change
+ * colours. Returns s itself when nothing needs replacing (so never cut), else
+ * the copy in buf (len bytes, cut at a character). NULL stays NULL. Every human
+ * (non-JSON) printer of such a text uses it; JSON output escapes by itself. */
+const char *bm_cli_text(const char *s, char *buf, size_t len);
+
 /*
  * One JSON document for stdout (`--json`): an object, built with a sticky
  * error, so callers check once, at bm_cli_json_end: the first call that fails

@@ -182,12 +182,12 @@ static int account_list(bm_cli_t *cli, int argc, char **argv)
             goto fail;
         bm_store_calendars_free(cals, nc);
         if (!json) {
-            char poll[16] = "-"; /* 0: the global [sync] poll_interval */
+            char poll[16] = "-", name[256], email[512]; /* poll 0: [sync] poll_interval */
             if (a[i].poll_interval > 0)
                 snprintf(poll, sizeof(poll), "%d", a[i].poll_interval);
-            printf("%-20s %-32s %-9zu %-12s %-8d %s\n", a[i].name,
-                   a[i].email != NULL ? a[i].email : "-", nc, bm_cli_account_state(&a[i]),
-                   a[i].priority, poll);
+            printf("%-20s %-32s %-9zu %-12s %-8d %s\n", bm_cli_text(a[i].name, name, sizeof(name)),
+                   a[i].email != NULL ? bm_cli_text(a[i].email, email, sizeof(email)) : "-", nc,
+                   bm_cli_account_state(&a[i]), a[i].priority, poll);
             continue;
         }
         bm_cli_json_open(&j, NULL, false);

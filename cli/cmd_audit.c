@@ -13,12 +13,13 @@ static void print_text(const bm_audit_summary_t *r, size_t n)
     printf("%-6s %-20s %-14s %-6s %-6s %s\n", "RUN", "WHEN", "ACTION", "BLOCKS", "UNDONE",
            "CALENDARS");
     for (size_t i = 0; i < n; i++) {
-        char when[40];
+        char when[40], action[64], id[1024];
         bm_cli_fmt_time(r[i].at, when, sizeof(when));
-        printf("%-6lld %-20s %-14s %-6lld %-6lld ", (long long)r[i].run_id, when, r[i].action,
-               (long long)r[i].blocks, (long long)r[i].undone);
+        printf("%-6lld %-20s %-14s %-6lld %-6lld ", (long long)r[i].run_id, when,
+               bm_cli_text(r[i].action, action, sizeof(action)), (long long)r[i].blocks,
+               (long long)r[i].undone);
         for (size_t k = 0; k < r[i].n_calendars; k++)
-            printf("%s%s", k > 0 ? "," : "", r[i].calendars[k]);
+            printf("%s%s", k > 0 ? "," : "", bm_cli_text(r[i].calendars[k], id, sizeof(id)));
         printf("\n");
     }
     printf("%zu runs; undo one with: busymirror undo --audit-id RUN\n", n);

@@ -64,14 +64,15 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
 static void warn_same_user(bm_cli_t *cli, int64_t id)
 {
     bm_account_t acct = {0}, other = {0};
-    char err[256];
+    char err[256], email[512], name[256];
     if (bm_store_account_get_by_id(cli->store, id, &acct, err, sizeof(err)) == BM_OK &&
         acct.email != NULL &&
         bm_store_account_find_email(cli->store, acct.email, id, &other, err, sizeof(err)) == BM_OK)
         fprintf(stderr,
                 "busymirror: warning: %s is already account '%s': a calendar enabled through "
                 "both is one calendar (enable it once per group)\n",
-                acct.email, other.name);
+                bm_cli_text(acct.email, email, sizeof(email)),
+                bm_cli_text(other.name, name, sizeof(name)));
     bm_account_dispose(&other);
     bm_account_dispose(&acct);
 }
@@ -80,7 +81,7 @@ static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
 {
     bm_account_t acct = {0};
     bm_engine_t *e = NULL;
-    char err[512];
+    char err[512], text[512];
     size_t n = 0;
     if (a->account == NULL || a->calendar != NULL)
         return bm_cli_usage_error(self, "discover needs --account-id NAME");
@@ -90,7 +91,7 @@ static int discover(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
     if (rc != BM_EXIT_OK)
         goto out;
     if (bm_engine_discover(e, &acct, &n, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror calendar discover: %s\n", err);
+        fprintf(stderr, "busymirror calendar discover: %s\n", bm_cli_text(err, text, sizeof(text)));
         rc = BM_EXIT_FAIL;
         goto out;
     }
@@ -109,7 +110,7 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
     bm_calendar_t cal = {0}, now = {0};
     bm_engine_t *e = NULL;
     bm_role_t role = BM_ROLE_BOTH;
-    char err[512];
+    char err[512], id[1024], group[256];
     if (a->calendar == NULL)
         return bm_cli_usage_error(self, "%s needs --calendar-id ID", enable ? "enable" : "disable");
     if (a->role != NULL && bm_role_parse(a->role, &role) != BM_OK)
@@ -132,10 +133,11 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
         goto out;
     }
     if (enable)
-        printf("calendar %s enabled (group %s, role %s)\n", now.gcal_id, now.group_name,
-               bm_role_name(now.role));
+        printf("calendar %s enabled (group %s, role %s)\n",
+               bm_cli_text(now.gcal_id, id, sizeof(id)),
+               bm_cli_text(now.group_name, group, sizeof(group)), bm_role_name(now.role));
     else
-        printf("calendar %s disabled\n", now.gcal_id);
+        printf("calendar %s disabled\n", bm_cli_text(now.gcal_id, id, sizeof(id)));
     bm_engine_totals_t t;
     bm_engine_totals(e, &t);
     if (t.dead_letters > 0 || t.pending > 0) {
@@ -157,16 +159,20 @@ out:
 
 static void list_text(const bm_calendar_t *c, int64_t blocks)
 {
-    char when[32] = "never";
+    char when[32] = "never", acct[256], id[1024], summary[1024], group[256], result[256];
     if (c->last_sync_at > 0) {
         time_t t = (time_t)c->last_sync_at;
         struct tm tm;
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
     }
-    printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s blocks=%lld last=%s\n", c->account_name,
-           c->gcal_id, c->summary != NULL ? c->summary : "", c->group_name, bm_role_name(c->role),
+    printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s blocks=%lld last=%s\n",
+           bm_cli_text(c->account_name, acct, sizeof(acct)),
+           bm_cli_text(c->gcal_id, id, sizeof(id)),
+           c->summary != NULL ? bm_cli_text(c->summary, summary, sizeof(summary)) : "",
+           bm_cli_text(c->group_name, group, sizeof(group)), bm_role_name(c->role),
            c->enabled ? "yes" : "no", c->mode == BM_MODE_PUSH ? "push" : "poll", when,
-           (long long)blocks, c->last_result != NULL ? c->last_result : "-");
+           (long long)blocks,
+           c->last_result != NULL ? bm_cli_text(c->last_result, result, sizeof(result)) : "-");
 }
 
 static void list_json(bm_cli_json_t *j, const bm_calendar_t *c, int64_t blocks)

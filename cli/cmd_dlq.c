@@ -43,11 +43,13 @@ static int dlq_list(bm_store_t *st, bool json)
     printf("%-6s %-20s %-44s %-40s %-6s %-8s %s\n", "ID", "FAILED", "CALENDAR", "BLOCK", "OP",
            "ATTEMPTS", "ERROR");
     for (size_t i = 0; i < n; i++) {
-        char when[40];
+        char when[40], id[1024], block[1024], error[1024];
         bm_cli_fmt_time(d[i].failed_at, when, sizeof(when));
-        printf("%-6lld %-20s %-44s %-40s %-6s %-8d %s\n", (long long)d[i].id, when, d[i].gcal_id,
-               d[i].block_id, d[i].op == BM_OUTBOX_PUT ? "put" : "delete", d[i].attempts,
-               d[i].error != NULL ? d[i].error : "");
+        printf("%-6lld %-20s %-44s %-40s %-6s %-8d %s\n", (long long)d[i].id, when,
+               bm_cli_text(d[i].gcal_id, id, sizeof(id)),
+               bm_cli_text(d[i].block_id, block, sizeof(block)),
+               d[i].op == BM_OUTBOX_PUT ? "put" : "delete", d[i].attempts,
+               d[i].error != NULL ? bm_cli_text(d[i].error, error, sizeof(error)) : "");
     }
     printf("%zu dead letters\n", n);
 out:

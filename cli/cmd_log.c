@@ -13,14 +13,15 @@ static void print_text(const bm_sync_log_entry_t *l, size_t n)
     printf("%-20s %-44s %-11s %6s %6s %6s %6s %5s %8s %-10s %s\n", "WHEN", "CALENDAR", "KIND",
            "LISTED", "INS", "UPD", "DEL", "CALLS", "MS", "RESULT", "ERROR");
     for (size_t i = 0; i < n; i++) {
-        char when[40];
+        char when[40], id[1024], kind[64], result[256], error[1024];
         bm_cli_fmt_time(l[i].started_at, when, sizeof(when));
         printf("%-20s %-44s %-11s %6lld %6lld %6lld %6lld %5lld %8lld %-10s %s\n", when,
-               l[i].gcal_id != NULL ? l[i].gcal_id : "(removed)",
-               l[i].kind != NULL ? l[i].kind : "-", (long long)l[i].listed,
-               (long long)l[i].inserted, (long long)l[i].updated, (long long)l[i].deleted,
-               (long long)l[i].api_calls, (long long)l[i].duration_ms,
-               l[i].result != NULL ? l[i].result : "-", l[i].error != NULL ? l[i].error : "");
+               l[i].gcal_id != NULL ? bm_cli_text(l[i].gcal_id, id, sizeof(id)) : "(removed)",
+               l[i].kind != NULL ? bm_cli_text(l[i].kind, kind, sizeof(kind)) : "-",
+               (long long)l[i].listed, (long long)l[i].inserted, (long long)l[i].updated,
+               (long long)l[i].deleted, (long long)l[i].api_calls, (long long)l[i].duration_ms,
+               l[i].result != NULL ? bm_cli_text(l[i].result, result, sizeof(result)) : "-",
+               l[i].error != NULL ? bm_cli_text(l[i].error, error, sizeof(error)) : "");
     }
     printf("%zu syncs\n", n);
 }

@@ -27,7 +27,7 @@ static const char *attention(const bm_calendar_t *c, const bm_health_t *h)
 /* One account's line or JSON object (j non-NULL); whether it is healthy. */
 static bool print_account(const bm_account_t *a, bm_cli_json_t *j)
 {
-    char when[40], quoted[512];
+    char when[40], quoted[512], name[256], email[512];
     const char *state = bm_cli_account_state(a);
     bm_cli_fmt_time(a->breaker_until, when, sizeof(when));
     if (j != NULL) {
@@ -43,7 +43,8 @@ static bool print_account(const bm_account_t *a, bm_cli_json_t *j)
         bm_cli_json_str(j, "breaker_until", a->breaker_until > bm_now() ? when : NULL);
         bm_cli_json_close(j, false);
     } else {
-        printf("  %-20s %-32s %s", a->name, a->email ? a->email : "-", state);
+        printf("  %-20s %-32s %s", bm_cli_text(a->name, name, sizeof(name)),
+               a->email ? bm_cli_text(a->email, email, sizeof(email)) : "-", state);
         if (strcmp(state, "needs-login") == 0)
             printf(": busymirror account login --name %s",
                    bm_cli_quote(a->name, quoted, sizeof(quoted)));
@@ -65,13 +66,15 @@ static const char *push_state(const bm_calendar_t *cal, bool have_url, char *tex
                         : cal->mode == BM_MODE_PUSH  ? "on"
                                                      : "pending";
     int64_t wait_s = (cal->watch_retry_at - bm_now_ms() + 999) / 1000;
+    char why[256]; /* Google's reason */
+    const char *refused = bm_cli_text(cal->watch_refused, why, sizeof(why));
     if (!have_url)
         snprintf(text, len, "off (no public_url)");
     else if (cal->watch_refused != NULL && wait_s > 0)
-        snprintf(text, len, "refused (%s) retry in %lld min", cal->watch_refused,
+        snprintf(text, len, "refused (%s) retry in %lld min", refused,
                  (long long)(wait_s + 59) / 60);
     else if (cal->watch_refused != NULL)
-        snprintf(text, len, "refused (%s) retry now", cal->watch_refused);
+        snprintf(text, len, "refused (%s) retry now", refused);
     else
         snprintf(text, len, "%s", state);
     return state;
@@ -81,8 +84,8 @@ static const char *push_state(const bm_calendar_t *cal, bool have_url, char *tex
 static bool print_calendar(const bm_calendar_t *cal, const bm_health_t *h, bool have_url,
                            bm_cli_json_t *j)
 {
-    char push[128], retry[40];
-    char when[40], expiry[40];
+    char push[384], retry[40];
+    char when[40], expiry[40], id[1024], acct[256], result[256];
     const char *why = attention(cal, h);
     bm_cli_fmt_time(cal->last_sync_at, when, sizeof(when));
     bm_cli_fmt_time(h->channel_expiration / 1000, expiry, sizeof(expiry));
@@ -115,8 +118,11 @@ static bool print_calendar(const bm_calendar_t *cal, const bm_health_t *h, bool 
     } else if (cal->enabled || why != NULL) {
         printf("  %-44s account=%s mode=%s push=%s last=%s (%s) channel=%s jobs=%lld pending=%lld "
                "retrying=%lld dead=%lld blocks=%lld%s%s\n",
-               cal->gcal_id, cal->account_name, mode, cal->enabled ? push : "-", when,
-               cal->last_result != NULL ? cal->last_result : "-",
+               bm_cli_text(cal->gcal_id, id, sizeof(id)),
+               bm_cli_text(cal->account_name, acct, sizeof(acct)), mode, cal->enabled ? push : "-",
+               when,
+               cal->last_result != NULL ? bm_cli_text(cal->last_result, result, sizeof(result))
+                                        : "-",
                h->channel_expiration > 0 ? expiry : "none", (long long)h->jobs,
                (long long)h->outbox, (long long)h->retrying, (long long)h->dead_letters,
                (long long)h->blocks, why != NULL ? "  ATTENTION: " : "", why != NULL ? why : "");

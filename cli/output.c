@@ -1,4 +1,5 @@
-/* cli/output.c: what several commands print the same way: times, JSON documents. */
+/* cli/output.c: what several commands print the same way: times, texts for a
+ * terminal, JSON documents. */
 #include "cli/cli.h"
 #include "core/util.h"
 
@@ -12,6 +13,68 @@ void bm_cli_fmt_time(int64_t t, char *buf, size_t len)
     struct tm tm;
     if (t <= 0 || gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(buf, len, "never");
+}
+
+/* The length of the character at p when it may reach a terminal as it is: valid
+ * UTF-8 (no overlong form, surrogate or code point past U+10FFFF) that is no
+ * control (C0, DEL, C1) and no line or bidirectional control (U+2028, U+2029,
+ * U+202A..U+202E, U+2066..U+2069), which could move or reorder what a person
+ * reads. 0 otherwise. */
+static size_t printable_len(const unsigned char *p)
+{
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+    if (c >= 0x20 && c < 0x7f)
+        return 1;
+    if (c < 0xc2 || c > 0xf4) /* C0, DEL, a lone continuation, overlong, too big */
+        return 0;
+    size_t n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    if (c == 0xc2)
+        lo = 0xa0; /* U+0080..U+009F: C1 (0x9b is CSI) */
+    else if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) /* stops at the NUL: it is no continuation */
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    if (c == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
+                      (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)))
+        return 0;
+    return n;
+}
+
+const char *bm_cli_text(const char *s, char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n, o = 0;
+    if (s == NULL)
+        return NULL;
+    while (*p != '\0' && (n = printable_len(p)) > 0)
+        p += n;
+    if (*p == '\0')
+        return s; /* nothing to replace: as it is, never cut */
+    if (len == 0)
+        return "";
+    for (p = (const unsigned char *)s; *p != '\0';) {
+        n = printable_len(p);
+        size_t w = n > 0 ? n : 1; /* one '?' per refused byte */
+        if (o + w >= len)
+            break;
+        if (n > 0)
+            memcpy(buf + o, p, n);
+        else
+            buf[o] = '?';
+        o += w;
+        p += w;
+    }
+    buf[o] = '\0';
+    return buf;
 }
 
 /* Records the first failure; every call after it is a no-op. */

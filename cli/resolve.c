@@ -25,9 +25,11 @@ int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out)
             fprintf(stderr, "busymirror: %s\n", err);
             return BM_EXIT_FAIL;
         }
-        fprintf(stderr, "busymirror: unknown account '%s' (accounts:", name);
+        char text[256];
+        fprintf(stderr, "busymirror: unknown account '%s' (accounts:",
+                bm_cli_text(name, text, sizeof(text)));
         for (size_t i = 0; i < n; i++)
-            fprintf(stderr, " %s", all[i].name);
+            fprintf(stderr, " %s", bm_cli_text(all[i].name, text, sizeof(text)));
         fprintf(stderr, "%s)\n", n == 0 ? " none yet: busymirror account add" : "");
         bm_store_accounts_free(all, n);
         return BM_EXIT_USAGE;
@@ -46,7 +48,7 @@ int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name
     bm_account_t acct = {0};
     bm_calendar_t *cals = NULL;
     size_t n = 0;
-    char err[512];
+    char err[512], id[1024], text[256];
     int rc = bm_cli_store(cli, &st);
     if (rc != BM_EXIT_OK)
         return rc;
@@ -59,13 +61,15 @@ int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name
         fprintf(stderr,
                 "busymirror: unknown calendar '%s'%s%s (busymirror calendar discover finds "
                 "an account's calendars)\n",
-                gcal_id, account_name != NULL ? " in account " : "",
-                account_name != NULL ? account_name : "");
+                bm_cli_text(gcal_id, id, sizeof(id)), account_name != NULL ? " in account " : "",
+                account_name != NULL ? bm_cli_text(account_name, text, sizeof(text)) : "");
         rc = BM_EXIT_USAGE;
     } else if (n > 1) {
-        fprintf(stderr, "busymirror: calendar '%s' is in %zu accounts (", gcal_id, n);
+        fprintf(stderr, "busymirror: calendar '%s' is in %zu accounts (",
+                bm_cli_text(gcal_id, id, sizeof(id)), n);
         for (size_t i = 0; i < n; i++)
-            fprintf(stderr, "%s%s", i > 0 ? ", " : "", cals[i].account_name);
+            fprintf(stderr, "%s%s", i > 0 ? ", " : "",
+                    bm_cli_text(cals[i].account_name, text, sizeof(text)));
         fprintf(stderr, "): choose one with --account-id\n");
         rc = BM_EXIT_USAGE;
     } else {
