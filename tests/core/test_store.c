@@ -440,7 +440,7 @@ START_TEST(full_listing_sweep_finds_unseen_sources)
 {
     int64_t acc, src, dst;
     bm_store_t *st = two_calendars(&acc, &src, &dst);
-    bm_source_t a = {"a", true, "s", NULL}, b = {"b", true, "s", NULL};
+    bm_source_t a = {"a", true, "s", NULL, NULL}, b = {"b", true, "s", NULL, NULL};
     bm_store_source_put(st, src, &a, err, sizeof(err));
     bm_store_source_put(st, src, &b, err, sizeof(err));
     ck_assert_int_eq(bm_store_source_unmark(st, src, err, sizeof(err)), BM_OK);
