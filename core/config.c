@@ -75,6 +75,8 @@ const bm_config_key_t bm_config_keys[] = {
      "title of every busy block"},
     {"sync", "respect_deleted_blocks", BM_CFG_BOOL, "false", OFF(sync.respect_deleted_blocks), 0, 0,
      false, "leave blocks a person deleted alone instead of restoring them"},
+    {"sync", "skip_shared_events", BM_CFG_BOOL, "true", OFF(sync.skip_shared_events), 0, 0, false,
+     "make no block in a calendar that holds the same meeting (same iCalUID) itself"},
     {"sync", "poll_interval", BM_CFG_INT, "300", OFF(sync.poll_interval), 1, 86400, false,
      "seconds between listings of a calendar, push or not (serve, poll; account set"
      " --poll-interval overrides per account)"},

@@ -57,6 +57,7 @@ typedef struct bm_config {
         int future_days;
         char *block_summary;
         bool respect_deleted_blocks;
+        bool skip_shared_events; /* temporary home: becomes [group G] skip_shared_events */
         int poll_interval;
         int full_resync_hours; /* a full listing at least this often */
         int deadline;          /* seconds a sync may run; 0: no limit */

@@ -197,6 +197,45 @@ static const char *const migrations[] = {
      * tried again; both are cleared when a channel works */
     "ALTER TABLE sync_state ADD COLUMN watch_refused TEXT;"
     "ALTER TABLE sync_state ADD COLUMN watch_retry_at INTEGER NOT NULL DEFAULT 0;",
+
+    /* 11: reserved for calendars.label (rules branch) */
+    "SELECT 1;",
+
+    /* 12: the same meeting in two calendars (a person invited through two
+     * accounts). Each calendar's own events by iCalUID; each source's iCalUID;
+     * the blocks held back because their target holds the meeting itself (what
+     * they would be, to put them back when it no longer does); and whether any
+     * write of a block was ever sent to Google (claimed): a block never sent can
+     * be forgotten instead of deleted. Existing blocks count as sent. */
+    "ALTER TABLE source_events ADD COLUMN ical_uid TEXT;"
+    "CREATE INDEX source_events_uid ON source_events(ical_uid);"
+    "CREATE TABLE own_events("
+    "  calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  event_id TEXT NOT NULL,"
+    "  ical_uid TEXT NOT NULL,"
+    "  seen INTEGER NOT NULL DEFAULT 1,"
+    "  PRIMARY KEY(calendar_id, event_id)) WITHOUT ROWID;"
+    "CREATE INDEX own_events_uid ON own_events(calendar_id, ical_uid);"
+    "CREATE TABLE shared_blocks("
+    "  target_calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  block_id TEXT NOT NULL,"
+    "  source_calendar_id INTEGER NOT NULL,"
+    "  source_event_id TEXT NOT NULL,"
+    "  master_block_id TEXT,"
+    "  ical_uid TEXT,"
+    "  wanted TEXT NOT NULL,"
+    "  body TEXT,"
+    "  existed INTEGER NOT NULL DEFAULT 0," /* it was in Google when held back */
+    "  PRIMARY KEY(target_calendar_id, block_id)) WITHOUT ROWID;"
+    "CREATE INDEX shared_blocks_uid ON shared_blocks(target_calendar_id, ical_uid);"
+    "CREATE INDEX shared_blocks_master ON shared_blocks(target_calendar_id, master_block_id);"
+    "ALTER TABLE blocks ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE blocks SET sent = 1;"
+    "CREATE TRIGGER outbox_claim_sent AFTER UPDATE OF claim_owner ON outbox"
+    "  WHEN NEW.claim_owner IS NOT NULL BEGIN"
+    "  UPDATE blocks SET sent = 1 WHERE target_calendar_id = NEW.target_calendar_id"
+    "   AND block_id = NEW.block_id AND sent = 0;"
+    "  END;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -1114,12 +1153,13 @@ static void read_source(sqlite3_stmt *s, void *row)
     r->busy = sqlite3_column_int(s, 1) != 0;
     r->shape = col_dup(s, 2);
     r->recurring_event_id = col_dup(s, 3);
+    r->ical_uid = col_dup(s, 4);
 }
 
 int bm_store_source_get(bm_store_t *st, int64_t calendar_id, const char *event_id, bm_source_t *out,
                         char *err, size_t errlen)
 {
-    PREP(s, "SELECT event_id, busy, shape, recurring_event_id FROM source_events"
+    PREP(s, "SELECT event_id, busy, shape, recurring_event_id, ical_uid FROM source_events"
             " WHERE calendar_id = ? AND event_id = ?");
     bind_int64(&s, 1, calendar_id);
     bind_text(&s, 2, event_id);
@@ -1130,13 +1170,15 @@ int bm_store_source_put(bm_store_t *st, int64_t calendar_id, const bm_source_t *
                         size_t errlen)
 {
     PREP(s, "INSERT INTO source_events(calendar_id, event_id, busy, shape, recurring_event_id,"
-            " seen) VALUES(?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT(calendar_id, event_id) DO UPDATE"
-            " SET busy = ?3, shape = ?4, recurring_event_id = ?5, seen = 1");
+            " ical_uid, seen) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT(calendar_id, event_id)"
+            " DO UPDATE SET busy = ?3, shape = ?4, recurring_event_id = ?5, ical_uid = ?6,"
+            " seen = 1");
     bind_int64(&s, 1, calendar_id);
     bind_text(&s, 2, src->event_id);
     bind_int(&s, 3, src->busy);
     bind_text(&s, 4, src->shape);
     bind_text(&s, 5, src->recurring_event_id);
+    bind_text(&s, 6, src->ical_uid);
     return exec_done(st, &s, err, errlen, "put source event");
 }
 
@@ -1177,7 +1219,7 @@ static void release_source_unseen_rows(void *rows, size_t n)
 int bm_store_source_unseen(bm_store_t *st, int64_t calendar_id, bm_source_t **out, size_t *n,
                            char *err, size_t errlen)
 {
-    PREP(s, "SELECT event_id, busy, shape, recurring_event_id FROM source_events"
+    PREP(s, "SELECT event_id, busy, shape, recurring_event_id, ical_uid FROM source_events"
             " WHERE calendar_id = ? AND seen = 0");
     bind_int64(&s, 1, calendar_id);
     int rc;
@@ -1191,6 +1233,7 @@ void bm_source_dispose(bm_source_t *r)
     free(r->event_id);
     free(r->shape);
     free(r->recurring_event_id);
+    free(r->ical_uid);
     memset(r, 0, sizeof(*r));
 }
 
@@ -1334,6 +1377,291 @@ void bm_store_blocks_free(bm_block_t *b, size_t n)
     for (size_t i = 0; i < n; i++)
         bm_block_dispose(&b[i]);
     free(b);
+}
+
+/* ---- the same meeting in two calendars ---- */
+
+int bm_store_own_event_put(bm_store_t *st, int64_t calendar_id, const char *event_id,
+                           const char *ical_uid, bool *newly, char *err, size_t errlen)
+{
+    PREP(q, "SELECT EXISTS (SELECT 1 FROM own_events WHERE calendar_id = ? AND ical_uid = ?)");
+    bind_int64(&q, 1, calendar_id);
+    bind_text(&q, 2, ical_uid);
+    int64_t held = 0;
+    int rc = read_count(st, &q, &held, err, errlen, "find own event");
+    if (rc != BM_OK)
+        return rc;
+    *newly = held == 0;
+    PREP(s, "INSERT INTO own_events(calendar_id, event_id, ical_uid, seen) VALUES(?1, ?2, ?3, 1)"
+            " ON CONFLICT(calendar_id, event_id) DO UPDATE SET ical_uid = ?3, seen = 1");
+    bind_int64(&s, 1, calendar_id);
+    bind_text(&s, 2, event_id);
+    bind_text(&s, 3, ical_uid);
+    return exec_done(st, &s, err, errlen, "put own event");
+}
+
+static void read_text0(sqlite3_stmt *s, void *row)
+{
+    *(char **)row = col_dup(s, 0);
+}
+
+int bm_store_own_event_drop(bm_store_t *st, int64_t calendar_id, const char *event_id,
+                            char **ical_uid, bool *gone, char *err, size_t errlen)
+{
+    char *uid = NULL;
+    bool held = false;
+    *ical_uid = NULL;
+    *gone = false;
+    PREP(q, "DELETE FROM own_events WHERE calendar_id = ? AND event_id = ? RETURNING ical_uid");
+    bind_int64(&q, 1, calendar_id);
+    bind_text(&q, 2, event_id);
+    int rc = read_one(st, &q, read_text0, &uid, err, errlen, "drop own event");
+    if (rc == BM_ENOTFOUND)
+        return BM_OK;
+    if (rc == BM_OK)
+        rc = bm_store_own_uid_held(st, calendar_id, uid, &held, err, errlen);
+    if (rc != BM_OK) {
+        free(uid);
+        return rc;
+    }
+    *ical_uid = uid;
+    *gone = !held;
+    return BM_OK;
+}
+
+int bm_store_own_uid_held(bm_store_t *st, int64_t calendar_id, const char *ical_uid, bool *held,
+                          char *err, size_t errlen)
+{
+    PREP(q, "SELECT EXISTS (SELECT 1 FROM own_events WHERE calendar_id = ? AND ical_uid = ?)");
+    bind_int64(&q, 1, calendar_id);
+    bind_text(&q, 2, ical_uid);
+    int64_t found = 0;
+    int rc = read_count(st, &q, &found, err, errlen, "find own event");
+    *held = rc == BM_OK && found != 0;
+    return rc;
+}
+
+int bm_store_own_events_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)
+{
+    PREP(s, "UPDATE own_events SET seen = 0 WHERE calendar_id = ?");
+    bind_int64(&s, 1, calendar_id);
+    return exec_done(st, &s, err, errlen, "unmark own events");
+}
+
+static void release_strings(void *rows, size_t n)
+{
+    bm_store_strings_free(rows, n);
+}
+
+int bm_store_own_events_unseen(bm_store_t *st, int64_t calendar_id, char ***ids, size_t *n,
+                               char *err, size_t errlen)
+{
+    PREP(s, "SELECT event_id FROM own_events WHERE calendar_id = ? AND seen = 0"
+            " ORDER BY event_id");
+    bind_int64(&s, 1, calendar_id);
+    int rc;
+    *ids = read_rows(st, &s, sizeof(**ids), read_text0, release_strings, n, &rc, err, errlen,
+                     "list unseen own events");
+    return rc;
+}
+
+void bm_store_strings_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+#define SHARED_COLS                                                                                \
+    "s.target_calendar_id, s.block_id, s.source_calendar_id,"                                      \
+    " (SELECT gcal_id FROM calendars c WHERE c.id = s.source_calendar_id), s.source_event_id,"     \
+    " s.master_block_id, s.ical_uid, s.wanted, s.body, s.existed"
+
+static void read_shared(sqlite3_stmt *s, void *row)
+{
+    bm_shared_block_t *b = row;
+    memset(b, 0, sizeof(*b));
+    b->target_calendar_id = sqlite3_column_int64(s, 0);
+    b->block_id = col_dup(s, 1);
+    b->source_calendar_id = sqlite3_column_int64(s, 2);
+    b->source_gcal_id = col_dup(s, 3);
+    b->source_event_id = col_dup(s, 4);
+    b->master_block_id = col_dup(s, 5);
+    b->ical_uid = col_dup(s, 6);
+    b->wanted = col_dup(s, 7);
+    b->body = col_dup(s, 8);
+    b->existed = sqlite3_column_int(s, 9) != 0;
+}
+
+static void release_shared(void *rows, size_t n)
+{
+    bm_store_shared_free(rows, n);
+}
+
+int bm_store_shared_put(bm_store_t *st, const bm_shared_block_t *b, char *err, size_t errlen)
+{
+    PREP(s, "INSERT INTO shared_blocks(target_calendar_id, block_id, source_calendar_id,"
+            " source_event_id, master_block_id, ical_uid, wanted, body, existed)"
+            " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT(target_calendar_id, block_id)"
+            " DO UPDATE SET source_calendar_id = ?3, source_event_id = ?4, master_block_id = ?5,"
+            " ical_uid = ?6, wanted = ?7, body = ?8, existed = existed OR ?9");
+    bind_int64(&s, 1, b->target_calendar_id);
+    bind_text(&s, 2, b->block_id);
+    bind_int64(&s, 3, b->source_calendar_id);
+    bind_text(&s, 4, b->source_event_id);
+    bind_text(&s, 5, b->master_block_id);
+    bind_text(&s, 6, b->ical_uid);
+    bind_text(&s, 7, b->wanted);
+    bind_text(&s, 8, b->body);
+    bind_int(&s, 9, b->existed);
+    return exec_done(st, &s, err, errlen, "hold back block");
+}
+
+int bm_store_shared_get(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                        bm_shared_block_t *out, char *err, size_t errlen)
+{
+    PREP(s, "SELECT " SHARED_COLS " FROM shared_blocks s WHERE s.target_calendar_id = ?"
+            " AND s.block_id = ?");
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, block_id);
+    return read_one(st, &s, read_shared, out, err, errlen, "get held-back block");
+}
+
+int bm_store_shared_take(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                         bm_shared_block_t **out, size_t *n, char *err, size_t errlen)
+{
+    PREP(s, "SELECT " SHARED_COLS " FROM shared_blocks s WHERE s.target_calendar_id = ?1"
+            " AND (s.block_id = ?2 OR s.master_block_id = ?2)"
+            " ORDER BY s.master_block_id IS NOT NULL, s.block_id");
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, block_id);
+    int rc;
+    *out = read_rows(st, &s, sizeof(**out), read_shared, release_shared, n, &rc, err, errlen,
+                     "take held-back blocks");
+    if (rc != BM_OK || *n == 0)
+        return rc;
+    PREP(d, "DELETE FROM shared_blocks WHERE target_calendar_id = ?1"
+            " AND (block_id = ?2 OR master_block_id = ?2)");
+    bind_int64(&d, 1, target_calendar_id);
+    bind_text(&d, 2, block_id);
+    rc = exec_done(st, &d, err, errlen, "take held-back blocks");
+    if (rc != BM_OK) {
+        bm_store_shared_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int bm_store_shared_of_uid(bm_store_t *st, int64_t target_calendar_id, const char *ical_uid,
+                           bm_shared_block_t **out, size_t *n, char *err, size_t errlen)
+{
+    PREP(s, "SELECT " SHARED_COLS " FROM shared_blocks s"
+            " JOIN calendars t ON t.id = s.target_calendar_id AND t.enabled = 1"
+            "  AND t.role IN (0, 2)"
+            " JOIN calendars c ON c.id = s.source_calendar_id AND c.enabled = 1"
+            "  AND c.role IN (0, 1) AND c.group_name = t.group_name"
+            " JOIN source_events e ON e.calendar_id = s.source_calendar_id"
+            "  AND e.event_id = s.source_event_id AND e.busy = 1"
+            " WHERE s.target_calendar_id = ? AND s.ical_uid = ? AND s.master_block_id IS NULL"
+            " ORDER BY s.block_id");
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, ical_uid);
+    int rc;
+    *out = read_rows(st, &s, sizeof(**out), read_shared, release_shared, n, &rc, err, errlen,
+                     "list held-back blocks");
+    return rc;
+}
+
+int bm_store_shared_hold_occurrences(bm_store_t *st, int64_t target_calendar_id,
+                                     const char *master_block_id, const char *ical_uid, char *err,
+                                     size_t errlen)
+{
+    static const char *const sql[] = {
+        "INSERT INTO shared_blocks(target_calendar_id, block_id, source_calendar_id,"
+        " source_event_id, master_block_id, ical_uid, wanted, body, existed)"
+        " SELECT target_calendar_id, block_id, source_calendar_id, source_event_id,"
+        " master_block_id, ?3, wanted, body, created FROM blocks WHERE target_calendar_id = ?1"
+        " AND master_block_id = ?2 AND wanted IS NOT NULL"
+        " ON CONFLICT(target_calendar_id, block_id) DO UPDATE SET"
+        " source_calendar_id = excluded.source_calendar_id,"
+        " source_event_id = excluded.source_event_id, master_block_id = excluded.master_block_id,"
+        " ical_uid = excluded.ical_uid, wanted = excluded.wanted, body = excluded.body,"
+        " existed = shared_blocks.existed OR excluded.existed",
+        "DELETE FROM outbox WHERE target_calendar_id = ?1 AND block_id IN (SELECT block_id"
+        " FROM blocks WHERE target_calendar_id = ?1 AND master_block_id = ?2)",
+        "DELETE FROM blocks WHERE target_calendar_id = ?1 AND master_block_id = ?2",
+    };
+    int rc = BM_OK;
+    for (size_t i = 0; rc == BM_OK && i < sizeof(sql) / sizeof(sql[0]); i++) {
+        PREP(s, sql[i]);
+        bind_int64(&s, 1, target_calendar_id);
+        bind_text(&s, 2, master_block_id);
+        if (i == 0)
+            bind_text(&s, 3, ical_uid);
+        rc = exec_done(st, &s, err, errlen, "hold back occurrences");
+    }
+    return rc;
+}
+
+void bm_shared_block_dispose(bm_shared_block_t *b)
+{
+    free(b->block_id);
+    free(b->source_gcal_id);
+    free(b->source_event_id);
+    free(b->master_block_id);
+    free(b->ical_uid);
+    free(b->wanted);
+    free(b->body);
+    memset(b, 0, sizeof(*b));
+}
+
+void bm_store_shared_free(bm_shared_block_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        bm_shared_block_dispose(&b[i]);
+    free(b);
+}
+
+int bm_store_blocks_of_uid(bm_store_t *st, int64_t target_calendar_id, const char *ical_uid,
+                           bm_block_t **out, size_t *n, char *err, size_t errlen)
+{
+    PREP(s, "SELECT b.target_calendar_id, b.block_id, b.source_calendar_id, b.source_event_id,"
+            " b.master_block_id, b.wanted, b.body, b.created, b.state, b.etag"
+            " FROM source_events e JOIN blocks b ON b.source_calendar_id = e.calendar_id"
+            "  AND b.source_event_id = e.event_id"
+            " WHERE e.ical_uid = ?2 AND b.target_calendar_id = ?1 AND b.master_block_id IS NULL"
+            "  AND b.wanted IS NOT NULL ORDER BY b.block_id");
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, ical_uid);
+    return read_blocks(st, &s, out, n, err, errlen);
+}
+
+int bm_store_block_forget_unsent(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                                 bool *forgotten, char *err, size_t errlen)
+{
+    static const char *const sql[] = {
+        /* its occurrences wait for the series to exist in Google: never sent either */
+        "DELETE FROM outbox WHERE target_calendar_id = ?1 AND block_id IN (SELECT block_id"
+        " FROM blocks WHERE target_calendar_id = ?1 AND (block_id = ?2 OR master_block_id = ?2))",
+        "DELETE FROM blocks WHERE target_calendar_id = ?1 AND (block_id = ?2"
+        " OR master_block_id = ?2)",
+    };
+    *forgotten = false;
+    PREP(q, "SELECT EXISTS (SELECT 1 FROM blocks WHERE target_calendar_id = ? AND block_id = ?"
+            " AND created = 0 AND sent = 0)");
+    bind_int64(&q, 1, target_calendar_id);
+    bind_text(&q, 2, block_id);
+    int64_t unsent = 0;
+    int rc = read_count(st, &q, &unsent, err, errlen, "find unsent block");
+    for (size_t i = 0; rc == BM_OK && unsent != 0 && i < sizeof(sql) / sizeof(sql[0]); i++) {
+        PREP(s, sql[i]);
+        bind_int64(&s, 1, target_calendar_id);
+        bind_text(&s, 2, block_id);
+        rc = exec_done(st, &s, err, errlen, "forget unsent block");
+    }
+    *forgotten = rc == BM_OK && unsent != 0;
+    return rc;
 }
 
 /* ---- the outbox ---- */
@@ -1761,6 +2089,7 @@ int bm_store_calendar_forget(bm_store_t *st, int64_t calendar_id, char *err, siz
     static const char *const sql[] = {
         "DELETE FROM outbox WHERE target_calendar_id = ?",
         "DELETE FROM blocks WHERE target_calendar_id = ?",
+        "DELETE FROM shared_blocks WHERE target_calendar_id = ?",
         "UPDATE sync_state SET sync_token = NULL WHERE calendar_id = ?",
     };
     int rc = BM_OK;

@@ -19,7 +19,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 10
+#define BM_STORE_SCHEMA_VERSION 12
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. *out is
  * released with bm_store_close; NULL on failure. Safe when several processes
@@ -172,6 +172,7 @@ typedef struct bm_source {
     bool busy;                /* mirrored: busy and inside the window */
     char *shape;              /* bm_plan_shape of the event when busy, else NULL */
     char *recurring_event_id; /* set on a series' exceptions */
+    char *ical_uid;           /* the event's iCalUID (NULL: unknown) */
 } bm_source_t;
 
 /* *out is the caller's: bm_source_dispose. BM_ENOTFOUND (no message) when absent. */
@@ -235,6 +236,78 @@ int bm_store_block_count(bm_store_t *st, int64_t target_calendar_id, int64_t *n,
                          size_t errlen);
 void bm_block_dispose(bm_block_t *b);
 void bm_store_blocks_free(bm_block_t *b, size_t n);
+
+/* ---- the same meeting in two calendars ----
+ * A person invited through two accounts has the real event in both calendars
+ * (one iCalUID, two event ids). A calendar's own events (not cancelled, not
+ * ours, busy-making in its own free/busy) are recorded by iCalUID; a block is
+ * not made in a target that holds its source's iCalUID: it is held back in
+ * shared_blocks, with what it would be, until the target no longer does. */
+
+/* Records that calendar_id holds event_id with ical_uid (marked seen).
+ * *newly: no event of the calendar held that iCalUID before. */
+int bm_store_own_event_put(bm_store_t *st, int64_t calendar_id, const char *event_id,
+                           const char *ical_uid, bool *newly, char *err, size_t errlen);
+/* Forgets event_id of calendar_id. *ical_uid (caller frees; NULL when it was
+ * not recorded) is the iCalUID it held; *gone: no other event of the calendar
+ * holds it now. */
+int bm_store_own_event_drop(bm_store_t *st, int64_t calendar_id, const char *event_id,
+                            char **ical_uid, bool *gone, char *err, size_t errlen);
+/* Whether an event of calendar_id holds ical_uid. */
+int bm_store_own_uid_held(bm_store_t *st, int64_t calendar_id, const char *ical_uid, bool *held,
+                          char *err, size_t errlen);
+/* Full listings: unmark every row of the calendar, put what is listed, then
+ * read the ids of what was not (*ids: bm_store_strings_free). */
+int bm_store_own_events_unmark(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
+int bm_store_own_events_unseen(bm_store_t *st, int64_t calendar_id, char ***ids, size_t *n,
+                               char *err, size_t errlen);
+void bm_store_strings_free(char **v, size_t n);
+
+/* A block held back (shared_blocks row): what it would be in its target. */
+typedef struct bm_shared_block {
+    int64_t target_calendar_id;
+    char *block_id;
+    int64_t source_calendar_id;
+    char *source_gcal_id; /* read only: the source calendar's Google id */
+    char *source_event_id;
+    char *master_block_id; /* set on a held-back series' occurrences */
+    char *ical_uid;
+    char *wanted; /* as blocks.wanted would be ("cancelled" for a cancelled occurrence) */
+    char *body;   /* NULL for a cancelled occurrence */
+    bool existed; /* it was in Google when held back (coming back, it is revived) */
+} bm_shared_block_t;
+
+/* Inserts or replaces the row of b (borrowed). */
+int bm_store_shared_put(bm_store_t *st, const bm_shared_block_t *b, char *err, size_t errlen);
+/* BM_ENOTFOUND (no message) when block_id is not held back in the target. */
+int bm_store_shared_get(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                        bm_shared_block_t *out, char *err, size_t errlen);
+/* Removes and returns block_id's row and its occurrences' rows, the series
+ * first (*out: bm_store_shared_free; none: *n 0). */
+int bm_store_shared_take(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                         bm_shared_block_t **out, size_t *n, char *err, size_t errlen);
+/* Held-back series/single blocks of the target whose source has ical_uid, and
+ * whose source is still mirrored into it (enabled, same group, busy); rows not
+ * read are left (*out: bm_store_shared_free). */
+int bm_store_shared_of_uid(bm_store_t *st, int64_t target_calendar_id, const char *ical_uid,
+                           bm_shared_block_t **out, size_t *n, char *err, size_t errlen);
+/* Holds back the occurrence overrides of series block master_block_id in the
+ * target (the series goes, and they with it): their rows move to
+ * shared_blocks, their pending writes are dropped. */
+int bm_store_shared_hold_occurrences(bm_store_t *st, int64_t target_calendar_id,
+                                     const char *master_block_id, const char *ical_uid, char *err,
+                                     size_t errlen);
+void bm_shared_block_dispose(bm_shared_block_t *b);
+void bm_store_shared_free(bm_shared_block_t *b, size_t n);
+/* Wanted series/single blocks in the target whose source event has ical_uid
+ * (*out: bm_store_blocks_free). */
+int bm_store_blocks_of_uid(bm_store_t *st, int64_t target_calendar_id, const char *ical_uid,
+                           bm_block_t **out, size_t *n, char *err, size_t errlen);
+/* A block no write of which was ever sent to Google (never claimed) is not in
+ * Google: forgets its row, its occurrences' rows and their pending writes
+ * (*forgotten true). A block that may be in Google is left (*forgotten false). */
+int bm_store_block_forget_unsent(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
+                                 bool *forgotten, char *err, size_t errlen);
 
 /* ---- the outbox: block writes planned but not yet applied ---- */
 typedef enum { BM_OUTBOX_PUT = 1, BM_OUTBOX_DELETE = 2 } bm_outbox_op_t;

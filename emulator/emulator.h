@@ -346,6 +346,8 @@ enum {
     EMU_WF_ADMIN = 1,  /* "a person in the UI": any eventType, attendees self kept */
     EMU_WF_IMPORT = 2, /* events.import */
 };
+/* Longest iCalUID accepted (Google documents none; RFC 5545 UIDs are short). */
+#define EMU_ICAL_UID_MAX 1024
 
 void emu_events_insert(emu_calendar_t *cal, emu_user_t *u, const emu_req_t *rq, int flags,
                        emu_resp_t *rs);

@@ -537,8 +537,10 @@ static jv_t *build_resource(emu_calendar_t *cal, const jv_t *old, jv_t *body, co
         if (ost != NULL)
             jv_set(res, "originalStartTime", jv_clone(ost));
     }
+    /* A new event takes the iCalUID it is given (insert, import, an invitation
+     * landing in a calendar); an existing one keeps its own, except on import. */
     const char *ical = old != NULL ? jv_get_str(old, "iCalUID") : NULL;
-    if ((flags & EMU_WF_IMPORT) && jv_get_str(body, "iCalUID") != NULL)
+    if ((old == NULL || (flags & EMU_WF_IMPORT)) && jv_get_str(body, "iCalUID") != NULL)
         ical = jv_get_str(body, "iCalUID");
     if (ical != NULL) {
         jv_set_str(res, "iCalUID", ical);
@@ -615,9 +617,23 @@ void emu_events_insert(emu_calendar_t *cal, emu_user_t *u, const emu_req_t *rq, 
     jv_t *body = emu_body_object(rq, rs, false);
     if (body == NULL)
         return;
+    const jv_t *icalv = jv_get(body, "iCalUID");
+    if (icalv != NULL && icalv->type != JV_NULL &&
+        (icalv->type != JV_STR || icalv->s[0] == '\0' || strlen(icalv->s) > EMU_ICAL_UID_MAX)) {
+        jv_free(body);
+        emu_error(rs, 400, "invalid", "Invalid iCalUID value.");
+        return;
+    }
+    if (!(flags & EMU_WF_IMPORT) && jv_get_str(body, "iCalUID") != NULL &&
+        find_by_ical(cal, jv_get_str(body, "iCalUID")) != NULL) {
+        /* one event per iCalUID and calendar, a deleted one's included */
+        jv_free(body);
+        emu_error(rs, 409, "duplicate", "The requested identifier already exists.");
+        return;
+    }
     if (flags & EMU_WF_IMPORT) {
         const char *ical = jv_get_str(body, "iCalUID");
-        if (ical == NULL || *ical == '\0') {
+        if (ical == NULL) {
             jv_free(body);
             emu_error(rs, 400, "required", "Missing iCalUID.");
             return;

@@ -91,6 +91,9 @@ bool bm__engine_stopped(const bm_engine_t *e);
 /* A block's busymirror_src: "<sha256(calendar) prefix>/<event>", naming its
  * source without naming the calendar (engine/sync.c; caller frees). */
 char *bm__engine_marker_src(const char *gcal_id, const char *event_id);
+/* Whether group's blocks skip events their target holds itself (same iCalUID):
+ * the group's skip_shared_events (engine/sync.c; group NULL: the default). */
+bool bm__engine_skip_shared(const bm_engine_t *e, const char *group);
 /* totals.pending := the outbox's size now, what a run leaves, whatever ended it
  * (engine/outbox.c; a dry run keeps 0). */
 void bm__engine_count_pending(bm_engine_t *e);

@@ -42,8 +42,9 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
     e->plan.block_summary = cfg->sync.block_summary;
     e->plan.busy_event_types = BM_ETYPE_BUSY_DEFAULT;
     e->plan.tentative_is_busy = true;
-    e->plan_key = bm_sprintf("summary=%s;types=%u;tentative=%d", e->plan.block_summary,
-                             e->plan.busy_event_types, e->plan.tentative_is_busy);
+    e->plan_key = bm_sprintf("summary=%s;types=%u;tentative=%d;shared=%d", e->plan.block_summary,
+                             e->plan.busy_event_types, e->plan.tentative_is_busy,
+                             bm__engine_skip_shared(e, NULL));
     char host[256] = "localhost";
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';

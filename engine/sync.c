@@ -54,21 +54,23 @@ char *bm__engine_marker_src(const char *gcal_id, const char *event_id)
     return bm_sprintf("%s/%s", hex, event_id);
 }
 
-static void print_op(sync_ctx_t *c, const char *what, const bm_calendar_t *t, const char *block_id,
-                     const char *src_event)
+static void print_op(sync_ctx_t *c, const char *what, const char *src_gcal, const bm_calendar_t *t,
+                     const char *block_id, const char *src_event)
 {
     if (!c->e->o.dry_run && !c->e->o.verbose)
         return;
     fprintf(c->e->out, "%s%s %s -> %s block=%s source=%s\n", c->e->o.dry_run ? "would " : "", what,
-            c->cal->gcal_id, t->gcal_id, block_id, src_event);
+            src_gcal != NULL ? src_gcal : "?", t->gcal_id, block_id, src_event);
 }
 
-/* Records the block wanted in t (wanted/body NULL: no block) and plans the
- * write. wanted is what the block must look like (block_key), stored as
- * blocks.wanted. */
-static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *block_id,
-                           const char *master_block_id, const char *src_event, const char *wanted,
-                           char *body, char *err, size_t errlen)
+/* Records the block wanted in t from source calendar src_cal_id (wanted/body
+ * NULL: no block) and plans the write. wanted is what the block must look like
+ * (block_key), stored as blocks.wanted. existed: a block without a row is in
+ * Google, deleted (held back earlier): it is revived with an update. */
+static int reconcile_from(sync_ctx_t *c, int64_t src_cal_id, const char *src_gcal,
+                          const bm_calendar_t *t, const char *block_id, const char *master_block_id,
+                          const char *src_event, const char *wanted, char *body, bool existed,
+                          char *err, size_t errlen)
 {
     bm_block_t cur = {0};
     int rc = bm_store_block_get(c->e->st, t->id, block_id, &cur, err, errlen);
@@ -84,18 +86,26 @@ static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *bl
     if (op == BM_OP_PUT && have && cur.state == BM_BLOCK_USER_DELETED &&
         c->e->o.cfg->sync.respect_deleted_blocks)
         goto out;
+    /* A block no write of which ever left for Google is not there: forgotten,
+     * not deleted (a block planned and held back in one run costs nothing). */
+    if (op == BM_OP_DELETE && wanted == NULL && !cur.created) {
+        bool forgotten = false;
+        rc = bm_store_block_forget_unsent(c->e->st, t->id, block_id, &forgotten, err, errlen);
+        if (rc != BM_OK || forgotten)
+            goto out;
+    }
     /* An occurrence that stops being busy is cancelled in the block series: it
      * is wanted "cancelled" and has no body. */
     bm_outbox_op_t what = op == BM_OP_PUT && body != NULL ? BM_OUTBOX_PUT : BM_OUTBOX_DELETE;
     bm_block_t b = {
         .target_calendar_id = t->id,
         .block_id = (char *)block_id,
-        .source_calendar_id = c->cal->id,
+        .source_calendar_id = src_cal_id,
         .source_event_id = (char *)src_event,
         .master_block_id = (char *)master_block_id,
         .wanted = (char *)wanted,
         .body = body,
-        .created = have && cur.created,
+        .created = have ? cur.created : existed,
         .state = BM_BLOCK_LIVE,
     };
     rc = bm_store_block_put(c->e->st, &b, err, errlen);
@@ -103,16 +113,214 @@ static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *bl
         rc = bm_store_outbox_put(c->e->st, t->id, block_id, what, instance, err, errlen);
     if (what == BM_OUTBOX_DELETE) {
         c->deletes++;
-        print_op(c, "delete", t, block_id, src_event);
+        print_op(c, "delete", src_gcal, t, block_id, src_event);
     } else if (b.created) {
         c->updates++;
-        print_op(c, "update", t, block_id, src_event);
+        print_op(c, "update", src_gcal, t, block_id, src_event);
     } else {
         c->inserts++;
-        print_op(c, "insert", t, block_id, src_event);
+        print_op(c, "insert", src_gcal, t, block_id, src_event);
     }
 out:
     bm_block_dispose(&cur);
+    return rc;
+}
+
+/* A block in t of this calendar's event (reconcile_from). */
+static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *block_id,
+                           const char *master_block_id, const char *src_event, const char *wanted,
+                           char *body, char *err, size_t errlen)
+{
+    return reconcile_from(c, c->cal->id, c->cal->gcal_id, t, block_id, master_block_id, src_event,
+                          wanted, body, false, err, errlen);
+}
+
+/* ---- the same meeting in two calendars ----
+ * A person invited through two accounts has the real event in both calendars
+ * (one iCalUID, two event ids). A block of one copy is not made in a calendar
+ * that holds another copy itself: it is held back (shared_blocks, with what it
+ * would be) and put back when that calendar's copy goes. Either calendar's
+ * sync decides: the source's when it plans the block (the target's copies as
+ * last listed), the target's when its own copy comes or goes. So whatever the
+ * order of the two syncs, one run of both converges. */
+
+bool bm__engine_skip_shared(const bm_engine_t *e, const char *group)
+{
+    (void)group; /* one [sync] setting until groups have rules of their own */
+    return e->o.cfg->sync.skip_shared_events;
+}
+
+/* Whether ev, an event of the calendar itself (not a block), holds its meeting
+ * there: a copy that shows the calendar's owner busy (not cancelled, not
+ * "free", not declined). A declined copy leaves room for the block. */
+static bool holds_meeting(const bm_event_t *ev)
+{
+    return ev->ical_uid != NULL && ev->marker == NULL &&
+           (ev->status == NULL || strcmp(ev->status, "cancelled") != 0) &&
+           (ev->transparency == NULL || strcmp(ev->transparency, "transparent") != 0) &&
+           (ev->self_response == NULL || strcmp(ev->self_response, "declined") != 0);
+}
+
+/* Plans block_id in t from this calendar's event src_event: held back while t
+ * holds the same meeting (ical_uid), else reconciled as wanted. A series held
+ * back takes its occurrence overrides along; put back, it brings them back. */
+static int place_block(sync_ctx_t *c, const bm_calendar_t *t, const char *block_id,
+                       const char *src_event, const char *ical_uid, bool series, const char *wanted,
+                       char *body, char *err, size_t errlen)
+{
+    bm_store_t *st = c->e->st;
+    bm_shared_block_t *back = NULL;
+    size_t n_back = 0;
+    bool held = false;
+    int rc = BM_OK;
+    if (wanted != NULL && ical_uid != NULL && bm__engine_skip_shared(c->e, t->group_name))
+        rc = bm_store_own_uid_held(st, t->id, ical_uid, &held, err, errlen);
+    if (rc == BM_OK && held) {
+        bm_block_t cur = {0};
+        bm_shared_block_t h = {.target_calendar_id = t->id,
+                               .block_id = (char *)block_id,
+                               .source_calendar_id = c->cal->id,
+                               .source_event_id = (char *)src_event,
+                               .ical_uid = (char *)ical_uid,
+                               .wanted = (char *)wanted,
+                               .body = body};
+        rc = bm_store_block_get(st, t->id, block_id, &cur, err, errlen);
+        h.existed = rc == BM_OK && cur.created;
+        bm_block_dispose(&cur);
+        if (rc == BM_OK || rc == BM_ENOTFOUND)
+            rc = bm_store_shared_put(st, &h, err, errlen);
+        if (rc == BM_OK && series)
+            rc = bm_store_shared_hold_occurrences(st, t->id, block_id, ical_uid, err, errlen);
+        if (rc == BM_OK)
+            rc = reconcile_block(c, t, block_id, NULL, src_event, NULL, NULL, err, errlen);
+        goto out;
+    }
+    if (rc == BM_OK) /* not held back (any more, or gone): its rows leave shared_blocks */
+        rc = bm_store_shared_take(st, t->id, block_id, &back, &n_back, err, errlen);
+    if (rc == BM_OK) /* the series' row comes first */
+        rc = reconcile_from(c, c->cal->id, c->cal->gcal_id, t, block_id, NULL, src_event, wanted,
+                            body, n_back > 0 && back[0].master_block_id == NULL && back[0].existed,
+                            err, errlen);
+    for (size_t i = 0; rc == BM_OK && wanted != NULL && i < n_back; i++)
+        if (back[i].master_block_id != NULL)
+            rc =
+                reconcile_block(c, t, back[i].block_id, back[i].master_block_id,
+                                back[i].source_event_id, back[i].wanted, back[i].body, err, errlen);
+out:
+    bm_store_shared_free(back, n_back);
+    return rc;
+}
+
+/* An occurrence override of series block master in t, while that series is held
+ * back: it waits with the series. *held false: the series is not held back. */
+static int hold_occurrence(sync_ctx_t *c, const bm_calendar_t *t, const char *master,
+                           const char *inst, const char *src_event, const char *wanted, char *body,
+                           bool *held, char *err, size_t errlen)
+{
+    bm_shared_block_t series = {0};
+    *held = false;
+    if (!bm__engine_skip_shared(c->e, t->group_name))
+        return BM_OK;
+    int rc = bm_store_shared_get(c->e->st, t->id, master, &series, err, errlen);
+    if (rc == BM_ENOTFOUND)
+        return BM_OK;
+    if (rc == BM_OK) {
+        bm_shared_block_t h = {.target_calendar_id = t->id,
+                               .block_id = (char *)inst,
+                               .source_calendar_id = c->cal->id,
+                               .source_event_id = (char *)src_event,
+                               .master_block_id = (char *)master,
+                               .ical_uid = series.ical_uid,
+                               .wanted = (char *)wanted,
+                               .body = body};
+        rc = bm_store_shared_put(c->e->st, &h, err, errlen);
+        *held = rc == BM_OK;
+    }
+    bm_shared_block_dispose(&series);
+    return rc;
+}
+
+/* This calendar now holds meeting ical_uid itself: the blocks other calendars'
+ * copies have in it are held back. */
+static int hold_blocks_of(sync_ctx_t *c, const char *ical_uid, char *err, size_t errlen)
+{
+    bm_store_t *st = c->e->st;
+    bm_block_t *b = NULL;
+    size_t n = 0;
+    int rc = bm_store_blocks_of_uid(st, c->cal->id, ical_uid, &b, &n, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n; i++) {
+        bm_calendar_t src = {0};
+        bm_shared_block_t h = {.target_calendar_id = c->cal->id,
+                               .block_id = b[i].block_id,
+                               .source_calendar_id = b[i].source_calendar_id,
+                               .source_event_id = b[i].source_event_id,
+                               .ical_uid = (char *)ical_uid,
+                               .wanted = b[i].wanted,
+                               .body = b[i].body,
+                               .existed = b[i].created};
+        rc = bm_store_shared_put(st, &h, err, errlen);
+        if (rc == BM_OK)
+            rc = bm_store_shared_hold_occurrences(st, c->cal->id, b[i].block_id, ical_uid, err,
+                                                  errlen);
+        if (rc == BM_OK && (c->e->o.dry_run || c->e->o.verbose)) /* only to say which */
+            (void)bm_store_calendar_get(st, b[i].source_calendar_id, &src, err, errlen);
+        if (rc == BM_OK)
+            rc = reconcile_from(c, b[i].source_calendar_id, src.gcal_id, c->cal, b[i].block_id,
+                                NULL, b[i].source_event_id, NULL, NULL, false, err, errlen);
+        bm_calendar_dispose(&src);
+    }
+    bm_store_blocks_free(b, n);
+    return rc;
+}
+
+/* This calendar no longer holds meeting ical_uid: the blocks held back for it
+ * come back (each series with its occurrence overrides). */
+static int put_back_blocks_of(sync_ctx_t *c, const char *ical_uid, char *err, size_t errlen)
+{
+    bm_store_t *st = c->e->st;
+    bm_shared_block_t *rows = NULL;
+    size_t n = 0;
+    int rc = bm_store_shared_of_uid(st, c->cal->id, ical_uid, &rows, &n, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n; i++) {
+        bm_shared_block_t *back = NULL;
+        size_t n_back = 0;
+        rc = bm_store_shared_take(st, c->cal->id, rows[i].block_id, &back, &n_back, err, errlen);
+        for (size_t k = 0; rc == BM_OK && k < n_back; k++)
+            rc = reconcile_from(c, back[k].source_calendar_id, back[k].source_gcal_id, c->cal,
+                                back[k].block_id, back[k].master_block_id, back[k].source_event_id,
+                                back[k].wanted, back[k].body, back[k].existed, err, errlen);
+        bm_store_shared_free(back, n_back);
+    }
+    bm_store_shared_free(rows, n);
+    return rc;
+}
+
+/* event_id no longer holds its meeting here (cancelled, declined, freed, gone). */
+static int own_event_gone(sync_ctx_t *c, const char *event_id, char *err, size_t errlen)
+{
+    char *uid = NULL;
+    bool gone = false;
+    int rc = bm_store_own_event_drop(c->e->st, c->cal->id, event_id, &uid, &gone, err, errlen);
+    if (rc == BM_OK && gone && bm__engine_skip_shared(c->e, c->cal->group_name))
+        rc = put_back_blocks_of(c, uid, err, errlen);
+    free(uid);
+    return rc;
+}
+
+/* ev is one of this calendar's own events (not a block): whether it holds its
+ * meeting here, recorded; a change of that holds back or puts back the blocks
+ * of the meeting's other copies. A calendar that only gives blocks has none. */
+static int plan_own(sync_ctx_t *c, const bm_event_t *ev, char *err, size_t errlen)
+{
+    bool newly = false;
+    if (c->cal->role == BM_ROLE_SOURCE)
+        return BM_OK;
+    if (!holds_meeting(ev))
+        return own_event_gone(c, ev->id, err, errlen);
+    int rc =
+        bm_store_own_event_put(c->e->st, c->cal->id, ev->id, ev->ical_uid, &newly, err, errlen);
+    if (rc == BM_OK && newly && bm__engine_skip_shared(c->e, c->cal->group_name))
+        rc = hold_blocks_of(c, ev->ical_uid, err, errlen);
     return rc;
 }
 
@@ -150,7 +358,7 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
     bm_plan_instance_suffix(&ev->original_start, suffix, sizeof(suffix));
     char *shape = busy ? bm_plan_shape(ev) : bm_strdup("cancelled");
     char *key = busy ? wanted_key(e, shape) : bm_strdup("cancelled");
-    bm_source_t src = {ev->id, busy, shape, ev->recurring_event_id};
+    bm_source_t src = {ev->id, busy, shape, ev->recurring_event_id, ev->ical_uid};
     int rc = bm_store_source_put(e->st, c->cal->id, &src, err, errlen);
     char *msrc = bm__engine_marker_src(c->cal->gcal_id, ev->id);
     for (size_t i = 0; rc == BM_OK && i < c->n_targets; i++) {
@@ -163,7 +371,11 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
         /* mirrored alone while its series was not: the series covers it now */
         bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, ev->id, c->targets[i].gcal_id, lone);
         rc = reconcile_block(c, &c->targets[i], lone, NULL, ev->id, NULL, NULL, err, errlen);
-        if (rc == BM_OK && !(busy && body == NULL)) /* else: no start/end to override with */
+        bool held = false; /* the series waits in shared_blocks: so does this override */
+        if (rc == BM_OK && !(busy && body == NULL))
+            rc = hold_occurrence(c, &c->targets[i], master, inst, ev->id, key, body, &held, err,
+                                 errlen);
+        if (rc == BM_OK && !held && !(busy && body == NULL)) /* else: no start/end to override */
             rc = reconcile_block(c, &c->targets[i], inst, master, ev->id, key, body, err, errlen);
         free(body);
     }
@@ -195,7 +407,7 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
         rc = bm_store_source_has_exceptions(e->st, c->cal->id, event_id, &exceptions, err, errlen);
     c->relist |= exceptions;
     if (rc == BM_OK && busy) {
-        bm_source_t src = {(char *)event_id, true, shape, ev->recurring_event_id};
+        bm_source_t src = {(char *)event_id, true, shape, ev->recurring_event_id, ev->ical_uid};
         rc = bm_store_source_put(e->st, c->cal->id, &src, err, errlen);
     } else if (rc == BM_OK) {
         rc = bm_store_source_delete(e->st, c->cal->id, event_id, err, errlen);
@@ -210,7 +422,8 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
                    BM_KS("calendar", c->cal->gcal_id), BM_KS("event", event_id));
             continue;
         }
-        rc = reconcile_block(c, &c->targets[i], bid, NULL, event_id, key, body, err, errlen);
+        rc = place_block(c, &c->targets[i], bid, event_id, busy ? ev->ical_uid : NULL,
+                         busy && ev->n_recurrence > 0, key, body, err, errlen);
         free(body);
     }
     free(msrc);
@@ -365,8 +578,9 @@ static int plan_event(sync_ctx_t *c, const bm_event_t *ev, char *err, size_t err
         if (rc != BM_ENOTFOUND)
             return rc;
     }
-    if (ev->marker != NULL || c->cal->role == BM_ROLE_TARGET)
-        return BM_OK;
+    rc = plan_own(c, ev, err, errlen);
+    if (rc != BM_OK || ev->marker != NULL || c->cal->role == BM_ROLE_TARGET)
+        return rc;
     if (ev->recurring_event_id != NULL) {
         bm_source_t master = {0};
         rc = bm_store_source_get(e->st, c->cal->id, ev->recurring_event_id, &master, err, errlen);
@@ -394,8 +608,12 @@ static int plan_all(sync_ctx_t *c, bool full, char *err, size_t errlen)
     int rc = BM_OK;
     bm_source_t *gone = NULL;
     size_t n_gone = 0;
+    char **own_gone = NULL;
+    size_t n_own_gone = 0;
     if (full)
         rc = bm_store_source_unmark(e->st, c->cal->id, err, errlen);
+    if (full && rc == BM_OK)
+        rc = bm_store_own_events_unmark(e->st, c->cal->id, err, errlen);
     if (c->n_events > 0)
         qsort(c->events, c->n_events, sizeof(*c->events), master_first);
     for (size_t i = 0; rc == BM_OK && i < c->n_events; i++)
@@ -406,7 +624,12 @@ static int plan_all(sync_ctx_t *c, bool full, char *err, size_t errlen)
     rc = bm_store_source_unseen(e->st, c->cal->id, &gone, &n_gone, err, errlen);
     for (size_t i = 0; rc == BM_OK && i < n_gone; i++)
         rc = plan_source(c, NULL, gone[i].event_id, err, errlen);
+    if (rc == BM_OK) /* the calendar's own copies of meetings, likewise */
+        rc = bm_store_own_events_unseen(e->st, c->cal->id, &own_gone, &n_own_gone, err, errlen);
+    for (size_t i = 0; rc == BM_OK && i < n_own_gone; i++)
+        rc = own_event_gone(c, own_gone[i], err, errlen);
 out:
+    bm_store_strings_free(own_gone, n_own_gone);
     bm_store_sources_free(gone, n_gone);
     return rc;
 }

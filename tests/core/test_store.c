@@ -440,7 +440,7 @@ START_TEST(full_listing_sweep_finds_unseen_sources)
 {
     int64_t acc, src, dst;
     bm_store_t *st = two_calendars(&acc, &src, &dst);
-    bm_source_t a = {"a", true, "s", NULL}, b = {"b", true, "s", NULL};
+    bm_source_t a = {"a", true, "s", NULL, NULL}, b = {"b", true, "s", NULL, NULL};
     bm_store_source_put(st, src, &a, err, sizeof(err));
     bm_store_source_put(st, src, &b, err, sizeof(err));
     ck_assert_int_eq(bm_store_source_unmark(st, src, err, sizeof(err)), BM_OK);
@@ -451,6 +451,144 @@ START_TEST(full_listing_sweep_finds_unseen_sources)
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(gone[0].event_id, "b");
     bm_store_sources_free(gone, n);
+    bm_store_close(st);
+}
+END_TEST
+
+/* A calendar's own copies of meetings, by iCalUID: held while one event holds it. */
+START_TEST(own_events_hold_an_ical_uid_while_one_event_does)
+{
+    int64_t acc, src, dst;
+    bm_store_t *st = two_calendars(&acc, &src, &dst);
+    bool newly = false, gone = true, held = false;
+    char *uid = NULL;
+    ck_assert_int_eq(bm_store_own_event_put(st, dst, "e1", "U", &newly, err, sizeof(err)), BM_OK);
+    ck_assert(newly);
+    ck_assert_int_eq(bm_store_own_event_put(st, dst, "e2", "U", &newly, err, sizeof(err)), BM_OK);
+    ck_assert(!newly); /* an exception of the same series, say */
+    ck_assert_int_eq(bm_store_own_event_put(st, dst, "e1", "U", &newly, err, sizeof(err)), BM_OK);
+    ck_assert(!newly); /* listed again */
+    ck_assert_int_eq(bm_store_own_uid_held(st, src, "U", &held, err, sizeof(err)), BM_OK);
+    ck_assert(!held); /* per calendar */
+    ck_assert_int_eq(bm_store_own_event_drop(st, dst, "e1", &uid, &gone, err, sizeof(err)), BM_OK);
+    ck_assert_str_eq(uid, "U");
+    ck_assert(!gone);
+    free(uid);
+    ck_assert_int_eq(bm_store_own_event_drop(st, dst, "e2", &uid, &gone, err, sizeof(err)), BM_OK);
+    ck_assert(gone);
+    free(uid);
+    ck_assert_int_eq(bm_store_own_event_drop(st, dst, "nope", &uid, &gone, err, sizeof(err)),
+                     BM_OK);
+    ck_assert_ptr_null(uid);
+    ck_assert(!gone);
+    /* full listings: what was not listed again is read back */
+    bm_store_own_event_put(st, dst, "a", "UA", &newly, err, sizeof(err));
+    bm_store_own_event_put(st, dst, "b", "UB", &newly, err, sizeof(err));
+    ck_assert_int_eq(bm_store_own_events_unmark(st, dst, err, sizeof(err)), BM_OK);
+    bm_store_own_event_put(st, dst, "a", "UA", &newly, err, sizeof(err));
+    char **ids = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(bm_store_own_events_unseen(st, dst, &ids, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(ids[0], "b");
+    bm_store_strings_free(ids, n);
+    bm_store_close(st);
+}
+END_TEST
+
+/* Blocks held back: found by their source's iCalUID, a series with its
+ * occurrences, taken back whole; a block never sent is forgotten, one sent is not. */
+START_TEST(shared_blocks_hold_back_and_come_back_whole)
+{
+    int64_t acc, src, dst;
+    bm_store_t *st = two_calendars(&acc, &src, &dst);
+    ck_assert_int_eq(
+        bm_store_calendar_set_enabled(st, src, true, "g", BM_ROLE_BOTH, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(
+        bm_store_calendar_set_enabled(st, dst, true, "g", BM_ROLE_BOTH, err, sizeof(err)), BM_OK);
+    bm_source_t ev = {"ev", true, "s", NULL, "U"};
+    ck_assert_int_eq(bm_store_source_put(st, src, &ev, err, sizeof(err)), BM_OK);
+    bm_block_t master = {.target_calendar_id = dst,
+                         .block_id = "m0000",
+                         .source_calendar_id = src,
+                         .source_event_id = "ev",
+                         .wanted = "s1",
+                         .body = "{}",
+                         .created = true};
+    bm_block_t occ = {.target_calendar_id = dst,
+                      .block_id = "m0000_20261125T100000Z",
+                      .source_calendar_id = src,
+                      .source_event_id = "ev_1",
+                      .master_block_id = "m0000",
+                      .wanted = "cancelled"};
+    bm_store_block_put(st, &master, err, sizeof(err));
+    bm_store_block_put(st, &occ, err, sizeof(err));
+    bm_store_outbox_put(st, dst, occ.block_id, BM_OUTBOX_DELETE, true, err, sizeof(err));
+    bm_block_t *b = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(bm_store_blocks_of_uid(st, dst, "U", &b, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 1); /* the series, not its occurrence */
+    ck_assert_str_eq(b[0].block_id, "m0000");
+    bm_store_blocks_free(b, n);
+    bm_shared_block_t h = {.target_calendar_id = dst,
+                           .block_id = "m0000",
+                           .source_calendar_id = src,
+                           .source_event_id = "ev",
+                           .ical_uid = "U",
+                           .wanted = "s1",
+                           .body = "{}",
+                           .existed = true};
+    ck_assert_int_eq(bm_store_shared_put(st, &h, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(bm_store_shared_hold_occurrences(st, dst, "m0000", "U", err, sizeof(err)),
+                     BM_OK);
+    bm_block_t gone = {0};
+    ck_assert_int_eq(bm_store_block_get(st, dst, occ.block_id, &gone, err, sizeof(err)),
+                     BM_ENOTFOUND);
+    int64_t pending = 0, next = 0;
+    ck_assert_int_eq(bm_store_outbox_stats(st, &pending, &next, err, sizeof(err)), BM_OK);
+    ck_assert_int_eq(pending, 0); /* the occurrence's write went with it */
+    bm_shared_block_t *rows = NULL;
+    ck_assert_int_eq(bm_store_shared_of_uid(st, dst, "U", &rows, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(rows[0].source_gcal_id, "src");
+    ck_assert(rows[0].existed);
+    bm_store_shared_free(rows, n);
+    ck_assert_int_eq(bm_store_shared_of_uid(st, src, "U", &rows, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 0);
+    bm_store_shared_free(rows, n);
+    ck_assert_int_eq(bm_store_shared_take(st, dst, "m0000", &rows, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_ptr_null(rows[0].master_block_id); /* the series first */
+    ck_assert_str_eq(rows[1].wanted, "cancelled");
+    bm_store_shared_free(rows, n);
+    ck_assert_int_eq(bm_store_shared_take(st, dst, "m0000", &rows, &n, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(n, 0);
+    /* a block planned and never sent is forgotten; once claimed (sent) it is not */
+    bm_block_t fresh = {.target_calendar_id = dst,
+                        .block_id = "f0000",
+                        .source_calendar_id = src,
+                        .source_event_id = "ev2",
+                        .wanted = "s",
+                        .body = "{}"};
+    bool forgotten = false;
+    bm_store_block_put(st, &fresh, err, sizeof(err));
+    bm_store_outbox_put(st, dst, "f0000", BM_OUTBOX_PUT, false, err, sizeof(err));
+    ck_assert_int_eq(bm_store_block_forget_unsent(st, dst, "f0000", &forgotten, err, sizeof(err)),
+                     BM_OK);
+    ck_assert(forgotten);
+    ck_assert_int_eq(bm_store_block_get(st, dst, "f0000", &gone, err, sizeof(err)), BM_ENOTFOUND);
+    bm_store_block_put(st, &fresh, err, sizeof(err));
+    bm_store_outbox_put(st, dst, "f0000", BM_OUTBOX_PUT, false, err, sizeof(err));
+    bm_outbox_item_t *items = NULL;
+    ck_assert_int_eq(bm_store_outbox_claim(st, acc, false, "me", bm_now_ms(), 1000, 10, &items, &n,
+                                           err, sizeof(err)),
+                     BM_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(bm_store_outbox_release(st, items, n, err, sizeof(err)), BM_OK);
+    bm_store_outbox_items_free(items, n);
+    ck_assert_int_eq(bm_store_block_forget_unsent(st, dst, "f0000", &forgotten, err, sizeof(err)),
+                     BM_OK);
+    ck_assert(!forgotten); /* it may be in Google: it must be deleted there */
     bm_store_close(st);
 }
 END_TEST
@@ -591,6 +729,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, outbox_keeps_one_item_per_block_and_gates_occurrences);
     tcase_add_test(tc, outbox_items_are_claimed_once_until_settled_or_expired);
     tcase_add_test(tc, full_listing_sweep_finds_unseen_sources);
+    tcase_add_test(tc, own_events_hold_an_ical_uid_while_one_event_does);
+    tcase_add_test(tc, shared_blocks_hold_back_and_come_back_whole);
     tcase_add_test(tc, audit_runs_and_sync_log_read_back_newest_first);
     tcase_add_test(tc, new_database_opened_by_many_processes_at_once);
     suite_add_tcase(s, tc);

@@ -1957,6 +1957,72 @@ START_TEST(import_by_ical_uid)
 }
 END_TEST
 
+/* One meeting in two calendars: the same iCalUID, an id of each calendar's own. */
+START_TEST(ical_uid_on_insert_and_in_two_calendars)
+{
+#define UID_BODY(uid, extra)                                                                       \
+    "{\"iCalUID\":\"" uid "\"," extra "\"summary\":\"m\","                                         \
+    "\"start\":{\"dateTime\":\"2030-01-07T10:00:00Z\"},"                                           \
+    "\"end\":{\"dateTime\":\"2030-01-07T11:00:00Z\"}}"
+    expect_admin("POST", "/_emulator/users/u@example.com/calendars",
+                 "{\"id\":\"two@group.calendar.google.com\",\"summary\":\"two\"}", 200);
+    resp_t *r = api("POST", EV, UID_BODY("meet-1@example.org", ""));
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+    ck_assert_str_eq(j_str(r->json, "iCalUID"), "meet-1@example.org");
+    char *id = strdup(j_str(r->json, "id"));
+    h_free(r);
+    /* one event per iCalUID and calendar, a deleted one's included */
+    expect_api("POST", EV, UID_BODY("meet-1@example.org", ""), 409);
+    char *path = fmt(EVF "/%s", id);
+    expect_api("DELETE", path, NULL, 204);
+    expect_api("POST", EV, UID_BODY("meet-1@example.org", ""), 409);
+    expect_api("POST", EV, UID_BODY("", ""), 400);
+    /* the same meeting imported into another calendar: same iCalUID, its own id */
+    r = api("POST", "/calendar/v3/calendars/two%40group.calendar.google.com/events/import",
+            UID_BODY("meet-1@example.org", ""));
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+    ck_assert_str_eq(j_str(r->json, "iCalUID"), "meet-1@example.org");
+    ck_assert_str_ne(j_str(r->json, "id"), id);
+    char *id2 = strdup(j_str(r->json, "id"));
+    h_free(r);
+    /* an update keeps it (only import may set it on an existing event) */
+    char *path2 = fmt("/calendar/v3/calendars/two%%40group.calendar.google.com/events/%s", id2);
+    r = api("PUT", path2, UID_BODY("other@example.org", ""));
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(j_str(r->json, "iCalUID"), "meet-1@example.org");
+    h_free(r);
+    /* an invitation landing through the admin API keeps its iCalUID; a series'
+     * occurrences share it */
+    r = admin("POST", "/_emulator/calendars/u@example.com/events",
+              "{\"iCalUID\":\"series-1@example.org\",\"summary\":\"weekly\","
+              "\"start\":{\"dateTime\":\"2030-01-07T10:00:00Z\",\"timeZone\":\"UTC\"},"
+              "\"end\":{\"dateTime\":\"2030-01-07T11:00:00Z\",\"timeZone\":\"UTC\"},"
+              "\"recurrence\":[\"RRULE:FREQ=WEEKLY;COUNT=3\"]}");
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+    ck_assert_str_eq(j_str(r->json, "iCalUID"), "series-1@example.org");
+    char *sid = strdup(j_str(r->json, "id"));
+    h_free(r);
+    char *inst = fmt(EVF "/%s/instances", sid);
+    r = api("GET", inst, NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_uint_eq(j_len(r->json, "items"), 3);
+    ck_assert_str_eq(j_str(r->json, "items/2/iCalUID"), "series-1@example.org");
+    ck_assert_str_ne(j_str(r->json, "items/2/id"), sid);
+    h_free(r);
+    r = api("GET", EV "?iCalUID=series-1%40example.org", NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_uint_eq(j_len(r->json, "items"), 1);
+    h_free(r);
+    free(inst);
+    free(sid);
+    free(path2);
+    free(id2);
+    free(path);
+    free(id);
+#undef UID_BODY
+}
+END_TEST
+
 START_TEST(single_events_incremental)
 {
     char *m = ins_series();
@@ -2114,6 +2180,7 @@ Suite *make_suite(void)
     tcase_add_test(t3, instances_endpoint);
     tcase_add_test(t3, list_filters);
     tcase_add_test(t3, import_by_ical_uid);
+    tcase_add_test(t3, ical_uid_on_insert_and_in_two_calendars);
     tcase_add_test(t3, single_events_incremental);
     tcase_add_test(t3, db_persists_world_across_restart);
     suite_add_tcase(s, t3);
