@@ -8,6 +8,7 @@
 #include "core/gcal.h"
 #include "core/batch.h"
 #include "core/http-int.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/oauth.h"
 
@@ -21,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
-#include <yajl/yajl_tree.h>
 
 #define TOKEN_RESP_MAX    (64u << 10)
 #define TOKEN_EARLY_MS    60000 /* refresh when the access token expires this soon */
@@ -103,7 +103,7 @@ void bm_gcal_error_parse(const char *body, char *reason, size_t reason_len, char
         message[0] = '\0';
     if (body == NULL || *body == '\0')
         return;
-    yajl_val root = yajl_tree_parse(body, NULL, 0);
+    yajl_val root = bm_json_parse(body, strlen(body), NULL, 0);
     if (root == NULL)
         return;
     yajl_val e = jget(root, "error");
@@ -127,7 +127,7 @@ void bm_gcal_error_parse(const char *body, char *reason, size_t reason_len, char
         if (m != NULL && message_len > 0)
             bm_log_scrub(m, message, message_len);
     }
-    yajl_tree_free(root);
+    bm_json_free(root);
 }
 
 /* Copies a message into err with every registered secret masked. */
@@ -602,11 +602,10 @@ static int get_page(bm_gcal_t *g, bm_gcal_account_t *a, const char *url, bm_http
     if ((rc = final_status(what, resp, err, errlen)) != BM_OK)
         return rc;
     char perr[256] = "";
-    *root = yajl_tree_parse(resp->body.data != NULL ? resp->body.data : "", perr, sizeof(perr));
-    if (*root == NULL || !YAJL_IS_OBJECT(*root)) {
-        perr[strcspn(perr, "\n")] = '\0';
-        return bm_err(err, errlen, BM_ETRANSIENT, "%s: unparseable JSON page: %s", what, perr);
-    }
+    *root = bm_json_parse(resp->body.data, resp->body.len, perr, sizeof(perr));
+    if (*root == NULL || !YAJL_IS_OBJECT(*root))
+        return bm_err(err, errlen, BM_ETRANSIENT, "%s: unparseable JSON page: %s", what,
+                      *root == NULL ? perr : "not an object");
     return BM_OK;
 }
 
@@ -645,7 +644,7 @@ static int list_pages(bm_gcal_t *g, bm_gcal_account_t *a, const char *base_url, 
             rc = bm_err(err, errlen, BM_ETOOBIG, "%s: page token too long", what);
             goto out;
         }
-        yajl_tree_free(root);
+        bm_json_free(root);
         root = NULL;
         if ((rc = get_page(g, a, url.data, &resp, &root, err, errlen)) != BM_OK)
             goto out;
@@ -662,7 +661,7 @@ static int list_pages(bm_gcal_t *g, bm_gcal_account_t *a, const char *base_url, 
         page_token = bm_strdup(npt);
     }
 out:
-    yajl_tree_free(root);
+    bm_json_free(root);
     free(page_token);
     bm__http_resp_dispose(&resp, false);
     bm_buf_dispose(&url);
