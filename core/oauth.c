@@ -37,14 +37,12 @@
 
 /* ---------------------------------------------------------------- the token request */
 
-/* Appends "&key=value" (escaped) to a form; the escaped copy is wiped. */
+/* Appends "&key=value" to a form, the value escaped straight into it (no copy of
+ * a secret elsewhere; a secret form buffer wipes what it outgrows). */
 static int form_add(bm_buf_t *b, const char *key, const char *value)
 {
-    char *v = bm_gcal_escape(value);
-    int rc = bm_buf_printf(b, "%s%s=%s", b->len > 0 ? "&" : "", key, v);
-    explicit_bzero(v, strlen(v));
-    free(v);
-    return rc;
+    int rc = bm_buf_printf(b, "%s%s=", b->len > 0 ? "&" : "", key);
+    return rc != BM_OK ? rc : bm_buf_url_encode(b, value != NULL ? value : "");
 }
 
 int bm_oauth_token_form(const char *client_id, const char *client_secret,
