@@ -3,6 +3,7 @@
  * parsed by core/time.c.
  */
 #include "core/event.h"
+#include "core/json.h"
 #include "core/time.h"
 #include "core/util.h"
 
@@ -200,20 +201,15 @@ int bm_event_parse_json(const char *json, size_t len, bm_event_t *ev, char *err,
 {
     int rc;
     char perr[256];
-    char *text = bm_strndup(json, len); /* yajl_tree_parse wants NUL-terminated text */
-    yajl_val root = yajl_tree_parse(text, perr, sizeof(perr));
+    yajl_val root = bm_json_parse(json, len, perr, sizeof(perr));
     memset(ev, 0, sizeof(*ev));
     if (root == NULL) {
-        char *nl = strchr(perr, '\n');
-        if (nl != NULL)
-            *nl = '\0';
         rc = bm_err(err, errlen, BM_EINVAL, "event JSON: %s", perr);
         goto out;
     }
     rc = bm_event_parse(root, ev, err, errlen);
 out:
-    yajl_tree_free(root);
-    free(text);
+    bm_json_free(root);
     return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "core/gcal.h"
 #include "core/batch.h"
 #include "core/http-int.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/oauth.h"
 
@@ -21,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
-#include <yajl/yajl_tree.h>
 
 #define TOKEN_RESP_MAX    (64u << 10)
 #define TOKEN_EARLY_MS    60000 /* refresh when the access token expires this soon */
@@ -103,7 +103,7 @@ void bm_gcal_error_parse(const char *body, char *reason, size_t reason_len, char
         message[0] = '\0';
     if (body == NULL || *body == '\0')
         return;
-    yajl_val root = yajl_tree_parse(body, NULL, 0);
+    yajl_val root = bm_json_parse(body, strlen(body), NULL, 0);
     if (root == NULL)
         return;
     yajl_val e = jget(root, "error");
@@ -127,7 +127,7 @@ void bm_gcal_error_parse(const char *body, char *reason, size_t reason_len, char
         if (m != NULL && message_len > 0)
             bm_log_scrub(m, message, message_len);
     }
-    yajl_tree_free(root);
+    bm_json_free(root);
 }
 
 /* Copies a message into err with every registered secret masked. */
@@ -365,18 +365,13 @@ static int exec(bm_gcal_t *g, bm_gcal_account_t *a, const request_t *rq, bm_http
         attempt++;
     }
 out:
+    /* also when the pacing stopped the attempt after its headers were made */
+    explicit_bzero(auth, sizeof(auth));
     explicit_bzero(token, sizeof(token));
     return rc;
 }
 
 /* ---------------------------------------------------------------- OAuth */
-
-static void form_wipe(bm_buf_t *b)
-{
-    if (b->data != NULL)
-        explicit_bzero(b->data, b->cap);
-    bm_buf_dispose(b);
-}
 
 /* The token request of either grant (form and answer: core/oauth.c). */
 static int token_request(bm_gcal_t *g, const bm_oauth_grant_t *grant, bm_oauth_tokens_t *out,
@@ -385,8 +380,9 @@ static int token_request(bm_gcal_t *g, const bm_oauth_grant_t *grant, bm_oauth_t
     int rc;
     bm_buf_t form;
     bm_http_resp_t resp;
-    bm_buf_init(&form, 64 << 10);
-    bm__http_resp_init(&resp, TOKEN_RESP_MAX);
+    /* Both hold secrets: they are wiped as they grow and when they go. */
+    bm_buf_init_secret(&form, 64 << 10);
+    bm__http_resp_init_secret(&resp, TOKEN_RESP_MAX);
     memset(out, 0, sizeof(*out));
     if ((rc = bm_oauth_token_form(g->client_id, g->client_secret, grant, &form, err, errlen)) !=
         BM_OK)
@@ -401,7 +397,7 @@ static int token_request(bm_gcal_t *g, const bm_oauth_grant_t *grant, bm_oauth_t
     rc = bm_oauth_token_answer(grant, resp.status, resp.body.data, out, err, errlen);
 out:
     bm__http_resp_dispose(&resp, true);
-    form_wipe(&form);
+    bm_buf_dispose(&form);
     return rc;
 }
 
@@ -536,13 +532,18 @@ static int final_status(const char *what, const bm_http_resp_t *resp, char *err,
     return scrubbed_err(err, errlen, code, msg);
 }
 
-int bm_gcal_call(bm_gcal_t *g, bm_gcal_account_t *a, const char *method, const char *path,
-                 const char *body, long *status, char **resp_body, char *err, size_t errlen)
+/* bm_gcal_call; secret: the answer holds one (wiped as it grows and goes). */
+static int call(bm_gcal_t *g, bm_gcal_account_t *a, const char *method, const char *path,
+                const char *body, bool secret, long *status, char **resp_body, char *err,
+                size_t errlen)
 {
     int rc;
     bm_http_resp_t resp;
     char what[200];
-    bm__http_resp_init(&resp, BM_GCAL_MAX_RESPONSE);
+    if (secret)
+        bm__http_resp_init_secret(&resp, BM_GCAL_MAX_RESPONSE);
+    else
+        bm__http_resp_init(&resp, BM_GCAL_MAX_RESPONSE);
     if (status != NULL)
         *status = 0;
     if (resp_body != NULL)
@@ -566,6 +567,12 @@ out:
     bm__http_resp_dispose(&resp, false);
     free(url);
     return rc;
+}
+
+int bm_gcal_call(bm_gcal_t *g, bm_gcal_account_t *a, const char *method, const char *path,
+                 const char *body, long *status, char **resp_body, char *err, size_t errlen)
+{
+    return call(g, a, method, path, body, false, status, resp_body, err, errlen);
 }
 
 /* ---------------------------------------------------------------- paths */
@@ -602,11 +609,10 @@ static int get_page(bm_gcal_t *g, bm_gcal_account_t *a, const char *url, bm_http
     if ((rc = final_status(what, resp, err, errlen)) != BM_OK)
         return rc;
     char perr[256] = "";
-    *root = yajl_tree_parse(resp->body.data != NULL ? resp->body.data : "", perr, sizeof(perr));
-    if (*root == NULL || !YAJL_IS_OBJECT(*root)) {
-        perr[strcspn(perr, "\n")] = '\0';
-        return bm_err(err, errlen, BM_ETRANSIENT, "%s: unparseable JSON page: %s", what, perr);
-    }
+    *root = bm_json_parse(resp->body.data, resp->body.len, perr, sizeof(perr));
+    if (*root == NULL || !YAJL_IS_OBJECT(*root))
+        return bm_err(err, errlen, BM_ETRANSIENT, "%s: unparseable JSON page: %s", what,
+                      *root == NULL ? perr : "not an object");
     return BM_OK;
 }
 
@@ -645,7 +651,7 @@ static int list_pages(bm_gcal_t *g, bm_gcal_account_t *a, const char *base_url, 
             rc = bm_err(err, errlen, BM_ETOOBIG, "%s: page token too long", what);
             goto out;
         }
-        yajl_tree_free(root);
+        bm_json_free(root);
         root = NULL;
         if ((rc = get_page(g, a, url.data, &resp, &root, err, errlen)) != BM_OK)
             goto out;
@@ -662,7 +668,7 @@ static int list_pages(bm_gcal_t *g, bm_gcal_account_t *a, const char *base_url, 
         page_token = bm_strdup(npt);
     }
 out:
-    yajl_tree_free(root);
+    bm_json_free(root);
     free(page_token);
     bm__http_resp_dispose(&resp, false);
     bm_buf_dispose(&url);
@@ -870,9 +876,15 @@ int bm_gcal_watch(bm_gcal_t *g, bm_gcal_account_t *a, const char *gcal_id,
     char *cal = bm_gcal_escape(gcal_id);
     path = bm_sprintf("/calendars/%s/events/watch", cal);
     free(cal);
-    if ((rc = bm_gcal_call(g, a, "POST", path, body, NULL, &resp, err, errlen)) != BM_OK)
+    /* Google echoes the channel token in the answer. */
+    if ((rc = call(g, a, "POST", path, body, true, NULL, &resp, err, errlen)) != BM_OK)
         goto out;
-    root = yajl_tree_parse(resp != NULL ? resp : "", NULL, 0);
+    char perr[128];
+    if ((root = bm_json_parse(resp, strlen(resp), perr, sizeof(perr))) == NULL) {
+        rc = bm_err(err, errlen, BM_EAPI, "events.watch of %s: unparseable answer: %s", gcal_id,
+                    perr);
+        goto out;
+    }
     const char *rid = jstr(root, "resourceId"), *exp = jstr(root, "expiration");
     yajl_val expn = jget(root, "expiration");
     char *end = NULL;
@@ -889,7 +901,8 @@ int bm_gcal_watch(bm_gcal_t *g, bm_gcal_account_t *a, const char *gcal_id,
     snprintf(out->resource_id, sizeof(out->resource_id), "%s", rid);
     out->expiration_ms = ms;
 out:
-    yajl_tree_free(root);
+    bm_json_wipe(root);
+    bm_json_free(root);
     if (body != NULL)
         explicit_bzero(body, strlen(body));
     if (resp != NULL)

@@ -46,6 +46,9 @@ int bm__http_new(const bm_http_opts_t *o, bm_http_t **out, char *err, size_t err
 void bm__http_free(bm_http_t *h);
 
 void bm__http_resp_init(bm_http_resp_t *r, size_t max_body);
+/* The same for an answer that holds secrets (a token answer): the body is a secret
+ * buffer (bm_buf_init_secret), wiped as it grows, on each retry and at dispose. */
+void bm__http_resp_init_secret(bm_http_resp_t *r, size_t max_body);
 /* Wipes the body first when wipe (it held secrets), then frees it. */
 void bm__http_resp_dispose(bm_http_resp_t *r, bool wipe);
 

@@ -37,6 +37,12 @@ void bm__http_resp_init(bm_http_resp_t *r, size_t max_body)
     r->retry_after_ms = -1;
 }
 
+void bm__http_resp_init_secret(bm_http_resp_t *r, size_t max_body)
+{
+    bm__http_resp_init(r, max_body);
+    bm_buf_init_secret(&r->body, max_body);
+}
+
 void bm__http_resp_dispose(bm_http_resp_t *r, bool wipe)
 {
     if (wipe && r->body.data != NULL)

@@ -10,6 +10,7 @@
 #include "core/oauth.h"
 #include "core/crypto.h"
 #include "core/gcal.h"
+#include "core/json.h"
 #include "core/log.h"
 
 #include <arpa/inet.h>
@@ -36,14 +37,12 @@
 
 /* ---------------------------------------------------------------- the token request */
 
-/* Appends "&key=value" (escaped) to a form; the escaped copy is wiped. */
+/* Appends "&key=value" to a form, the value escaped straight into it (no copy of
+ * a secret elsewhere; a secret form buffer wipes what it outgrows). */
 static int form_add(bm_buf_t *b, const char *key, const char *value)
 {
-    char *v = bm_gcal_escape(value);
-    int rc = bm_buf_printf(b, "%s%s=%s", b->len > 0 ? "&" : "", key, v);
-    explicit_bzero(v, strlen(v));
-    free(v);
-    return rc;
+    int rc = bm_buf_printf(b, "%s%s=", b->len > 0 ? "&" : "", key);
+    return rc != BM_OK ? rc : bm_buf_url_encode(b, value != NULL ? value : "");
 }
 
 int bm_oauth_token_form(const char *client_id, const char *client_secret,
@@ -120,13 +119,16 @@ int bm_oauth_token_answer(const bm_oauth_grant_t *grant, long status, const char
 {
     int rc = BM_OK;
     yajl_val root = NULL;
-    char *t;
     memset(out, 0, sizeof(*out));
     if (status != 200) {
         rc = token_refused(grant, status, body, err, errlen);
         goto out;
     }
-    root = yajl_tree_parse(body != NULL ? body : "", NULL, 0);
+    char perr[128];
+    if ((root = bm_json_parse(body, body != NULL ? strlen(body) : 0, perr, sizeof(perr))) == NULL) {
+        rc = bm_err(err, errlen, BM_EAPI, "token endpoint: unparseable answer: %s", perr);
+        goto out;
+    }
     const char *at = jstr(root, "access_token");
     if (at != NULL && *at != '\0')
         bm_log_add_transient_secret(at);
@@ -154,12 +156,10 @@ int bm_oauth_token_answer(const bm_oauth_grant_t *grant, long status, const char
     bm_log_add_secret(rt);
     out->refresh_token = bm_strdup(rt);
 out:
-    /* The tree's copies of the tokens are wiped before it goes. */
-    if ((t = jstr(root, "access_token")) != NULL)
-        explicit_bzero(t, strlen(t));
-    if ((t = jstr(root, "refresh_token")) != NULL)
-        explicit_bzero(t, strlen(t));
-    yajl_tree_free(root);
+    /* The tree's copies of the tokens (and of id_token, ...) are wiped before it goes;
+     * yajl's scratch buffers were wiped by bm_json_parse. */
+    bm_json_wipe(root);
+    bm_json_free(root);
     if (rc != BM_OK)
         bm_oauth_tokens_dispose(out);
     return rc;

@@ -3,10 +3,12 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *bm_strerror(int code)
 {
@@ -109,25 +111,72 @@ int bm_err(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
+void (*bm__wipe_free_hook)(const void *p, size_t n);
+
+void bm_wipe_free(void *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    explicit_bzero(p, n);
+    if (bm__wipe_free_hook != NULL)
+        bm__wipe_free_hook(p, n);
+    free(p);
+}
+
 void bm_buf_init(bm_buf_t *b, size_t max)
 {
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->secret = false;
+}
+
+void bm_buf_init_secret(bm_buf_t *b, size_t max)
+{
+    bm_buf_init(b, max);
+    b->secret = true;
+}
+
+/* Empties b, keeping its maximum and its secret flag. */
+static void buf_clear(bm_buf_t *b)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
 }
 
 void bm_buf_dispose(bm_buf_t *b)
 {
-    free(b->data);
-    bm_buf_init(b, b->max);
+    if (b->secret)
+        bm_wipe_free(b->data, b->cap);
+    else
+        free(b->data);
+    buf_clear(b);
 }
 
 void bm_buf_reset(bm_buf_t *b)
 {
+    if (b->secret && b->data != NULL)
+        explicit_bzero(b->data, b->len);
     b->len = 0;
     if (b->data != NULL)
         b->data[0] = '\0';
+}
+
+/* A secret buffer grows by copy and wipe: realloc would free the old block as it is. */
+static void buf_grow(bm_buf_t *b, size_t cap)
+{
+    if (!b->secret) {
+        b->data = bm_realloc(b->data, cap);
+    } else {
+        char *d = bm_malloc(cap);
+        if (b->data != NULL)
+            memcpy(d, b->data, b->len + 1);
+        bm_wipe_free(b->data, b->cap);
+        b->data = d;
+    }
+    b->cap = cap;
 }
 
 int bm_buf_append(bm_buf_t *b, const void *p, size_t n)
@@ -138,8 +187,7 @@ int bm_buf_append(bm_buf_t *b, const void *p, size_t n)
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1)
             cap *= 2;
-        b->data = bm_realloc(b->data, cap);
-        b->cap = cap;
+        buf_grow(b, cap);
     }
     if (n > 0)
         memcpy(b->data + b->len, p, n);
@@ -162,21 +210,29 @@ int bm_buf_printf(bm_buf_t *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return BM_EINVAL;
-    if ((size_t)n < sizeof(small))
-        return bm_buf_append(b, small, (size_t)n);
-    char *big = bm_malloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = bm_buf_append(b, big, (size_t)n);
-    free(big);
+    int rc;
+    if ((size_t)n < sizeof(small)) {
+        rc = bm_buf_append(b, small, (size_t)n);
+    } else {
+        char *big = bm_malloc((size_t)n + 1);
+        va_start(ap, fmt);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        rc = bm_buf_append(b, big, (size_t)n);
+        if (b->secret)
+            bm_wipe_free(big, (size_t)n + 1);
+        else
+            free(big);
+    }
+    if (b->secret)
+        explicit_bzero(small, sizeof(small));
     return rc;
 }
 
 char *bm_buf_steal(bm_buf_t *b)
 {
     char *d = b->data != NULL ? b->data : bm_strdup("");
-    bm_buf_init(b, b->max);
+    buf_clear(b);
     return d;
 }
 
@@ -315,30 +371,36 @@ int bm_read_file(const char *path, size_t max, char **out, char *err, size_t err
 {
     int rc = BM_OK;
     bm_buf_t b;
-    bm_buf_init(&b, max);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    char chunk[4096];
+    bm_buf_init_secret(&b, max);
+    /* read(2), not stdio: a FILE's buffer would be freed unwiped. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         rc = bm_err(err, errlen, BM_EIO, "%s: %s", path, strerror(errno));
         goto out;
     }
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (bm_buf_append(&b, chunk, n) != BM_OK) {
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = bm_err(err, errlen, BM_EIO, "%s: read error: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (bm_buf_append(&b, chunk, (size_t)n) != BM_OK) {
             rc = bm_err(err, errlen, BM_ETOOBIG, "%s: larger than %zu bytes", path, max);
             goto out;
         }
-    }
-    if (ferror(f)) {
-        rc = bm_err(err, errlen, BM_EIO, "%s: read error", path);
-        goto out;
     }
     while (b.len > 0 && strchr(" \t\r\n", b.data[b.len - 1]) != NULL)
         b.data[--b.len] = '\0';
     *out = bm_buf_steal(&b);
 out:
-    if (f != NULL)
-        (void)fclose(f); /* read only: a failed close loses nothing */
+    if (fd >= 0)
+        (void)close(fd); /* read only: a failed close loses nothing */
+    explicit_bzero(chunk, sizeof(chunk));
     bm_buf_dispose(&b);
     return rc;
 }

@@ -68,9 +68,16 @@ typedef struct bm_buf {
     size_t len;
     size_t cap;
     size_t max;
+    bool secret; /* set by bm_buf_init_secret() */
 } bm_buf_t;
 
 void bm_buf_init(bm_buf_t *b, size_t max);
+/* The same for a buffer that holds secrets (a token request's form, a token
+ * answer, a key file): every block it lets go of is wiped first (the old block on
+ * growth, bm_buf_printf's scratch, the contents on reset and dispose), so growth
+ * leaves no copy behind. The flag survives dispose and steal; what bm_buf_steal
+ * hands over, the caller wipes. */
+void bm_buf_init_secret(bm_buf_t *b, size_t max);
 void bm_buf_dispose(bm_buf_t *b);
 void bm_buf_reset(bm_buf_t *b);
 int bm_buf_append(bm_buf_t *b, const void *p, size_t n);
@@ -79,6 +86,12 @@ int bm_buf_printf(bm_buf_t *b, const char *fmt, ...) __attribute__((format(print
 /* Takes the data out of the buffer (caller frees; "" when nothing was appended),
  * leaving it empty. */
 char *bm_buf_steal(bm_buf_t *b);
+
+/* Zeroes p[0..n) in a way the compiler keeps, then frees p (NULL is fine). */
+void bm_wipe_free(void *p, size_t n);
+/* Tests only: when set, bm_wipe_free calls it with each block, after the wipe and
+ * before the free (what secret buffers let go of can then be checked). */
+extern void (*bm__wipe_free_hook)(const void *p, size_t n);
 
 /* ---- codecs ---- */
 
@@ -112,8 +125,9 @@ int bm_consttime_streq(const char *a, const char *b);
 #define BM_NAME_MAX 64
 int bm_name_check(const char *what, const char *name, char *err, size_t errlen);
 
-/* Reads a whole small file (at most max bytes) into *out (caller frees), trailing
- * whitespace stripped. */
+/* Reads a whole small file (at most max bytes) into *out (caller wipes and frees),
+ * trailing whitespace stripped. It may hold a secret: every buffer it used is wiped,
+ * also on failure, and no stdio buffer keeps a copy. */
 int bm_read_file(const char *path, size_t max, char **out, char *err, size_t errlen);
 
 #endif

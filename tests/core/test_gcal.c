@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,28 @@ typedef struct fake_resp {
     size_t big; /* when nonzero: a body of this many 'a's */
 } fake_resp_t;
 
+/* More of a scripted answer, by its index (set after fake_start, before fake_script). */
+typedef struct fake_shape {
+    size_t nest;    /* when nonzero: a body of this many '[', then as many ']' */
+    bool nest_open; /* ... without the ']' */
+    size_t dribble; /* when nonzero: the body in pieces of this many bytes */
+} fake_shape_t;
+
+/* Writes n bytes of c (nest bodies: brackets). 0 on success. */
+static int write_fill(int fd, char c, size_t n)
+{
+    char chunk[65536];
+    memset(chunk, c, sizeof(chunk));
+    for (size_t sent = 0; sent < n;) {
+        size_t k = n - sent < sizeof(chunk) ? n - sent : sizeof(chunk);
+        ssize_t w = write(fd, chunk, k);
+        if (w <= 0)
+            return -1;
+        sent += (size_t)w;
+    }
+    return 0;
+}
+
 #define FAKE_MAX 32
 
 typedef struct fake {
@@ -113,6 +136,7 @@ typedef struct fake {
     int port;
     pthread_t th;
     fake_resp_t resps[FAKE_MAX];
+    fake_shape_t shapes[FAKE_MAX];
     int n_resps;
     int next;
     char reqs[FAKE_MAX][16384];
@@ -161,24 +185,33 @@ static void *fake_main(void *ud)
             }
             memmove(buf, buf + hlen + clen, have - hlen - clen);
             have -= hlen + clen;
+            fake_shape_t sh = f->next < f->n_resps ? f->shapes[f->next] : (fake_shape_t){0};
             fake_resp_t r = f->next < f->n_resps
                                 ? f->resps[f->next++]
                                 : (fake_resp_t){500, NULL, "{\"error\":\"script ended\"}", 0};
-            size_t blen = r.big ? r.big : strlen(r.body != NULL ? r.body : "");
+            size_t blen = r.big     ? r.big
+                          : sh.nest ? (sh.nest_open ? sh.nest : 2 * sh.nest)
+                                    : strlen(r.body != NULL ? r.body : "");
             char head[1024];
             int hn = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n",
                               r.status, blen, r.headers != NULL ? r.headers : "");
             if (write(fd, head, (size_t)hn) != hn)
                 goto closed;
             if (r.big) {
-                char chunk[65536];
-                memset(chunk, 'a', sizeof(chunk));
+                if (write_fill(fd, 'a', blen) != 0)
+                    goto closed;
+            } else if (sh.nest) {
+                if (write_fill(fd, '[', sh.nest) != 0 ||
+                    (!sh.nest_open && write_fill(fd, ']', sh.nest) != 0))
+                    goto closed;
+            } else if (sh.dribble > 0) {
                 for (size_t sent = 0; sent < blen;) {
-                    size_t k = blen - sent < sizeof(chunk) ? blen - sent : sizeof(chunk);
-                    ssize_t w = write(fd, chunk, k);
-                    if (w <= 0)
+                    size_t k = blen - sent < sh.dribble ? blen - sent : sh.dribble;
+                    if (write(fd, r.body + sent, k) != (ssize_t)k)
                         goto closed;
-                    sent += (size_t)w;
+                    sent += k;
+                    struct timespec ts = {0, 2000000}; /* 2 ms: the client reads piece by piece */
+                    nanosleep(&ts, NULL);
                 }
             } else if (blen > 0 && write(fd, r.body, blen) != (ssize_t)blen) {
                 goto closed;
@@ -1147,6 +1180,221 @@ START_TEST(stop_of_an_unknown_channel_is_done)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- hostile answers */
+
+#define DEEP 3000000 /* what made calendar discover die with SIGSEGV */
+
+static int count_calendar(void *ud, const bm_gcal_calendar_t *c)
+{
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* A batch answer whose one part is a 403 with a body of n nested arrays. */
+static char *deep_batch(size_t n)
+{
+    bm_buf_t b;
+    bm_buf_init(&b, 4 * n + 4096);
+    ck_assert_int_eq(bm_buf_printf(&b,
+                                   "--B\r\nContent-Type: application/http\r\nContent-ID: "
+                                   "<response-item-1>\r\n\r\nHTTP/1.1 403 Forbidden\r\n"
+                                   "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                                   2 * n),
+                     BM_OK);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(bm_buf_append(&b, "[", 1), BM_OK);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(bm_buf_append(&b, "]", 1), BM_OK);
+    ck_assert_int_eq(bm_buf_puts(&b, "\r\n--B--\r\n"), BM_OK);
+    return bm_buf_steal(&b);
+}
+
+START_TEST(deeply_nested_answers_are_errors_not_crashes)
+{
+    fake_start();
+    static char *batch;
+    batch = deep_batch(DEEP);
+    fake_resp_t script[] = {
+        {200, NULL, NULL, 0}, /* token answer */
+        {200, NULL, NULL, 0}, /* token answer, never closed */
+        TOKEN_OK("ya29.access-one"),
+        {200, NULL, NULL, 0}, /* calendarList page */
+        {200, NULL, NULL, 0}, /* events.list page */
+        {403, NULL, NULL, 0}, /* an error body */
+        {200, NULL, NULL, 0}, /* events.watch answer */
+        {200, "Content-Type: multipart/mixed; boundary=B\r\n", batch, 0},
+    };
+    /* token answers are capped at 64 KiB: as deep as fits */
+    for (int i = 0; i < 7; i++)
+        fake.shapes[i] = (fake_shape_t){.nest = i == 2  ? 0
+                                                : i < 2 ? 30000
+                                                        : DEEP,
+                                        .nest_open = i == 1};
+    fake_script(script, 8);
+    bm_gcal_t *g = client(-1);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", "alice@example.com");
+    char err[512] = "";
+
+    ck_assert_int_eq(bm_gcal_refresh(g, &a, err, sizeof(err)), BM_EAPI);
+    ck_assert_str_eq(err, "token endpoint: unparseable answer: JSON nested deeper than 64 levels");
+    ck_assert_int_eq(bm_gcal_refresh(g, &a, err, sizeof(err)), BM_EAPI);
+    ck_assert_str_eq(err, "token endpoint: unparseable answer: JSON nested deeper than 64 levels");
+
+    int n_cals = 0;
+    ck_assert_int_eq(bm_gcal_list_calendars(g, &a, count_calendar, &n_cals, err, sizeof(err)),
+                     BM_ETRANSIENT);
+    ck_assert_msg(strstr(err, "unparseable JSON page: JSON nested deeper than 64 levels") != NULL,
+                  "%s", err);
+    ck_assert_int_eq(n_cals, 0);
+
+    char *sync = NULL;
+    ck_assert_int_eq(
+        bm_gcal_list_events(g, &a, "primary", NULL, on_page, NULL, &sync, err, sizeof(err)),
+        BM_ETRANSIENT);
+    ck_assert_msg(strstr(err, "unparseable JSON page: JSON nested deeper than 64 levels") != NULL,
+                  "%s", err);
+    ck_assert_ptr_null(sync);
+
+    long status = 0;
+    ck_assert_int_eq(bm_gcal_call(g, &a, "GET", "/x", NULL, &status, NULL, err, sizeof(err)),
+                     BM_EAPI);
+    ck_assert_int_eq(status, 403);
+    ck_assert_msg(strstr(err, "HTTP 403") != NULL, "%s", err);
+
+    bm_gcal_watch_params_t wp = {.channel_id = "ch-1", .address = "https://example.com/n"};
+    bm_gcal_channel_t ch;
+    ck_assert_int_eq(bm_gcal_watch(g, &a, "primary", &wp, &ch, err, sizeof(err)), BM_EAPI);
+    ck_assert_msg(strstr(err, "unparseable answer: JSON nested deeper than 64 levels") != NULL,
+                  "%s", err);
+
+    bm_gcal_req_t reqs[1] = {{.method = "DELETE", .path = "/calendars/a/events/b"}};
+    ck_assert_msg(bm_gcal_batch(g, &a, reqs, 1, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(reqs[0].status, 403);
+    ck_assert_str_eq(reqs[0].reason, ""); /* the body does not parse: no reason, no crash */
+    bm_gcal_reqs_dispose(reqs, 1);
+
+    ck_assert_int_eq(fake.n_reqs, 8);
+    free(batch);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- event ids on the wire */
+
+START_TEST(event_ids_are_escaped_in_paths)
+{
+    /* Ids come from Google's listings (reset, cleanup, undo, the drain): none may
+     * change the path, add a query or a fragment. */
+    const char *id = "a/b?c%d#e f&g=h+i\"\\";
+    char *p = bm_gcal_path_event("alice@example.com", id);
+    ck_assert_str_eq(p, "/calendars/alice%40example.com/events/"
+                        "a%2Fb%3Fc%25d%23e%20f%26g%3Dh%2Bi%22%5C?sendUpdates=none");
+    free(p);
+    p = bm_gcal_path_event("en.usa#holiday@group.v.calendar.google.com", "../x");
+    ck_assert_str_eq(p, "/calendars/en.usa%23holiday%40group.v.calendar.google.com/events/"
+                        "..%2Fx?sendUpdates=none");
+    free(p);
+    p = bm_gcal_path_events("a/b?c");
+    ck_assert_str_eq(p, "/calendars/a%2Fb%3Fc/events?sendUpdates=none");
+    free(p);
+
+    /* and so they reach the server: a single call and a batch part */
+    fake_start();
+    static char resp_headers[128];
+    snprintf(resp_headers, sizeof(resp_headers),
+             "Content-Type: multipart/mixed; boundary=batch_nHlLLA7SZZc_AAjOXVvnmkQ\r\n");
+    fake_resp_t script[] = {
+        TOKEN_OK("ya29.access-one"),
+        {204, NULL, "", 0},
+        {200, resp_headers, GOOGLE_BATCH, 0},
+    };
+    fake_script(script, 3);
+    bm_gcal_t *g = client(-1);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, "1//refresh-alice", NULL);
+    char err[256] = "";
+    p = bm_gcal_path_event("alice@example.com", id);
+    ck_assert_msg(bm_gcal_call(g, &a, "DELETE", p, NULL, NULL, NULL, err, sizeof(err)) == 0, "%s",
+                  err);
+    const char *wire = "/calendar/v3/calendars/alice%40example.com/events/"
+                       "a%2Fb%3Fc%25d%23e%20f%26g%3Dh%2Bi%22%5C?sendUpdates=none HTTP/1.1";
+    char line[512];
+    snprintf(line, sizeof(line), "DELETE %s", wire);
+    ck_assert_msg(strncmp(fake.reqs[1], line, strlen(line)) == 0, "%s", fake.reqs[1]);
+    bm_gcal_req_t reqs[3] = {
+        {.method = "POST", .path = "/calendars/a%40b/events?sendUpdates=none", .body = "{}"},
+        {.method = "DELETE", .path = p},
+        {.method = "POST", .path = "/calendars/a%40b/events?sendUpdates=none", .body = "{}"},
+    };
+    ck_assert_msg(bm_gcal_batch(g, &a, reqs, 3, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(strstr(fake.reqs[2], line) != NULL, "%s", fake.reqs[2]);
+    bm_gcal_reqs_dispose(reqs, 3);
+    free(p);
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- secrets in memory */
+
+static struct {
+    int blocks;
+    int dirty;
+} released;
+
+static void on_release(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    released.blocks++;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != 0) {
+            released.dirty++;
+            break;
+        }
+}
+
+START_TEST(token_request_and_answer_are_wiped)
+{
+    /* A long refresh token makes the form grow; a long access token, sent in small
+     * pieces, makes the answer's buffer grow. Every block either lets go of must
+     * reach the wipe, zeroed. */
+    static char answer[4096], refresh[400];
+    memset(refresh, 'R', sizeof(refresh) - 1);
+    refresh[sizeof(refresh) - 1] = '\0';
+    int n = snprintf(answer, sizeof(answer), "{\"access_token\":\"ya29.");
+    memset(answer + n, 'A', 3000);
+    snprintf(answer + n + 3000, sizeof(answer) - (size_t)n - 3000,
+             "\",\"expires_in\":3599,\"token_type\":\"Bearer\"}");
+    fake_start();
+    fake_resp_t script[] = {{200, "Content-Type: application/json\r\n", answer, 0}};
+    fake.shapes[0].dribble = 200;
+    fake_script(script, 1);
+    bm_gcal_t *g = client(-1);
+    bm_gcal_account_t a;
+    bm_gcal_account_init(&a, refresh, NULL);
+    char err[256] = "";
+    memset(&released, 0, sizeof(released));
+    bm__wipe_free_hook = on_release;
+    int rc = bm_gcal_refresh(g, &a, err, sizeof(err));
+    bm__wipe_free_hook = NULL;
+    ck_assert_msg(rc == 0, "%s", err);
+    char tok[4096];
+    ck_assert_int_gt(bm_gcal_account_access(&a, tok, sizeof(tok)), 0);
+    ck_assert_uint_eq(strlen(tok), 3005);
+    /* yajl's scratch: 6 blocks (handle, lexer, buffers, stack); the form: its
+     * outgrown 256-byte block and its last one; the answer: at least its last
+     * block (more as it grows piece by piece). Without secret buffers: 6. */
+    ck_assert_int_ge(released.blocks, 9);
+    ck_assert_int_eq(released.dirty, 0);
+    ck_assert_ptr_nonnull(strstr(fake.reqs[0], "refresh_token=RRRR"));
+    explicit_bzero(tok, sizeof(tok));
+    bm_gcal_account_dispose(&a);
+    bm_gcal_free(g);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("gcal");
@@ -1183,6 +1431,12 @@ Suite *make_suite(void)
     tcase_add_test(tc, no_secret_prefix_survives_error_truncation);
     tcase_add_test(tc, watch_and_stop_a_channel);
     tcase_add_test(tc, stop_of_an_unknown_channel_is_done);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("hostile");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, deeply_nested_answers_are_errors_not_crashes);
+    tcase_add_test(tc, event_ids_are_escaped_in_paths);
+    tcase_add_test(tc, token_request_and_answer_are_wiped);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,4 +1,5 @@
-/* tests/core/test_util.c: bounded buffers, error helper, constant-time compare. */
+/* tests/core/test_util.c: bounded buffers (secret ones wiped), error helper, constant-time
+ * compare, the file reader. */
 #include "core/util.h"
 
 #include <check.h>
@@ -75,6 +76,102 @@ START_TEST(read_file_strips_and_bounds)
     unlink(path);
     ck_assert_int_eq(bm_read_file(path, 100, &out, err, sizeof(err)), BM_EIO);
     ck_assert_ptr_nonnull(strstr(err, path));
+}
+END_TEST
+
+/* What bm_wipe_free let go of: how many blocks, bytes, and whether any was not zero. */
+static struct {
+    int blocks;
+    size_t bytes;
+    int dirty;
+} released;
+
+static void on_release(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    released.blocks++;
+    released.bytes += n;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != 0) {
+            released.dirty++;
+            break;
+        }
+}
+
+START_TEST(secret_buf_wipes_every_block_it_lets_go)
+{
+    memset(&released, 0, sizeof(released));
+    bm__wipe_free_hook = on_release;
+    bm_buf_t b;
+    char chunk[100];
+    memset(chunk, 'S', sizeof(chunk));
+    bm_buf_init_secret(&b, 1 << 20);
+    for (int i = 0; i < 200; i++) /* 20000 bytes: 256 doubles to 32768 */
+        ck_assert_int_eq(bm_buf_append(&b, chunk, sizeof(chunk)), BM_OK);
+    ck_assert_uint_eq(b.len, 20000);
+    for (size_t i = 0; i < b.len; i++) /* growth by copy kept everything */
+        ck_assert_int_eq(b.data[i], 'S');
+    /* every old block (256, 512, ..., 16384) went through the wipe, zeroed */
+    ck_assert_int_eq(released.blocks, 7);
+    ck_assert_uint_eq(released.bytes, 32768 - 256);
+    ck_assert_int_eq(released.dirty, 0);
+    /* a reset leaves no secret in the block it keeps */
+    bm_buf_reset(&b);
+    for (size_t i = 0; i < 20000; i++)
+        ck_assert_int_eq(b.data[i], 0);
+    /* bm_buf_printf's heap scratch for a long output is wiped too */
+    char big[2000];
+    memset(big, 'T', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    ck_assert_int_eq(bm_buf_printf(&b, "%s", big), BM_OK);
+    ck_assert_int_eq(released.blocks, 8);
+    bm_buf_dispose(&b);
+    ck_assert_int_eq(released.blocks, 9); /* the last block */
+    ck_assert_int_eq(released.dirty, 0);
+    ck_assert(b.secret); /* still a secret buffer after dispose */
+    ck_assert_int_eq(bm_buf_puts(&b, "again"), BM_OK);
+    char *s = bm_buf_steal(&b);
+    ck_assert(b.secret);
+    ck_assert_str_eq(s, "again");
+    bm_wipe_free(s, strlen(s));
+    ck_assert_int_eq(released.blocks, 10);
+    /* an ordinary buffer does not pay for it */
+    bm_buf_init(&b, 1 << 20);
+    for (int i = 0; i < 200; i++)
+        ck_assert_int_eq(bm_buf_append(&b, chunk, sizeof(chunk)), BM_OK);
+    bm_buf_dispose(&b);
+    ck_assert_int_eq(released.blocks, 10);
+    bm__wipe_free_hook = NULL;
+}
+END_TEST
+
+START_TEST(read_file_wipes_its_buffers_also_on_failure)
+{
+    char path[] = "/tmp/bm_test_util_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    char text[10000];
+    memset(text, 'K', sizeof(text));
+    ck_assert_int_eq(write(fd, text, sizeof(text)), (ssize_t)sizeof(text));
+    close(fd);
+    memset(&released, 0, sizeof(released));
+    bm__wipe_free_hook = on_release;
+    char *out = NULL, err[256];
+    /* too big: what was read so far (a 4096-byte chunk in an 8192-byte block) is wiped */
+    ck_assert_int_eq(bm_read_file(path, 5000, &out, err, sizeof(err)), BM_ETOOBIG);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(released.blocks, 1);
+    ck_assert_uint_eq(released.bytes, 8192);
+    ck_assert_int_eq(released.dirty, 0);
+    /* read whole: growth (8192 to 16384 bytes) leaves no copy either */
+    memset(&released, 0, sizeof(released));
+    ck_assert_int_eq(bm_read_file(path, 20000, &out, err, sizeof(err)), BM_OK);
+    ck_assert_uint_eq(strlen(out), sizeof(text));
+    ck_assert_int_eq(released.blocks, 1);
+    ck_assert_int_eq(released.dirty, 0);
+    bm_wipe_free(out, strlen(out));
+    bm__wipe_free_hook = NULL;
+    unlink(path);
 }
 END_TEST
 
@@ -164,6 +261,8 @@ Suite *make_suite(void)
     tcase_add_test(tc, err_formats_and_returns_code);
     tcase_add_test(tc, consttime_streq_compares_content_and_length);
     tcase_add_test(tc, read_file_strips_and_bounds);
+    tcase_add_test(tc, secret_buf_wipes_every_block_it_lets_go);
+    tcase_add_test(tc, read_file_wipes_its_buffers_also_on_failure);
     tcase_add_test(tc, base64url_round_trips_without_padding);
     tcase_add_test(tc, url_codec_keeps_unreserved_and_checks_escapes);
     tcase_add_test(tc, names_are_short_and_plain);
