@@ -470,7 +470,7 @@ void bm_gcal_account_set_access(bm_gcal_account_t *a, const char *token, int64_t
 {
     if (strlen(token) >= sizeof(a->access_token))
         return; /* not one of Google's: refreshed when needed */
-    bm_log_add_transient_secret(token);
+    bm_log_add_transient_secret(token, expires_ms - bm_now_ms());
     pthread_mutex_lock(&a->mu);
     snprintf(a->access_token, sizeof(a->access_token), "%s", token);
     a->access_expires_ms = expires_ms;

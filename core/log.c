@@ -269,9 +269,10 @@ void bm_log_add_secret(const char *value)
     bm_log_add_secret_for(value, 0);
 }
 
-void bm_log_add_transient_secret(const char *value)
+void bm_log_add_transient_secret(const char *value, int64_t valid_ms)
 {
-    bm_log_add_secret_for(value, BM_LOG_TRANSIENT_MS);
+    int64_t life = valid_ms > BM_LOG_TRANSIENT_MS / 2 ? 2 * valid_ms : BM_LOG_TRANSIENT_MS;
+    bm_log_add_secret_for(value, life);
 }
 
 void bm_log_add_secret_for(const char *value, int64_t lifetime_ms)

@@ -76,10 +76,11 @@ void bm_log_add_secret(const char *value);
  * secrets that live, however many that is, and no more. lifetime_ms <= 0: for
  * the life of the process. A long-lived value stays long-lived. */
 void bm_log_add_secret_for(const char *value, int64_t lifetime_ms);
-/* An access token: Google's live an hour at most; a replaced one still works
- * until then, so each is scrubbed for twice that. */
+/* An access token valid for valid_ms more: a replaced one still works until it
+ * expires, so each is scrubbed for twice its validity, and at least
+ * BM_LOG_TRANSIENT_MS (twice the hour Google's live). */
 #define BM_LOG_TRANSIENT_MS (2 * 3600 * 1000)
-void bm_log_add_transient_secret(const char *value);
+void bm_log_add_transient_secret(const char *value, int64_t valid_ms);
 /* How many secrets are registered now (the expired ones gone): for tests. */
 size_t bm_log_secret_count(void);
 /* Copies src to dst (dstlen, cut there) with every registered secret in it replaced

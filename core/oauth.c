@@ -130,19 +130,21 @@ int bm_oauth_token_answer(const bm_oauth_grant_t *grant, long status, const char
         goto out;
     }
     const char *at = jstr(root, "access_token");
+    const char *exp_path[] = {"expires_in", NULL};
+    yajl_val exp = yajl_tree_get(root, exp_path, yajl_t_number);
+    out->expires_in_s = exp != NULL && YAJL_IS_INTEGER(exp) ? YAJL_GET_INTEGER(exp) : 3600;
+    if (out->expires_in_s <= 0)
+        out->expires_in_s = 60;
+    if (out->expires_in_s > 86400) /* Google's live an hour: no absurd cache or overflow */
+        out->expires_in_s = 86400;
     if (at != NULL && *at != '\0')
-        bm_log_add_transient_secret(at);
+        bm_log_add_transient_secret(at, out->expires_in_s * 1000);
     if (grant->refresh_token != NULL) {
         if (at == NULL || *at == '\0' || strlen(at) >= sizeof(out->access_token)) {
             rc = bm_err(err, errlen, BM_EAPI,
                         "token endpoint: no usable access_token in the answer");
             goto out;
         }
-        const char *exp_path[] = {"expires_in", NULL};
-        yajl_val exp = yajl_tree_get(root, exp_path, yajl_t_number);
-        out->expires_in_s = exp != NULL && YAJL_IS_INTEGER(exp) ? YAJL_GET_INTEGER(exp) : 3600;
-        if (out->expires_in_s <= 0)
-            out->expires_in_s = 60;
         snprintf(out->access_token, sizeof(out->access_token), "%s", at);
         goto out;
     }

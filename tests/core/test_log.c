@@ -225,7 +225,7 @@ static void log_fleet_tokens(void)
     bm_log_set_level(BM_LOG_DEBUG);
     for (unsigned i = 0; i < FLEET; i++) {
         fake_token(tok, sizeof(tok), i);
-        bm_log_add_transient_secret(tok);
+        bm_log_add_transient_secret(tok, 3600 * 1000);
     }
     for (unsigned i = 0; i < FLEET; i++) {
         fake_token(tok, sizeof(tok), i);
@@ -262,7 +262,7 @@ START_TEST(transient_secrets_expire)
     ck_assert_uint_eq(bm_log_secret_count(), 1);
     assert_scrubbed("a 1//a-refresh-token-kept-for-good b", "a *** b");
     fake_token(tok, sizeof(tok), 7);
-    bm_log_add_transient_secret(tok); /* the default life: an hour and more */
+    bm_log_add_transient_secret(tok, 3600 * 1000); /* the default life: an hour and more */
     ck_assert_uint_eq(bm_log_secret_count(), 2);
     char dst[128];
     bm_log_scrub(tok, dst, sizeof(dst));
@@ -286,7 +286,7 @@ START_TEST(ten_thousand_secrets)
         if (i % 2)
             bm_log_add_secret(tok);
         else
-            bm_log_add_transient_secret(tok);
+            bm_log_add_transient_secret(tok, 3600 * 1000);
     }
     ck_assert_uint_eq(bm_log_secret_count(), 10000);
     fake_token(tok, sizeof(tok), 4242);
