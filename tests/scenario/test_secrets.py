@@ -42,6 +42,10 @@ RT_ALICE = '1//0aliceRT"Wq\\uX%3D+&=/Lm8Kp2Jd5Hs7Fg3'
 RT_BOB = "1//0bobRefreshTok-Lx9Vc4Nb6Mq1Wz8Ty5Ru"
 RT_DAVE = RT_BOB + "DaveTailNotBobs-Kq3Pj7"  # extends bob's: the longest match must win
 WRONG_SECRET = "GOCSPX-wrongOne-Hh4Gg5Ff6Dd7Ss8Aa9"
+# token files account add refuses: a blank, two lines, too long
+BAD_TOKENS = ["1//0badTokenWith Blank-Qq7Ww8Ee9Rr0",
+              "1//0firstLineTok-Tt1Yy2Uu3Ii4\n1//0secondLineTok-Oo5Pp6Hh7Jj8",
+              "1//0tooLong-" + "".join("Kk%03dLl" % i for i in range(80))]
 
 A = "alice@example.com"
 A2 = "alice-personal@group.calendar.google.com"
@@ -239,8 +243,14 @@ class SecretsTest(Scenario):
         loc = headers["location"]
         code = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)["code"][0]
         self.chosen.add(code)
+        # the real code with a forged state first: refused, and the page says nothing of it
+        u = urllib.parse.urlsplit(loc)
+        status, _, body = get("http://%s/?code=%s&state=forged-state-Zz9" % (u.netloc, q(code)))
+        self.assertEqual(status, 400, body)
+        self.texts.append(("login page (forged state)", body))
         status, _, body = get(loc)
         self.assertEqual(status, 200, body)
+        self.texts.append(("login page", body))
         rc, out, err = p.wait()
         self.texts += [("account login (stdout)", out), ("account login (stderr)", err)]
         self.assertEqual(rc, 0, err)
@@ -340,6 +350,10 @@ class SecretsTest(Scenario):
         self.bm("account", "add", "--name", "alice", "--refresh-token-file",
                 self.token_file("bad", RT_ALICE), expect=None)
         self.bm("calendar", "list", "--account-id", "nobody", expect=None)
+        for i, tok in enumerate(BAD_TOKENS):
+            self.chosen |= set(tok.split("\n"))
+            self.bm("account", "add", "--name", "bad%d" % i, "--refresh-token-file",
+                    self.token_file("bad", tok), expect=2)
         # a broken configuration around the secret's line
         bad = os.path.join(self.dir, "bad.ini")
         with open(os.open(bad, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
