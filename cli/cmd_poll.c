@@ -25,7 +25,8 @@ static volatile int stop_flag;
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_flag = 1;
+    /* atomic (lock-free: signal-safe): the job threads read it */
+    __atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
 }
 
 typedef struct poll_run {
@@ -157,7 +158,7 @@ static int poll_locked(bm_cli_t *cli, const char *account, long long max_s)
         run.hub = hub;
         r = run_threads(&run, &sum, err, sizeof(err));
     }
-    if (r == BM_OK && !stop_flag)
+    if (r == BM_OK && !__atomic_load_n(&stop_flag, __ATOMIC_RELAXED))
         r = bm_engine_drain(e, err, sizeof(err));
     printf("%zu calendars due; %d jobs done, %d failed, %d busy elsewhere\n", n_due, sum.ok,
            sum.failed, sum.busy);

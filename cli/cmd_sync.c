@@ -15,8 +15,10 @@ static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
 {
-    stop_signal = sig;
-    stop_flag = 1;
+    /* atomic (lock-free: signal-safe): the drain threads read the flag, and
+     * the handler may run on any thread */
+    __atomic_store_n(&stop_signal, sig, __ATOMIC_RELAXED);
+    __atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
 }
 
 /* Prints the run's summary (and why it stopped) and answers the exit code. */
@@ -42,7 +44,8 @@ static int report(bm_engine_t *e, const bm_engine_opts_t *o, int r, const char *
                     "busymirror status)\n",
                     (long long)t.pending);
     } else if (r == BM_ECANCELED) {
-        if (stop_signal == SIGALRM)
+        int sig = __atomic_load_n(&stop_signal, __ATOMIC_RELAXED);
+        if (sig == SIGALRM)
             fprintf(stderr,
                     "busymirror sync: stopped by %s (%ld s); pending writes stay in the "
                     "outbox for the next run\n",
@@ -51,10 +54,10 @@ static int report(bm_engine_t *e, const bm_engine_opts_t *o, int r, const char *
             fprintf(stderr,
                     "busymirror sync: stopped by %s; pending writes stay in the outbox for "
                     "the next run\n",
-                    stop_signal == SIGHUP   ? "SIGHUP"
-                    : stop_signal == SIGINT ? "SIGINT (Ctrl-C)"
-                                            : "SIGTERM");
-        rc = stop_signal == SIGALRM ? BM_EXIT_FAIL : 128 + (int)stop_signal;
+                    sig == SIGHUP   ? "SIGHUP"
+                    : sig == SIGINT ? "SIGINT (Ctrl-C)"
+                                    : "SIGTERM");
+        rc = sig == SIGALRM ? BM_EXIT_FAIL : 128 + sig;
     } else if (r == BM_EBUSY && t.calendars_failed == 0) {
         fprintf(stderr, "busymirror sync: %s\n", err);
         rc = BM_EXIT_TEMPFAIL;

@@ -247,6 +247,15 @@ int bm_config_set(bm_config_t *cfg, const char *section, const char *name, const
                   char *err, size_t errlen)
 {
     const bm_config_key_t *k = find_key(section, name);
+    /* A line "client_secret S&=T" (no '=' after the key, one in the secret)
+     * reaches us as a key "client_secret S&": name only what looks like a key
+     * (every real one is lowercase letters, digits and '_'), never a secret. */
+    size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_");
+    if (k == NULL && (name[n] != '\0' || n > 40))
+        return bm_err(err, errlen, BM_EINVAL,
+                      "[%s] not a key name (is '=' missing after the key?); the line is not "
+                      "shown: it may hold a secret",
+                      section);
     if (k == NULL)
         return bm_err(err, errlen, BM_EINVAL, "[%s] %s: unknown key", section, name);
     return set_key(cfg, k, value, cfg->source, err, errlen);

@@ -140,7 +140,8 @@ static int scrubbed_err(char *err, size_t errlen, int code, const char *msg)
 
 static int stopped(const bm_gcal_t *g)
 {
-    return g->stop != NULL && *g->stop != 0;
+    /* atomic: set by another thread or a signal handler (TSan) */
+    return g->stop != NULL && __atomic_load_n(g->stop, __ATOMIC_RELAXED) != 0;
 }
 
 /* Sleeps ms, checking *stop every SLEEP_SLICE_MS. */

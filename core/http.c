@@ -125,7 +125,8 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *ud)
 
 static bool stopped(const bm_http_t *h)
 {
-    return h->stop != NULL && *h->stop != 0;
+    /* atomic: set by another thread or a signal handler (TSan) */
+    return h->stop != NULL && __atomic_load_n(h->stop, __ATOMIC_RELAXED) != 0;
 }
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,

@@ -87,5 +87,6 @@ size_t bm__engine_batch_size(const bm_engine_t *e)
 
 bool bm__engine_stopped(const bm_engine_t *e)
 {
-    return e->o.stop != NULL && *e->o.stop != 0;
+    /* atomic: set by another thread or a signal handler (TSan) */
+    return e->o.stop != NULL && __atomic_load_n(e->o.stop, __ATOMIC_RELAXED) != 0;
 }

@@ -96,7 +96,7 @@ static int64_t retry_at(bm_engine_t *e, const bm_job_t *job, int rc)
 
 static bool stopped(const bm_engine_t *e)
 {
-    return e->o.stop != NULL && *e->o.stop;
+    return e->o.stop != NULL && __atomic_load_n(e->o.stop, __ATOMIC_RELAXED) != 0;
 }
 
 /* A job is done: deleted; its latency observed. */
@@ -201,7 +201,8 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
             else if (freed > 0)
                 BM_LOG(BM_LOG_WARN, BM_MSG("took over jobs of a process that is gone"),
                        BM_KI("count", freed));
-            if (bm_engine_drain(e, err, sizeof(err)) != BM_OK && !*p->cancel)
+            if (bm_engine_drain(e, err, sizeof(err)) != BM_OK &&
+                !__atomic_load_n(p->cancel, __ATOMIC_RELAXED))
                 BM_LOG(BM_LOG_WARN, BM_MSG("drain failed"), BM_KS("error", err));
             if (freed > 0)
                 continue;
@@ -305,7 +306,7 @@ void bm_workers_stop(bm_workers_t *p, int64_t grace_ms)
         struct timespec ts;
         while (pthread_tryjoin_np(p->w[i].tid, NULL) == EBUSY) {
             if (bm_mono_ms() >= until)
-                *p->cancel = 1;
+                __atomic_store_n(p->cancel, 1, __ATOMIC_RELAXED); /* workers read it */
             ts = (struct timespec){0, 20 * 1000000L};
             nanosleep(&ts, NULL);
         }

@@ -23,6 +23,9 @@
 
 #define FORCED_CLOSE_MS 1000 /* after the drain: how long closed sockets may take */
 #define DRAIN_GRACE_MS  100  /* after the last answer, before closing what is idle */
+/* Open admin connections past which a new one is closed at once: a few scrapers
+ * need a handful, and every socket is a descriptor the store and curl need too. */
+#define ADMIN_MAX_CONNS 64
 
 typedef struct conn {
     h2o_linklist_t link; /* in loop->conns */
@@ -246,6 +249,10 @@ static void on_accept(h2o_socket_t *lsock, const char *errstr)
     if (errstr != NULL)
         return;
     while ((sock = h2o_evloop_socket_accept(lsock)) != NULL) {
+        if (l->admin && l->n_conns >= ADMIN_MAX_CONNS) {
+            h2o_socket_close(sock);
+            continue;
+        }
         if (!l->admin && atomic_fetch_add(&gw->n_public_conns, 1) >= gw->o.max_connections) {
             atomic_fetch_sub(&gw->n_public_conns, 1);
             if (gw->o.metrics != NULL)

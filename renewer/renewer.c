@@ -247,7 +247,7 @@ void bm_renewer_stop(bm_renewer_t *r)
         return;
     pthread_mutex_lock(&r->mu);
     r->stopping = true;
-    r->cancel = 1;
+    __atomic_store_n(&r->cancel, 1, __ATOMIC_RELAXED); /* read unlocked by the engine */
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->tid, NULL);

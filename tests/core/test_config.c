@@ -101,6 +101,31 @@ START_TEST(bad_values_name_file_line_and_key)
 }
 END_TEST
 
+/* "client_secret S&=T" (no '=' after the key): inih reads the key
+ * "client_secret S&"; the error must not repeat it, nor any other odd key. */
+START_TEST(a_line_without_its_equals_sign_is_not_echoed)
+{
+    static const char *const text[] = {
+        "[google]\nclient_secret GOCSPX-s3cret&=rest\n",
+        "[google]\n1//0gRefreshTok=x\n",
+        "[google]\nClient_Secret = GOCSPX-s3cret\n",
+    };
+    for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++) {
+        bm_config_t c;
+        char err[512];
+        write_cfg(text[i]);
+        bm_config_init(&c);
+        ck_assert_int_eq(bm_config_load(&c, path, err, sizeof(err)), BM_EINVAL);
+        ck_assert_msg(strstr(err, ":2: [google] not a key name") != NULL, "got: %s", err);
+        ck_assert_msg(strstr(err, "s3cret") == NULL && strstr(err, "GOCSPX") == NULL &&
+                          strstr(err, "Refresh") == NULL && strstr(err, "Client") == NULL,
+                      "echoed: %s", err);
+        bm_config_dispose(&c);
+        unlink(path);
+    }
+}
+END_TEST
+
 /* Plain http is fine on loopback only (the emulator, a local proxy). */
 START_TEST(plain_http_only_on_loopback)
 {
@@ -244,6 +269,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, defaults_match_the_table);
     tcase_add_test(tc, file_values_override_and_paths_resolve);
     tcase_add_loop_test(tc, bad_values_name_file_line_and_key, 0, sizeof(bad) / sizeof(bad[0]));
+    tcase_add_test(tc, a_line_without_its_equals_sign_is_not_echoed);
     tcase_add_test(tc, plain_http_only_on_loopback);
     tcase_add_test(tc, over_long_lines_are_refused_with_their_number);
     tcase_add_test(tc, a_nul_byte_is_not_text);

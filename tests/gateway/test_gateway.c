@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CHANNEL  "chan-0001"
@@ -550,6 +554,46 @@ START_TEST(admin_health_readiness_and_metrics)
 }
 END_TEST
 
+/* The admin listener holds at most 64 connections (descriptors are shared with
+ * the store and curl): the next is closed at once; once they go, it answers. */
+START_TEST(admin_connections_are_bounded)
+{
+    start();
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)bm_gateway_admin_port(gw)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int held[64], extra = -1;
+    for (int i = 0; i < 64; i++) {
+        held[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_ge(held[i], 0);
+        ck_assert_int_eq(connect(held[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+    }
+    usleep(200 * 1000); /* accepted by the admin loop */
+    extra = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(extra, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct pollfd pfd = {.fd = extra, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    char c;
+    ck_assert_int_eq((int)recv(extra, &c, 1, 0), 0); /* closed, nothing said */
+    pfd.fd = held[0];
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0); /* the held ones stay open */
+    close(extra);
+    for (int i = 0; i < 64; i++)
+        close(held[i]);
+    bool accepted = false; /* once the closes reach the loop, a new one stays open */
+    for (int tries = 0; tries < 50 && !accepted; tries++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        pfd.fd = s;
+        accepted = poll(&pfd, 1, 200) == 0;
+        close(s);
+    }
+    ck_assert(accepted);
+    resp_t r;
+    ck_assert_int_eq(admin_get("/healthz", &r), 200);
+}
+END_TEST
+
 START_TEST(stop_with_requests_in_flight_is_bounded)
 {
     start();
@@ -598,6 +642,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, non_loopback_without_cert_refuses_to_start);
     tcase_add_test(tc, http2_via_alpn);
     tcase_add_test(tc, admin_health_readiness_and_metrics);
+    tcase_add_test(tc, admin_connections_are_bounded);
     tcase_add_test(tc, stop_with_requests_in_flight_is_bounded);
     suite_add_tcase(s, tc);
     return s;
