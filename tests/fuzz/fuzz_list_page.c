@@ -1,6 +1,6 @@
 /*
  * One page of events.list and of calendarList.list, parsed as bm_gcal_list_events
- * and bm_gcal_list_calendars do (yajl tree, then the module's own page functions).
+ * and bm_gcal_list_calendars do (bm_json_parse, then the module's own page functions).
  * Those are static, so the module is compiled into the harness (its object is then
  * not taken from the library); core/gcal.c is not changed.
  */
@@ -33,9 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bm_log_set_level(BM_LOG_OFF); /* items that do not parse are logged */
         once = 1;
     }
-    char *body = fuzz_cstr(data, size);
     char perr[256];
-    yajl_val root = yajl_tree_parse(body, perr, sizeof(perr));
+    yajl_val root = bm_json_parse((const char *)data, size, perr, sizeof(perr));
     if (root != NULL) {
         size_t seen = 0;
         events_ctx_t x = {.calendar_id = "fuzz@example.com", .cb = on_events, .ud = &seen};
@@ -43,8 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(x.next_sync_token);
         calendars_ctx_t c = {.cb = on_calendar, .ud = &seen};
         (void)calendars_page(&c, root);
-        yajl_tree_free(root);
+        bm_json_free(root);
     }
-    free(body);
     return 0;
 }
