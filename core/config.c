@@ -16,6 +16,8 @@
 
 #define OFF(f) offsetof(bm_config_t, f)
 
+static bool valid_utf8(const char *s);
+
 const bm_config_key_t bm_config_keys[] = {
     {"store", "path", BM_CFG_PATH, "busymirror.db", OFF(store.path), 0, 0, false,
      "SQLite database (created 0600)"},
@@ -188,6 +190,11 @@ static int parse_bool(const char *v, bool *out)
         }
     }
     return -1;
+}
+
+bool bm_config_valid_utf8(const char *s)
+{
+    return valid_utf8(s);
 }
 
 /* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */

@@ -171,6 +171,8 @@ extern const size_t bm_config_n_keys;
 extern const bm_config_key_t bm_group_keys[];
 extern const size_t bm_group_n_keys;
 
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+bool bm_config_valid_utf8(const char *s);
 /* Whether s (NULL: "") matches r (its text must be set), read as UTF-8. */
 bool bm_regex_match(const bm_regex_t *r, const char *s);
 /* The rules of group (its section, or cfg->rules_default); never NULL. */
