@@ -700,8 +700,11 @@ static void time_copy(const bm_evtime_t *t, int64_t delta, bm_evtime_t *out)
     out->epoch = t->epoch;
     out->date = t->date != NULL ? bm_strdup(t->date) : NULL;
     out->time_zone = t->time_zone != NULL ? bm_strdup(t->time_zone) : NULL;
-    if (t->date_time == NULL)
+    if (t->date_time == NULL) {
+        if (t->date == NULL && t->epoch != 0)
+            out->epoch = t->epoch + delta;
         return;
+    }
     if (delta == 0 || t->date != NULL) {
         out->date_time = bm_strdup(t->date_time);
         return;
@@ -781,7 +784,9 @@ static char *shift_line(const char *line, int64_t delta)
 void bm_plan_block_event(const bm_event_t *src, const bm_plan_opts_t *o, bm_event_t *out)
 {
     memset(out, 0, sizeof(*out));
-    bool timed = src->start.date == NULL && src->start.date_time != NULL;
+    /* a cancelled occurrence's stub has no start: its original start tells */
+    bool timed = src->start.date == NULL && src->original_start.date == NULL &&
+                 (src->start.date_time != NULL || src->original_start.date_time != NULL);
     int64_t before = 0, after = 0;
     if (timed && o->rules != NULL) {
         before = (int64_t)o->rules->buffer_before * 60;

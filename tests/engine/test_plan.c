@@ -1481,6 +1481,16 @@ START_TEST(rules_buffers_on_a_series)
     ck_assert_str_eq(suffix, "20261216T084500Z");
     ck_assert_int_eq(blk.n_recurrence, 0);
     bm_event_dispose(&blk);
+    /* a cancelled occurrence's stub (no start): its original start moves too */
+    bm_event_t *stub = ev_new("ev1_20261209T090000Z");
+    set_str(&stub->status, "cancelled");
+    set_str(&stub->recurring_event_id, "ev1");
+    set_timed(&stub->original_start, "2026-12-09T10:00:00+01:00", "Europe/Berlin");
+    bm_plan_block_event(stub, &o, &blk);
+    bm_plan_instance_suffix(&blk.original_start, suffix, sizeof(suffix));
+    ck_assert_str_eq(suffix, "20261209T084500Z");
+    bm_event_dispose(&blk);
+    ev_free(stub);
     ev_free(x);
     ev_free(e);
     bm_config_dispose(&rules_cfg);
