@@ -172,6 +172,17 @@ class RulesTest(Scenario):
         self.assertEqual(self.titles(A), ["Busy (%s)" % B])
         self.assertEqual(n["writes"], 2)  # A's two blocks in B only
         self.assertEqual(n["list_full"], 1)  # only A is listed in full again
+        out, _ = self.bm("calendar", "list")
+        self.assertRegex(out.splitlines()[0], r"SUMMARY\s+LABEL\s+GROUP")
+        self.assertIn("Work ✓", out)
+        # bad labels are usage errors; '' goes back to the summary
+        for bad in ("tab\there", "x" * 101, "\x7f"):
+            self.bm("calendar", "set", "--calendar-id", A, "--label", bad, expect=2)
+        self.bm("calendar", "set", "--calendar-id", A, expect=2)
+        self.bm("calendar", "list", "--label", "x", expect=2)
+        self.bm("calendar", "set", "--calendar-id", A, "--label", "")
+        self.sync()
+        self.assertEqual(self.titles(B), ["Busy (%s)" % A] * 2)
 
     def test_copy_title_follows_a_title_edit(self):
         self.set_rules(copy_title="true")
