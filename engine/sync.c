@@ -330,7 +330,7 @@ static int plan_series_hours(sync_ctx_t *c, const bm_event_t *ev, const bm_event
             bool all_day, exc;
             int64_t bo = us != NULL ? suffix_epoch(us + 1, &all_day) : -1;
             if (r->wanted == NULL || strcmp(r->wanted, "cancelled") != 0 || bo < 0 || all_day ||
-                r->source_event_id == NULL)
+                r->source_event_id == NULL || r->state == BM_BLOCK_USER_DELETED)
                 continue;
             int64_t so = bo - before;
             if (in_list(off, n_off, so) ||
