@@ -206,29 +206,8 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
     return rc;
 }
 
-/* The occurrence of a block series at original_start, as the series defines it:
- * the series' duration from there. Strings are borrowed from `orig`/`series` or
- * written into the caller's buffers. */
 static void series_occurrence(const bm_event_t *series, const bm_evtime_t *orig, bm_event_t *occ,
-                              char bufs[2][40])
-{
-    memset(occ, 0, sizeof(*occ));
-    occ->status = "confirmed";
-    occ->start.epoch = orig->epoch;
-    occ->end.epoch = orig->epoch + (series->end.epoch - series->start.epoch);
-    occ->start.time_zone = series->start.time_zone;
-    occ->end.time_zone = series->end.time_zone;
-    if (orig->date != NULL) {
-        occ->start.date = orig->date;
-        bm_time_format_date(occ->end.epoch, bufs[1], 40);
-        occ->end.date = bufs[1];
-    } else { /* both ends in UTC: the instants are what matters */
-        bm_time_format(occ->start.epoch, bufs[0], 40);
-        bm_time_format(occ->end.epoch, bufs[1], 40);
-        occ->start.date_time = bufs[0];
-        occ->end.date_time = bufs[1];
-    }
-}
+                              char bufs[2][40]);
 
 /* The instant of an instance suffix ("20261125T100000Z"; all-day "20261125"), or -1. */
 static int64_t suffix_epoch(const char *suffix, bool *all_day)
@@ -460,6 +439,30 @@ static int plan_echo(sync_ctx_t *c, const bm_event_t *ev, bm_block_t *cur, char 
 out:
     free(listed);
     return rc;
+}
+
+/* The occurrence of a block series at original_start, as the series defines it:
+ * the series' duration from there. Strings are borrowed from `orig`/`series` or
+ * written into the caller's buffers. */
+static void series_occurrence(const bm_event_t *series, const bm_evtime_t *orig, bm_event_t *occ,
+                              char bufs[2][40])
+{
+    memset(occ, 0, sizeof(*occ));
+    occ->status = "confirmed";
+    occ->start.epoch = orig->epoch;
+    occ->end.epoch = orig->epoch + (series->end.epoch - series->start.epoch);
+    occ->start.time_zone = series->start.time_zone;
+    occ->end.time_zone = series->end.time_zone;
+    if (orig->date != NULL) {
+        occ->start.date = orig->date;
+        bm_time_format_date(occ->end.epoch, bufs[1], 40);
+        occ->end.date = bufs[1];
+    } else { /* both ends in UTC: the instants are what matters */
+        bm_time_format(occ->start.epoch, bufs[0], 40);
+        bm_time_format(occ->end.epoch, bufs[1], 40);
+        occ->start.date_time = bufs[0];
+        occ->end.date_time = bufs[1];
+    }
 }
 
 /* ev is an occurrence of one of our block series in this calendar that we never
