@@ -13,7 +13,8 @@
  *   cli/cmd_undo.c       undo
  *   cli/cmd_account.c    account add|list|set|remove
  *   cli/account_login.c  account login
- *   cli/cmd_calendar.c   calendar discover|enable|disable|list
+ *   cli/cmd_calendar.c   calendar discover|enable|disable|set|list
+ *   cli/cmd_rules.c      rules check
  *   cli/cmd_status.c     status
  *   cli/cmd_dlq.c        dlq list|retry|purge
  *   cli/cmd_config.c     config check|keys
@@ -159,5 +160,6 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_audit(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_log(bm_cli_t *cli, int argc, char **argv);
 int bm_cmd_serve(bm_cli_t *cli, int argc, char **argv);
+int bm_cmd_rules(bm_cli_t *cli, int argc, char **argv);
 
 #endif

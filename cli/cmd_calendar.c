@@ -13,7 +13,8 @@ typedef struct cal_args {
     const char *calendar;
     const char *group;
     const char *role;
-    bool json; /* list --json */
+    const char *label; /* set --label */
+    bool json;         /* list --json */
 } cal_args_t;
 
 static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t *a,
@@ -24,6 +25,7 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
                                          {"group", required_argument, NULL, 'g'},
                                          {"role", required_argument, NULL, 'r'},
                                          {"json", no_argument, NULL, 'j'},
+                                         {"label", required_argument, NULL, 'l'},
                                          {NULL, 0, NULL, 0}};
     int c;
     memset(a, 0, sizeof(*a));
@@ -44,6 +46,11 @@ static int parse(const bm_cli_command_t *self, int argc, char **argv, cal_args_t
                 a->group = optarg;
             else
                 a->role = optarg;
+            break;
+        case 'l':
+            if (strcmp(argv[0], "set") != 0)
+                return bm_cli_usage_error(self, "%s takes no --label", argv[0]);
+            a->label = optarg;
             break;
         case 'j':
             if (strcmp(argv[0], "list") != 0)
@@ -157,18 +164,65 @@ out:
     return rc;
 }
 
+/* A label: UTF-8 text without control characters, at most 100 bytes ('' clears). */
+#define LABEL_MAX 100
+static bool label_ok(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    if (strlen(s) > LABEL_MAX)
+        return false;
+    for (; *p != '\0'; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    return bm_config_valid_utf8(s);
+}
+
+static int set_label(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
+{
+    bm_calendar_t cal = {0};
+    bm_store_t *st;
+    char err[512];
+    if (a->calendar == NULL || a->label == NULL)
+        return bm_cli_usage_error(self, "set needs --calendar-id ID and --label TEXT");
+    if (!label_ok(a->label))
+        return bm_cli_usage_error(self,
+                                  "--label takes UTF-8 text of at most %d bytes without "
+                                  "control characters",
+                                  LABEL_MAX);
+    int rc = bm_cli_store(cli, &st);
+    if (rc == BM_EXIT_OK)
+        rc = bm_cli_calendar(cli, a->calendar, a->account, &cal);
+    if (rc != BM_EXIT_OK)
+        return rc;
+    if (bm_store_calendar_set_label(st, cal.id, a->label[0] != '\0' ? a->label : NULL, err,
+                                    sizeof(err)) != BM_OK) {
+        fprintf(stderr, "busymirror: %s\n", err);
+        rc = BM_EXIT_FAIL;
+    } else {
+        free(cal.label);
+        cal.label = a->label[0] != '\0' ? bm_strdup(a->label) : NULL;
+        printf("calendar %s: label \"%s\" (its blocks change title on the next sync when "
+               "its group's block_summary uses {calendar})\n",
+               cal.gcal_id, bm_calendar_label(&cal));
+    }
+    bm_calendar_dispose(&cal);
+    return rc;
+}
+
 static void list_text(const bm_calendar_t *c, int64_t blocks)
 {
-    char when[32] = "never", acct[256], id[1024], summary[1024], group[256], result[256];
+    char when[32] = "never", acct[256], id[1024], summary[1024], label[1024], group[256],
+         result[256];
     if (c->last_sync_at > 0) {
         time_t t = (time_t)c->last_sync_at;
         struct tm tm;
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
     }
-    printf("%-12s %-44s %-20.20s %-8s %-7s %-7s %-5s %-20s blocks=%lld last=%s\n",
+    printf("%-12s %-44s %-20.20s %-20.20s %-8s %-7s %-7s %-5s %-20s blocks=%lld last=%s\n",
            bm_cli_text(c->account_name, acct, sizeof(acct)),
            bm_cli_text(c->gcal_id, id, sizeof(id)),
            c->summary != NULL ? bm_cli_text(c->summary, summary, sizeof(summary)) : "",
+           bm_cli_text(bm_calendar_label(c), label, sizeof(label)),
            bm_cli_text(c->group_name, group, sizeof(group)), bm_role_name(c->role),
            c->enabled ? "yes" : "no", c->mode == BM_MODE_PUSH ? "push" : "poll", when,
            (long long)blocks,
@@ -181,6 +235,7 @@ static void list_json(bm_cli_json_t *j, const bm_calendar_t *c, int64_t blocks)
     bm_cli_json_str(j, "account", c->account_name);
     bm_cli_json_str(j, "calendar", c->gcal_id);
     bm_cli_json_str(j, "summary", c->summary);
+    bm_cli_json_str(j, "label", bm_calendar_label(c));
     bm_cli_json_str(j, "time_zone", c->time_zone);
     bm_cli_json_bool(j, "primary", c->primary);
     bm_cli_json_str(j, "group", c->group_name);
@@ -216,8 +271,8 @@ static int list(bm_cli_t *cli, cal_args_t *a)
         bm_cli_json_begin(&j);
         bm_cli_json_open(&j, "calendars", true);
     } else {
-        printf("%-12s %-44s %-20s %-8s %-7s %-7s %-5s %-20s %s\n", "ACCOUNT", "CALENDAR", "SUMMARY",
-               "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "STATE");
+        printf("%-12s %-44s %-20s %-20s %-8s %-7s %-7s %-5s %-20s %s\n", "ACCOUNT", "CALENDAR",
+               "SUMMARY", "LABEL", "GROUP", "ROLE", "ENABLED", "MODE", "LAST SYNC", "STATE");
     }
     for (size_t i = 0; i < n; i++) {
         int64_t blocks = 0;
@@ -247,7 +302,8 @@ int bm_cmd_calendar(bm_cli_t *cli, int argc, char **argv)
     const bm_cli_command_t *self = bm_cli_find("calendar");
     cal_args_t a;
     if (argc < 2)
-        return bm_cli_usage_error(self, "expected a subcommand: discover, enable, disable, list");
+        return bm_cli_usage_error(self,
+                                  "expected a subcommand: discover, enable, disable, set, list");
     const char *sub = argv[1];
     bool en = strcmp(sub, "enable") == 0;
     int rc = parse(self, argc - 1, argv + 1, &a, en);
@@ -259,5 +315,7 @@ int bm_cmd_calendar(bm_cli_t *cli, int argc, char **argv)
         return set_enabled(cli, self, &a, en);
     if (strcmp(sub, "list") == 0)
         return list(cli, &a);
+    if (strcmp(sub, "set") == 0)
+        return set_label(cli, self, &a);
     return bm_cli_usage_error(self, "unknown subcommand '%s'", sub);
 }

@@ -26,14 +26,15 @@ static const bm_cli_command_t commands[] = {
      "\nsignals: SIGTERM or SIGINT drain and exit 0; SIGHUP reopens [log] file\n"
      "\nexit codes: 0 stopped by a signal; 1 a role could not start; 75 another serve\n"
      "runs on the database; 78 bad configuration (a non-loopback listen without a\n"
-     "certificate, no OAuth client)\n"},
+     "certificate, no OAuth client, a bad [group G] rule)\n"},
     {"sync", bm_cmd_sync, "mirror busy time now, once (for cron or by hand)",
      "  --account-id NAME   only this account's calendars (NAME: the account's name, as\n"
      "                      in account list; not a number)\n"
      "  --calendar-id ID    only this calendar\n"
      "  --force-full        ignore sync tokens, list everything\n"
      "  --dry-run           print planned operations, write nothing\n"
-     "  --verbose           progress per calendar and one line per operation\n"
+     "  --verbose           progress per calendar, one line per operation and, for each\n"
+     "                      event the group's rules skip, the rule (skip reason=...)\n"
      "  --timeout SECONDS   stop cleanly after this long (default [sync] deadline,\n"
      "                      600; 0: no limit)\n"
      "\nexit codes: 0 all synced; 1 some calendars failed (or the deadline hit); 2 usage;\n"
@@ -78,7 +79,7 @@ static const bm_cli_command_t commands[] = {
      "\nexit codes: 0 ok; 1 failure (login: denied, no answer within --timeout, Google\n"
      "refused the code); 2 usage (add: FILE is not one line of printable ASCII without\n"
      "blanks, at most 512 characters); 78 [google] client_id or client_secret not set\n"},
-    {"calendar", bm_cmd_calendar, "discover, enable, disable and list calendars",
+    {"calendar", bm_cmd_calendar, "discover, enable, disable, label and list calendars",
      "  discover --account-id NAME\n"
      "                      read the account's calendar list from Google\n"
      "  enable --calendar-id ID [--account-id NAME] [--group G] [--role both|source|target]\n"
@@ -87,7 +88,17 @@ static const bm_cli_command_t commands[] = {
      "                      source: only gives, target: only receives\n"
      "  disable --calendar-id ID [--account-id NAME]\n"
      "                      stop mirroring it and remove the blocks it gave and got\n"
+     "  set --calendar-id ID [--account-id NAME] --label TEXT\n"
+     "                      what {calendar} in its group's block_summary stands for in\n"
+     "                      the blocks made from it (default: its summary; '' resets)\n"
      "  list [--account-id NAME] [--calendar-id ID] [--json]\n"},
+    {"rules", bm_cmd_rules, "each group's mirror rules, and what they keep of a calendar",
+     "  check [--calendar-id ID] [--account-id NAME]\n"
+     "                      print each enabled group's effective rules ([group G], else\n"
+     "                      the defaults) and, for one calendar, how many of its events\n"
+     "                      in the window each rule keeps and skips (listed from Google\n"
+     "                      read-only; nothing is written)\n"
+     "\nexit codes: 0 ok; 1 Google could not be read; 2 usage; 78 bad configuration\n"},
     {"status", bm_cmd_status, "health of every calendar and account",
      "  --json              machine-readable\n"
      "\nexit codes: 0 healthy; 1 something needs attention (an account needs login, a\n"

@@ -19,7 +19,9 @@ _busymirror_options()
     "calendar discover") echo "--account-id" ;;
     "calendar enable") echo "--calendar-id --account-id --group --role" ;;
     "calendar disable") echo "--calendar-id --account-id" ;;
+    "calendar set") echo "--calendar-id --account-id --label" ;;
     "calendar list") echo "--account-id --calendar-id --json" ;;
+    "rules check") echo "--calendar-id --account-id" ;;
     "status "*) echo "--json" ;;
     "dlq list") echo "--json" ;;
     "dlq retry") echo "--id --all" ;;
@@ -34,7 +36,8 @@ _busymirror_subcommands()
 {
     case "$1" in
     account) echo "add login list set remove" ;;
-    calendar) echo "discover enable disable list" ;;
+    calendar) echo "discover enable disable set list" ;;
+    rules) echo "check" ;;
     dlq) echo "list retry purge" ;;
     audit) echo "list" ;;
     config) echo "check keys" ;;
@@ -44,7 +47,7 @@ _busymirror_subcommands()
 _busymirror()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="serve sync reset cleanup poll account calendar status dlq undo audit log config"
+    local commands="serve sync reset cleanup poll account calendar rules status dlq undo audit log config"
     local cmd="" sub="" cmd_at=0 i=1
     COMPREPLY=()
 
@@ -70,7 +73,7 @@ _busymirror()
         COMPREPLY=($(compgen -W "both source target" -- "$cur"))
         return
         ;;
-    --name | --email | --login-hint | --account-id | --calendar-id | --group | --timeout | \
+    --name | --email | --login-hint | --account-id | --calendar-id | --group | --label | --timeout | \
         --id | --older-than | --audit-id | --limit | --priority | --poll-interval | --max-seconds)
         return
         ;;

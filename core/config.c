@@ -2,9 +2,12 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <libgen.h>
+#include <libical/ical.h>
+#include <locale.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,8 @@
 #include <sys/stat.h>
 
 #define OFF(f) offsetof(bm_config_t, f)
+
+static bool valid_utf8(const char *s);
 
 const bm_config_key_t bm_config_keys[] = {
     {"store", "path", BM_CFG_PATH, "busymirror.db", OFF(store.path), 0, 0, false,
@@ -75,8 +80,6 @@ const bm_config_key_t bm_config_keys[] = {
      "title of every busy block"},
     {"sync", "respect_deleted_blocks", BM_CFG_BOOL, "false", OFF(sync.respect_deleted_blocks), 0, 0,
      false, "leave blocks a person deleted alone instead of restoring them"},
-    {"sync", "skip_shared_events", BM_CFG_BOOL, "true", OFF(sync.skip_shared_events), 0, 0, false,
-     "make no block in a calendar that holds the same meeting (same iCalUID) itself"},
     {"sync", "poll_interval", BM_CFG_INT, "300", OFF(sync.poll_interval), 1, 86400, false,
      "seconds between listings of a calendar, push or not (serve, poll; account set"
      " --poll-interval overrides per account)"},
@@ -92,6 +95,77 @@ const bm_config_key_t bm_config_keys[] = {
      "days of sync and audit log kept by cleanup"},
 };
 const size_t bm_config_n_keys = sizeof(bm_config_keys) / sizeof(bm_config_keys[0]);
+
+#define ROFF(f) offsetof(bm_rules_t, f)
+
+/* [group G] keys: one table as for the fixed sections; offsets into bm_rules_t. */
+const bm_config_key_t bm_group_keys[] = {
+    {"group G", "block_summary", BM_CFG_STRING, NULL, ROFF(block_summary), 0, 0, false,
+     "title of the group's blocks; {calendar} stands for the source calendar's label"
+     " (calendar set --label); unset: [sync] block_summary"},
+    {"group G", "copy_title", BM_CFG_BOOL, "false", ROFF(copy_title), 0, 0, false,
+     "a block takes its source event's title (the summary only; the block stays private)"},
+    {"group G", "exclude_title", BM_CFG_REGEX, NULL, ROFF(exclude_title), 0, 0, false,
+     "events whose title matches this POSIX extended regex (case-insensitive) are not mirrored"},
+    {"group G", "include_title", BM_CFG_REGEX, NULL, ROFF(include_title), 0, 0, false,
+     "when set, only events whose title matches this regex are mirrored"},
+    {"group G", "event_types", BM_CFG_ETYPES, "default,outOfOffice,focusTime,fromGmail",
+     ROFF(event_types), 0, 0, false,
+     "event types that make a person busy (workingLocation may be added; birthday never)"},
+    {"group G", "all_day", BM_CFG_BOOL, "true", ROFF(all_day), 0, 0, false,
+     "false: all-day events are not mirrored"},
+    {"group G", "tentative", BM_CFG_BOOL, "true", ROFF(tentative), 0, 0, false,
+     "false: events answered maybe, or whose status is tentative, are not mirrored"},
+    {"group G", "unanswered", BM_CFG_BOOL, "true", ROFF(unanswered), 0, 0, false,
+     "false: invitations not answered yet (needsAction) are not mirrored"},
+    {"group G", "working_hours", BM_CFG_HOURS, NULL, ROFF(working_hours), 0, 0, false,
+     "e.g. Mon-Fri 08:00-18:00 (clauses joined by ;, days and times by ,): timed events"
+     " that do not overlap these hours are not mirrored"},
+    {"group G", "time_zone", BM_CFG_ZONE, NULL, ROFF(time_zone), 0, 0, false,
+     "IANA zone working_hours is read in; unset: the source calendar's zone"},
+    {"group G", "buffer_before", BM_CFG_INT, "0", ROFF(buffer_before), 0, 1440, false,
+     "minutes added before each timed block (travel time; all-day blocks never)"},
+    {"group G", "buffer_after", BM_CFG_INT, "0", ROFF(buffer_after), 0, 1440, false,
+     "minutes added after each timed block"},
+    {"group G", "skip_shared_events", BM_CFG_BOOL, "true", ROFF(skip_shared_events), 0, 0, false,
+     "no block in a target that holds the same meeting itself (same iCalUID)"},
+};
+const size_t bm_group_n_keys = sizeof(bm_group_keys) / sizeof(bm_group_keys[0]);
+_Static_assert(sizeof(bm_group_keys) / sizeof(bm_group_keys[0]) <= 32,
+               "bm_rules_t.keys_set has a bit per group key");
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} etypes[] = {
+    {"default", BM_ETYPE_DEFAULT},
+    {"outOfOffice", BM_ETYPE_OUT_OF_OFFICE},
+    {"focusTime", BM_ETYPE_FOCUS_TIME},
+    {"fromGmail", BM_ETYPE_FROM_GMAIL},
+    {"workingLocation", BM_ETYPE_WORKING_LOCATION},
+    {"birthday", BM_ETYPE_BIRTHDAY},
+};
+
+unsigned bm_config_event_type_bit(const char *name)
+{
+    if (name == NULL)
+        return BM_ETYPE_DEFAULT;
+    for (size_t i = 0; i < sizeof(etypes) / sizeof(etypes[0]); i++)
+        if (strcmp(name, etypes[i].name) == 0)
+            return etypes[i].bit;
+    return 0;
+}
+
+void bm_config_format_event_types(unsigned mask, char *buf, size_t len)
+{
+    size_t n = 0;
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(etypes) / sizeof(etypes[0]); i++)
+        if ((mask & etypes[i].bit) != 0 && n < len)
+            n += (size_t)snprintf(buf + n, len - n, "%s%s", n > 0 ? "," : "", etypes[i].name);
+}
 
 static const bm_config_key_t *find_key(const char *section, const char *name)
 {
@@ -116,6 +190,11 @@ static int parse_bool(const char *v, bool *out)
         }
     }
     return -1;
+}
+
+bool bm_config_valid_utf8(const char *s)
+{
+    return valid_utf8(s);
 }
 
 /* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
@@ -154,11 +233,272 @@ static char *resolve_path(const char *value, const char *cfg_file)
     return res;
 }
 
-/* Validates and stores one value. err gets "[section] key: problem". */
-static int set_key(bm_config_t *cfg, const bm_config_key_t *k, const char *value,
+/* Compiles and runs regexes in a UTF-8 locale when there is one (thread-local,
+ * so nothing else sees it): case-insensitivity and "." then work on characters
+ * beyond ASCII. Without one, bytes match bytes. */
+static locale_t utf8_locale(void)
+{
+    static locale_t loc;
+    static bool tried;
+    if (!__atomic_load_n(&tried, __ATOMIC_ACQUIRE)) {
+        locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+        locale_t expected = (locale_t)0;
+        if (l != (locale_t)0 && !__atomic_compare_exchange_n(&loc, &expected, l, false,
+                                                             __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            freelocale(l); /* another thread won */
+        __atomic_store_n(&tried, true, __ATOMIC_RELEASE);
+    }
+    return __atomic_load_n(&loc, __ATOMIC_ACQUIRE);
+}
+
+bool bm_regex_match(const bm_regex_t *r, const char *s)
+{
+    locale_t l = utf8_locale(), old = (locale_t)0;
+    if (l != (locale_t)0)
+        old = uselocale(l);
+    bool m = regexec(&r->re, s != NULL ? s : "", 0, NULL, 0) == 0;
+    if (l != (locale_t)0)
+        uselocale(old);
+    return m;
+}
+
+static int parse_regex(const bm_config_key_t *k, const char *sect, const char *value,
+                       bm_regex_t *out, char *err, size_t errlen)
+{
+    regex_t re;
+    locale_t l = utf8_locale(), old = (locale_t)0;
+    if (l != (locale_t)0)
+        old = uselocale(l);
+    int r = regcomp(&re, value, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+    char why[128] = "";
+    if (r != 0) {
+        regerror(r, &re, why, sizeof(why));
+        regfree(&re);
+    }
+    if (l != (locale_t)0)
+        uselocale(old);
+    if (r != 0)
+        return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not a POSIX extended regex: %s",
+                      sect, k->name, value, why);
+    if (out->text != NULL)
+        regfree(&out->re);
+    free(out->text);
+    out->text = bm_strdup(value);
+    out->re = re;
+    return BM_OK;
+}
+
+static int parse_etypes(const bm_config_key_t *k, const char *sect, const char *value,
+                        unsigned *out, char *err, size_t errlen)
+{
+    unsigned mask = 0;
+    int rc = BM_OK;
+    char *copy = bm_strdup(value), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ' || *t == '\t')
+            t++;
+        size_t n = strlen(t);
+        while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+            t[--n] = '\0';
+        unsigned bit = bm_config_event_type_bit(t);
+        if (bit == BM_ETYPE_BIRTHDAY) {
+            rc = bm_err(err, errlen, BM_EINVAL, "[%s] %s: birthday events never make anyone busy",
+                        sect, k->name);
+            goto out;
+        }
+        if (bit == 0) {
+            rc = bm_err(err, errlen, BM_EINVAL,
+                        "[%s] %s: \"%s\" is not one of default, outOfOffice, focusTime, "
+                        "fromGmail, workingLocation",
+                        sect, k->name, t);
+            goto out;
+        }
+        mask |= bit;
+    }
+    if (mask == 0)
+        rc = bm_err(err, errlen, BM_EINVAL, "[%s] %s: no event type given", sect, k->name);
+    else
+        *out = mask;
+out:
+    free(copy);
+    return rc;
+}
+
+static int day_index(const char *p)
+{
+    static const char *const days[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+    for (int i = 0; i < 7; i++)
+        if (strncasecmp(p, days[i], 3) == 0)
+            return i;
+    return -1;
+}
+
+/* "HH:MM" at *p (advanced), 00:00..24:00, as minutes; -1 when malformed. */
+static int parse_hhmm(const char **p)
+{
+    const char *s = *p;
+    if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) || s[2] != ':' ||
+        !isdigit((unsigned char)s[3]) || !isdigit((unsigned char)s[4]))
+        return -1;
+    int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+    if (h > 24 || m > 59 || (h == 24 && m != 0))
+        return -1;
+    *p = s + 5;
+    return h * 60 + m;
+}
+
+/* One clause "DAYS TIMES" into w; false when malformed (why says what). */
+static bool parse_clause(const char *c, bm_work_hours_t *w, const char **why)
+{
+    bool days[7] = {false};
+    const char *p = c;
+    for (;;) { /* days */
+        int a = day_index(p), b;
+        if (a < 0) {
+            *why = "expected a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun)";
+            return false;
+        }
+        p += 3;
+        b = a;
+        if (*p == '-') {
+            b = day_index(p + 1);
+            if (b < 0) {
+                *why = "expected a day after '-'";
+                return false;
+            }
+            p += 4;
+        }
+        for (int d = a;; d = (d + 1) % 7) {
+            days[d] = true;
+            if (d == b)
+                break;
+        }
+        if (*p != ',')
+            break;
+        p++;
+    }
+    if (*p != ' ' && *p != '\t') {
+        *why = "expected a blank between the days and the times";
+        return false;
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    for (;;) { /* times */
+        int s = parse_hhmm(&p), e = -1;
+        if (s >= 0 && *p == '-') {
+            p++;
+            e = parse_hhmm(&p);
+        }
+        if (s < 0 || e < 0) {
+            *why = "expected HH:MM-HH:MM";
+            return false;
+        }
+        if (e <= s) {
+            *why = "a time range must end after it starts (24:00 for midnight)";
+            return false;
+        }
+        for (int d = 0; d < 7; d++) {
+            if (!days[d])
+                continue;
+            if (w->n[d] == BM_WORK_MAX) {
+                *why = "too many time ranges for one day";
+                return false;
+            }
+            w->iv[d][w->n[d]].start = (short)s;
+            w->iv[d][w->n[d]].end = (short)e;
+            w->n[d]++;
+        }
+        if (*p != ',')
+            break;
+        p++;
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p != '\0') {
+        *why = "unexpected text after the times";
+        return false;
+    }
+    return true;
+}
+
+static int parse_hours(const bm_config_key_t *k, const char *sect, const char *value,
+                       bm_work_hours_t *out, char *err, size_t errlen)
+{
+    bm_work_hours_t w;
+    memset(&w, 0, sizeof(w));
+    const char *why = NULL;
+    char *copy = bm_strdup(value), *save = NULL;
+    bool ok = true, any = false;
+    for (char *c = strtok_r(copy, ";", &save); ok && c != NULL; c = strtok_r(NULL, ";", &save)) {
+        while (*c == ' ' || *c == '\t')
+            c++;
+        size_t n = strlen(c);
+        while (n > 0 && (c[n - 1] == ' ' || c[n - 1] == '\t'))
+            c[--n] = '\0';
+        ok = parse_clause(c, &w, &why);
+        any = true;
+    }
+    free(copy);
+    if (!any && ok) {
+        ok = false;
+        why = "expected e.g. Mon-Fri 08:00-18:00";
+    }
+    if (!ok)
+        return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\": %s", sect, k->name, value, why);
+    free(out->text);
+    w.text = bm_strdup(value);
+    *out = w;
+    return BM_OK;
+}
+
+/* Whether libical knows zone (its builtin database, or UTC). */
+static bool known_zone(const char *zone)
+{
+    return strcmp(zone, "UTC") == 0 || strcmp(zone, "Etc/UTC") == 0 ||
+           icaltimezone_get_builtin_timezone(zone) != NULL;
+}
+
+/* Validates and stores one value into base (a bm_config_t, or a bm_rules_t for
+ * group keys). err gets "[sect] key: problem". */
+static int set_key(void *cfg, const bm_config_key_t *k, const char *sect, const char *value,
                    const char *cfg_file, char *err, size_t errlen)
 {
     char *base = (char *)cfg;
+    if (sect == NULL)
+        sect = k->section;
+    if (k->type >= BM_CFG_REGEX && !valid_utf8(value))
+        return bm_err(err, errlen, BM_EINVAL, "[%s] %s: not UTF-8 text", sect, k->name);
+    switch (k->type) {
+    case BM_CFG_REGEX: {
+        bm_regex_t *r = (bm_regex_t *)(base + k->offset);
+        if (value[0] == '\0') { /* empty: unset */
+            if (r->text != NULL)
+                regfree(&r->re);
+            free(r->text);
+            r->text = NULL;
+            return BM_OK;
+        }
+        return parse_regex(k, sect, value, r, err, errlen);
+    }
+    case BM_CFG_ETYPES:
+        return parse_etypes(k, sect, value, (unsigned *)(base + k->offset), err, errlen);
+    case BM_CFG_HOURS: {
+        bm_work_hours_t *w = (bm_work_hours_t *)(base + k->offset);
+        if (value[0] == '\0') {
+            free(w->text);
+            memset(w, 0, sizeof(*w));
+            return BM_OK;
+        }
+        return parse_hours(k, sect, value, w, err, errlen);
+    }
+    case BM_CFG_ZONE:
+        if (value[0] != '\0' && !known_zone(value))
+            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not a known IANA time zone",
+                          sect, k->name, value);
+        break;
+    default:
+        break;
+    }
     switch (k->type) {
     case BM_CFG_INT: {
         char *end;
@@ -166,33 +506,33 @@ static int set_key(bm_config_t *cfg, const bm_config_key_t *k, const char *value
         long v = strtol(value, &end, 10);
         if (errno != 0 || end == value || *end != '\0' || v < k->min || v > k->max)
             return bm_err(err, errlen, BM_EINVAL,
-                          "[%s] %s: \"%s\" is not a whole number from %ld to %ld", k->section,
-                          k->name, value, k->min, k->max);
+                          "[%s] %s: \"%s\" is not a whole number from %ld to %ld", sect, k->name,
+                          value, k->min, k->max);
         *(int *)(base + k->offset) = (int)v;
         return BM_OK;
     }
     case BM_CFG_BOOL:
         if (parse_bool(value, (bool *)(base + k->offset)) != 0)
-            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not true or false",
-                          k->section, k->name, value);
+            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not true or false", sect,
+                          k->name, value);
         return BM_OK;
     case BM_CFG_LEVEL: {
         int l = bm_log_level_parse(value);
         if (l < 0)
             return bm_err(err, errlen, BM_EINVAL,
-                          "[%s] %s: \"%s\" is not one of debug, info, warn, error, off", k->section,
+                          "[%s] %s: \"%s\" is not one of debug, info, warn, error, off", sect,
                           k->name, value);
         *(int *)(base + k->offset) = l;
         return BM_OK;
     }
     case BM_CFG_URL:
         if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
-            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not an http(s) URL",
-                          k->section, k->name, value);
+            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not an http(s) URL", sect,
+                          k->name, value);
         if (!bm_url_secure(value))
             return bm_err(err, errlen, BM_EINVAL,
                           "[%s] %s: \"%s\" must use https (plain http only to a loopback host)",
-                          k->section, k->name, value);
+                          sect, k->name, value);
         break;
     case BM_CFG_LISTEN: {
         const char *colon = strrchr(value, ':');
@@ -200,22 +540,58 @@ static int set_key(bm_config_t *cfg, const bm_config_key_t *k, const char *value
         long port = colon != NULL ? strtol(colon + 1, &end, 10) : -1;
         if (colon == NULL || colon == value || colon[1] == '\0' || *end != '\0' || port < 0 ||
             port > 65535)
-            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not host:port", k->section,
-                          k->name, value);
+            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: \"%s\" is not host:port", sect, k->name,
+                          value);
         break;
     }
+    case BM_CFG_REGEX:
+    case BM_CFG_ETYPES:
+    case BM_CFG_HOURS:
+        return BM_OK; /* done above */
+    case BM_CFG_ZONE:
+        break;
     case BM_CFG_STRING:
     case BM_CFG_PATH:
         if (value[0] == '\0' && k->type == BM_CFG_PATH)
-            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: empty path", k->section, k->name);
+            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: empty path", sect, k->name);
         if (!valid_utf8(value)) /* it reaches Google in JSON */
-            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: not UTF-8 text", k->section, k->name);
+            return bm_err(err, errlen, BM_EINVAL, "[%s] %s: not UTF-8 text", sect, k->name);
         break;
     }
     char **slot = (char **)(base + k->offset);
     free(*slot);
-    *slot = k->type == BM_CFG_PATH ? resolve_path(value, cfg_file) : bm_strdup(value);
+    if (k->type == BM_CFG_ZONE && value[0] == '\0')
+        *slot = NULL; /* empty: unset */
+    else
+        *slot = k->type == BM_CFG_PATH ? resolve_path(value, cfg_file) : bm_strdup(value);
     return BM_OK;
+}
+
+static void rules_init(bm_rules_t *r, const char *group, int line)
+{
+    memset(r, 0, sizeof(*r));
+    r->group = group != NULL ? bm_strdup(group) : NULL;
+    r->line = line;
+    for (size_t i = 0; i < bm_group_n_keys; i++) {
+        const bm_config_key_t *k = &bm_group_keys[i];
+        if (k->def != NULL && set_key(r, k, NULL, k->def, NULL, NULL, 0) != BM_OK)
+            abort(); /* the table's own defaults must validate */
+    }
+}
+
+static void rules_dispose(bm_rules_t *r)
+{
+    free(r->group);
+    free(r->block_summary);
+    free(r->time_zone);
+    free(r->working_hours.text);
+    bm_regex_t *res[] = {&r->exclude_title, &r->include_title};
+    for (size_t i = 0; i < 2; i++) {
+        if (res[i]->text != NULL)
+            regfree(&res[i]->re);
+        free(res[i]->text);
+    }
+    memset(r, 0, sizeof(*r));
 }
 
 void bm_config_init(bm_config_t *cfg)
@@ -223,9 +599,10 @@ void bm_config_init(bm_config_t *cfg)
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < bm_config_n_keys; i++) {
         const bm_config_key_t *k = &bm_config_keys[i];
-        if (k->def != NULL && set_key(cfg, k, k->def, NULL, NULL, 0) != BM_OK)
+        if (k->def != NULL && set_key(cfg, k, NULL, k->def, NULL, NULL, 0) != BM_OK)
             abort(); /* the table's own defaults must validate */
     }
+    rules_init(&cfg->rules_default, NULL, 0);
 }
 
 void bm_config_dispose(bm_config_t *cfg)
@@ -241,11 +618,86 @@ void bm_config_dispose(bm_config_t *cfg)
     }
     free(cfg->source);
     cfg->source = NULL;
+    rules_dispose(&cfg->rules_default);
+    for (size_t i = 0; i < cfg->n_groups; i++)
+        rules_dispose(&cfg->groups[i]);
+    free(cfg->groups);
+    cfg->groups = NULL;
+    cfg->n_groups = 0;
+}
+
+const bm_rules_t *bm_config_rules(const bm_config_t *cfg, const char *group)
+{
+    for (size_t i = 0; group != NULL && i < cfg->n_groups; i++)
+        if (strcmp(cfg->groups[i].group, group) == 0)
+            return &cfg->groups[i];
+    return &cfg->rules_default;
+}
+
+/* The group of a "group NAME" section, or NULL (err set) when NAME is not a
+ * group name. */
+static const char *group_of(const char *section)
+{
+    return strncmp(section, "group ", 6) == 0 ? section + 6 : NULL;
+}
+
+/* A new [group NAME] section: BM_EEXIST when it is there already. */
+static int group_add(bm_config_t *cfg, const char *name, int line, char *err, size_t errlen)
+{
+    char why[160];
+    if (bm_name_check("group", name, why, sizeof(why)) != BM_OK)
+        return bm_err(err, errlen, BM_EINVAL, "[group %s]: %s", name, why);
+    for (size_t i = 0; i < cfg->n_groups; i++)
+        if (strcmp(cfg->groups[i].group, name) == 0)
+            return bm_err(err, errlen, BM_EEXIST,
+                          "[group %s]: a second section of this group "
+                          "(the first is on line %d)",
+                          name, cfg->groups[i].line);
+    cfg->groups = bm_realloc(cfg->groups, (cfg->n_groups + 1) * sizeof(*cfg->groups));
+    rules_init(&cfg->groups[cfg->n_groups++], name, line);
+    return BM_OK;
+}
+
+static int group_set(bm_config_t *cfg, const char *section, const char *group, const char *name,
+                     const char *value, char *err, size_t errlen)
+{
+    char why[160];
+    size_t i = 0;
+    if (bm_name_check("group", group, why, sizeof(why)) != BM_OK)
+        return bm_err(err, errlen, BM_EINVAL, "[%s] %s: %s", section, name, why);
+    while (i < bm_group_n_keys && strcmp(bm_group_keys[i].name, name) != 0)
+        i++;
+    if (i == bm_group_n_keys)
+        return bm_err(err, errlen, BM_EINVAL, "[%s] %s: unknown key", section, name);
+    if ((const bm_rules_t *)bm_config_rules(cfg, group) == &cfg->rules_default) {
+        int rc = group_add(cfg, group, 0, err, errlen);
+        if (rc != BM_OK)
+            return rc;
+    }
+    bm_rules_t *r = (bm_rules_t *)bm_config_rules(cfg, group);
+    if ((r->keys_set & (1u << i)) != 0)
+        return bm_err(err, errlen, BM_EINVAL, "[%s] %s: given twice in this section", section,
+                      name);
+    const bm_config_key_t *k = &bm_group_keys[i];
+    int rc;
+    if (k->offset == ROFF(block_summary) && value[0] == '\0') { /* empty: unset */
+        free(r->block_summary);
+        r->block_summary = NULL;
+        rc = BM_OK;
+    } else {
+        rc = set_key(r, k, section, value, cfg->source, err, errlen);
+    }
+    if (rc == BM_OK)
+        r->keys_set |= 1u << i;
+    return rc;
 }
 
 int bm_config_set(bm_config_t *cfg, const char *section, const char *name, const char *value,
                   char *err, size_t errlen)
 {
+    const char *group = group_of(section);
+    if (group != NULL)
+        return group_set(cfg, section, group, name, value, err, errlen);
     const bm_config_key_t *k = find_key(section, name);
     /* A line "client_secret S&=T" (no '=' after the key, one in the secret)
      * reaches us as a key "client_secret S&": name only what looks like a key
@@ -258,7 +710,7 @@ int bm_config_set(bm_config_t *cfg, const char *section, const char *name, const
                       section);
     if (k == NULL)
         return bm_err(err, errlen, BM_EINVAL, "[%s] %s: unknown key", section, name);
-    return set_key(cfg, k, value, cfg->source, err, errlen);
+    return set_key(cfg, k, NULL, value, cfg->source, err, errlen);
 }
 
 typedef struct load_ctx {
@@ -270,6 +722,32 @@ typedef struct load_ctx {
     size_t errlen;
     int rc;
 } load_ctx_t;
+
+/* A section header "[name]..." seen by read_line: a [group NAME] section is
+ * made here (so that an empty one counts, and a second one is refused with the
+ * header's line). */
+static int on_section(load_ctx_t *lc, const char *p)
+{
+    char name[256], msg[512];
+    size_t n = strcspn(p, "]");
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    while (n > 0 && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    if (n >= sizeof(name))
+        n = sizeof(name) - 1;
+    memcpy(name, p, n);
+    name[n] = '\0';
+    const char *group = group_of(name);
+    if (group == NULL)
+        return BM_OK;
+    int rc = group_add(lc->cfg, group, lc->line, msg, sizeof(msg));
+    if (rc != BM_OK)
+        lc->rc = bm_err(lc->err, lc->errlen, BM_EINVAL, "%s:%d: %s", lc->path, lc->line, msg);
+    return rc;
+}
 
 /* Hands inih one line at a time, refusing what inih would misread: a line longer
  * than its buffer (num bytes, newline and NUL included), a NUL byte, and an
@@ -309,6 +787,8 @@ static char *read_line(char *str, int num, void *stream)
                         len, p);
         return NULL;
     }
+    if (*p == '[' && on_section(lc, p + 1) != BM_OK)
+        return NULL;
     return str;
 }
 
@@ -392,7 +872,7 @@ int bm_config_check_paths(const bm_config_t *cfg, char *err, size_t errlen)
     return BM_OK;
 }
 
-static void format_value(const bm_config_t *cfg, const bm_config_key_t *k, char *buf, size_t len)
+static void format_value(const void *cfg, const bm_config_key_t *k, char *buf, size_t len)
 {
     const char *base = (const char *)cfg;
     switch (k->type) {
@@ -405,6 +885,19 @@ static void format_value(const bm_config_t *cfg, const bm_config_key_t *k, char 
     case BM_CFG_LEVEL:
         snprintf(buf, len, "%s", bm_log_level_name(*(const int *)(base + k->offset)));
         return;
+    case BM_CFG_ETYPES:
+        bm_config_format_event_types(*(const unsigned *)(base + k->offset), buf, len);
+        return;
+    case BM_CFG_REGEX: {
+        const char *t = ((const bm_regex_t *)(base + k->offset))->text;
+        snprintf(buf, len, "%s", t != NULL ? t : "");
+        return;
+    }
+    case BM_CFG_HOURS: {
+        const char *t = ((const bm_work_hours_t *)(base + k->offset))->text;
+        snprintf(buf, len, "%s", t != NULL ? t : "");
+        return;
+    }
     default: {
         const char *s = *(char *const *)(base + k->offset);
         if (s == NULL)
@@ -412,6 +905,19 @@ static void format_value(const bm_config_t *cfg, const bm_config_key_t *k, char 
         else
             snprintf(buf, len, "%s", k->secret ? "********" : s);
     }
+    }
+}
+
+void bm_config_print_rules(const bm_config_t *cfg, const bm_rules_t *r, FILE *out)
+{
+    char val[1024];
+    for (size_t i = 0; i < bm_group_n_keys; i++) {
+        const bm_config_key_t *k = &bm_group_keys[i];
+        if (k->offset == ROFF(block_summary) && r->block_summary == NULL)
+            snprintf(val, sizeof(val), "%s", cfg->sync.block_summary);
+        else
+            format_value(r, k, val, sizeof(val));
+        fprintf(out, "%s = %s\n", k->name, val);
     }
 }
 
@@ -430,18 +936,27 @@ void bm_config_print(const bm_config_t *cfg, FILE *out)
         format_value(cfg, k, val, sizeof(val));
         fprintf(out, "%s = %s\n", k->name, val);
     }
+    for (size_t i = 0; i < cfg->n_groups; i++) {
+        fprintf(out, "\n[group %s]\n", cfg->groups[i].group);
+        bm_config_print_rules(cfg, &cfg->groups[i], out);
+    }
+}
+
+static void print_key(const bm_config_key_t *k, FILE *out)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "[%s] %s", k->section, k->name);
+    char range[64] = "";
+    if (k->type == BM_CFG_INT)
+        snprintf(range, sizeof(range), "%ld..%ld, ", k->min, k->max);
+    fprintf(out, "  %-30s %s (%sdefault: %s)\n", key, k->help, range,
+            k->def != NULL ? k->def : "unset");
 }
 
 void bm_config_print_keys(FILE *out)
 {
-    for (size_t i = 0; i < bm_config_n_keys; i++) {
-        const bm_config_key_t *k = &bm_config_keys[i];
-        char key[64];
-        snprintf(key, sizeof(key), "[%s] %s", k->section, k->name);
-        char range[64] = "";
-        if (k->type == BM_CFG_INT)
-            snprintf(range, sizeof(range), "%ld..%ld, ", k->min, k->max);
-        fprintf(out, "  %-30s %s (%sdefault: %s)\n", key, k->help, range,
-                k->def != NULL ? k->def : "unset");
-    }
+    for (size_t i = 0; i < bm_config_n_keys; i++)
+        print_key(&bm_config_keys[i], out);
+    for (size_t i = 0; i < bm_group_n_keys; i++)
+        print_key(&bm_group_keys[i], out);
 }

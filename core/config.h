@@ -9,9 +9,75 @@
 #ifndef BM_CORE_CONFIG_H
 #define BM_CORE_CONFIG_H
 
+#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+
+/* Which eventTypes make an event busy (bit set): [group G] event_types. */
+enum {
+    BM_ETYPE_DEFAULT = 1 << 0,
+    BM_ETYPE_OUT_OF_OFFICE = 1 << 1,
+    BM_ETYPE_FOCUS_TIME = 1 << 2,
+    BM_ETYPE_FROM_GMAIL = 1 << 3,
+    BM_ETYPE_WORKING_LOCATION = 1 << 4,
+    BM_ETYPE_BIRTHDAY = 1 << 5, /* known, so never mistaken for a new type; never busy */
+};
+#define BM_ETYPE_BUSY_DEFAULT                                                                      \
+    (BM_ETYPE_DEFAULT | BM_ETYPE_OUT_OF_OFFICE | BM_ETYPE_FOCUS_TIME | BM_ETYPE_FROM_GMAIL)
+/* The bit of a Google eventType name (NULL: "default"), 0 for a name we do not
+ * know (a type Google added after us). */
+unsigned bm_config_event_type_bit(const char *name);
+
+/* A POSIX extended regex, case-insensitive, compiled when the key is read. */
+typedef struct bm_regex {
+    char *text; /* NULL: unset */
+    regex_t re; /* valid when text is set */
+} bm_regex_t;
+
+/*
+ * [group G] working_hours: per weekday (0 = Sunday, as struct tm), up to
+ * BM_WORK_MAX intervals [start, end) in minutes after local midnight,
+ * 0 <= start < end <= 1440. Grammar (case-insensitive day names):
+ *   spec   := clause (";" clause)*
+ *   clause := days " " times
+ *   days   := dayspec ("," dayspec)*      dayspec := DAY | DAY "-" DAY (wraps: Fri-Mon)
+ *   times  := range ("," range)*          range   := HH:MM "-" HH:MM (end after start;
+ *                                                    24:00 is midnight at the end)
+ *   DAY    := Mon | Tue | Wed | Thu | Fri | Sat | Sun
+ * e.g. "Mon-Fri 08:00-18:00", "Mon-Thu 09:00-12:00,13:00-17:00; Fri 09:00-13:00".
+ * A night shift is two clauses ("Mon-Fri 22:00-24:00; Tue-Sat 00:00-06:00").
+ */
+#define BM_WORK_MAX 8
+typedef struct bm_work_hours {
+    char *text; /* NULL: unset (every hour counts) */
+    int n[7];
+    struct {
+        short start, end;
+    } iv[7][BM_WORK_MAX];
+} bm_work_hours_t;
+
+/* The mirror rules of one group ([group G]; the defaults for a group without a
+ * section). Owned by bm_config_t. */
+typedef struct bm_rules {
+    char *group;         /* the section's group name; NULL for the defaults */
+    int line;            /* line of its section header (0: none) */
+    unsigned keys_set;   /* bit i: key i of bm_group_keys was given (duplicates refused) */
+    char *block_summary; /* NULL: [sync] block_summary; "{calendar}": the source's label */
+    bool copy_title;
+    bm_regex_t exclude_title;
+    bm_regex_t include_title;
+    unsigned event_types; /* BM_ETYPE_* mask */
+    bool all_day;
+    bool tentative;
+    bool unanswered;
+    bm_work_hours_t working_hours;
+    char *time_zone;   /* NULL: the source calendar's zone */
+    int buffer_before; /* minutes */
+    int buffer_after;  /* minutes */
+    bool skip_shared_events;
+} bm_rules_t;
 
 typedef struct bm_config {
     struct {
@@ -57,7 +123,6 @@ typedef struct bm_config {
         int future_days;
         char *block_summary;
         bool respect_deleted_blocks;
-        bool skip_shared_events; /* temporary home: becomes [group G] skip_shared_events */
         int poll_interval;
         int full_resync_hours; /* a full listing at least this often */
         int deadline;          /* seconds a sync may run; 0: no limit */
@@ -67,7 +132,10 @@ typedef struct bm_config {
         int level;
         int retention_days;
     } log;
-    char *source; /* the file it was read from, or NULL for defaults only */
+    char *source;             /* the file it was read from, or NULL for defaults only */
+    bm_rules_t rules_default; /* a group without a section */
+    bm_rules_t *groups;       /* [group G] sections, in file order */
+    size_t n_groups;
 } bm_config_t;
 
 typedef enum {
@@ -78,6 +146,11 @@ typedef enum {
     BM_CFG_BOOL,   /* true/false/yes/no/on/off/1/0 */
     BM_CFG_LEVEL,  /* a log level name */
     BM_CFG_LISTEN, /* host:port */
+    /* [group G] types (offsets into bm_rules_t) */
+    BM_CFG_REGEX,  /* bm_regex_t: POSIX ERE, case-insensitive */
+    BM_CFG_ETYPES, /* unsigned mask: comma-separated eventType names, never birthday */
+    BM_CFG_HOURS,  /* bm_work_hours_t */
+    BM_CFG_ZONE,   /* an IANA time zone name libical knows */
 } bm_cfg_type_t;
 
 typedef struct bm_config_key {
@@ -85,7 +158,7 @@ typedef struct bm_config_key {
     const char *name;
     bm_cfg_type_t type;
     const char *def; /* default as text; NULL means unset */
-    size_t offset;   /* into bm_config_t */
+    size_t offset;   /* into bm_config_t (bm_rules_t for bm_group_keys) */
     long min, max;   /* for BM_CFG_INT */
     bool secret;     /* masked by `config check` */
     const char *help;
@@ -94,6 +167,21 @@ typedef struct bm_config_key {
 /* Static, read-only: never freed. */
 extern const bm_config_key_t bm_config_keys[];
 extern const size_t bm_config_n_keys;
+/* The keys of a [group G] section (their section field is "group G"). */
+extern const bm_config_key_t bm_group_keys[];
+extern const size_t bm_group_n_keys;
+
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+bool bm_config_valid_utf8(const char *s);
+/* Whether s (NULL: "") matches r (its text must be set), read as UTF-8. */
+bool bm_regex_match(const bm_regex_t *r, const char *s);
+/* The rules of group (its section, or cfg->rules_default); never NULL. */
+const bm_rules_t *bm_config_rules(const bm_config_t *cfg, const char *group);
+/* The event types of mask as "default,outOfOffice,..." into buf. */
+void bm_config_format_event_types(unsigned mask, char *buf, size_t len);
+/* Prints rules as the keys of a [group NAME] section (effective values; an
+ * unset block_summary prints [sync] block_summary's). */
+void bm_config_print_rules(const bm_config_t *cfg, const bm_rules_t *r, FILE *out);
 
 /* Fills cfg (the caller's struct) with every default; release with bm_config_dispose. */
 void bm_config_init(bm_config_t *cfg);
@@ -109,7 +197,9 @@ void bm_config_dispose(bm_config_t *cfg);
 int bm_config_load(bm_config_t *cfg, const char *path, char *err, size_t errlen);
 
 /* Sets one key from text, as if read from a file (used by tests and flags). The
- * text is copied (parsed into cfg); section, name and value stay the caller's. */
+ * text is copied (parsed into cfg); section, name and value stay the caller's.
+ * A section "group NAME" is a group's rules (made on first use); a key given
+ * twice there is an error. */
 int bm_config_set(bm_config_t *cfg, const char *section, const char *name, const char *value,
                   char *err, size_t errlen);
 

@@ -198,8 +198,9 @@ static const char *const migrations[] = {
     "ALTER TABLE sync_state ADD COLUMN watch_refused TEXT;"
     "ALTER TABLE sync_state ADD COLUMN watch_retry_at INTEGER NOT NULL DEFAULT 0;",
 
-    /* 11: reserved for calendars.label (rules branch) */
-    "SELECT 1;",
+    /* 11: a calendar's label ({calendar} in a group's block_summary; calendar
+     * set --label), NULL: its summary */
+    "ALTER TABLE calendars ADD COLUMN label TEXT;",
 
     /* 12: the same meeting in two calendars (a person invited through two
      * accounts). Each calendar's own events by iCalUID; each source's iCalUID;
@@ -884,7 +885,7 @@ int bm_role_parse(const char *s, bm_role_t *out)
     "SELECT c.id, c.account_id, a.name, c.gcal_id, c.summary, c.time_zone, c.access_role,"         \
     " c.is_primary, c.enabled, c.group_name, c.role, s.sync_token, s.last_full_sync,"              \
     " s.last_incr_sync, s.mode, s.last_result, s.last_error, s.last_sync_at, s.plan_key,"          \
-    " s.watch_refused, COALESCE(s.watch_retry_at, 0), a.poll_interval"                             \
+    " s.watch_refused, COALESCE(s.watch_retry_at, 0), a.poll_interval, c.label"                    \
     " FROM calendars c JOIN accounts a ON a.id = c.account_id"                                     \
     " LEFT JOIN sync_state s ON s.calendar_id = c.id "
 
@@ -914,6 +915,7 @@ static void read_calendar(sqlite3_stmt *s, void *row)
     c->watch_refused = col_dup(s, 19);
     c->watch_retry_at = sqlite3_column_int64(s, 20);
     c->poll_interval = sqlite3_column_int(s, 21);
+    c->label = col_dup(s, 22);
 }
 
 static void release_calendars(void *rows, size_t n)
@@ -987,6 +989,20 @@ int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, cons
     return exec_done(st, &s, err, errlen, "enable calendar");
 }
 
+int bm_store_calendar_set_label(bm_store_t *st, int64_t id, const char *label, char *err,
+                                size_t errlen)
+{
+    PREP(s, "UPDATE calendars SET label = ? WHERE id = ?");
+    bind_text(&s, 1, label);
+    bind_int64(&s, 2, id);
+    return exec_done(st, &s, err, errlen, "set calendar label");
+}
+
+const char *bm_calendar_label(const bm_calendar_t *c)
+{
+    return c->label != NULL ? c->label : c->summary != NULL ? c->summary : c->gcal_id;
+}
+
 int bm_store_calendar_targets(bm_store_t *st, const bm_calendar_t *cal, bm_calendar_t **out,
                               size_t *n, char *err, size_t errlen)
 {
@@ -1012,6 +1028,7 @@ void bm_calendar_dispose(bm_calendar_t *c)
     free(c->last_error);
     free(c->plan_key);
     free(c->watch_refused);
+    free(c->label);
     memset(c, 0, sizeof(*c));
 }
 
@@ -1341,6 +1358,19 @@ int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
             " AND (?2 IS NULL OR source_event_id = ?2) ORDER BY target_calendar_id, block_id");
     bind_int64(&s, 1, source_calendar_id);
     bind_text(&s, 2, source_event_id);
+    return read_blocks(st, &s, out, n, err, errlen);
+}
+
+int bm_store_block_instances(bm_store_t *st, int64_t target_calendar_id,
+                             const char *master_block_id, bm_block_t **out, size_t *n, char *err,
+                             size_t errlen)
+{
+    /* instance ids are "<master>_<suffix>": a range of the primary key */
+    PREP(s, "SELECT " BLOCK_COLS " FROM blocks WHERE target_calendar_id = ?1"
+            " AND block_id > ?2 || '_' AND block_id < ?2 || '`' AND master_block_id = ?2"
+            " ORDER BY block_id");
+    bind_int64(&s, 1, target_calendar_id);
+    bind_text(&s, 2, master_block_id);
     return read_blocks(st, &s, out, n, err, errlen);
 }
 

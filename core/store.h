@@ -121,6 +121,7 @@ typedef struct bm_calendar {
     char *watch_refused;    /* why the last watch was refused (NULL: it was not) */
     int64_t watch_retry_at; /* ms: push is not tried again before then (0: no refusal) */
     int poll_interval;      /* its account's (seconds), 0: [sync] poll_interval */
+    char *label;            /* calendar set --label; NULL: its summary (bm_calendar_label) */
 } bm_calendar_t;
 
 const char *bm_role_name(bm_role_t r); /* a static string */
@@ -140,6 +141,12 @@ int bm_store_calendar_list(bm_store_t *st, int64_t account_id, const char *gcal_
                            size_t errlen);
 int bm_store_calendar_set_enabled(bm_store_t *st, int64_t id, bool enabled, const char *group,
                                   bm_role_t role, char *err, size_t errlen);
+/* Sets (NULL: clears) the label of calendar id. */
+int bm_store_calendar_set_label(bm_store_t *st, int64_t id, const char *label, char *err,
+                                size_t errlen);
+/* What {calendar} stands for: the label, else the summary, else the Google id
+ * (borrowed from c). */
+const char *bm_calendar_label(const bm_calendar_t *c);
 /* Enabled calendars of cal's group that receive its blocks (role both|target),
  * never cal itself, whichever account reaches it (rows with its gcal_id).
  * *out: bm_store_calendars_free. */
@@ -229,6 +236,11 @@ int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const cha
 int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
                                const char *source_event_id, bm_block_t **out, size_t *n, char *err,
                                size_t errlen);
+/* The occurrence rows ("<master>_<suffix>") of series block master_block_id in
+ * a target. */
+int bm_store_block_instances(bm_store_t *st, int64_t target_calendar_id,
+                             const char *master_block_id, bm_block_t **out, size_t *n, char *err,
+                             size_t errlen);
 int bm_store_blocks_in_target(bm_store_t *st, int64_t target_calendar_id, bm_block_t **out,
                               size_t *n, char *err, size_t errlen);
 /* Live series/single blocks held in a target (0: everywhere). */

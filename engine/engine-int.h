@@ -53,9 +53,8 @@ struct bm_engine {
     bm_store_t *st;
     bm_engine_hub_t *hub;
     bool own_hub;
-    bm_gcal_t *gcal; /* the hub's */
-    bm_plan_opts_t plan;
-    char *plan_key;        /* the planning settings, as text: a change replans everything */
+    bm_gcal_t *gcal;       /* the hub's */
+    bm_plan_opts_t plan;   /* the window and the defaults; per calendar: bm__engine_plan_opts */
     char owner[300];       /* lease owner: pid@host */
     char claim_owner[320]; /* outbox claims: pid@host/N, N unique per engine of the process */
     uint64_t rng;
@@ -88,6 +87,15 @@ void bm__engine_save_access(bm_engine_t *e);
 /* Marks the account as needing a new login (store and memory). */
 void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a);
 bool bm__engine_stopped(const bm_engine_t *e);
+/* How source calendar cal is planned: the window, its group's rules
+ * ([group G] or the defaults), its label and zone. *o borrows from e's config
+ * and from cal (both must outlive it). */
+void bm__engine_plan_opts(const bm_engine_t *e, const bm_calendar_t *cal, bm_plan_opts_t *o);
+/* cal's planning settings as text (caller frees): stored with each full
+ * listing; when it changes, cal is listed and planned in full on its next
+ * sync, so that a change of its group's rules (or of its label, when the title
+ * shows it) replans exactly that group's calendars. */
+char *bm__engine_plan_key(const bm_engine_t *e, const bm_calendar_t *cal);
 /* A block's busymirror_src: "<sha256(calendar) prefix>/<event>", naming its
  * source without naming the calendar (engine/sync.c; caller frees). */
 char *bm__engine_marker_src(const char *gcal_id, const char *event_id);

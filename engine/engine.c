@@ -42,9 +42,6 @@ int bm_engine_new(const bm_engine_opts_t *o, bm_store_t *st, bm_engine_t **out, 
     e->plan.block_summary = cfg->sync.block_summary;
     e->plan.busy_event_types = BM_ETYPE_BUSY_DEFAULT;
     e->plan.tentative_is_busy = true;
-    e->plan_key = bm_sprintf("summary=%s;types=%u;tentative=%d;shared=%d", e->plan.block_summary,
-                             e->plan.busy_event_types, e->plan.tentative_is_busy,
-                             bm__engine_skip_shared(e, NULL));
     char host[256] = "localhost";
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
@@ -64,8 +61,64 @@ void bm_engine_free(bm_engine_t *e)
         bm__engine_save_access(e);
         bm_engine_hub_free(e->hub);
     }
-    free(e->plan_key);
     free(e);
+}
+
+void bm__engine_plan_opts(const bm_engine_t *e, const bm_calendar_t *cal, bm_plan_opts_t *o)
+{
+    const bm_rules_t *r = bm_config_rules(e->o.cfg, cal->group_name);
+    *o = e->plan; /* the window */
+    o->block_summary = r->block_summary != NULL ? r->block_summary : e->o.cfg->sync.block_summary;
+    o->busy_event_types = r->event_types;
+    o->tentative_is_busy = r->tentative;
+    o->rules = r;
+    o->label = bm_calendar_label(cal);
+    o->time_zone = cal->time_zone;
+}
+
+/*
+ * The defaults give the key of the releases before group rules
+ * ("summary=...;types=...;tentative=..."), so that an upgrade lists nothing
+ * again; every rule that differs from its default adds a part, and the label
+ * counts when the title uses it, the zone when working hours are read in it.
+ */
+char *bm__engine_plan_key(const bm_engine_t *e, const bm_calendar_t *cal)
+{
+    bm_plan_opts_t o;
+    bm__engine_plan_opts(e, cal, &o);
+    const bm_rules_t *r = o.rules;
+    bm_buf_t b;
+    bm_buf_init(&b, SIZE_MAX); /* config values and a label: bounded where they are read */
+    bm_buf_printf(&b, "summary=%s;types=%u;tentative=%d", o.block_summary, o.busy_event_types,
+                  o.tentative_is_busy);
+    if (r->copy_title)
+        bm_buf_puts(&b, ";copy_title=1");
+    if (r->exclude_title.text != NULL)
+        bm_buf_printf(&b, ";exclude=%s", r->exclude_title.text);
+    if (r->include_title.text != NULL)
+        bm_buf_printf(&b, ";include=%s", r->include_title.text);
+    if (!r->all_day)
+        bm_buf_puts(&b, ";all_day=0");
+    if (!r->unanswered)
+        bm_buf_puts(&b, ";unanswered=0");
+    if (r->working_hours.text != NULL) {
+        bm_buf_puts(&b, ";hours=");
+        for (int d = 0; d < 7; d++)
+            for (int i = 0; i < r->working_hours.n[d]; i++)
+                bm_buf_printf(&b, "%d:%d-%d,", d, r->working_hours.iv[d][i].start,
+                              r->working_hours.iv[d][i].end);
+        const char *tz = r->time_zone != NULL ? r->time_zone : o.time_zone;
+        bm_buf_printf(&b, ";tz=%s", tz != NULL ? tz : "UTC");
+    }
+    if (r->buffer_before != 0 || r->buffer_after != 0)
+        bm_buf_printf(&b, ";buffers=%d,%d", r->buffer_before, r->buffer_after);
+    /* the calendars' own meetings are recorded by full listings: a calendar
+     * planned without that record lists in full once */
+    bm_buf_puts(&b, r->skip_shared_events ? ";shared=1" : ";shared=0");
+    if (strstr(o.block_summary, "{calendar}") != NULL)
+        bm_buf_printf(&b, ";label=%s", o.label != NULL ? o.label : "");
+    char *key = bm_buf_steal(&b);
+    return key != NULL ? key : bm_strdup("");
 }
 
 void bm_engine_totals(const bm_engine_t *e, bm_engine_totals_t *out)

@@ -249,6 +249,28 @@ typedef struct bm_engine_run_counts {
 int bm_engine_run_due(bm_engine_t *e, int64_t account_id, int64_t until_ms,
                       bm_engine_run_counts_t *counts, char *err, size_t errlen);
 
+/* ---- rules check (engine/manage.c) ---- */
+
+/* How cal's group rules treat its events now. */
+#define BM_RULES_MAX_REASONS 16
+typedef struct bm_rules_report {
+    int64_t listed; /* events listed in the window (a series counts once) */
+    int64_t kept;   /* mirrored */
+    struct {
+        const char *reason; /* static: bm_plan_keep's words, or "window" */
+        int64_t n;
+    } skipped[BM_RULES_MAX_REASONS];
+    size_t n_skipped;
+    int64_t blocks;          /* busymirror's own blocks (never sources) */
+    int64_t occurrences_off; /* occurrences of kept series that working hours skip */
+} bm_rules_report_t;
+
+/* Lists cal's events in the window from Google (read-only: no sync token is
+ * kept, nothing is written anywhere) and counts what its group's rules keep
+ * and skip, by reason. */
+int bm_engine_rules_check(bm_engine_t *e, const bm_calendar_t *cal, bm_rules_report_t *out,
+                          char *err, size_t errlen);
+
 /* ---- scheduling (engine/schedule.c) ----
  * Every enabled calendar is listed at least once per poll interval (its
  * account's, else [sync] poll_interval), push or not. Its polls fall on slots

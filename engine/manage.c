@@ -602,3 +602,72 @@ out:
     bm_store_calendars_free(cals, n);
     return rc;
 }
+
+/* ---- rules check ---- */
+
+typedef struct rules_ctx {
+    bm_plan_opts_t o;
+    bm_rules_report_t *r;
+    const volatile int *stop;
+} rules_ctx_t;
+
+static void count_skip(bm_rules_report_t *r, const char *reason)
+{
+    for (size_t i = 0; i < r->n_skipped; i++) {
+        if (strcmp(r->skipped[i].reason, reason) == 0) {
+            r->skipped[i].n++;
+            return;
+        }
+    }
+    if (r->n_skipped < BM_RULES_MAX_REASONS) {
+        r->skipped[r->n_skipped].reason = reason;
+        r->skipped[r->n_skipped++].n = 1;
+    }
+}
+
+static int on_rules_page(void *ud, bm_event_t *events, size_t n)
+{
+    rules_ctx_t *c = ud;
+    for (size_t i = 0; i < n; i++) {
+        const bm_event_t *ev = &events[i];
+        const char *why;
+        if (ev->marker != NULL) {
+            c->r->blocks++;
+            continue;
+        }
+        c->r->listed++;
+        if (!bm_plan_in_window(ev, &c->o)) {
+            count_skip(c->r, "window");
+        } else if (bm_plan_keep(ev, &c->o, &why)) {
+            int64_t *off;
+            size_t n_off;
+            bool any_on;
+            c->r->kept++;
+            bm_plan_series_hours(ev, &c->o, &off, &n_off, &any_on);
+            c->r->occurrences_off += (int64_t)n_off;
+            free(off);
+        } else {
+            count_skip(c->r, why);
+        }
+    }
+    return c->stop != NULL && *c->stop != 0 ? BM_ECANCELED : BM_OK;
+}
+
+int bm_engine_rules_check(bm_engine_t *e, const bm_calendar_t *cal, bm_rules_report_t *out,
+                          char *err, size_t errlen)
+{
+    engine_account_t *a;
+    char *token = NULL;
+    memset(out, 0, sizeof(*out));
+    int rc = bm__engine_account(e, cal->account_id, &a, err, errlen);
+    if (rc != BM_OK)
+        return rc;
+    rules_ctx_t c = {.r = out, .stop = e->o.stop};
+    bm__engine_plan_opts(e, cal, &c.o);
+    /* As a sync's full listing, without deleted events: what is there now. */
+    bm_gcal_list_params_t p = {.time_min = e->plan.window_start, .time_max = e->plan.window_end};
+    rc = bm_gcal_list_events(e->gcal, &a->g, cal->gcal_id, &p, on_rules_page, &c, &token, err,
+                             errlen);
+    free(token); /* not kept: a check writes nothing (not even a needs-login mark) */
+    return rc;
+}

@@ -27,23 +27,7 @@
 
 static unsigned etype_bit(const char *type)
 {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } types[] = {
-        {"default", BM_ETYPE_DEFAULT},
-        {"outOfOffice", BM_ETYPE_OUT_OF_OFFICE},
-        {"focusTime", BM_ETYPE_FOCUS_TIME},
-        {"fromGmail", BM_ETYPE_FROM_GMAIL},
-        {"workingLocation", BM_ETYPE_WORKING_LOCATION},
-        {"birthday", BM_ETYPE_BIRTHDAY},
-    };
-    if (type == NULL)
-        return BM_ETYPE_DEFAULT;
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        if (strcmp(type, types[i].name) == 0)
-            return types[i].bit;
-    return 0; /* a type Google added after us: not busy until configured */
+    return bm_config_event_type_bit(type); /* 0: a type Google added after us: not busy */
 }
 
 bool bm_plan_is_busy(const bm_event_t *ev, const bm_plan_opts_t *o, const char **reason)
@@ -450,6 +434,378 @@ bool bm_plan_in_window(const bm_event_t *ev, const bm_plan_opts_t *o)
         return orig && overlaps(ev->original_start.epoch, ev->original_start.epoch + dur, ws, we);
     }
     return series_in_window(ev, o, dur);
+}
+
+/* ---- group rules: working hours, titles, buffers -------------------------------- */
+
+static int64_t days_from_civil_(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days_(int64_t z, int *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)((int64_t)yoe + era * 400 + (*m <= 2));
+}
+
+static icaltimezone *zone_named(const char *name)
+{
+    icaltimezone *z = NULL;
+    if (name != NULL && strcmp(name, "UTC") != 0 && strcmp(name, "Etc/UTC") != 0)
+        z = icaltimezone_get_builtin_timezone(name);
+    return z != NULL ? z : icaltimezone_get_utc_timezone();
+}
+
+static bool has_hours(const bm_plan_opts_t *o)
+{
+    return o->rules != NULL && o->rules->working_hours.text != NULL;
+}
+
+/* The zone working hours are read in: the rules' time_zone, else the source
+ * calendar's, else UTC. */
+static icaltimezone *hours_zone(const bm_plan_opts_t *o)
+{
+    return zone_named(o->rules->time_zone != NULL ? o->rules->time_zone : o->time_zone);
+}
+
+/* Every local day that [s, e] touches, from the day before (an interval is
+ * read on its own local date, DST-correct through bm_time_local_to_utc). */
+static bool hours_overlap(const bm_work_hours_t *w, icaltimezone *z, int64_t s, int64_t e)
+{
+    if (e < s)
+        e = s;
+    struct icaltimetype ls = icaltime_from_timet_with_zone((time_t)s, 0, z);
+    struct icaltimetype le = icaltime_from_timet_with_zone((time_t)e, 0, z);
+    int64_t d0 = days_from_civil_(ls.year, (unsigned)ls.month, (unsigned)ls.day) - 1;
+    int64_t d1 = days_from_civil_(le.year, (unsigned)le.month, (unsigned)le.day);
+    if (d1 - d0 > 8) /* longer than a week: every weekday is in it */
+        d1 = d0 + 8;
+    for (int64_t d = d0; d <= d1; d++) {
+        int y, m, dd, ny, nm, nd;
+        int wd = (int)(((d % 7) + 7 + 4) % 7); /* 1970-01-01 was a Thursday; 0 = Sunday */
+        civil_from_days_(d, &y, &m, &dd);
+        civil_from_days_(d + 1, &ny, &nm, &nd);
+        for (int i = 0; i < w->n[wd]; i++) {
+            int sm = w->iv[wd][i].start, em = w->iv[wd][i].end;
+            int64_t a = bm_time_local_to_utc(z, y, m, dd, sm / 60, sm % 60, 0);
+            int64_t b = em == 1440 ? bm_time_local_to_utc(z, ny, nm, nd, 0, 0, 0)
+                                   : bm_time_local_to_utc(z, y, m, dd, em / 60, em % 60, 0);
+            if (e == s ? s >= a && s < b : s < b && e > a)
+                return true;
+        }
+    }
+    return false;
+}
+
+bool bm_plan_in_hours(const bm_plan_opts_t *o, int64_t start, int64_t end)
+{
+    if (!has_hours(o))
+        return true;
+    return hours_overlap(&o->rules->working_hours, hours_zone(o), start, end);
+}
+
+typedef struct occ_acc {
+    const bm_plan_opts_t *o;
+    int64_t dur;
+    icaltimezone *zone;
+    int64_t *off;
+    size_t n_off, cap_off;
+    bool any_on;
+} occ_acc_t;
+
+static void occ_visit(occ_acc_t *a, int64_t start, int64_t end)
+{
+    if (!overlaps(start, end, a->o->window_start, a->o->window_end))
+        return;
+    if (hours_overlap(&a->o->rules->working_hours, a->zone, start, end)) {
+        a->any_on = true;
+        return;
+    }
+    for (size_t i = 0; i < a->n_off; i++)
+        if (a->off[i] == start)
+            return; /* DTSTART listed again as an RDATE */
+    if (a->n_off == BM_PLAN_MAX_OFF)
+        return; /* more than we track: the rest counts as in hours */
+    if (a->n_off == a->cap_off) {
+        a->cap_off = a->cap_off ? a->cap_off * 2 : 16;
+        a->off = bm_realloc(a->off, a->cap_off * sizeof(*a->off));
+    }
+    a->off[a->n_off++] = start;
+}
+
+bool bm_plan_series_hours(const bm_event_t *ev, const bm_plan_opts_t *o, int64_t **off,
+                          size_t *n_off, bool *any_on)
+{
+    *off = NULL;
+    *n_off = 0;
+    *any_on = true;
+    if (!has_hours(o) || ev->n_recurrence == 0 || ev->recurring_event_id != NULL ||
+        ev->start.date != NULL || !has_time(&ev->start))
+        return true;
+    int64_t dur =
+        has_time(&ev->end) && ev->end.epoch > ev->start.epoch ? ev->end.epoch - ev->start.epoch : 0;
+    tzctx_t c = {NULL, 0};
+    if (ev->start.time_zone != NULL)
+        c.zone = icaltimezone_get_builtin_timezone(ev->start.time_zone);
+    if (c.zone == NULL)
+        c.offset = wall_offset(ev->start.date_time, ev->start.epoch);
+    struct icaltimetype dtstart = tt_from_epoch(&c, ev->start.epoch, false);
+    occ_acc_t acc = {o, dur, hours_zone(o), NULL, 0, 0, false};
+    dates_t ex = {0}, rd = {0};
+    bool sure = true;
+    long budget = PLAN_MAX_STEPS;
+
+    for (size_t i = 0; i < ev->n_recurrence; i++) {
+        const char *line = ev->recurrence[i];
+        if (line == NULL)
+            continue;
+        if (line_is(line, "EXDATE"))
+            (void)parse_dates(line, &c, dtstart, dur, &ex);
+        else if (line_is(line, "RDATE") && !parse_dates(line, &c, dtstart, dur, &rd))
+            sure = false;
+        else if (line_is(line, "EXRULE"))
+            sure = false; /* ignored by the window too; we cannot say which are left */
+    }
+    if (!excluded(&ex, dtstart, ev->start.epoch))
+        occ_visit(&acc, ev->start.epoch, ev->start.epoch + dur);
+    for (size_t i = 0; i < rd.n; i++) {
+        struct icaltimetype occ = icaltime_null_time();
+        occ.year = rd.v[i].y;
+        occ.month = rd.v[i].m;
+        occ.day = rd.v[i].d;
+        if (!excluded(&ex, occ, rd.v[i].start))
+            occ_visit(&acc, rd.v[i].start, rd.v[i].end);
+    }
+    for (size_t i = 0; i < ev->n_recurrence && sure; i++) {
+        const char *line = ev->recurrence[i];
+        if (line == NULL || !line_is(line, "RRULE"))
+            continue;
+        const char *value = line_value(line);
+        struct icalrecurrencetype rule = icalrecurrencetype_from_string(value ? value : "");
+        bool sub_daily = rule.freq == ICAL_SECONDLY_RECURRENCE ||
+                         rule.freq == ICAL_MINUTELY_RECURRENCE ||
+                         rule.freq == ICAL_HOURLY_RECURRENCE;
+        icalrecur_iterator *it = rule.freq == ICAL_NO_RECURRENCE || sub_daily
+                                     ? NULL
+                                     : icalrecur_iterator_new(rule, dtstart);
+        if (it == NULL) {
+            sure = false;
+            break;
+        }
+        for (;;) {
+            if (budget-- <= 0) {
+                sure = false;
+                break;
+            }
+            struct icaltimetype occ = icalrecur_iterator_next(it);
+            if (icaltime_is_null_time(occ))
+                break;
+            int64_t st = tt_to_epoch(&c, occ);
+            if (st >= o->window_end)
+                break;
+            if (st == ev->start.epoch || excluded(&ex, occ, st))
+                continue; /* DTSTART was visited above */
+            occ_visit(&acc, st, st + dur);
+        }
+        icalrecur_iterator_free(it);
+    }
+    free(ex.v);
+    free(rd.v);
+    if (!sure) {
+        free(acc.off);
+        return false;
+    }
+    *off = acc.off;
+    *n_off = acc.n_off;
+    *any_on = acc.any_on;
+    return true;
+}
+
+bool bm_plan_keep(const bm_event_t *ev, const bm_plan_opts_t *o, const char **reason)
+{
+    const char *why = "busy";
+    const bm_rules_t *r = o->rules;
+    bool all_day = ev->start.date != NULL;
+    if (!bm_plan_is_busy(ev, o, &why) || r == NULL)
+        goto out;
+    if (!r->tentative && ev->self_response != NULL && strcmp(ev->self_response, "tentative") == 0)
+        why = "tentative";
+    else if (!r->unanswered && ev->self_response != NULL &&
+             strcmp(ev->self_response, "needsAction") == 0)
+        why = "unanswered";
+    else if (all_day && !r->all_day)
+        why = "all_day";
+    else if (r->exclude_title.text != NULL && bm_regex_match(&r->exclude_title, ev->summary))
+        why = "exclude_title";
+    else if (r->include_title.text != NULL && !bm_regex_match(&r->include_title, ev->summary))
+        why = "include_title";
+    else if (has_hours(o) && !all_day && has_time(&ev->start)) {
+        if (ev->n_recurrence > 0 && ev->recurring_event_id == NULL) {
+            int64_t *off;
+            size_t n;
+            bool any_on;
+            bm_plan_series_hours(ev, o, &off, &n, &any_on);
+            free(off);
+            if (!any_on)
+                why = "working_hours";
+        } else {
+            int64_t e = has_time(&ev->end) ? ev->end.epoch : ev->start.epoch;
+            if (!bm_plan_in_hours(o, ev->start.epoch, e))
+                why = "working_hours";
+        }
+    }
+out:
+    if (reason != NULL)
+        *reason = why;
+    return strcmp(why, "busy") == 0;
+}
+
+char *bm_plan_block_title(const bm_event_t *ev, const bm_plan_opts_t *o)
+{
+    if (o->rules != NULL && o->rules->copy_title && ev->summary != NULL && ev->summary[0] != '\0')
+        return bm_strdup(ev->summary);
+    const char *t = o->block_summary != NULL ? o->block_summary : "Busy";
+    const char *label = o->label != NULL ? o->label : "";
+    bm_buf_t b;
+    bm_buf_init(&b, SIZE_MAX); /* a template and a label, both bounded by config and store */
+    for (const char *p = t; *p != '\0';) {
+        const char *q = strstr(p, "{calendar}");
+        if (q == NULL) {
+            bm_buf_puts(&b, p);
+            break;
+        }
+        bm_buf_printf(&b, "%.*s%s", (int)(q - p), p, label);
+        p = q + strlen("{calendar}");
+    }
+    char *out = bm_buf_steal(&b);
+    return out != NULL ? out : bm_strdup("");
+}
+
+static void time_copy(const bm_evtime_t *t, int64_t delta, bm_evtime_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->epoch = t->epoch;
+    out->date = t->date != NULL ? bm_strdup(t->date) : NULL;
+    out->time_zone = t->time_zone != NULL ? bm_strdup(t->time_zone) : NULL;
+    if (t->date_time == NULL) {
+        if (t->date == NULL && t->epoch != 0)
+            out->epoch = t->epoch + delta;
+        return;
+    }
+    if (delta == 0 || t->date != NULL) {
+        out->date_time = bm_strdup(t->date_time);
+        return;
+    }
+    char buf[40];
+    out->epoch = t->epoch + delta;
+    bm_time_format(out->epoch, buf, sizeof(buf));
+    out->date_time = bm_strdup(buf);
+}
+
+/* One iCalendar DATE-TIME value moved by delta seconds: UTC values as
+ * instants, local and floating ones on the wall clock (the block series
+ * recurs in wall time too). DATE values and what we cannot read stay. */
+static void shift_value(bm_buf_t *b, const char *v, size_t len, int64_t delta)
+{
+    char tmp[64];
+    if (len >= sizeof(tmp)) {
+        bm_buf_printf(b, "%.*s", (int)len, v);
+        return;
+    }
+    memcpy(tmp, v, len);
+    tmp[len] = '\0';
+    struct icaltimetype tt = icaltime_from_string(tmp);
+    if (icaltime_is_null_time(tt) || tt.is_date) {
+        bm_buf_puts(b, tmp);
+        return;
+    }
+    int64_t t = days_from_civil_(tt.year, (unsigned)tt.month, (unsigned)tt.day) * 86400 +
+                tt.hour * 3600 + tt.minute * 60 + tt.second + delta;
+    time_t tv = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tv, &tm) == NULL) {
+        bm_buf_puts(b, tmp);
+        return;
+    }
+    strftime(tmp, sizeof(tmp), "%Y%m%dT%H%M%S", &tm);
+    bm_buf_printf(b, "%s%s", tmp, icaltime_is_utc(tt) ? "Z" : "");
+}
+
+static char *shift_line(const char *line, int64_t delta)
+{
+    const char *value = line_value(line);
+    bool dates = line_is(line, "EXDATE") || line_is(line, "RDATE");
+    if (delta == 0 || value == NULL || (!dates && !line_is(line, "RRULE")))
+        return bm_strdup(line);
+    bm_buf_t b;
+    bm_buf_init(&b, SIZE_MAX); /* a line already read through a bounded buffer */
+    bm_buf_printf(&b, "%.*s", (int)(value - line), line);
+    if (dates) {
+        for (const char *p = value; *p != '\0';) {
+            size_t n = strcspn(p, ",");
+            size_t v = strcspn(p, ",/");
+            shift_value(&b, p, v, delta);
+            bm_buf_printf(&b, "%.*s", (int)(n - v), p + v); /* a PERIOD's end stays */
+            p += n;
+            if (*p == ',') {
+                bm_buf_puts(&b, ",");
+                p++;
+            }
+        }
+    } else {
+        const char *u = strcasestr(value, "UNTIL=");
+        if (u == NULL) {
+            bm_buf_puts(&b, value);
+        } else {
+            u += 6;
+            size_t n = strcspn(u, ";");
+            bm_buf_printf(&b, "%.*s", (int)(u - value), value);
+            shift_value(&b, u, n, delta);
+            bm_buf_puts(&b, u + n);
+        }
+    }
+    char *out = bm_buf_steal(&b);
+    return out != NULL ? out : bm_strdup(line);
+}
+
+void bm_plan_block_event(const bm_event_t *src, const bm_plan_opts_t *o, bm_event_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    /* a cancelled occurrence's stub has no start: its original start tells */
+    bool timed = src->start.date == NULL && src->original_start.date == NULL &&
+                 (src->start.date_time != NULL || src->original_start.date_time != NULL);
+    int64_t before = 0, after = 0;
+    if (timed && o->rules != NULL) {
+        before = (int64_t)o->rules->buffer_before * 60;
+        after = (int64_t)o->rules->buffer_after * 60;
+    }
+    out->id = src->id != NULL ? bm_strdup(src->id) : NULL;
+    out->status = src->status != NULL ? bm_strdup(src->status) : NULL;
+    out->recurring_event_id =
+        src->recurring_event_id != NULL ? bm_strdup(src->recurring_event_id) : NULL;
+    time_copy(&src->start, -before, &out->start);
+    time_copy(&src->end, after, &out->end);
+    time_copy(&src->original_start, src->original_start.date != NULL ? 0 : -before,
+              &out->original_start);
+    if (src->n_recurrence > 0) {
+        out->recurrence = bm_calloc(src->n_recurrence, sizeof(*out->recurrence));
+        for (size_t i = 0; i < src->n_recurrence; i++)
+            if (src->recurrence[i] != NULL)
+                out->recurrence[out->n_recurrence++] = shift_line(src->recurrence[i], -before);
+    }
 }
 
 /* ---- block id, instance suffix ------------------------------------------------ */

@@ -24,8 +24,10 @@ typedef struct sync_ctx {
     bm_event_t *events; /* every listed event, owned */
     size_t n_events, cap_events;
     int64_t inserts, updates, deletes;
-    bool force_full; /* this pass lists in full whatever the state says */
-    bool relist;     /* a series started or stopped being mirrored: plan its exceptions anew */
+    bool force_full;     /* this pass lists in full whatever the state says */
+    bool relist;         /* a series started or stopped being mirrored: plan its exceptions anew */
+    bm_plan_opts_t plan; /* the source calendar's group rules (bm__engine_plan_opts) */
+    char *plan_key;      /* and their text (bm__engine_plan_key), owned */
 } sync_ctx_t;
 
 static int on_page(void *ud, bm_event_t *events, size_t n)
@@ -146,8 +148,7 @@ static int reconcile_block(sync_ctx_t *c, const bm_calendar_t *t, const char *bl
 
 bool bm__engine_skip_shared(const bm_engine_t *e, const char *group)
 {
-    (void)group; /* one [sync] setting until groups have rules of their own */
-    return e->o.cfg->sync.skip_shared_events;
+    return bm_config_rules(e->o.cfg, group)->skip_shared_events;
 }
 
 /* Whether ev, an event of the calendar itself (not a block), holds its meeting
@@ -335,9 +336,28 @@ static char *block_key(const char *shape, const char *summary, const char *trans
                       visibility != NULL ? visibility : "default");
 }
 
-static char *wanted_key(const bm_engine_t *e, const char *shape)
+/* shape: of the block (bm_plan_block_event: its buffers included); title: its summary. */
+static char *wanted_key(const char *shape, const char *title)
 {
-    return block_key(shape, e->plan.block_summary, "opaque", "private");
+    return block_key(shape, title, "opaque", "private");
+}
+
+/* sync --dry-run --verbose (or --verbose): the rule that skipped an event. */
+static void print_skip(const sync_ctx_t *c, const char *reason, const char *event_id)
+{
+    if (!c->e->o.verbose)
+        return;
+    fprintf(c->e->out, "skip reason=%s calendar=%s event=%s\n", reason, c->cal->gcal_id,
+            event_id != NULL ? event_id : "");
+}
+
+/* The body of the block mirroring blk (a bm_plan_block_event) titled title. */
+static char *block_body(const sync_ctx_t *c, const bm_event_t *blk, const char *block_id,
+                        const char *marker_src, const char *title)
+{
+    bm_plan_opts_t o = c->plan;
+    o.block_summary = title;
+    return bm_plan_block_body(blk, block_id, marker_src, &o);
 }
 
 static char *listed_key(const bm_event_t *ev)
@@ -348,17 +368,26 @@ static char *listed_key(const bm_event_t *ev)
     return key;
 }
 
-/* An exception of a mirrored series: override or cancel the block's occurrence. */
+/* An exception of a mirrored series: override or cancel the block's occurrence
+ * (cancelled too when the group's rules skip it: its title was edited to one
+ * they exclude, it lies outside the working hours, ...). */
 static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_t errlen)
 {
     bm_engine_t *e = c->e;
     char suffix[32];
     const char *reason;
-    bool busy = bm_plan_is_busy(ev, &e->plan, &reason);
-    bm_plan_instance_suffix(&ev->original_start, suffix, sizeof(suffix));
-    char *shape = busy ? bm_plan_shape(ev) : bm_strdup("cancelled");
-    char *key = busy ? wanted_key(e, shape) : bm_strdup("cancelled");
-    bm_source_t src = {ev->id, busy, shape, ev->recurring_event_id, ev->ical_uid};
+    bm_event_t blk;
+    bool busy = bm_plan_keep(ev, &c->plan, &reason);
+    if (!busy && strcmp(reason, "cancelled") != 0)
+        print_skip(c, reason, ev->id);
+    bm_plan_block_event(ev, &c->plan, &blk);
+    /* the block series' occurrence: the source's, moved by buffer_before */
+    bm_plan_instance_suffix(&blk.original_start, suffix, sizeof(suffix));
+    char *own = busy ? bm_plan_shape(ev) : bm_strdup("cancelled");
+    char *shape = busy ? bm_plan_shape(&blk) : NULL;
+    char *title = busy ? bm_plan_block_title(ev, &c->plan) : NULL;
+    char *key = busy ? wanted_key(shape, title) : bm_strdup("cancelled");
+    bm_source_t src = {ev->id, busy, own, ev->recurring_event_id, ev->ical_uid};
     int rc = bm_store_source_put(e->st, c->cal->id, &src, err, errlen);
     char *msrc = bm__engine_marker_src(c->cal->gcal_id, ev->id);
     for (size_t i = 0; rc == BM_OK && i < c->n_targets; i++) {
@@ -366,7 +395,7 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
         bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, ev->recurring_event_id,
                          c->targets[i].gcal_id, master);
         snprintf(inst, sizeof(inst), "%s_%s", master, suffix);
-        char *body = busy ? bm_plan_block_body(ev, inst, msrc, &e->plan) : NULL;
+        char *body = busy ? block_body(c, &blk, inst, msrc, title) : NULL;
         char lone[BM_BLOCK_ID_LEN + 1];
         /* mirrored alone while its series was not: the series covers it now */
         bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, ev->id, c->targets[i].gcal_id, lone);
@@ -381,7 +410,146 @@ static int plan_occurrence(sync_ctx_t *c, const bm_event_t *ev, char *err, size_
     }
     free(msrc);
     free(key);
+    free(title);
     free(shape);
+    free(own);
+    bm_event_dispose(&blk);
+    return rc;
+}
+
+static void series_occurrence(const bm_event_t *series, const bm_evtime_t *orig, bm_event_t *occ,
+                              char bufs[2][40]);
+
+/* The instant of an instance suffix ("20261125T100000Z"; all-day "20261125"), or -1. */
+static int64_t suffix_epoch(const char *suffix, bool *all_day)
+{
+    int y, m, d, hh = 0, mm = 0, ss = 0;
+    char z = 0;
+    *all_day = strlen(suffix) == 8;
+    if (*all_day ? sscanf(suffix, "%4d%2d%2d", &y, &m, &d) != 3
+                 : sscanf(suffix, "%4d%2d%2dT%2d%2d%2d%c", &y, &m, &d, &hh, &mm, &ss, &z) != 7 ||
+                       z != 'Z')
+        return -1;
+    char buf[32];
+    int64_t t;
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", y, m, d, hh, mm, ss);
+    return bm_time_parse(buf, &t) == BM_OK ? t : -1;
+}
+
+/* Whether an exception of series_id at original start orig is listed in this
+ * pass or in the mirror (then it is planned by itself, plan_occurrence). */
+static int has_exception(sync_ctx_t *c, const char *series_id, int64_t orig, const char *id,
+                         bool *yes, char *err, size_t errlen)
+{
+    bm_source_t row = {0};
+    *yes = false;
+    for (size_t i = 0; i < c->n_events && !*yes; i++) {
+        const bm_event_t *x = &c->events[i];
+        *yes = x->recurring_event_id != NULL && strcmp(x->recurring_event_id, series_id) == 0 &&
+               x->original_start.epoch == orig;
+    }
+    if (*yes)
+        return BM_OK;
+    int rc = bm_store_source_get(c->e->st, c->cal->id, id, &row, err, errlen);
+    *yes = rc == BM_OK;
+    bm_source_dispose(&row);
+    return rc == BM_ENOTFOUND ? BM_OK : rc;
+}
+
+static bool in_list(const int64_t *v, size_t n, int64_t x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == x)
+            return true;
+    return false;
+}
+
+/*
+ * The occurrences of a mirrored series that its group's working hours skip,
+ * decided one by one: those in the window that do not overlap the hours are
+ * cancelled in the block series (one write each), unless an exception of the
+ * source decides them; occurrences cancelled so earlier that the rules keep
+ * now (a rule change) are put back as the series has them. The series itself
+ * stays one recurring block; nothing else is written per occurrence.
+ */
+static int plan_series_hours(sync_ctx_t *c, const bm_event_t *ev, const bm_event_t *blk,
+                             const char *title, const char *msrc, char *err, size_t errlen)
+{
+    bm_engine_t *e = c->e;
+    int64_t *off = NULL, before = blk->start.epoch - ev->start.epoch; /* <= 0 */
+    size_t n_off = 0;
+    bool any_on, *decided = NULL;
+    int rc = BM_OK;
+    if (ev->start.date != NULL || ev->start.date_time == NULL)
+        return BM_OK; /* working hours never apply to all-day series */
+    bm_plan_series_hours(ev, &c->plan, &off, &n_off, &any_on);
+    decided = bm_calloc(n_off + 1, sizeof(*decided));
+    for (size_t k = 0; rc == BM_OK && k < n_off; k++) {
+        bm_evtime_t t = {.epoch = off[k]};
+        char sfx[32], *id;
+        bm_plan_instance_suffix(&t, sfx, sizeof(sfx));
+        id = bm_sprintf("%s_%s", ev->id, sfx);
+        rc = has_exception(c, ev->id, off[k], id, &decided[k], err, errlen);
+        if (rc == BM_OK && !decided[k])
+            print_skip(c, "working_hours", id);
+        free(id);
+    }
+    for (size_t i = 0; rc == BM_OK && i < c->n_targets; i++) {
+        const bm_calendar_t *t = &c->targets[i];
+        char master[BM_BLOCK_ID_LEN + 1];
+        bm_block_t *rows = NULL;
+        size_t n_rows = 0;
+        bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, ev->id, t->gcal_id, master);
+        for (size_t k = 0; rc == BM_OK && k < n_off; k++) {
+            if (decided[k])
+                continue;
+            bm_evtime_t so = {.epoch = off[k]}, bo = {.epoch = off[k] + before};
+            char ssfx[32], bsfx[32], inst[BM_BLOCK_ID_LEN + 40];
+            bm_plan_instance_suffix(&so, ssfx, sizeof(ssfx));
+            bm_plan_instance_suffix(&bo, bsfx, sizeof(bsfx));
+            snprintf(inst, sizeof(inst), "%s_%s", master, bsfx);
+            char *src_id = bm_sprintf("%s_%s", ev->id, ssfx);
+            rc = reconcile_block(c, t, inst, master, src_id, "cancelled", NULL, err, errlen);
+            free(src_id);
+        }
+        if (rc == BM_OK)
+            rc = bm_store_block_instances(e->st, t->id, master, &rows, &n_rows, err, errlen);
+        for (size_t k = 0; rc == BM_OK && k < n_rows; k++) {
+            bm_block_t *r = &rows[k];
+            const char *us = strrchr(r->block_id, '_');
+            bool all_day, exc;
+            int64_t bo = us != NULL ? suffix_epoch(us + 1, &all_day) : -1;
+            if (r->wanted == NULL || strcmp(r->wanted, "cancelled") != 0 || bo < 0 || all_day ||
+                r->source_event_id == NULL || r->state == BM_BLOCK_USER_DELETED)
+                continue;
+            int64_t so = bo - before;
+            if (in_list(off, n_off, so) ||
+                !(so < e->plan.window_end &&
+                  so + (ev->end.epoch - ev->start.epoch) > e->plan.window_start))
+                continue; /* still off, or out of the window: left as it is */
+            rc = has_exception(c, ev->id, so, r->source_event_id, &exc, err, errlen);
+            if (rc != BM_OK || exc)
+                continue;
+            /* cancelled by working hours that no longer skip it: as the series has it */
+            bm_event_t occ = {0};
+            char bufs[2][40];
+            bm_evtime_t orig = {.epoch = bo};
+            series_occurrence(blk, &orig, &occ, bufs);
+            occ.recurring_event_id = blk->id;
+            char *shape = bm_plan_shape(&occ);
+            char *key = wanted_key(shape, title);
+            char *body = block_body(c, &occ, r->block_id, msrc, title);
+            if (body != NULL)
+                rc = reconcile_block(c, t, r->block_id, master, r->source_event_id, key, body, err,
+                                     errlen);
+            free(body);
+            free(key);
+            free(shape);
+        }
+        bm_store_blocks_free(rows, n_rows);
+    }
+    free(decided);
+    free(off);
     return rc;
 }
 
@@ -391,10 +559,17 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
 {
     bm_engine_t *e = c->e;
     const char *reason = "deleted";
-    bool busy =
-        ev != NULL && bm_plan_is_busy(ev, &e->plan, &reason) && bm_plan_in_window(ev, &e->plan);
-    char *shape = busy ? bm_plan_shape(ev) : NULL;
-    char *key = busy ? wanted_key(e, shape) : NULL;
+    bool kept = ev != NULL && bm_plan_keep(ev, &c->plan, &reason);
+    bool busy = kept && bm_plan_in_window(ev, &c->plan);
+    if (ev != NULL && !kept && strcmp(reason, "block") != 0 && bm_plan_in_window(ev, &c->plan))
+        print_skip(c, reason, event_id);
+    bm_event_t blk = {0};
+    if (busy)
+        bm_plan_block_event(ev, &c->plan, &blk);
+    char *own = busy ? bm_plan_shape(ev) : NULL;
+    char *shape = busy ? bm_plan_shape(&blk) : NULL;
+    char *title = busy ? bm_plan_block_title(ev, &c->plan) : NULL;
+    char *key = busy ? wanted_key(shape, title) : NULL;
     char *msrc = busy ? bm__engine_marker_src(c->cal->gcal_id, event_id) : NULL;
     bm_source_t prev = {0};
     bool exceptions = false;
@@ -407,7 +582,7 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
         rc = bm_store_source_has_exceptions(e->st, c->cal->id, event_id, &exceptions, err, errlen);
     c->relist |= exceptions;
     if (rc == BM_OK && busy) {
-        bm_source_t src = {(char *)event_id, true, shape, ev->recurring_event_id, ev->ical_uid};
+        bm_source_t src = {(char *)event_id, true, own, ev->recurring_event_id, ev->ical_uid};
         rc = bm_store_source_put(e->st, c->cal->id, &src, err, errlen);
     } else if (rc == BM_OK) {
         rc = bm_store_source_delete(e->st, c->cal->id, event_id, err, errlen);
@@ -416,7 +591,7 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
     for (size_t i = 0; rc == BM_OK && i < c->n_targets; i++) {
         char bid[BM_BLOCK_ID_LEN + 1];
         bm_plan_block_id(c->cal->group_name, c->cal->gcal_id, event_id, c->targets[i].gcal_id, bid);
-        char *body = busy ? bm_plan_block_body(ev, bid, msrc, &e->plan) : NULL;
+        char *body = busy ? block_body(c, &blk, bid, msrc, title) : NULL;
         if (busy && body == NULL) { /* no start/end, or text that is not UTF-8 */
             BM_LOG(BM_LOG_WARN, BM_MSG("cannot build a block for this event: skipped"),
                    BM_KS("calendar", c->cal->gcal_id), BM_KS("event", event_id));
@@ -426,9 +601,14 @@ static int plan_source(sync_ctx_t *c, const bm_event_t *ev, const char *event_id
                          busy && ev->n_recurrence > 0, key, body, err, errlen);
         free(body);
     }
+    if (rc == BM_OK && busy && ev->n_recurrence > 0 && ev->recurring_event_id == NULL)
+        rc = plan_series_hours(c, ev, &blk, title, msrc, err, errlen);
+    bm_event_dispose(&blk);
     free(msrc);
     free(key);
+    free(title);
     free(shape);
+    free(own);
     return rc;
 }
 
@@ -515,14 +695,14 @@ static int plan_series_echo(sync_ctx_t *c, const bm_event_t *ev, const bm_block_
     series_occurrence(&master, &ev->original_start, &occ, bufs);
     occ.recurring_event_id = master.id;
     shape = bm_plan_shape(&occ);
-    key = wanted_key(e, shape);
+    key = wanted_key(shape, master.summary); /* the series block's own title */
     listed = cancelled ? NULL : listed_key(ev);
     if (listed != NULL && strcmp(listed, key) == 0)
         goto out; /* as the series has it */
     bm_plan_instance_suffix(&ev->original_start, suffix, sizeof(suffix));
     src_id = bm_sprintf("%s_%s", series->source_event_id, suffix);
     bool respect = cancelled && e->o.cfg->sync.respect_deleted_blocks;
-    body = respect ? NULL : bm_plan_block_body(&occ, ev->id, master.marker_src, &e->plan);
+    body = respect ? NULL : block_body(c, &occ, ev->id, master.marker_src, master.summary);
     bm_block_t b = {
         .target_calendar_id = c->cal->id,
         .block_id = ev->id,
@@ -644,7 +824,7 @@ static int list_changes(sync_ctx_t *c, engine_account_t *a, bool *full, char **t
     bool need_full =
         e->o.force_full || c->force_full || c->cal->sync_token == NULL ||
         bm_now() - c->cal->last_full_sync > (int64_t)e->o.cfg->sync.full_resync_hours * 3600 ||
-        c->cal->plan_key == NULL || strcmp(c->cal->plan_key, e->plan_key) != 0;
+        c->cal->plan_key == NULL || strcmp(c->cal->plan_key, c->plan_key) != 0;
     int rc;
     if (!need_full) {
         p.sync_token = c->cal->sync_token;
@@ -725,6 +905,8 @@ static int sync_pass(bm_engine_t *e, const bm_calendar_t *cal, bool force_full, 
                      char *err, size_t errlen)
 {
     sync_ctx_t c = {.e = e, .cal = cal, .force_full = force_full};
+    bm__engine_plan_opts(e, cal, &c.plan);
+    c.plan_key = bm__engine_plan_key(e, cal);
     char lease[64], *token = NULL;
     engine_account_t *a = NULL;
     bool full = false, leased = false, in_txn = false;
@@ -757,7 +939,7 @@ static int sync_pass(bm_engine_t *e, const bm_calendar_t *cal, bool force_full, 
     in_txn = true;
     rc = plan_all(&c, full, err, errlen);
     if (rc == BM_OK && token != NULL)
-        rc = bm_store_sync_state_save(e->st, cal->id, token, full, e->plan_key, err, errlen);
+        rc = bm_store_sync_state_save(e->st, cal->id, token, full, c.plan_key, err, errlen);
     if (rc != BM_OK)
         goto out;
     if (e->o.dry_run) {
@@ -778,6 +960,7 @@ out:
     for (size_t i = 0; i < c.n_events; i++)
         bm_event_dispose(&c.events[i]);
     free(c.events);
+    free(c.plan_key);
     free(token);
     bm_store_calendars_free(c.targets, c.n_targets);
     *relist = rc == BM_OK && c.relist;

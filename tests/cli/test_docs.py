@@ -104,7 +104,8 @@ def config_keys():
     p = bm("config", "keys")
     keys = []
     for line in p.stdout.splitlines():
-        m = re.match(r"\s*\[(\w+)\]\s+(\w+)\s.*\((?:-?\d+\.\.-?\d+, )?default: (.*)\)\s*$", line)
+        m = re.match(r"\s*\[(\w+(?: G)?)\]\s+(\w+)\s.*\((?:-?\d+\.\.-?\d+, )?default: (.*)\)\s*$",
+                     line)
         if m:
             keys.append((m.group(1), m.group(2), None if m.group(3) == "unset" else m.group(3)))
     assert len(keys) > 10, p.stdout
@@ -126,7 +127,7 @@ def example_entries():
     """{(section, name): (value, comment above it)} of the commented-out keys."""
     entries, section, comment = {}, None, []
     for line in read(EXAMPLE).splitlines():
-        m = re.match(r"\[(\w+)\]", line)
+        m = re.match(r"\[(\w+(?: G)?)\]", line)
         if m:
             section, comment = m.group(1), []
             continue
@@ -145,7 +146,8 @@ def man_key_entries():
     """{(section, name): text of its entry} from the man page's CONFIGURATION."""
     text = man_sections("SH")["CONFIGURATION"]
     entries = {}
-    for m in re.finditer(r"^\[(\w+)\] (\w+)\n(.*?)(?=^\[\w+\] \w+\n|\Z)", text, re.S | re.M):
+    for m in re.finditer(r"^\[(\w+(?: G)?)\] (\w+)\n(.*?)(?=^\[\w+(?: G)?\] \w+\n|\Z)", text,
+                         re.S | re.M):
         entries[(m.group(1), m.group(2))] = " ".join(m.group(3).split())
     return entries
 

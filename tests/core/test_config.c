@@ -83,6 +83,45 @@ static const struct {
     {"[sync]\nblock_summary = \xed\xa0\x80\n", ":2: [sync] block_summary: not UTF-8 text"},
     {"[sync\npast_days = 1\n", ":1: unterminated section header '[sync' (no ']')"},
     {"; ok\n  [engine\n", ":2: unterminated section header '[engine' (no ']')"},
+    /* [group G] rules */
+    {"[group work]\nexclude_title = (unclosed\n",
+     ":2: [group work] exclude_title: \"(unclosed\" is not a POSIX extended regex"},
+    {"[group work]\ninclude_title = a{2,1}\n",
+     ":2: [group work] include_title: \"a{2,1}\" is not a POSIX extended regex"},
+    {"[group work]\nevent_types = default,meeting\n",
+     ":2: [group work] event_types: \"meeting\" is not one of default, outOfOffice"},
+    {"[group work]\nevent_types = default,birthday\n",
+     ":2: [group work] event_types: birthday events never make anyone busy"},
+    {"[group work]\nevent_types = ,\n", ":2: [group work] event_types: no event type given"},
+    {"[group work]\nworking_hours = Mon-Fri 8-18\n",
+     ":2: [group work] working_hours: \"Mon-Fri 8-18\": expected HH:MM-HH:MM"},
+    {"[group work]\nworking_hours = Mon-Fri 18:00-08:00\n",
+     ":2: [group work] working_hours: \"Mon-Fri 18:00-08:00\": a time range must end after it "
+     "starts"},
+    {"[group work]\nworking_hours = Mo-Fr 08:00-18:00\n",
+     ":2: [group work] working_hours: \"Mo-Fr 08:00-18:00\": expected a day"},
+    {"[group work]\nworking_hours = Mon-Fri\n",
+     ":2: [group work] working_hours: \"Mon-Fri\": expected a blank"},
+    {"[group work]\nworking_hours = Mon 08:00-25:00\n",
+     ":2: [group work] working_hours: \"Mon 08:00-25:00\": expected HH:MM-HH:MM"},
+    {"[group work]\nworking_hours = Mon 08:00-12:00 and more\n",
+     ":2: [group work] working_hours: \"Mon 08:00-12:00 and more\": unexpected text"},
+    {"[group work]\ntime_zone = Mars/Olympus_Mons\n",
+     ":2: [group work] time_zone: \"Mars/Olympus_Mons\" is not a known IANA time zone"},
+    {"[group work]\nbuffer_before = 1441\n",
+     ":2: [group work] buffer_before: \"1441\" is not a whole number from 0 to 1440"},
+    {"[group work]\nbuffer_after = -5\n",
+     ":2: [group work] buffer_after: \"-5\" is not a whole number from 0 to 1440"},
+    {"[group work]\ncopy_title = sometimes\n",
+     ":2: [group work] copy_title: \"sometimes\" is not true or false"},
+    {"[group work]\ncolour = red\n", ":2: [group work] colour: unknown key"},
+    {"[group work]\nall_day = false\nall_day = true\n",
+     ":3: [group work] all_day: given twice in this section"},
+    {"[group work]\nall_day = false\n[sync]\npast_days = 3\n[group work]\n",
+     ":5: [group work]: a second section of this group (the first is on line 1)"},
+    {"[group bad/name]\nall_day = false\n", ":1: [group bad/name]: group name"},
+    {"[group work]\nblock_summary = Bu\xffsy\n", ":2: [group work] block_summary: not UTF-8 text"},
+    {"[group work]\nexclude_title = \xff\n", ":2: [group work] exclude_title: not UTF-8 text"},
 };
 
 START_TEST(bad_values_name_file_line_and_key)
@@ -242,6 +281,68 @@ START_TEST(a_directory_is_not_a_config_file)
 }
 END_TEST
 
+START_TEST(group_sections_hold_each_groups_rules)
+{
+    write_cfg("[sync]\nblock_summary = Occupied\n"
+              "[group work]\nblock_summary = Busy ({calendar})\ncopy_title = yes\n"
+              "exclude_title = ^(lunch|gym)\nevent_types = default, workingLocation\n"
+              "all_day = false\ntentative = false\nunanswered = false\n"
+              "working_hours = Mon-Thu 09:00-12:00,13:00-17:00; Fri 22:00-24:00\n"
+              "time_zone = Europe/Berlin\nbuffer_before = 15\nbuffer_after = 1440\n"
+              "skip_shared_events = false\n"
+              "[group empty]\n");
+    bm_config_t c;
+    char err[256];
+    bm_config_init(&c);
+    ck_assert_msg(bm_config_load(&c, path, err, sizeof(err)) == BM_OK, "%s", err);
+    ck_assert_uint_eq(c.n_groups, 2);
+    const bm_rules_t *r = bm_config_rules(&c, "work");
+    ck_assert_str_eq(r->group, "work");
+    ck_assert_str_eq(r->block_summary, "Busy ({calendar})");
+    ck_assert(r->copy_title && !r->all_day && !r->tentative && !r->unanswered);
+    ck_assert(!r->skip_shared_events);
+    ck_assert_str_eq(r->exclude_title.text, "^(lunch|gym)");
+    ck_assert(bm_regex_match(&r->exclude_title, "Gym session"));
+    ck_assert(!bm_regex_match(&r->exclude_title, "Board"));
+    ck_assert_ptr_null(r->include_title.text);
+    ck_assert_uint_eq(r->event_types, BM_ETYPE_DEFAULT | BM_ETYPE_WORKING_LOCATION);
+    ck_assert_int_eq(r->working_hours.n[1], 2); /* Monday */
+    ck_assert_int_eq(r->working_hours.iv[1][1].start, 13 * 60);
+    ck_assert_int_eq(r->working_hours.iv[1][1].end, 17 * 60);
+    ck_assert_int_eq(r->working_hours.n[5], 1); /* Friday */
+    ck_assert_int_eq(r->working_hours.iv[5][0].end, 1440);
+    ck_assert_int_eq(r->working_hours.n[0] + r->working_hours.n[6], 0);
+    ck_assert_str_eq(r->time_zone, "Europe/Berlin");
+    ck_assert_int_eq(r->buffer_before, 15);
+    ck_assert_int_eq(r->buffer_after, 1440);
+    /* an empty section and a group without one: the defaults */
+    const bm_rules_t *e = bm_config_rules(&c, "empty"), *d = bm_config_rules(&c, "default");
+    ck_assert_str_eq(e->group, "empty");
+    ck_assert_ptr_null(d->group);
+    const bm_rules_t *both[] = {e, d};
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_ptr_null(both[i]->block_summary);
+        ck_assert(!both[i]->copy_title && both[i]->all_day && both[i]->tentative);
+        ck_assert(both[i]->unanswered && both[i]->skip_shared_events);
+        ck_assert_uint_eq(both[i]->event_types, BM_ETYPE_BUSY_DEFAULT);
+        ck_assert_ptr_null(both[i]->working_hours.text);
+        ck_assert_int_eq(both[i]->buffer_before + both[i]->buffer_after, 0);
+    }
+    /* printed back: the effective rules, [sync] block_summary where unset */
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    bm_config_print(&c, f);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(out, "[group work]\nblock_summary = Busy ({calendar})\n"));
+    ck_assert_ptr_nonnull(strstr(out, "event_types = default,workingLocation\n"));
+    ck_assert_ptr_nonnull(strstr(out, "[group empty]\nblock_summary = Occupied\n"));
+    free(out);
+    bm_config_dispose(&c);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(print_masks_secrets)
 {
     bm_config_t c;
@@ -275,6 +376,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, a_nul_byte_is_not_text);
     tcase_add_test(tc, unreadable_file_is_an_io_error);
     tcase_add_test(tc, a_directory_is_not_a_config_file);
+    tcase_add_test(tc, group_sections_hold_each_groups_rules);
     tcase_add_test(tc, print_masks_secrets);
     suite_add_tcase(s, tc);
     return s;

@@ -1101,6 +1101,402 @@ START_TEST(shape_recurring_master_same_instant_other_notation_is_equal)
 }
 END_TEST
 
+/* ---- group rules ([group G]) --------------------------------------------------- */
+
+/* A config with one group "g" whose keys are given as "key", "value" pairs. */
+static bm_config_t rules_cfg;
+
+static const bm_rules_t *rules(const char *const *kv)
+{
+    char err[256];
+    bm_config_init(&rules_cfg);
+    ck_assert_int_eq(
+        bm_config_set(&rules_cfg, "group g", "skip_shared_events", "true", err, sizeof(err)),
+        BM_OK);
+    for (size_t i = 0; kv != NULL && kv[i] != NULL; i += 2)
+        ck_assert_msg(bm_config_set(&rules_cfg, "group g", kv[i], kv[i + 1], err, sizeof(err)) ==
+                          BM_OK,
+                      "%s: %s", kv[i], err);
+    return bm_config_rules(&rules_cfg, "g");
+}
+
+static bm_plan_opts_t rules_opts(const bm_rules_t *r)
+{
+    bm_plan_opts_t o = opts("2026-01-01T00:00:00Z", "2027-06-01T00:00:00Z");
+    o.busy_event_types = r->event_types;
+    o.tentative_is_busy = r->tentative;
+    o.rules = r;
+    o.label = "Work";
+    o.time_zone = "Europe/Berlin";
+    return o;
+}
+
+static void assert_keep(const bm_event_t *e, const bm_plan_opts_t *o, bool keep, const char *why)
+{
+    const char *reason = NULL;
+    ck_assert_int_eq(bm_plan_keep(e, o, &reason), keep);
+    ck_assert_ptr_nonnull(reason);
+    ck_assert_str_eq(reason, why);
+}
+
+START_TEST(rules_title_filters)
+{
+    static const char *const kv[] = {"exclude_title", "^(lunch|gym)\\b", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    bm_event_t *e = timed("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z", "UTC");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->summary, "LUNCH with Bob");
+    assert_keep(e, &o, false, "exclude_title");
+    set_str(&e->summary, "lunchtime talk"); /* \b: not a word boundary */
+    assert_keep(e, &o, true, "busy");
+    bm_config_dispose(&rules_cfg);
+
+    static const char *const inc[] = {"include_title", "client|customer", NULL};
+    o = rules_opts(rules(inc));
+    assert_keep(e, &o, false, "include_title");
+    set_str(&e->summary, "Call with Client X");
+    assert_keep(e, &o, true, "busy");
+    free(e->summary);
+    e->summary = NULL; /* no title: matches nothing */
+    assert_keep(e, &o, false, "include_title");
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
+/* Titles beyond ASCII: case-insensitive and "." one character (read as UTF-8). */
+START_TEST(rules_title_regex_unicode)
+{
+    static const char *const kv[] = {"exclude_title", "réunion|^.{3}$", "include_title", "é|日|Ü",
+                                     NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    bm_event_t *e = timed("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z", "UTC");
+    set_str(&e->summary, "RÉUNION d'équipe");
+    assert_keep(e, &o, false, "exclude_title");
+    set_str(&e->summary, "日本語"); /* three characters, nine bytes */
+    assert_keep(e, &o, false, "exclude_title");
+    set_str(&e->summary, "日本語の会議");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->summary, "über alles"); /* ü matches Ü */
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->summary, "plain ascii");
+    assert_keep(e, &o, false, "include_title");
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
+START_TEST(rules_types_all_day_tentative_unanswered)
+{
+    static const char *const kv[] = {"event_types", "default, workingLocation",
+                                     "all_day",     "false",
+                                     "tentative",   "false",
+                                     "unanswered",  "false",
+                                     NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    bm_event_t *e = timed("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z", "UTC");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->event_type, "workingLocation");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->event_type, "outOfOffice");
+    assert_keep(e, &o, false, "event_type");
+    set_str(&e->event_type, "default");
+    set_str(&e->self_response, "tentative");
+    assert_keep(e, &o, false, "tentative");
+    set_str(&e->self_response, "needsAction");
+    assert_keep(e, &o, false, "unanswered");
+    set_str(&e->self_response, "accepted");
+    set_str(&e->status, "tentative");
+    assert_keep(e, &o, false, "tentative");
+    set_str(&e->status, "confirmed");
+    bm_event_t *d = allday("2026-11-23", "2026-11-24");
+    assert_keep(d, &o, false, "all_day");
+    ev_free(d);
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+
+    /* the defaults keep all of them */
+    o = rules_opts(rules(NULL));
+    e = timed("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z", "UTC");
+    set_str(&e->self_response, "needsAction");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->self_response, "tentative");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->event_type, "workingLocation");
+    assert_keep(e, &o, false, "event_type");
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
+/* Declined and transparent are never mirrored, whatever the rules allow. */
+START_TEST(rules_never_declined_or_transparent)
+{
+    static const char *const kv[] = {"event_types",
+                                     "default,outOfOffice,focusTime,fromGmail,workingLocation",
+                                     "include_title", ".", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    bm_event_t *e = timed("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z", "UTC");
+    set_str(&e->self_response, "declined");
+    assert_keep(e, &o, false, "declined");
+    set_str(&e->self_response, "accepted");
+    set_str(&e->transparency, "transparent");
+    assert_keep(e, &o, false, "transparent");
+    set_str(&e->transparency, "opaque");
+    set_str(&e->status, "cancelled");
+    assert_keep(e, &o, false, "cancelled");
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
+START_TEST(rules_working_hours_single_events)
+{
+    static const char *const kv[] = {"working_hours", "Mon-Fri 08:00-18:00", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv)); /* read in the calendar's zone, Europe/Berlin */
+    /* Monday 2026-11-23 (CET, +01:00) */
+    bm_event_t *e = timed("2026-11-23T06:00:00Z", "2026-11-23T07:00:00Z", "UTC"); /* 07-08 */
+    assert_keep(e, &o, false, "working_hours"); /* ends as the hours start: no overlap */
+    set_timed(&e->end, "2026-11-23T07:01:00Z", "UTC");
+    assert_keep(e, &o, true, "busy");
+    set_timed(&e->start, "2026-11-23T16:59:00Z", "UTC"); /* 17:59 local */
+    set_timed(&e->end, "2026-11-23T19:00:00Z", "UTC");
+    assert_keep(e, &o, true, "busy");
+    set_timed(&e->start, "2026-11-23T17:00:00Z", "UTC"); /* 18:00 local */
+    assert_keep(e, &o, false, "working_hours");
+    /* Saturday */
+    set_timed(&e->start, "2026-11-28T10:00:00Z", "UTC");
+    set_timed(&e->end, "2026-11-28T11:00:00Z", "UTC");
+    assert_keep(e, &o, false, "working_hours");
+    /* Friday night into Saturday overlaps nothing; Sunday night into Monday does */
+    set_timed(&e->start, "2026-11-27T20:00:00Z", "UTC");
+    set_timed(&e->end, "2026-11-28T06:00:00Z", "UTC");
+    assert_keep(e, &o, false, "working_hours");
+    set_timed(&e->start, "2026-11-29T20:00:00Z", "UTC");
+    set_timed(&e->end, "2026-11-30T07:30:00Z", "UTC");
+    assert_keep(e, &o, true, "busy");
+    /* an all-day event on a Saturday is not a timed event: working hours do not apply */
+    bm_event_t *d = allday("2026-11-28", "2026-11-29");
+    assert_keep(d, &o, true, "busy");
+    ev_free(d);
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+
+    /* another zone than the calendar's, several clauses and a night shift */
+    static const char *const kv2[] = {"working_hours",
+                                      "Mon-Thu 09:00-12:00,13:00-17:00; Fri 22:00-24:00",
+                                      "time_zone", "America/New_York", NULL};
+    o = rules_opts(rules(kv2));
+    e = timed("2026-11-23T17:00:00Z", "2026-11-23T18:00:00Z", "UTC"); /* Mon 12-13 EST */
+    assert_keep(e, &o, false, "working_hours");
+    set_timed(&e->start, "2026-11-23T17:30:00Z", "UTC");
+    set_timed(&e->end, "2026-11-23T18:30:00Z", "UTC"); /* 12:30-13:30 */
+    assert_keep(e, &o, true, "busy");
+    set_timed(&e->start, "2026-11-28T04:30:00Z", "UTC"); /* Fri 23:30 EST */
+    set_timed(&e->end, "2026-11-28T04:45:00Z", "UTC");
+    assert_keep(e, &o, true, "busy");
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
+/* The same UTC time is inside the hours on one side of a DST change and outside
+ * on the other: hours are local. */
+START_TEST(rules_working_hours_across_dst)
+{
+    static const char *const kv[] = {"working_hours", "Mon-Fri 08:00-18:00", "time_zone",
+                                     "Europe/Berlin", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    o.time_zone = "UTC"; /* the rule's zone wins */
+    /* DST starts 2026-03-29: 06:30Z is 07:30 CET on Monday 03-23, 08:30 CEST on 03-30 */
+    bm_event_t *e = timed("2026-03-23T06:30:00Z", "2026-03-23T07:00:00Z", "UTC");
+    assert_keep(e, &o, false, "working_hours");
+    set_timed(&e->start, "2026-03-30T06:30:00Z", "UTC");
+    set_timed(&e->end, "2026-03-30T07:00:00Z", "UTC");
+    assert_keep(e, &o, true, "busy");
+    /* DST ends 2026-10-25: 06:30Z is 08:30 CEST on 10-19, 07:30 CET on 10-26 */
+    set_timed(&e->start, "2026-10-19T06:30:00Z", "UTC");
+    set_timed(&e->end, "2026-10-19T07:00:00Z", "UTC");
+    assert_keep(e, &o, true, "busy");
+    set_timed(&e->start, "2026-10-26T06:30:00Z", "UTC");
+    set_timed(&e->end, "2026-10-26T07:00:00Z", "UTC");
+    assert_keep(e, &o, false, "working_hours");
+    ev_free(e);
+
+    /* A weekly series at a fixed UTC time: kept (some occurrences are in hours),
+     * and exactly the occurrences before the change are off. */
+    o.window_start = ts("2026-03-10T00:00:00Z");
+    o.window_end = ts("2026-04-10T00:00:00Z");
+    e = timed("2026-03-16T06:30:00Z", "2026-03-16T07:00:00Z", "UTC");
+    add_rec(e, "RRULE:FREQ=WEEKLY;BYDAY=MO");
+    int64_t *off;
+    size_t n;
+    bool any_on;
+    ck_assert(bm_plan_series_hours(e, &o, &off, &n, &any_on));
+    ck_assert(any_on);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(off[0], ts("2026-03-16T06:30:00Z"));
+    ck_assert_int_eq(off[1], ts("2026-03-23T06:30:00Z"));
+    free(off);
+    assert_keep(e, &o, true, "busy");
+    /* within the window only the off ones: a series that is never in hours is skipped */
+    o.window_end = ts("2026-03-28T00:00:00Z");
+    ck_assert(bm_plan_series_hours(e, &o, &off, &n, &any_on));
+    ck_assert(!any_on);
+    free(off);
+    assert_keep(e, &o, false, "working_hours");
+    /* a series in Berlin time is in hours on both sides: nothing off */
+    o.window_end = ts("2026-04-10T00:00:00Z");
+    bm_event_t *b = weekly("2026-03-16T08:30:00+01:00", "2026-03-16T09:00:00+01:00",
+                           "RRULE:FREQ=WEEKLY;BYDAY=MO");
+    ck_assert(bm_plan_series_hours(b, &o, &off, &n, &any_on));
+    ck_assert(any_on);
+    ck_assert_uint_eq(n, 0);
+    free(off);
+    ev_free(b);
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
+START_TEST(rules_titles)
+{
+    static const char *const kv[] = {"block_summary", "Busy ({calendar}) {calendar}", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    o.block_summary = o.rules->block_summary;
+    bm_event_t *e = timed("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z", "UTC");
+    char *t = bm_plan_block_title(e, &o);
+    ck_assert_str_eq(t, "Busy (Work) Work");
+    free(t);
+    bm_config_dispose(&rules_cfg);
+
+    static const char *const kv2[] = {"copy_title", "true", NULL};
+    o = rules_opts(rules(kv2));
+    t = bm_plan_block_title(e, &o);
+    ck_assert_str_eq(t, "Board meeting");
+    /* the summary only: the body has no description, location or attendees */
+    bm_plan_opts_t ob = o;
+    ob.block_summary = t;
+    char *body = bm_plan_block_body(e, "blockid0123456789abcdefghijklmno", "src", &ob);
+    ck_assert_ptr_nonnull(strstr(body, "\"summary\":\"Board meeting\""));
+    ck_assert_ptr_null(strstr(body, "location"));
+    ck_assert_ptr_null(strstr(body, "attendees"));
+    ck_assert_ptr_null(strstr(body, "description"));
+    ck_assert_ptr_nonnull(strstr(body, "\"visibility\":\"private\""));
+    free(body);
+    free(t);
+    free(e->summary);
+    e->summary = NULL; /* no title: the group's title */
+    t = bm_plan_block_title(e, &o);
+    ck_assert_str_eq(t, "Busy");
+    free(t);
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
+START_TEST(rules_buffers)
+{
+    static const char *const kv[] = {"buffer_before", "15", "buffer_after", "10", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    bm_event_t *a =
+        timed("2026-11-23T10:00:00+01:00", "2026-11-23T11:00:00+01:00", "Europe/Berlin");
+    bm_event_t *b =
+        timed("2026-11-23T11:15:00+01:00", "2026-11-23T12:00:00+01:00", "Europe/Berlin");
+    bm_event_t ba, bb;
+    bm_plan_block_event(a, &o, &ba);
+    bm_plan_block_event(b, &o, &bb);
+    ck_assert_int_eq(ba.start.epoch, a->start.epoch - 900);
+    ck_assert_int_eq(ba.end.epoch, a->end.epoch + 600);
+    ck_assert_str_eq(ba.start.date_time, "2026-11-23T08:45:00Z");
+    ck_assert_str_eq(ba.start.time_zone, "Europe/Berlin");
+    /* buffers make the two blocks overlap: both stay, each its own block */
+    ck_assert_int_gt(ba.end.epoch, bb.start.epoch);
+    assert_keep(a, &o, true, "busy");
+    assert_keep(b, &o, true, "busy");
+    char *sa = bm_plan_shape(&ba), *sb = bm_plan_shape(&bb), *src = bm_plan_shape(a);
+    ck_assert_str_ne(sa, sb);
+    ck_assert_str_ne(sa, src); /* the block's shape is its own, not the source's */
+    free(sa);
+    free(sb);
+    free(src);
+    bm_event_dispose(&ba);
+    bm_event_dispose(&bb);
+    /* all-day: no buffers */
+    bm_event_t *d = allday("2026-11-23", "2026-11-24");
+    bm_plan_block_event(d, &o, &ba);
+    ck_assert_str_eq(ba.start.date, "2026-11-23");
+    ck_assert_str_eq(ba.end.date, "2026-11-24");
+    ck_assert_int_eq(ba.start.epoch, d->start.epoch);
+    ck_assert_ptr_null(ba.start.date_time);
+    bm_event_dispose(&ba);
+    ev_free(d);
+    ev_free(a);
+    ev_free(b);
+    bm_config_dispose(&rules_cfg);
+
+    /* without buffers the times are copied as they are */
+    o = rules_opts(rules(NULL));
+    a = timed("2026-11-23T10:00:00+01:00", "2026-11-23T11:00:00+01:00", "Europe/Berlin");
+    bm_plan_block_event(a, &o, &ba);
+    ck_assert_str_eq(ba.start.date_time, "2026-11-23T10:00:00+01:00");
+    bm_event_dispose(&ba);
+    ev_free(a);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
+/* A series' block moves as a whole: its EXDATE and UNTIL move with its start, so
+ * it has the same occurrences, each shifted, and an instance keeps its id scheme. */
+START_TEST(rules_buffers_on_a_series)
+{
+    static const char *const kv[] = {"buffer_before", "15", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    bm_event_t *e = weekly("2026-11-25T10:00:00+01:00", "2026-11-25T11:00:00+01:00",
+                           "RRULE:FREQ=WEEKLY;BYDAY=WE;UNTIL=20261216T090000Z");
+    add_rec(e, "EXDATE;TZID=Europe/Berlin:20261202T100000,20261209T090000Z");
+    bm_event_t blk;
+    bm_plan_block_event(e, &o, &blk);
+    ck_assert_str_eq(blk.recurrence[0], "RRULE:FREQ=WEEKLY;BYDAY=WE;UNTIL=20261216T084500Z");
+    ck_assert_str_eq(blk.recurrence[1],
+                     "EXDATE;TZID=Europe/Berlin:20261202T094500,20261209T084500Z");
+    /* the excluded occurrences stay excluded in the block series */
+    bm_plan_opts_t w = opts("2026-12-02T08:00:00Z", "2026-12-02T10:00:00Z");
+    ck_assert(!bm_plan_in_window(&blk, &w));
+    w = opts("2026-12-09T08:00:00Z", "2026-12-09T10:00:00Z");
+    ck_assert(!bm_plan_in_window(&blk, &w));
+    w = opts("2026-12-16T08:40:00Z", "2026-12-16T08:50:00Z"); /* the last, shifted */
+    ck_assert(bm_plan_in_window(&blk, &w));
+    w = opts("2026-12-23T08:00:00Z", "2026-12-23T10:00:00Z");
+    ck_assert(!bm_plan_in_window(&blk, &w));
+    bm_event_dispose(&blk);
+    /* an exception: its original start moves too (the block series' occurrence) */
+    bm_event_t *x =
+        timed("2026-12-16T14:00:00+01:00", "2026-12-16T15:00:00+01:00", "Europe/Berlin");
+    set_str(&x->recurring_event_id, "ev1");
+    set_timed(&x->original_start, "2026-12-16T10:00:00+01:00", "Europe/Berlin");
+    bm_plan_block_event(x, &o, &blk);
+    char suffix[32];
+    bm_plan_instance_suffix(&blk.original_start, suffix, sizeof(suffix));
+    ck_assert_str_eq(suffix, "20261216T084500Z");
+    ck_assert_int_eq(blk.n_recurrence, 0);
+    bm_event_dispose(&blk);
+    /* a cancelled occurrence's stub (no start): its original start moves too */
+    bm_event_t *stub = ev_new("ev1_20261209T090000Z");
+    set_str(&stub->status, "cancelled");
+    set_str(&stub->recurring_event_id, "ev1");
+    set_timed(&stub->original_start, "2026-12-09T10:00:00+01:00", "Europe/Berlin");
+    bm_plan_block_event(stub, &o, &blk);
+    bm_plan_instance_suffix(&blk.original_start, suffix, sizeof(suffix));
+    ck_assert_str_eq(suffix, "20261209T084500Z");
+    bm_event_dispose(&blk);
+    ev_free(stub);
+    ev_free(x);
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
     Suite *s = suite_create("engine/plan");
@@ -1155,6 +1551,18 @@ Suite *make_suite(void)
     tcase_add_test(tc, series_exdate_at_an_ambiguous_local_time_removes_that_occurrence);
     tcase_add_test(tc, series_occurrence_at_an_ambiguous_local_time_is_the_first_rfc5545);
     tcase_add_test(tc, shape_recurring_master_same_instant_other_notation_is_equal);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("rules");
+    tcase_add_test(tc, rules_title_filters);
+    tcase_add_test(tc, rules_title_regex_unicode);
+    tcase_add_test(tc, rules_types_all_day_tentative_unanswered);
+    tcase_add_test(tc, rules_never_declined_or_transparent);
+    tcase_add_test(tc, rules_working_hours_single_events);
+    tcase_add_test(tc, rules_working_hours_across_dst);
+    tcase_add_test(tc, rules_titles);
+    tcase_add_test(tc, rules_buffers);
+    tcase_add_test(tc, rules_buffers_on_a_series);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,7 +2,7 @@
 accounts has the real event in both (one iCalUID, two event ids). No block of one
 copy is made in a calendar that holds the other; a block goes when the target's
 own copy arrives and comes back when that copy goes; a shared series is skipped as
-a whole; `[sync] skip_shared_events = false` restores the old behaviour; any order
+a whole; `[group default] skip_shared_events = false` restores the old behaviour; any order
 of syncs converges within one `sync` run; serve follows by push. Every test prints
 the writes it cost (emulator counters) and asserts them."""
 import time
@@ -196,17 +196,17 @@ class SharedMeetingTest(SharedBase):
 
 class SkipSharedOffTest(SharedBase):
     def test_skip_shared_events_false_blocks_both_copies_and_toggling_converges(self):
-        self.write_config(sync={"skip_shared_events": "false"})
+        self.write_config(**{"group default": {"skip_shared_events": "false"}})
         self.meeting(A)
         self.meeting(B)
         n = self.sync_counted(what="off")
         self.assert_blocks({A: 1, B: 1})  # as before: a block of each copy in the other
         self.assertEqual(n["insert"], 2)
-        self.write_config(sync={"skip_shared_events": "true"})
+        self.write_config(**{"group default": {"skip_shared_events": "true"}})
         n = self.sync_counted(what="turned on")
         self.assert_blocks({A: 0, B: 0})
         self.assertEqual(n, {"insert": 0, "update": 0, "delete": 2, "writes": 2})
-        self.write_config(sync={"skip_shared_events": "false"})
+        self.write_config(**{"group default": {"skip_shared_events": "false"}})
         n = self.sync_counted(what="turned off")
         self.assert_blocks({A: 1, B: 1})
         self.assertEqual(n["writes"], 2)
