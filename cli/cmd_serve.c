@@ -57,6 +57,7 @@ typedef struct serve {
     char why[256]; /* why the database does not take writes (main thread writes) */
     pthread_mutex_t why_mu;
     int lock_fd;
+    int64_t wrote_ok_ms;   /* the main thread's: when its probe last wrote (bm_mono_ms) */
     char **breaker_labels; /* the admin thread's: breaker series it has set */
     size_t n_breaker_labels;
 } serve_t;
@@ -292,13 +293,26 @@ static void stop_roles(serve_t *s)
     s->workers = NULL;
 }
 
-/* Whether the database takes a write now (BEGIN IMMEDIATE, then nothing). */
+/* Whether the database takes a write now: BEGIN IMMEDIATE (the write lock),
+ * then nothing, which writes no byte. So once a statement failed because the
+ * database could not take it (storage unavailable: a full disk, an I/O error,
+ * read-only; bm_store_unavailable_at), the probe writes for real (a lease row,
+ * taken and let go) until a write works again: /readyz fails meanwhile. */
 static void probe(serve_t *s)
 {
     char err[256];
     int rc = bm_store_begin(s->probe_st, err, sizeof(err));
     if (rc == BM_OK)
         bm_store_rollback(s->probe_st);
+    int64_t failed = bm_store_unavailable_at();
+    if (rc == BM_OK && failed > s->wrote_ok_ms) {
+        int64_t now = bm_mono_ms();
+        rc = bm_store_lease_take(s->probe_st, "serve:probe", "serve", 60, err, sizeof(err));
+        if (rc == BM_OK && bm_store_lease_release(s->probe_st, "serve:probe", "serve") != BM_OK)
+            rc = bm_err(err, sizeof(err), BM_ESTORE, "store: the probe's write failed");
+        if (rc == BM_OK)
+            s->wrote_ok_ms = now;
+    }
     if (rc != BM_OK) {
         pthread_mutex_lock(&s->why_mu);
         snprintf(s->why, sizeof(s->why), "%s", err);

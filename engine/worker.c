@@ -27,6 +27,9 @@
 #define RETRY_CAP_MS      (5 * 60 * 1000)
 #define BUSY_RETRY_MS     2000             /* another process holds the calendar's lease */
 #define NEEDS_LOGIN_RETRY (60 * 60 * 1000) /* parked until a new login */
+#define STORE_WAIT_MS     250              /* the database failed: first wait, doubling */
+#define STORE_WAIT_CAP_MS 5000
+#define RECORD_TRIES      120 /* a job's outcome is retried this often (~10 min) */
 
 /* A claimed job whose account another worker held: it stays claimed (under
  * the claimer's owner) until a worker that can hold the account runs it. */
@@ -127,10 +130,48 @@ static bool stopped(const bm_engine_t *e)
 }
 
 /* A job is done: deleted; its latency observed. */
+/* How long to wait after the n-th failure in a row (n >= 1) of the store. */
+static int64_t store_wait_ms(int n)
+{
+    int64_t ms = STORE_WAIT_MS;
+    for (int i = 1; i < n && ms < STORE_WAIT_CAP_MS; i++)
+        ms *= 2;
+    return ms < STORE_WAIT_CAP_MS ? ms : STORE_WAIT_CAP_MS;
+}
+
+/* Sleeps ms unless e is stopped first (checked every 50 ms). */
+static void nap(const bm_engine_t *e, int64_t ms)
+{
+    for (; ms > 0 && !stopped(e); ms -= 50) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Whether to try recording a job's outcome again after rc: the database could
+ * not take it (a full disk, a lock): a job left running would keep its
+ * calendar waiting out its lease (15 minutes), so the worker waits for the
+ * database instead (backing off; logged once), until stopped. *n counts. */
+static bool record_again(const bm_engine_t *e, int rc, int *n, const char *what, const char *err)
+{
+    if (rc != BM_ESTORE || stopped(e) || *n >= RECORD_TRIES)
+        return false;
+    if ((*n)++ == 0)
+        BM_LOG(BM_LOG_WARN, BM_MSG("cannot record a job's outcome: waiting for the database"),
+               BM_KS("what", what), BM_KS("error", err));
+    nap(e, store_wait_ms(*n));
+    return true;
+}
+
+/* A job is done: deleted; its latency observed. */
 static void job_done(bm_engine_t *e, const char *owner, const bm_job_t *job, bm_metrics_t *m)
 {
     char e2[256];
-    if (bm_store_job_done(e->st, job->id, owner, e2, sizeof(e2)) != BM_OK)
+    int rc, n = 0;
+    while ((rc = bm_store_job_done(e->st, job->id, owner, e2, sizeof(e2))) != BM_OK &&
+           record_again(e, rc, &n, "done", e2))
+        ;
+    if (rc != BM_OK)
         BM_LOG(BM_LOG_WARN, BM_MSG("cannot finish a job"), BM_KS("error", e2));
     metric(m, "busymirror_jobs_total", "result=\"done\"");
     if (m != NULL && job->enqueued_at > 0)
@@ -196,8 +237,12 @@ static int run_job(bm_workers_t *p, bm_engine_t *e, const char *owner, const bm_
                    BM_KS("error", e2));
         metric(m, "busymirror_jobs_total", "result=\"released\"");
     } else {
-        if (bm_store_job_failed(st, job->id, owner, retry_at(e, job, cal.account_id, rc), err, e2,
-                                sizeof(e2)) != BM_OK)
+        int64_t at = retry_at(e, job, cal.account_id, rc);
+        int frc, n = 0;
+        while ((frc = bm_store_job_failed(st, job->id, owner, at, err, e2, sizeof(e2))) != BM_OK &&
+               record_again(e, frc, &n, "failed", e2))
+            ;
+        if (frc != BM_OK)
             BM_LOG(BM_LOG_WARN, BM_MSG("cannot record a failed job"), BM_KS("error", e2));
         metric(m, "busymirror_jobs_total", "result=\"failed\"");
     }
@@ -329,6 +374,7 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
 {
     bm_workers_t *p = w->pool;
     char owner[400], err[512];
+    int claim_failures = 0; /* in a row */
     snprintf(owner, sizeof(owner), "%s/worker-%d", e->claim_owner, w->index);
     while (!atomic_load(&p->stopping)) {
         bm_job_t job = {0};
@@ -349,8 +395,21 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
             bm_job_dispose(&job);
             continue;
         }
-        if (rc != BM_ENOTFOUND)
-            BM_LOG(BM_LOG_WARN, BM_MSG("cannot claim a job"), BM_KS("error", err));
+        if (rc != BM_ENOTFOUND) {
+            /* The database cannot take the claim (full, locked, ...): wait,
+             * backing off, logged once per outage; a due job would make idle()
+             * come straight back. */
+            if (claim_failures++ == 0)
+                BM_LOG(BM_LOG_WARN, BM_MSG("cannot claim a job: waiting for the database"),
+                       BM_KS("error", err));
+            wait_wake(p, store_wait_ms(claim_failures));
+            continue;
+        }
+        if (claim_failures > 0) {
+            BM_LOG(BM_LOG_INFO, BM_MSG("jobs are claimed again"),
+                   BM_KI("failures", claim_failures));
+            claim_failures = 0;
+        }
         /* One worker at a time looks at writes that came due after a backoff,
          * and at jobs a process that is gone was running. */
         int64_t now = bm_mono_ms(), last = atomic_load(&p->last_drain_ms), freed = 0;
