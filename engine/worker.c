@@ -422,7 +422,10 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
                        BM_KI("count", freed));
             if (bm_engine_drain(e, err, sizeof(err)) != BM_OK && !*p->cancel)
                 BM_LOG(BM_LOG_WARN, BM_MSG("drain failed"), BM_KS("error", err));
-            if (freed > 0)
+            pthread_mutex_lock(&p->mu);
+            bool handed = p->n_handoffs > 0; /* handed off while this drain held its account */
+            pthread_mutex_unlock(&p->mu);
+            if (freed > 0 || handed)
                 continue;
         }
         idle(p, st);
