@@ -57,6 +57,9 @@ typedef struct serve {
     char why[256]; /* why the database does not take writes (main thread writes) */
     pthread_mutex_t why_mu;
     int lock_fd;
+    int64_t wrote_ok_ms;   /* the main thread's: when its probe last wrote (bm_mono_ms) */
+    char **breaker_labels; /* the admin thread's: breaker series it has set */
+    size_t n_breaker_labels;
 } serve_t;
 
 static void notify(const char *state)
@@ -121,6 +124,47 @@ static bool ready(void *ud, char *why, size_t whylen)
     return true;
 }
 
+/* One busymirror_breaker_open series per account, 1 while its circuit breaker
+ * is open (its calendars wait), else 0, from the persisted state the engine
+ * keeps. A series cannot go: an account removed since is set to 0. */
+static void collect_breakers(serve_t *s, bm_metrics_t *m)
+{
+    bm_account_t *accts = NULL;
+    size_t n = 0;
+    char err[256];
+    if (bm_store_account_list(s->collect_st, &accts, &n, err, sizeof(err)) != BM_OK) {
+        BM_LOG(BM_LOG_WARN, BM_MSG("metrics: cannot read the accounts"), BM_KS("error", err));
+        return;
+    }
+    char **labels = n > 0 ? bm_calloc(n, sizeof(*labels)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        char l[BM_METRICS_LABELS_MAX];
+        size_t o = (size_t)snprintf(l, sizeof(l), "account=\"");
+        /* exposition escapes; a name too long for a label is cut (names are short) */
+        for (const char *c = accts[i].name; *c != '\0' && o + 4 < sizeof(l); c++) {
+            if (*c == '\\' || *c == '"' || *c == '\n')
+                l[o++] = '\\';
+            l[o++] = *c == '\n' ? 'n' : *c;
+        }
+        snprintf(l + o, sizeof(l) - o, "\"");
+        labels[i] = bm_strdup(l);
+        bm_metrics_gauge_set(m, "busymirror_breaker_open", labels[i],
+                             accts[i].breaker_until > bm_now() ? 1.0 : 0.0);
+    }
+    for (size_t i = 0; i < s->n_breaker_labels; i++) {
+        bool gone = true;
+        for (size_t k = 0; gone && k < n; k++)
+            gone = strcmp(s->breaker_labels[i], labels[k]) != 0;
+        if (gone)
+            bm_metrics_gauge_set(m, "busymirror_breaker_open", s->breaker_labels[i], 0.0);
+        free(s->breaker_labels[i]);
+    }
+    free(s->breaker_labels);
+    s->breaker_labels = labels;
+    s->n_breaker_labels = n;
+    bm_store_accounts_free(accts, n);
+}
+
 /* Runs on the admin thread, before /metrics renders: what the store knows. */
 static void collect(void *ud, bm_metrics_t *m)
 {
@@ -140,6 +184,7 @@ static void collect(void *ud, bm_metrics_t *m)
                          (double)g.accounts_needs_login);
     bm_metrics_gauge_set(m, "busymirror_accounts", "state=\"breaker_open\"",
                          (double)g.accounts_breaker_open);
+    collect_breakers(s, m);
     bm_metrics_gauge_set(m, "busymirror_calendars", "mode=\"push\"", (double)g.calendars_push);
     bm_metrics_gauge_set(m, "busymirror_calendars", "mode=\"poll\"", (double)g.calendars_poll);
     bm_metrics_gauge_set(m, "busymirror_watch_refused", NULL, (double)g.calendars_refused);
@@ -165,6 +210,8 @@ static void describe_metrics(bm_metrics_t *m)
         {"busymirror_outbox_writes", BM_METRIC_GAUGE, "block writes planned, not yet applied"},
         {"busymirror_dead_letters", BM_METRIC_GAUGE, "block writes that failed for good"},
         {"busymirror_accounts", BM_METRIC_GAUGE, "accounts by state (circuit breaker, login)"},
+        {"busymirror_breaker_open", BM_METRIC_GAUGE,
+         "1 while the account's circuit breaker is open (no call is made for it), else 0"},
         {"busymirror_calendars", BM_METRIC_GAUGE, "enabled calendars by mode"},
         {"busymirror_watch_refused", BM_METRIC_GAUGE,
          "enabled calendars polling because their watch was refused (status tells why)"},
@@ -246,13 +293,26 @@ static void stop_roles(serve_t *s)
     s->workers = NULL;
 }
 
-/* Whether the database takes a write now (BEGIN IMMEDIATE, then nothing). */
+/* Whether the database takes a write now: BEGIN IMMEDIATE (the write lock),
+ * then nothing, which writes no byte. So once a statement failed because the
+ * database could not take it (storage unavailable: a full disk, an I/O error,
+ * read-only; bm_store_unavailable_at), the probe writes for real (a lease row,
+ * taken and let go) until a write works again: /readyz fails meanwhile. */
 static void probe(serve_t *s)
 {
     char err[256];
     int rc = bm_store_begin(s->probe_st, err, sizeof(err));
     if (rc == BM_OK)
         bm_store_rollback(s->probe_st);
+    int64_t failed = bm_store_unavailable_at();
+    if (rc == BM_OK && failed > s->wrote_ok_ms) {
+        int64_t now = bm_mono_ms();
+        rc = bm_store_lease_take(s->probe_st, "serve:probe", "serve", 60, err, sizeof(err));
+        if (rc == BM_OK && bm_store_lease_release(s->probe_st, "serve:probe", "serve") != BM_OK)
+            rc = bm_err(err, sizeof(err), BM_ESTORE, "store: the probe's write failed");
+        if (rc == BM_OK)
+            s->wrote_ok_ms = now;
+    }
     if (rc != BM_OK) {
         pthread_mutex_lock(&s->why_mu);
         snprintf(s->why, sizeof(s->why), "%s", err);
@@ -352,6 +412,9 @@ int bm_cmd_serve(bm_cli_t *cli, int argc, char **argv)
     bm_store_close(s.collect_st);
     bm_store_close(s.probe_st);
     pthread_mutex_destroy(&s.why_mu);
+    for (size_t i = 0; i < s.n_breaker_labels; i++)
+        free(s.breaker_labels[i]);
+    free(s.breaker_labels);
     if (s.lock_fd >= 0)
         close(s.lock_fd);
     return rc;

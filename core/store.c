@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -244,8 +245,30 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VER
 
 /* ---- helpers ---- */
 
+/* bm_mono_ms() of the latest "storage unavailable" failure (bm_store_unavailable_at). */
+static atomic_llong unavailable_ms;
+
+int64_t bm_store_unavailable_at(void)
+{
+    return atomic_load(&unavailable_ms);
+}
+
 static int db_err(bm_store_t *st, char *err, size_t errlen, const char *what)
 {
+    /* The database cannot take it now (disk full, I/O error, read-only, lock
+     * not granted in time): the same statement may work once that passes. */
+    switch (sqlite3_errcode(st->db) & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        atomic_store(&unavailable_ms, bm_mono_ms());
+        break;
+    default:
+        break;
+    }
     return bm_err(err, errlen, BM_ESTORE, "store: %s: %s", what, sqlite3_errmsg(st->db));
 }
 

@@ -30,6 +30,12 @@ int bm_store_open_at(const char *path, int version, bm_store_t **out, char *err,
 /* How long a statement waits for another connection's lock before BM_ESTORE
  * (default 10 s): short for callers that must answer in time. */
 int bm_store_set_busy_timeout(bm_store_t *st, int ms, char *err, size_t errlen);
+/* Storage unavailable: when (bm_mono_ms) a statement of any connection of this
+ * process last failed with BM_ESTORE because the database could not take it
+ * now (SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN, or
+ * SQLITE_BUSY / SQLITE_LOCKED past the busy timeout); 0: never. Such a failure
+ * may pass by itself (the disk frees up, the lock goes). */
+int64_t bm_store_unavailable_at(void);
 void bm_store_close(bm_store_t *st); /* NULL is a no-op */
 /* PRAGMA user_version, -1 when it cannot be read. */
 int bm_store_schema_version(bm_store_t *st);

@@ -75,6 +75,107 @@ static void users_create(const emu_req_t *rq, emu_resp_t *rs)
     jv_free(b);
 }
 
+/* Fault settings from body b into *f (zeroed first); false when a value is out
+ * of range or a key unknown. per_user: only the keys a user's faults have. */
+static bool parse_faults(const jv_t *b, emu_faults_t *f, bool per_user)
+{
+    static const char *const world_only[] = {"drop_notifications", "delay_notifications_ms",
+                                             "short_pages", "ignore_extended_property_filter",
+                                             NULL};
+    memset(f, 0, sizeof(*f));
+    double v;
+    bool bad = false;
+    struct {
+        const char *name;
+        double *p;
+    } probs[] = {{"error_500", &f->error_500},
+                 {"error_502", &f->error_502},
+                 {"error_503", &f->error_503},
+                 {"error_504", &f->error_504},
+                 {"error_429", &f->error_429},
+                 {"error_403", &f->error_403},
+                 {"drop_notifications", &f->drop_notifications},
+                 {"short_pages", &f->short_pages}};
+    for (size_t i = 0; i < sizeof(probs) / sizeof(probs[0]); i++) {
+        if (num_field(b, probs[i].name, &v)) {
+            if (v < 0 || v > 1)
+                bad = true;
+            *probs[i].p = v;
+        }
+    }
+    if (num_field(b, "writes_only", &v))
+        f->writes_only = v != 0;
+    if (num_field(b, "ignore_extended_property_filter", &v))
+        f->ignore_extended_property_filter = v != 0;
+    if (num_field(b, "max_errors", &v)) {
+        if (v < 0 || v > 1e9)
+            bad = true;
+        f->max_errors = (int64_t)v;
+    }
+    if (num_field(b, "latency_ms", &v)) {
+        if (v < 0 || v > 600000)
+            bad = true;
+        f->latency_ms = (int64_t)v;
+    }
+    if (num_field(b, "refuse_watch", &v)) {
+        if (v != 0 && v != 400 && v != 401 && v != 403)
+            bad = true;
+        f->refuse_watch = (int64_t)v;
+    }
+    if (num_field(b, "delay_notifications_ms", &v)) {
+        if (v < 0 || v > 600000)
+            bad = true;
+        f->delay_notifications_ms = (int64_t)v;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        const char *k = b->keys[i];
+        if (!is(k, "seed") && !is(k, "latency_ms") && !is(k, "delay_notifications_ms") &&
+            !is(k, "error_500") && !is(k, "error_502") && !is(k, "error_503") &&
+            !is(k, "error_504") && !is(k, "error_429") && !is(k, "error_403") &&
+            !is(k, "writes_only") && !is(k, "drop_notifications") && !is(k, "short_pages") &&
+            !is(k, "max_errors") && !is(k, "ignore_extended_property_filter") &&
+            !is(k, "refuse_watch"))
+            bad = true;
+        for (size_t j = 0; per_user && world_only[j] != NULL; j++)
+            if (is(k, world_only[j]))
+                bad = true;
+    }
+    return !bad;
+}
+
+/* POST /_emulator/faults (u NULL) or /_emulator/users/{email}/faults. */
+static void faults(emu_user_t *u, const emu_req_t *rq, emu_resp_t *rs)
+{
+    jv_t *b = emu_body_object(rq, rs, true);
+    if (b == NULL)
+        return;
+    emu_faults_t f;
+    double v;
+    if (!parse_faults(b, &f, u != NULL)) {
+        emu_error(rs, 400, "invalid",
+                  u != NULL ? "bad fault settings (probabilities in 0..1, known keys; per user: "
+                              "error faults, writes_only, max_errors, latency_ms, refuse_watch)"
+                            : "bad fault settings (probabilities in 0..1, known keys)");
+    } else {
+        if (num_field(b, "seed", &v))
+            emu.rng = (uint64_t)v;
+        if (u != NULL)
+            u->faults = f;
+        else
+            emu.faults = f;
+        ok(rs);
+    }
+    jv_free(b);
+}
+
+static void user_counters(const emu_user_t *u, emu_resp_t *rs)
+{
+    rs->status = 200;
+    bm_buf_reset(&rs->body);
+    bm_buf_printf(&rs->body, "{\"requests\":%lld,\"calls\":%lld,\"errors_injected\":%lld}",
+                  (long long)u->n_requests, (long long)u->n_calls, (long long)u->n_errors_injected);
+}
+
 static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, emu_resp_t *rs)
 {
     if (is(action, "refresh_tokens")) {
@@ -128,6 +229,8 @@ static void user_action(emu_user_t *u, const char *action, const emu_req_t *rq, 
             ok(rs);
         }
         jv_free(b);
+    } else if (is(action, "faults")) {
+        faults(u, rq, rs);
     } else if (is(action, "calendars")) {
         jv_t *b = emu_body_object(rq, rs, false);
         if (b == NULL)
@@ -239,78 +342,13 @@ static void counters_reset(void)
                               &c->list_sync,     &c->list_full};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         atomic_store(all[i], 0);
-}
-
-static void faults(const emu_req_t *rq, emu_resp_t *rs)
-{
-    jv_t *b = emu_body_object(rq, rs, true);
-    if (b == NULL)
-        return;
-    emu_faults_t f;
-    memset(&f, 0, sizeof(f));
-    double v;
-    bool bad = false;
-    struct {
-        const char *name;
-        double *p;
-    } probs[] = {{"error_500", &f.error_500},
-                 {"error_502", &f.error_502},
-                 {"error_503", &f.error_503},
-                 {"error_504", &f.error_504},
-                 {"error_429", &f.error_429},
-                 {"error_403", &f.error_403},
-                 {"drop_notifications", &f.drop_notifications},
-                 {"short_pages", &f.short_pages}};
-    for (size_t i = 0; i < sizeof(probs) / sizeof(probs[0]); i++) {
-        if (num_field(b, probs[i].name, &v)) {
-            if (v < 0 || v > 1)
-                bad = true;
-            *probs[i].p = v;
+    emu_map_t *users = &emu.world.users;
+    for (size_t i = 0; i < users->cap; i++) {
+        if (users->keys[i] != NULL) {
+            emu_user_t *u = users->vals[i];
+            u->n_requests = u->n_calls = u->n_errors_injected = 0;
         }
     }
-    if (num_field(b, "writes_only", &v))
-        f.writes_only = v != 0;
-    if (num_field(b, "ignore_extended_property_filter", &v))
-        f.ignore_extended_property_filter = v != 0;
-    if (num_field(b, "max_errors", &v)) {
-        if (v < 0 || v > 1e9)
-            bad = true;
-        f.max_errors = (int64_t)v;
-    }
-    if (num_field(b, "latency_ms", &v)) {
-        if (v < 0 || v > 600000)
-            bad = true;
-        f.latency_ms = (int64_t)v;
-    }
-    if (num_field(b, "refuse_watch", &v)) {
-        if (v != 0 && v != 400 && v != 401 && v != 403)
-            bad = true;
-        f.refuse_watch = (int64_t)v;
-    }
-    if (num_field(b, "delay_notifications_ms", &v)) {
-        if (v < 0 || v > 600000)
-            bad = true;
-        f.delay_notifications_ms = (int64_t)v;
-    }
-    for (size_t i = 0; i < b->n; i++) {
-        const char *k = b->keys[i];
-        if (!is(k, "seed") && !is(k, "latency_ms") && !is(k, "delay_notifications_ms") &&
-            !is(k, "error_500") && !is(k, "error_502") && !is(k, "error_503") &&
-            !is(k, "error_504") && !is(k, "error_429") && !is(k, "error_403") &&
-            !is(k, "writes_only") && !is(k, "drop_notifications") && !is(k, "short_pages") &&
-            !is(k, "max_errors") && !is(k, "ignore_extended_property_filter") &&
-            !is(k, "refuse_watch"))
-            bad = true;
-    }
-    if (bad) {
-        emu_error(rs, 400, "invalid", "bad fault settings (probabilities in 0..1, known keys)");
-    } else {
-        if (num_field(b, "seed", &v))
-            emu.rng = (uint64_t)v;
-        emu.faults = f;
-        ok(rs);
-    }
-    jv_free(b);
 }
 
 static void channels(emu_resp_t *rs)
@@ -356,6 +394,12 @@ void emu_admin_handle(emu_req_t *rq, emu_resp_t *rs)
             emu_error(rs, 404, "notFound", "no user %s", seg[2]);
         else
             user_action(u, seg[3], rq, rs);
+    } else if (n == 4 && is(seg[1], "users") && is(seg[3], "counters") && is(m, "GET")) {
+        emu_user_t *u = emu_user_find(seg[2]);
+        if (u == NULL)
+            emu_error(rs, 404, "notFound", "no user %s", seg[2]);
+        else
+            user_counters(u, rs);
     } else if (n == 4 && is(seg[1], "users") && is(seg[3], "refresh_tokens") && is(m, "GET")) {
         emu_user_t *u = emu_user_find(seg[2]);
         if (u == NULL)
@@ -393,7 +437,7 @@ void emu_admin_handle(emu_req_t *rq, emu_resp_t *rs)
         counters_reset();
         ok(rs);
     } else if (n == 2 && is(seg[1], "faults") && is(m, "POST")) {
-        faults(rq, rs);
+        faults(NULL, rq, rs);
     } else if (n == 2 && is(seg[1], "reset") && is(m, "POST")) {
         emu_world_reset();
         counters_reset();

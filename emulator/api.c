@@ -120,6 +120,24 @@ static const char *const scopes_callist[] = {"calendar", "calendar.readonly",
                                              "calendar.calendarlist",
                                              "calendar.calendarlist.readonly", NULL};
 
+/* The live access token of an Authorization header value (Bearer or OAuth),
+ * or NULL. */
+static emu_token_t *bearer_token(const char *authorization)
+{
+    const char *tok = NULL;
+    if (authorization != NULL && (strncasecmp(authorization, "Bearer ", 7) == 0 ||
+                                  strncasecmp(authorization, "OAuth ", 6) == 0))
+        tok = strchr(authorization, ' ') + 1;
+    emu_token_t *t = tok != NULL ? emu_map_get(&emu.world.access, tok) : NULL;
+    return t != NULL && (t->expires_ms == 0 || t->expires_ms > bm_now_ms()) ? t : NULL;
+}
+
+emu_user_t *emu_api_user(const char *authorization)
+{
+    emu_token_t *t = bearer_token(authorization);
+    return t != NULL ? t->user : NULL;
+}
+
 static emu_token_t *authenticate(const emu_req_t *rq, emu_resp_t *rs)
 {
     const char *tok = NULL;
@@ -173,9 +191,10 @@ static bool quota_ok(emu_user_t *u, size_t units, emu_resp_t *rs)
     return true;
 }
 
-static bool fault_injected(emu_resp_t *rs, bool is_write)
+/* Draws f's error faults for one request (or batch part); u (NULL for the
+ * world's faults) counts what it got. */
+static bool fault_injected(emu_faults_t *f, emu_user_t *u, emu_resp_t *rs, bool is_write)
 {
-    emu_faults_t *f = &emu.faults;
     if (f->writes_only && !is_write)
         return false;
     if (f->max_errors > 0 && f->n_errors >= f->max_errors)
@@ -199,6 +218,8 @@ static bool fault_injected(emu_resp_t *rs, bool is_write)
     }
     f->n_errors++;
     atomic_fetch_add(&emu.counters.errors_injected, 1);
+    if (u != NULL)
+        u->n_errors_injected++;
     return true;
 }
 
@@ -348,8 +369,17 @@ void emu_api_handle(emu_req_t *rq, emu_resp_t *rs)
         goto out;
     }
     emu_token_t *tok = authenticate(rq, rs);
+    if (tok != NULL) {
+        emu_user_t *tu = tok->user;
+        tu->n_calls++;
+        if (!rq->in_batch)
+            tu->n_requests++;
+        if (tu->faults.latency_ms > emu.pending_latency_ms)
+            emu.pending_latency_ms = tu->faults.latency_ms;
+    }
     if (tok == NULL || !quota_ok(tok->user, r == R_PATCH ? 3 : 1, rs) ||
-        fault_injected(rs, is_write)) {
+        fault_injected(&emu.faults, NULL, rs, is_write) ||
+        fault_injected(&tok->user->faults, tok->user, rs, is_write)) {
         if (is_write)
             count_write_attempt(r);
         goto out;

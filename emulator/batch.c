@@ -262,6 +262,12 @@ void emu_batch_handle(emu_req_t *rq, emu_resp_t *rs)
         emu_error(rs, 401, "authError", "Login Required.");
         return;
     }
+    emu_user_t *bu = emu_api_user(rq->authorization);
+    if (bu != NULL) { /* its parts count one by one, as calls */
+        bu->n_requests++;
+        if (bu->faults.latency_ms > emu.pending_latency_ms)
+            emu.pending_latency_ms = bu->faults.latency_ms;
+    }
     char boundary[80];
     if (emu_multipart_boundary(rq->content_type, boundary, sizeof(boundary)) != BM_OK) {
         emu_error(rs, 400, "badContent", "Content-Type must be multipart/mixed with a boundary.");

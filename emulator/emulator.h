@@ -115,6 +115,20 @@ uint64_t emu_hash(const void *p, size_t n);
 typedef struct emu_calendar emu_calendar_t;
 typedef struct emu_event emu_event_t;
 
+/* Fault knobs: the world's (POST /_emulator/faults) and each user's (POST
+ * /_emulator/users/{email}/faults: error faults, latency and refuse_watch only,
+ * applied to requests authenticated as that user). */
+typedef struct emu_faults {
+    double error_500, error_502, error_503, error_504, error_429, error_403, drop_notifications,
+        short_pages;
+    int64_t latency_ms, delay_notifications_ms;
+    int64_t refuse_watch; /* 401/403 push.webhookUrlUnauthorized, 400 pushNotSupported...; 0: off */
+    int64_t max_errors;   /* error faults stop after this many (0: no limit) */
+    int64_t n_errors;     /* error faults injected since these settings were made */
+    bool writes_only;     /* error faults hit writes (insert/update/patch/delete/import) only */
+    bool ignore_extended_property_filter; /* events.list ignores private/sharedExtendedProperty */
+} emu_faults_t;
+
 typedef struct emu_user {
     char *email;
     emu_calendar_t *primary;
@@ -128,6 +142,11 @@ typedef struct emu_user {
     /* OAuth consent (oauth.c, admin.c; not persisted) */
     bool consent_deny;    /* clicks Cancel on the consent screen (POST /_emulator/consent) */
     bool offline_granted; /* has consented to the client with access_type=offline */
+    /* this user's fault knobs (not persisted) and what reached the API as this user */
+    emu_faults_t faults;
+    int64_t n_requests; /* HTTP API requests (a batch counted once, by its Authorization) */
+    int64_t n_calls;    /* API calls, batch parts one by one */
+    int64_t n_errors_injected;
 } emu_user_t;
 
 typedef struct emu_logent {
@@ -329,6 +348,8 @@ int emu_http_request_parse(const char *data, size_t len, emu_req_t *rq);
 
 /* Entry points by URL family. Each fills rs. */
 void emu_api_handle(emu_req_t *rq, emu_resp_t *rs);
+/* The user whose live access token an Authorization value carries, or NULL. */
+emu_user_t *emu_api_user(const char *authorization);
 void emu_batch_handle(emu_req_t *rq, emu_resp_t *rs);
 void emu_oauth_token(emu_req_t *rq, emu_resp_t *rs);
 void emu_oauth_auth(emu_req_t *rq, emu_resp_t *rs);
@@ -417,17 +438,6 @@ typedef struct emu_counters {
         list_sync, list_full; /* events.list calls with / without a syncToken */
 } emu_counters_t;
 
-typedef struct emu_faults {
-    double error_500, error_502, error_503, error_504, error_429, error_403, drop_notifications,
-        short_pages;
-    int64_t latency_ms, delay_notifications_ms;
-    int64_t refuse_watch; /* 401/403 push.webhookUrlUnauthorized, 400 pushNotSupported...; 0: off */
-    int64_t max_errors;   /* error faults stop after this many (0: no limit) */
-    int64_t n_errors;     /* error faults injected since these settings were made */
-    bool writes_only;     /* error faults hit writes (insert/update/patch/delete/import) only */
-    bool ignore_extended_property_filter; /* events.list ignores private/sharedExtendedProperty */
-} emu_faults_t;
-
 typedef struct emu_config {
     const char *bind;
     int port;
@@ -449,7 +459,9 @@ typedef struct emu {
     emu_faults_t faults;
     uint64_t rng; /* fault RNG (loop thread) */
     char base_url[128];
-    int64_t pending_latency_ms; /* set by request handling, consumed by http.c */
+    /* the longest per-user latency fault among the users a request (or a batch
+     * part) was authenticated as: set by api.c, consumed by http.c per request */
+    int64_t pending_latency_ms;
 } emu_t;
 
 extern emu_t emu;

@@ -118,6 +118,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     rq.body_len = req->entity.base != NULL ? req->entity.len : 0;
 
     h2o_iovec_t path = h2o_iovec_init(rq.path, strlen(rq.path));
+    emu.pending_latency_ms = 0; /* api.c raises it for a user's latency fault */
     bool is_batch = has_prefix(path, "/batch/calendar/v3") || has_prefix(path, "/batch");
     bool is_api = has_prefix(path, "/calendar/v3/");
     size_t cap = is_batch ? EMU_MAX_BATCH_BODY : EMU_MAX_BODY;
@@ -153,7 +154,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     int status = rs.status;
     const char *reason = emu_reason_phrase(status);
 
-    uint64_t latency = (uint64_t)emu.faults.latency_ms;
+    uint64_t latency =
+        (uint64_t)(emu.pending_latency_ms > emu.faults.latency_ms ? emu.pending_latency_ms
+                                                                  : emu.faults.latency_ms);
+    emu.pending_latency_ms = 0;
     h2o_timeout_t *t = (is_api || is_batch) && latency > 0 ? latency_timeout(latency) : NULL;
     if (t != NULL) {
         deferred_t *d = h2o_mem_alloc_shared(&req->pool, sizeof(*d), deferred_dispose);

@@ -373,13 +373,14 @@ void emu_watch(emu_calendar_t *cal, emu_user_t *u, const emu_req_t *rq, emu_resp
     }
     if (ttl > emu.cfg.max_channel_ttl)
         ttl = emu.cfg.max_channel_ttl;
-    if (emu.faults.refuse_watch == 400) {
+    int64_t refuse = u->faults.refuse_watch != 0 ? u->faults.refuse_watch : emu.faults.refuse_watch;
+    if (refuse == 400) {
         emu_error(rs, 400, "pushNotSupportedForRequestedResource",
                   "Push notifications are not supported by this resource.");
         goto out;
     }
-    if (emu.faults.refuse_watch != 0) {
-        emu_error(rs, (int)emu.faults.refuse_watch, "push.webhookUrlUnauthorized",
+    if (refuse != 0) {
+        emu_error(rs, (int)refuse, "push.webhookUrlUnauthorized",
                   "Unauthorized WebHook callback channel: %s", addr);
         goto out;
     }

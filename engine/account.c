@@ -217,6 +217,8 @@ void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhaus
         closed = true;
         a->breaker_failures = 0;
         a->breaker_until = 0;
+    } else if (rc == BM_ETRANSIENT && a->breaker_until > bm_now()) {
+        a->consecutive = 0; /* a call in flight when it opened: it stays open as it is */
     } else if (rc == BM_ETRANSIENT && a->consecutive >= BREAKER_THRESHOLD) {
         opened = true;
         a->consecutive = 0;

@@ -33,8 +33,13 @@ typedef struct engine_account {
     int64_t breaker_until;   /* persisted: open until then */
     int consecutive;         /* failed calls in a row in this process */
     int64_t saved_access_ms; /* expiry of the access token the store holds */
-    bool draining;           /* an engine of this process is applying its writes */
-    bool drain_again;        /* asked while draining: the drainer looks once more */
+    /* The engine of this process working on the account (a serve worker running
+     * one of its calendars' jobs, or a drain applying its writes), NULL: none;
+     * hold_depth counts that engine's nested holds. */
+    const bm_engine_t *holder;
+    int hold_depth;
+    bool drain_again; /* asked while held: the holder looks once more */
+    int64_t batch_ms; /* how long its latest batch request took: drains go slowest last */
 } engine_account_t;
 
 struct bm_engine_hub {
@@ -64,12 +69,19 @@ struct bm_engine {
 
 void bm__engine_lock(bm_engine_t *e);
 void bm__engine_unlock(bm_engine_t *e);
-/* Whether this engine may apply account a's writes now: false when another
- * engine of the process is at it (which then looks once more before it stops,
- * so nothing planned meanwhile waits). bm__engine_drain_end() is true when it
- * must look again. */
+/* Whether this engine may work on account a now (apply its writes, run its
+ * jobs), and then it holds a: false when another engine of the process holds
+ * it (which then looks once more before it lets go, so nothing planned
+ * meanwhile waits). Holds nest within one engine. bm__engine_drain_end() lets
+ * go of one hold; after the outermost it is true when the engine must apply
+ * a's writes once more (and still holds a; call it again after). */
 bool bm__engine_drain_begin(bm_engine_t *e, engine_account_t *a);
 bool bm__engine_drain_end(bm_engine_t *e, engine_account_t *a);
+/* Lets go of every hold e has on a, whatever others asked (a stopping engine);
+ * the next drain applies what waits. */
+void bm__engine_drain_abandon(bm_engine_t *e, engine_account_t *a);
+/* Applies account a's due writes (engine/outbox.c), holding it meanwhile. */
+int bm__engine_drain_account(bm_engine_t *e, engine_account_t *a, char *err, size_t errlen);
 
 /* The engine's account row with its Google identity, loaded (and its refresh
  * token decrypted) once; *out stays valid for the engine's life. BM_EAUTH when

@@ -95,22 +95,41 @@ int bm__engine_key(bm_engine_t *e, const unsigned char **key, char *err, size_t 
 bool bm__engine_drain_begin(bm_engine_t *e, engine_account_t *a)
 {
     bm__engine_lock(e);
-    bool mine = !a->draining;
-    if (mine)
-        a->draining = true;
-    else
+    bool mine = a->holder == NULL || a->holder == e;
+    if (mine) {
+        a->holder = e;
+        a->hold_depth++;
+    } else {
         a->drain_again = true;
+    }
     bm__engine_unlock(e);
     return mine;
 }
 
 bool bm__engine_drain_end(bm_engine_t *e, engine_account_t *a)
 {
+    bool again = false;
     bm__engine_lock(e);
-    bool again = a->drain_again;
-    a->drain_again = false;
-    if (!again)
-        a->draining = false;
+    if (a->holder == e && a->hold_depth > 1) {
+        a->hold_depth--; /* the outer hold looks again */
+    } else if (a->holder == e) {
+        again = a->drain_again;
+        a->drain_again = false;
+        if (!again) {
+            a->holder = NULL;
+            a->hold_depth = 0;
+        }
+    }
     bm__engine_unlock(e);
     return again;
+}
+
+void bm__engine_drain_abandon(bm_engine_t *e, engine_account_t *a)
+{
+    bm__engine_lock(e);
+    if (a->holder == e) {
+        a->holder = NULL;
+        a->hold_depth = 0;
+    }
+    bm__engine_unlock(e);
 }

@@ -131,7 +131,11 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
         reqs[i].method = it->op == BM_OUTBOX_DELETE ? "DELETE" : inserting[i] ? "POST" : "PUT";
         reqs[i].body = it->op == BM_OUTBOX_PUT ? it->body : NULL;
     }
+    int64_t t0 = bm_mono_ms();
     rc = bm_gcal_batch(e->gcal, &a->g, reqs, n, err, errlen);
+    bm__engine_lock(e);
+    a->batch_ms = bm_mono_ms() - t0;
+    bm__engine_unlock(e);
     if (rc != BM_OK) {
         bm__engine_breaker(e, a, rc, true);
         if (rc == BM_EAUTH)
@@ -235,6 +239,52 @@ static int drain_account(bm_engine_t *e, engine_account_t *a, size_t *worked, in
     return rc;
 }
 
+int bm__engine_drain_account(bm_engine_t *e, engine_account_t *a, char *err, size_t errlen)
+{
+    size_t worked = 0;
+    if (e->o.dry_run)
+        return BM_OK;
+    return drain_account(e, a, &worked, bm_mono_ms(), atomic_load(&e->hub->applied), err, errlen);
+}
+
+/* An account with pending writes, as a drain pass visits it. */
+typedef struct drain_turn {
+    engine_account_t *a;
+    int64_t batch_ms;
+    size_t order; /* as the store listed it (by id): ties keep it */
+} drain_turn_t;
+
+static int turn_cmp(const void *x, const void *y)
+{
+    const drain_turn_t *p = x, *q = y;
+    if (p->batch_ms != q->batch_ms)
+        return p->batch_ms < q->batch_ms ? -1 : 1;
+    return p->order < q->order ? -1 : p->order > q->order;
+}
+
+/* The usable accounts among ids (one waiting for a new login or its breaker is
+ * left out: its items wait), fastest first: an account whose batches crawl is
+ * drained after every other, so a run stuck on it has already written the
+ * others' blocks. Caller frees. */
+static drain_turn_t *drain_turns(bm_engine_t *e, const int64_t *ids, size_t n, size_t *n_out)
+{
+    drain_turn_t *t = n > 0 ? bm_calloc(n, sizeof(*t)) : NULL;
+    char err[256];
+    *n_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        engine_account_t *a;
+        if (bm__engine_account(e, ids[i], &a, err, sizeof(err)) != BM_OK)
+            continue;
+        bm__engine_lock(e);
+        t[*n_out] = (drain_turn_t){a, a->batch_ms, i};
+        bm__engine_unlock(e);
+        (*n_out)++;
+    }
+    if (*n_out > 1)
+        qsort(t, *n_out, sizeof(*t), turn_cmp);
+    return t;
+}
+
 /* The drain of one engine: passes over every account with pending writes until
  * nothing is left that this run should wait for. */
 static int drain_loop(bm_engine_t *e, int64_t t0_ms, int64_t applied0, char *err, size_t errlen)
@@ -249,12 +299,11 @@ static int drain_loop(bm_engine_t *e, int64_t t0_ms, int64_t applied0, char *err
         free(accounts);
         accounts = NULL;
         rc = bm_store_outbox_accounts(e->st, &accounts, &n_accounts, err, errlen);
-        for (size_t i = 0; rc == BM_OK && i < n_accounts; i++) {
-            engine_account_t *a;
-            if (bm__engine_account(e, accounts[i], &a, err, errlen) != BM_OK)
-                continue; /* its items wait for a new login, or for its breaker */
-            rc = drain_account(e, a, &worked, t0_ms, applied0, err, errlen);
-        }
+        size_t n_turns = 0;
+        drain_turn_t *turns = rc == BM_OK ? drain_turns(e, accounts, n_accounts, &n_turns) : NULL;
+        for (size_t i = 0; rc == BM_OK && i < n_turns; i++)
+            rc = drain_account(e, turns[i].a, &worked, t0_ms, applied0, err, errlen);
+        free(turns);
         if (rc != BM_OK || e->o.drain_no_wait)
             break;
         rc = bm_store_outbox_stats(e->st, &pending, &next_due, err, errlen);

@@ -1605,6 +1605,108 @@ START_TEST(faults_latency_and_short_pages)
 }
 END_TEST
 
+/* One of u's counters (GET /_emulator/users/{email}/counters). */
+static long long user_counter(const char *email, const char *name)
+{
+    char *path = fmt("/_emulator/users/%s/counters", email);
+    resp_t *r = admin("GET", path, NULL);
+    ck_assert_int_eq(r->status, 200);
+    long long v = j_int(r->json, name);
+    h_free(r);
+    free(path);
+    return v;
+}
+
+static long elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+START_TEST(faults_per_user_hit_that_user_only)
+{
+    char *tv = emu_user(&E, "v@example.com");
+    const char *vev = "/calendar/v3/calendars/v%40example.com/events";
+    expect_admin("POST", "/_emulator/users/u@example.com/faults", "{\"error_500\":1}", 200);
+    expect_api("GET", EV, NULL, 500);
+    resp_t *r = h_req(&E, "GET", vev, tv, NULL, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    ck_assert_int_eq(counter(&E, "errors_injected"), 1);
+    ck_assert_int_eq(user_counter("u@example.com", "errors_injected"), 1);
+    ck_assert_int_eq(user_counter("v@example.com", "errors_injected"), 0);
+
+    /* batch parts: each as the user it is authenticated as (outer or its own) */
+    char *own = fmt("GET %s HTTP/1.1\r\n\r\n", vev);
+    char *as_u = fmt("GET %s HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n", EV, T);
+    const char *parts[] = {own, as_u};
+    char *body = batch_body("pu", 2, parts, true);
+    r = h_req(&E, "POST", "/batch/calendar/v3", tv, body, "multipart/mixed; boundary=pu", NULL);
+    ck_assert_int_eq(r->status, 200);
+    const char *p1 = strstr(r->body, "Content-ID: <response-item1>");
+    const char *p2 = strstr(r->body, "Content-ID: <response-item2>");
+    ck_assert(p1 != NULL && p2 != NULL && p1 < p2);
+    ck_assert(strstr(p1, "HTTP/1.1 200") != NULL && strstr(p1, "HTTP/1.1 200") < p2);
+    ck_assert_ptr_nonnull(strstr(p2, "HTTP/1.1 500"));
+    h_free(r);
+    free(body);
+    /* per-user counters: requests (a batch once), calls (parts one by one) */
+    ck_assert_int_eq(user_counter("v@example.com", "requests"), 2);
+    ck_assert_int_eq(user_counter("v@example.com", "calls"), 2);
+    ck_assert_int_eq(user_counter("u@example.com", "requests"), 1);
+    ck_assert_int_eq(user_counter("u@example.com", "calls"), 2);
+    ck_assert_int_eq(user_counter("u@example.com", "errors_injected"), 2);
+
+    /* writes_only and max_errors work per user too */
+    expect_admin("POST", "/_emulator/users/u@example.com/faults",
+                 "{\"error_503\":1,\"writes_only\":1,\"max_errors\":1}", 200);
+    expect_api("GET", EV, NULL, 200);
+    resp_t *w = api("POST", EV, TIMED("", "2030-01-07T10:00:00Z", "2030-01-07T11:00:00Z"));
+    ck_assert_int_eq(w->status, 503);
+    h_free(w);
+    free(ins()); /* max_errors spent */
+
+    /* latency: u's requests (and a batch with a part as u) wait, v's do not */
+    expect_admin("POST", "/_emulator/users/u@example.com/faults", "{\"latency_ms\":2000}", 200);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    expect_api("GET", EV "?maxResults=1", NULL, 200);
+    ck_assert_int_ge(elapsed_ms(&t0), 1900);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = h_req(&E, "GET", vev, tv, NULL, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    h_free(r);
+    long v_ms = elapsed_ms(&t0);
+    ck_assert_msg(v_ms < 1900, "v waited %ld ms for u's latency", v_ms);
+    body = batch_body("pu", 2, parts, true);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = h_req(&E, "POST", "/batch/calendar/v3", tv, body, "multipart/mixed; boundary=pu", NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_ge(elapsed_ms(&t0), 1900);
+    h_free(r);
+    free(body);
+
+    /* {} clears; world-only keys, bad values and unknown users are refused */
+    expect_admin("POST", "/_emulator/users/u@example.com/faults", "{}", 200);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    expect_api("GET", EV, NULL, 200);
+    ck_assert_int_lt(elapsed_ms(&t0), 1900);
+    expect_admin("POST", "/_emulator/users/u@example.com/faults", "{\"drop_notifications\":1}",
+                 400);
+    expect_admin("POST", "/_emulator/users/u@example.com/faults", "{\"error_500\":2}", 400);
+    expect_admin("POST", "/_emulator/users/nobody@example.com/faults", "{}", 404);
+    expect_admin("GET", "/_emulator/users/nobody@example.com/counters", NULL, 404);
+    /* the world's counters reset zeroes the users' */
+    h_free(admin("POST", "/_emulator/counters/reset", NULL));
+    ck_assert_int_eq(user_counter("u@example.com", "calls"), 0);
+    ck_assert_int_eq(user_counter("u@example.com", "errors_injected"), 0);
+    free(own);
+    free(as_u);
+    free(tv);
+}
+END_TEST
+
 START_TEST(counters_by_kind_and_reset)
 {
     h_free(admin("POST", "/_emulator/counters/reset", NULL));
@@ -2165,6 +2267,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, quota_per_user);
     tcase_add_test(tc, faults_seeded_and_repeatable);
     tcase_add_test(tc, faults_latency_and_short_pages);
+    tcase_add_test(tc, faults_per_user_hit_that_user_only);
     tcase_add_test(tc, counters_by_kind_and_reset);
     tcase_add_test(tc, admin_writes_feed_sync_and_dump);
     tcase_add_test(tc, seed_demo_world);
