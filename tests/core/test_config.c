@@ -134,7 +134,7 @@ START_TEST(bad_values_name_file_line_and_key)
     ck_assert_msg(strstr(err, bad[_i].expect) != NULL, "got: %s", err);
     ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "no file name in: %s", err);
     ck_assert_int_eq(c.engine.batch_size, 50); /* defaults only after a failure */
-    ck_assert_int_eq(c.engine.workers, 2);
+    ck_assert_int_eq(c.engine.workers, 4);
     bm_config_dispose(&c);
     unlink(path);
 }
