@@ -96,7 +96,7 @@ static void say(const char *err)
 {
     char clean[1024];
     bm_log_scrub(err, clean, sizeof(clean));
-    fprintf(stderr, "busymirror account login: %s\n", clean);
+    bm_cli_print_error("account login", clean);
 }
 
 /* One piece on purpose: the login is one linear sequence (options, local checks,

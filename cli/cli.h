@@ -118,6 +118,10 @@ void bm_cli_fmt_time(int64_t t, char *buf, size_t len);
  * (non-JSON) printer of such a text uses it; JSON output escapes by itself. */
 const char *bm_cli_text(const char *s, char *buf, size_t len);
 
+/* Prints "busymirror CMD: MSG" (cmd NULL: "busymirror: MSG") on stderr, msg
+ * through bm_cli_text: an error may quote what Google or a file said. */
+void bm_cli_print_error(const char *cmd, const char *msg);
+
 /*
  * One JSON document for stdout (`--json`): an object, built with a sticky
  * error, so callers check once, at bm_cli_json_end: the first call that fails

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "core/crypto.h"
 #include "core/log.h"
+#include "core/oauth.h"
 #include "core/util.h"
 #include "engine/engine.h"
 
@@ -24,12 +25,11 @@ int bm_cli_seal_token(bm_cli_t *cli, const char *name, const char *token, unsign
         rc = bm_crypto_seal(key, aad, token, strlen(token), out, out_len, err, sizeof(err));
     bm_crypto_wipe(key, sizeof(key));
     if (rc != BM_OK)
-        fprintf(stderr, "busymirror: %s\n", err);
+        bm_cli_print_error(NULL, err);
     return rc;
 }
 
-/* The longest refresh token accepted (Google's are about 100 characters). */
-#define TOKEN_MAX 512
+#define TOKEN_MAX BM_OAUTH_REFRESH_TOKEN_MAX
 
 /* Reads a refresh token file: one line (one trailing newline, LF or CRLF, is
  * dropped) of printable ASCII without blanks, at most TOKEN_MAX characters.
@@ -81,6 +81,20 @@ out:
     return rc;
 }
 
+/* What Google could call a user: local@domain within RFC 5321's 254 characters,
+ * printable, no blanks. */
+static bool email_ok(const char *s)
+{
+    size_t n = strlen(s);
+    const char *at = strchr(s, '@');
+    if (n < 3 || n > 254 || at == NULL || at == s || at[1] == '\0')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
 static int account_add(bm_cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {{"name", required_argument, NULL, 'n'},
@@ -113,6 +127,9 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
         return bm_cli_usage_error(self, "add needs --name NAME and --refresh-token-file FILE");
     if ((rc = bm_cli_name(self, "account", name)) != BM_EXIT_OK)
         return rc;
+    if (email != NULL && !email_ok(email))
+        return bm_cli_usage_error(self, "--email takes an address (NAME@DOMAIN, at most 254 "
+                                        "characters, no blanks or control characters)");
     if (read_token_file(file, &token, err, sizeof(err)) != BM_OK) {
         fprintf(stderr, "busymirror account add: refresh token file %s\n", err);
         rc = BM_EXIT_USAGE;
@@ -129,7 +146,7 @@ static int account_add(bm_cli_t *cli, int argc, char **argv)
     int64_t id = 0;
     int r = bm_store_account_add(st, name, email, sealed, sealed_len, &id, err, sizeof(err));
     if (r != BM_OK) {
-        fprintf(stderr, "busymirror account: %s\n", err);
+        bm_cli_print_error("account", err);
         rc = r == BM_EEXIST ? BM_EXIT_USAGE : BM_EXIT_FAIL;
         goto out;
     }
@@ -205,7 +222,7 @@ static int account_list(bm_cli_t *cli, int argc, char **argv)
     }
     goto out;
 fail:
-    fprintf(stderr, "busymirror: %s\n", err);
+    bm_cli_print_error(NULL, err);
     rc = BM_EXIT_FAIL;
 out:
     bm_cli_json_dispose(&j);
@@ -258,7 +275,7 @@ static int account_set(bm_cli_t *cli, int argc, char **argv)
         return rc;
     if (bm_store_account_set_schedule(cli->store, acct.id, priority, interval, err, sizeof(err)) !=
         BM_OK) {
-        fprintf(stderr, "busymirror account: %s\n", err);
+        bm_cli_print_error("account", err);
         rc = BM_EXIT_FAIL;
     } else {
         printf("account '%s': priority %d, poll interval %d s (0: [sync] poll_interval)\n", name,
@@ -314,7 +331,7 @@ static int account_remove(bm_cli_t *cli, int argc, char **argv)
     if ((rc = bm_cli_engine(cli, &e)) != BM_EXIT_OK)
         goto out;
     if (bm_engine_remove_account(e, &acct, keep, &deleted, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror account: %s\n", err);
+        bm_cli_print_error("account", err);
         rc = BM_EXIT_FAIL;
         goto out;
     }

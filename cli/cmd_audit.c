@@ -80,7 +80,7 @@ int bm_cmd_audit(bm_cli_t *cli, int argc, char **argv)
     if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
         return rc;
     if (bm_store_audit_list(st, (size_t)limit, &runs, &n, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror audit: %s\n", err);
+        bm_cli_print_error("audit", err);
         return BM_EXIT_FAIL;
     }
     if (json)

@@ -26,7 +26,7 @@ int bm_cmd_cleanup(bm_cli_t *cli, int argc, char **argv)
     if ((rc = bm_cli_engine(cli, &e)) != BM_EXIT_OK)
         return rc;
     if (bm_engine_cleanup(e, !dry_run, &r, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror cleanup: %s\n", err);
+        bm_cli_print_error("cleanup", err);
         rc = BM_EXIT_FAIL;
     }
     for (size_t i = 0; i < r.n_orphans; i++)

@@ -28,7 +28,7 @@ static int dlq_list(bm_store_t *st, bool json)
     char err[512];
     int rc = BM_EXIT_OK;
     if (bm_store_dead_letters(st, &d, &n, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror dlq: %s\n", err);
+        bm_cli_print_error("dlq", err);
         return BM_EXIT_FAIL;
     }
     if (json) {
@@ -117,7 +117,7 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
         if ((id > 0) == all)
             return bm_cli_usage_error(self, "retry needs --id N or --all");
         if (bm_store_dead_letter_retry(st, id, &n, err, sizeof(err)) != BM_OK) {
-            fprintf(stderr, "busymirror dlq: %s\n", err);
+            bm_cli_print_error("dlq", err);
             return BM_EXIT_FAIL;
         }
         if (n == 0) {
@@ -142,7 +142,7 @@ int bm_cmd_dlq(bm_cli_t *cli, int argc, char **argv)
         }
         if (bm_store_dead_letters_purge(st, days > 0 ? bm_now() - days * 86400 : INT64_MAX, &n, err,
                                         sizeof(err)) != BM_OK) {
-            fprintf(stderr, "busymirror dlq: %s\n", err);
+            bm_cli_print_error("dlq", err);
             return BM_EXIT_FAIL;
         }
         printf("%lld dead letters purged\n", (long long)n);

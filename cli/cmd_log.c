@@ -99,7 +99,7 @@ int bm_cmd_log(bm_cli_t *cli, int argc, char **argv)
     if (calendar != NULL && (rc = bm_cli_calendar(cli, calendar, account, &cal)) != BM_EXIT_OK)
         return rc;
     if (bm_store_sync_log_list(st, cal.id, (size_t)limit, &l, &n, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror log: %s\n", err);
+        bm_cli_print_error("log", err);
         rc = BM_EXIT_FAIL;
         goto out;
     }

@@ -163,7 +163,7 @@ static int poll_locked(bm_cli_t *cli, const char *account, long long max_s)
     printf("%zu calendars due; %d jobs done, %d failed, %d busy elsewhere\n", n_due, sum.ok,
            sum.failed, sum.busy);
     if (r != BM_OK)
-        fprintf(stderr, "busymirror poll: %s\n", err);
+        bm_cli_print_error("poll", err);
     rc = r != BM_OK || sum.failed > 0 ? BM_EXIT_FAIL : BM_EXIT_OK;
 out:
     bm_engine_free(e);
@@ -188,7 +188,7 @@ int bm_cmd_poll(bm_cli_t *cli, int argc, char **argv)
         max_s = cli->cfg.sync.deadline;
     int r = bm_cli_lock(cli->cfg.store.path, "poll", &fd, err, sizeof(err));
     if (r != BM_OK) {
-        fprintf(stderr, "busymirror poll: %s\n", err);
+        bm_cli_print_error("poll", err);
         rc = r == BM_EBUSY ? BM_EXIT_TEMPFAIL : BM_EXIT_FAIL;
     } else {
         struct sigaction sa = {.sa_handler = on_signal};

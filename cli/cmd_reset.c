@@ -66,7 +66,7 @@ int bm_cmd_reset(bm_cli_t *cli, int argc, char **argv)
         goto out;
     /* First look (writes nothing), then delete only with a confirmation. */
     if (bm_engine_reset_calendar(e, &cal, false, &found, &n, &failed, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror reset: %s\n", err);
+        bm_cli_print_error("reset", err);
         rc = BM_EXIT_FAIL;
         goto out;
     }
@@ -89,7 +89,7 @@ int bm_cmd_reset(bm_cli_t *cli, int argc, char **argv)
     bm_found_blocks_free(found, n);
     found = NULL;
     if (bm_engine_reset_calendar(e, &cal, true, &found, &n, &failed, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror reset: %s\n", err);
+        bm_cli_print_error("reset", err);
         rc = BM_EXIT_FAIL;
         goto out;
     }

@@ -110,7 +110,7 @@ int bm_cmd_rules(bm_cli_t *cli, int argc, char **argv)
     if ((rc = bm_cli_store(cli, &st)) != BM_EXIT_OK)
         return rc;
     if (bm_store_calendar_list(st, 0, NULL, true, &cals, &n, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror: %s\n", err);
+        bm_cli_print_error(NULL, err);
         return BM_EXIT_FAIL;
     }
     print_groups(cli, cals, n);

@@ -338,7 +338,7 @@ static void wait_for_stop(serve_t *s, const sigset_t *set)
         if (sig == SIGHUP) {
             char err[256];
             if (bm_log_reopen(err, sizeof(err)) != BM_OK)
-                fprintf(stderr, "busymirror serve: %s\n", err);
+                bm_cli_print_error("serve", err);
             BM_LOG(BM_LOG_INFO, BM_MSG("log reopened"));
         }
         probe(s);
@@ -370,7 +370,7 @@ static int serve_run(serve_t *s, const sigset_t *set)
         rc = start_roles(s, err, sizeof(err));
     }
     if (rc != BM_OK) {
-        fprintf(stderr, "busymirror serve: %s\n", err);
+        bm_cli_print_error("serve", err);
         stop_roles(s);
         return rc == BM_EBUSY ? BM_EXIT_TEMPFAIL : rc == BM_EINVAL ? BM_EXIT_CONFIG : BM_EXIT_FAIL;
     }

@@ -146,7 +146,7 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
         return rc;
     if (bm_store_account_list(st, &accts, &n_accts, err, sizeof(err)) != BM_OK ||
         bm_store_calendar_list(st, 0, NULL, false, &cals, &n_cals, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror status: %s\n", err);
+        bm_cli_print_error("status", err);
         rc = BM_EXIT_FAIL;
         goto out;
     }
@@ -168,7 +168,7 @@ int bm_cmd_status(bm_cli_t *cli, int argc, char **argv)
         bm_health_t h = {0};
         const bm_calendar_t *cal = &cals[i];
         if (bm_store_calendar_health(st, cal->id, &h, err, sizeof(err)) != BM_OK) {
-            fprintf(stderr, "busymirror status: %s\n", err);
+            bm_cli_print_error("status", err);
             rc = BM_EXIT_FAIL;
             goto out;
         }

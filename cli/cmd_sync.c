@@ -59,10 +59,10 @@ static int report(bm_engine_t *e, const bm_engine_opts_t *o, int r, const char *
                                     : "SIGTERM");
         rc = sig == SIGALRM ? BM_EXIT_FAIL : 128 + sig;
     } else if (r == BM_EBUSY && t.calendars_failed == 0) {
-        fprintf(stderr, "busymirror sync: %s\n", err);
+        bm_cli_print_error("sync", err);
         rc = BM_EXIT_TEMPFAIL;
     } else {
-        fprintf(stderr, "busymirror sync: %s\n", err);
+        bm_cli_print_error("sync", err);
         rc = BM_EXIT_FAIL;
     }
     return rc;
@@ -147,7 +147,7 @@ int bm_cmd_sync(bm_cli_t *cli, int argc, char **argv)
     catch_signals(timeout);
 
     if (bm_engine_new(&o, st, &e, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror sync: %s\n", err);
+        bm_cli_print_error("sync", err);
         rc = BM_EXIT_FAIL;
         goto out;
     }

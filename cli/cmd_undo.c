@@ -41,7 +41,7 @@ int bm_cmd_undo(bm_cli_t *cli, int argc, char **argv)
         return rc;
     int r = bm_engine_undo(e, last ? 0 : (int64_t)id, &run, &restored, &failed, err, sizeof(err));
     if (r != BM_OK) {
-        fprintf(stderr, "busymirror undo: %s\n", err);
+        bm_cli_print_error("undo", err);
         rc = r == BM_ENOTFOUND ? BM_EXIT_USAGE : BM_EXIT_FAIL;
     } else {
         printf("undo of run %lld: %zu blocks re-created, %zu could not be\n", (long long)run,

@@ -240,7 +240,7 @@ int bm_cli_store(bm_cli_t *cli, bm_store_t **out)
         return rc;
     if (cli->store == NULL &&
         bm_store_open(cli->cfg.store.path, &cli->store, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror: %s\n", err);
+        bm_cli_print_error(NULL, err);
         return BM_EXIT_FAIL;
     }
     *out = cli->store;
@@ -336,7 +336,7 @@ int main(int argc, char **argv)
         find_default_config(&cli);
     if (cli.config_path != NULL &&
         bm_config_load(&cli.cfg, cli.config_path, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror: %s\n", err);
+        bm_cli_print_error(NULL, err);
         rc = BM_EXIT_CONFIG;
         goto out;
     }

@@ -171,3 +171,10 @@ void bm_cli_json_dispose(bm_cli_json_t *j)
         yajl_gen_free(j->g);
     j->g = NULL;
 }
+
+void bm_cli_print_error(const char *cmd, const char *msg)
+{
+    char buf[2048];
+    fprintf(stderr, "busymirror%s%s: %s\n", cmd != NULL ? " " : "", cmd != NULL ? cmd : "",
+            bm_cli_text(msg, buf, sizeof(buf)));
+}

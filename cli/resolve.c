@@ -22,7 +22,7 @@ int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out)
         bm_account_t *all = NULL;
         size_t n = 0;
         if (bm_store_account_list(st, &all, &n, err, sizeof(err)) != BM_OK) {
-            fprintf(stderr, "busymirror: %s\n", err);
+            bm_cli_print_error(NULL, err);
             return BM_EXIT_FAIL;
         }
         char text[256];
@@ -35,7 +35,7 @@ int bm_cli_account(bm_cli_t *cli, const char *name, bm_account_t *out)
         return BM_EXIT_USAGE;
     }
     if (r != BM_OK) {
-        fprintf(stderr, "busymirror: %s\n", err);
+        bm_cli_print_error(NULL, err);
         return BM_EXIT_FAIL;
     }
     return BM_EXIT_OK;
@@ -55,7 +55,7 @@ int bm_cli_calendar(bm_cli_t *cli, const char *gcal_id, const char *account_name
     if (account_name != NULL && (rc = bm_cli_account(cli, account_name, &acct)) != BM_EXIT_OK)
         return rc;
     if (bm_store_calendar_list(st, acct.id, gcal_id, false, &cals, &n, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror: %s\n", err);
+        bm_cli_print_error(NULL, err);
         rc = BM_EXIT_FAIL;
     } else if (n == 0) {
         fprintf(stderr,
@@ -107,7 +107,7 @@ int bm_cli_engine(bm_cli_t *cli, bm_engine_t **e)
         return rc;
     bm_engine_opts_t o = {.cfg = &cli->cfg};
     if (bm_engine_new(&o, st, e, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror: %s\n", err);
+        bm_cli_print_error(NULL, err);
         return BM_EXIT_FAIL;
     }
     return BM_EXIT_OK;

@@ -33,6 +33,7 @@ class Hostile(http.server.ThreadingHTTPServer):
                                       "token_type": "Bearer"}).encode()
         self.list_body = b"{}"
         self.calendars_body = b"{}"
+        self.calendars_status = 200
         self.paths = []
         super().__init__(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -51,9 +52,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def answer(self, body):
+    def answer(self, body, status=200):
         self.server.paths.append(self.command + " " + self.path)
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -66,7 +67,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         if "/calendarList" in self.path:
-            self.answer(self.server.calendars_body)
+            self.answer(self.server.calendars_body, self.server.calendars_status)
         else:
             self.answer(self.server.list_body)
 
@@ -111,6 +112,18 @@ class HostileAnswersTest(Scenario):
         self.hostile.calendars_body = nested(DEEP, closed=False)
         out, err = self.bm("calendar", "discover", "--account-id", "alice", expect=1)
         self.assert_clean_failure(out, err, "JSON nested deeper than 64 levels")
+
+    def test_terminal_escapes_in_an_error_from_google_are_neutralised(self):
+        # an error message is Google's text: on a terminal it must not retitle the
+        # window or change colours
+        self.hostile.calendars_status = 400
+        self.hostile.calendars_body = json.dumps({"error": {
+            "code": 400, "message": "\x1b]0;pwned\x07\x1b[31mred\u009b2J bad", "errors": [
+                {"reason": "badRequest", "message": "\x1b[5m"}]}}).encode()
+        out, err = self.bm("calendar", "discover", "--account-id", "alice", expect=1)
+        self.assertIn("bad", err)
+        for c in "\x1b\x07\u009b":
+            self.assertNotIn(c, err + out)
 
     def test_deep_token_answer_fails_cleanly(self):
         self.hostile.token_body = nested(TOKEN_DEEP)
