@@ -156,6 +156,12 @@ int bm_oauth_token_answer(const bm_oauth_grant_t *grant, long status, const char
         goto out;
     }
     bm_log_add_secret(rt);
+    if (strlen(rt) > BM_OAUTH_REFRESH_TOKEN_MAX) {
+        rc = bm_err(err, errlen, BM_EAPI,
+                    "Google returned a refresh token longer than %d characters",
+                    BM_OAUTH_REFRESH_TOKEN_MAX);
+        goto out;
+    }
     out->refresh_token = bm_strdup(rt);
 out:
     /* The tree's copies of the tokens (and of id_token, ...) are wiped before it goes;

@@ -20,7 +20,10 @@
 #include <stdint.h>
 
 #define BM_OAUTH_ACCESS_TOKEN_MAX 4096
-#define BM_OAUTH_SCOPE            "https://www.googleapis.com/auth/calendar"
+/* The longest refresh token accepted, from a login or a file (Google's are about
+ * 100 characters). */
+#define BM_OAUTH_REFRESH_TOKEN_MAX 512
+#define BM_OAUTH_SCOPE             "https://www.googleapis.com/auth/calendar"
 
 struct bm_gcal;
 

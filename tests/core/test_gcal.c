@@ -8,6 +8,7 @@
 #include "core/batch.h"
 #include "core/gcal.h"
 #include "core/log.h"
+#include "core/oauth.h"
 #include "core/util.h"
 #include "emulator/harness.h"
 #include "google_batch.h"
@@ -837,6 +838,11 @@ END_TEST
 
 START_TEST(exchange_code)
 {
+    /* a refresh token longer than any file may hold (BM_OAUTH_REFRESH_TOKEN_MAX) */
+    char long_refresh[1024];
+    snprintf(long_refresh, sizeof(long_refresh),
+             "{\"access_token\":\"ya29.fresh3\",\"expires_in\":3599,\"refresh_token\":\"1//%0*d\"}",
+             BM_OAUTH_REFRESH_TOKEN_MAX, 7);
     fake_start();
     fake_resp_t script[] = {
         {200, NULL,
@@ -846,8 +852,9 @@ START_TEST(exchange_code)
          0},
         {400, NULL, "{\"error\":\"invalid_grant\",\"error_description\":\"Bad Request\"}", 0},
         {200, NULL, "{\"access_token\":\"ya29.fresh2\",\"expires_in\":3599}", 0},
+        {200, NULL, long_refresh, 0},
     };
-    fake_script(script, 3);
+    fake_script(script, 4);
     bm_gcal_t *g = client(1);
     char *rt = NULL, err[256] = "";
     ck_assert_msg(bm_gcal_exchange_code(g, "4/0Adeu5B-code", "verifier-abc_123",
@@ -866,6 +873,10 @@ START_TEST(exchange_code)
     ck_assert_int_eq(
         bm_gcal_exchange_code(g, "c", "v", "http://127.0.0.1:1/", &rt, err, sizeof(err)), BM_EAPI);
     ck_assert_ptr_nonnull(strstr(err, "no refresh token"));
+    ck_assert_int_eq(
+        bm_gcal_exchange_code(g, "c", "v", "http://127.0.0.1:1/", &rt, err, sizeof(err)), BM_EAPI);
+    ck_assert_ptr_null(rt);
+    ck_assert_msg(strstr(err, "refresh token longer than 512") != NULL, "%s", err);
     bm_gcal_free(g);
 }
 END_TEST
