@@ -783,9 +783,13 @@ static char *read_line(char *str, int num, void *stream)
         int len = (int)strcspn(p, "\r\n");
         while (len > 1 && strchr(" \t", p[len - 1]) != NULL)
             len--;
+        /* echoed only when it reads as a section name: the line may hold a secret */
+        bool echo =
+            len <= 70 && (int)strspn(p + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                            "0123456789._@+- ") == len - 1;
         lc->rc = bm_err(lc->err, lc->errlen, BM_EINVAL,
-                        "%s:%d: unterminated section header '%.*s' (no ']')", lc->path, lc->line,
-                        len, p);
+                        "%s:%d: unterminated section header%s%.*s%s (no ']')", lc->path, lc->line,
+                        echo ? " '" : "", echo ? len : 0, p, echo ? "'" : "");
         return NULL;
     }
     if (*p == '[' && on_section(lc, p + 1) != BM_OK)

@@ -83,6 +83,7 @@ static const struct {
     {"[sync]\nblock_summary = \xed\xa0\x80\n", ":2: [sync] block_summary: not UTF-8 text"},
     {"[sync\npast_days = 1\n", ":1: unterminated section header '[sync' (no ']')"},
     {"; ok\n  [engine\n", ":2: unterminated section header '[engine' (no ']')"},
+    {"[google client_secret=GOCSPX-abc&=\n", ":1: unterminated section header (no ']')"},
     /* [group G] rules */
     {"[group work]\nexclude_title = (unclosed\n",
      ":2: [group work] exclude_title: \"(unclosed\" is not a POSIX extended regex"},

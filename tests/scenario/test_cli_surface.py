@@ -1,5 +1,6 @@
 """The operator's surface: deadlines, signals, names, file modes and messages, as
 the real busymirror shows them against the real gcal-emulator."""
+import json
 import os
 import signal
 import stat
@@ -37,6 +38,21 @@ class Surface(Scenario):
         self.assertIn("stopped by --timeout (2 s)", err)
         self.emu.faults(latency_ms=0)
         self.bm("sync", "--timeout", "0")  # 0: no deadline
+
+    def test_account_add_refuses_an_email_that_is_not_an_address(self):
+        path = os.path.join(self.dir, "t.token")
+        with open(path, "w") as f:
+            f.write("refresh-x\n")
+        for bad in ("nobody", "@example.com", "a@", "a b@example.com", "a\x1b@example.com",
+                    "a@" + "x" * 260):
+            _, err = self.bm("account", "add", "--name", "x", "--refresh-token-file", path,
+                             "--email", bad, expect=2)
+            self.assertIn("--email takes an address", err)
+            self.assertEqual(len(err.strip().splitlines()), 2, err)  # and where help is
+        out, _ = self.bm("account", "list", "--json")
+        self.assertEqual(json.loads(out)["accounts"], [])  # nothing was stored
+        self.bm("account", "add", "--name", "x", "--refresh-token-file", path,
+                "--email", "x@example.com")
 
     def test_counts_are_singular_or_plural(self):
         self.add_account("alice", A)
