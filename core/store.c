@@ -238,6 +238,17 @@ static const char *const migrations[] = {
     "  UPDATE blocks SET sent = 1 WHERE target_calendar_id = NEW.target_calendar_id"
     "   AND block_id = NEW.block_id AND sent = 0;"
     "  END;",
+
+    /* 13: the ids of blocks deleted in Google. Google keeps a deleted event's id
+     * (an insert of it answers 409): a block wanted again there is revived with
+     * one update instead of an insert and an update. Forgotten once the block is
+     * back (or known gone for good), and after BLOCK_TOMBSTONE_DAYS. */
+    "CREATE TABLE block_tombstones("
+    "  target_calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,"
+    "  block_id TEXT NOT NULL,"
+    "  deleted_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(target_calendar_id, block_id)) WITHOUT ROWID;"
+    "CREATE INDEX block_tombstones_age ON block_tombstones(target_calendar_id, deleted_at);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == BM_STORE_SCHEMA_VERSION,
@@ -1350,14 +1361,33 @@ int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t er
     return exec_done(st, &s, err, errlen, "put block");
 }
 
+/* How long a deleted block's id is remembered (an update that finds it purged
+ * from Google falls back to an insert). */
+#define BLOCK_TOMBSTONE_DAYS 30
+
 int bm_store_block_delete(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                           char *err, size_t errlen)
 {
-    PREP(s, "DELETE FROM blocks WHERE target_calendar_id = ?1 AND (block_id = ?2"
-            " OR master_block_id = ?2)");
-    bind_int64(&s, 1, target_calendar_id);
-    bind_text(&s, 2, block_id);
-    return exec_done(st, &s, err, errlen, "delete block");
+    static const char *const sql[] = {
+        "DELETE FROM blocks WHERE target_calendar_id = ?1 AND (block_id = ?2"
+        " OR master_block_id = ?2)",
+        "INSERT OR REPLACE INTO block_tombstones(target_calendar_id, block_id, deleted_at)"
+        " VALUES(?1, ?2, ?3)",
+        "DELETE FROM block_tombstones WHERE target_calendar_id = ?1 AND deleted_at < ?4",
+    };
+    int64_t now = bm_now();
+    int rc = BM_OK;
+    for (size_t i = 0; rc == BM_OK && i < sizeof(sql) / sizeof(sql[0]); i++) {
+        PREP(s, sql[i]);
+        bind_int64(&s, 1, target_calendar_id);
+        bind_text(&s, 2, block_id);
+        if (i == 1)
+            bind_int64(&s, 3, now);
+        if (i == 2)
+            bind_int64(&s, 4, now - (int64_t)BLOCK_TOMBSTONE_DAYS * 86400);
+        rc = exec_done(st, &s, err, errlen, "delete block");
+    }
+    return rc;
 }
 
 int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
@@ -1370,7 +1400,14 @@ int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const cha
     bind_int(&s, 3, created);
     bind_text(&s, 4, etag);
     bind_int64(&s, 5, bm_now());
-    return exec_done(st, &s, err, errlen, "mark block applied");
+    int rc = exec_done(st, &s, err, errlen, "mark block applied");
+    if (rc != BM_OK)
+        return rc;
+    /* back in Google, or known gone from it: its tombstone has served */
+    PREP(t, "DELETE FROM block_tombstones WHERE target_calendar_id = ?1 AND block_id = ?2");
+    bind_int64(&t, 1, target_calendar_id);
+    bind_text(&t, 2, block_id);
+    return exec_done(st, &t, err, errlen, "mark block applied");
 }
 
 int bm_store_blocks_for_source(bm_store_t *st, int64_t source_calendar_id,
@@ -1824,7 +1861,10 @@ int bm_store_outbox_claim(bm_store_t *st, int64_t account_id, bool instances, co
             "  AND b.block_id = outbox.block_id),"
             " COALESCE((SELECT created FROM blocks b"
             "  WHERE b.target_calendar_id = outbox.target_calendar_id"
-            "  AND b.block_id = outbox.block_id), 0),"
+            "  AND b.block_id = outbox.block_id), 0)"
+            " OR EXISTS (SELECT 1 FROM block_tombstones t"
+            "  WHERE t.target_calendar_id = outbox.target_calendar_id"
+            "  AND t.block_id = outbox.block_id),"
             " (SELECT master_block_id FROM blocks b"
             "  WHERE b.target_calendar_id = outbox.target_calendar_id"
             "  AND b.block_id = outbox.block_id),"

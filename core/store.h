@@ -19,7 +19,7 @@
 
 typedef struct bm_store bm_store_t;
 
-#define BM_STORE_SCHEMA_VERSION 12
+#define BM_STORE_SCHEMA_VERSION 13
 
 /* Opens (creating 0600 if needed) and migrates to the newest schema. *out is
  * released with bm_store_close; NULL on failure. Safe when several processes
@@ -232,9 +232,13 @@ int bm_store_block_get(bm_store_t *st, int64_t target_calendar_id, const char *b
 /* Inserts or replaces the row of b. b and its strings are borrowed for the call
  * only: the store copies them (the caller still owns and disposes b). */
 int bm_store_block_put(bm_store_t *st, const bm_block_t *b, char *err, size_t errlen);
-/* Deletes the block row and the rows of its occurrence overrides. */
+/* Its delete applied in Google: deletes the block row and the rows of its
+ * occurrence overrides, and remembers the id (a tombstone, 30 days), so that a
+ * block wanted there again is claimed as an update that revives it. */
 int bm_store_block_delete(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                           char *err, size_t errlen);
+/* A write of the block applied: created says whether it is in Google now; the
+ * block's tombstone is forgotten. */
 int bm_store_block_applied(bm_store_t *st, int64_t target_calendar_id, const char *block_id,
                            bool created, const char *etag, char *err, size_t errlen);
 /* Blocks made from one source event (NULL: from the whole source calendar).
@@ -341,7 +345,7 @@ typedef struct bm_outbox_item {
     bool is_instance;
     int attempts;
     char *body;   /* the block's desired body (puts) */
-    bool created; /* the block exists in Google: a put is an update */
+    bool created; /* the block exists (or was deleted) in Google: a put is an update */
     char *master_block_id;
     int64_t rev;       /* the plan's revision: a newer plan for the block bumps it */
     char *claim_owner; /* who claimed it (bm_store_outbox_claim) */

@@ -162,6 +162,50 @@ START_TEST(update_of_a_block_google_lost_inserts_it)
 }
 END_TEST
 
+START_TEST(a_deleted_block_wanted_again_is_revived_with_one_update)
+{
+    /* inserted, deleted (a rule stopped wanting it), then wanted again: Google
+     * keeps the id, so one update brings it back; no insert answering 409 */
+    char *want = block_body("blockeeee1", 10, NULL);
+    plan("blockeeee1", NULL, want, false, BM_OUTBOX_PUT);
+    drain();
+    plan("blockeeee1", NULL, NULL, true, BM_OUTBOX_DELETE);
+    drain();
+    ck_assert_int_eq(counter(&fx.emu, "insert"), 1);
+    ck_assert_int_eq(counter(&fx.emu, "delete"), 1);
+    plan("blockeeee1", NULL, want, false, BM_OUTBOX_PUT); /* a new row: created unknown */
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert_int_eq(dead_letters(), 0);
+    ck_assert_int_eq(counter(&fx.emu, "insert"), 1);
+    ck_assert_int_eq(counter(&fx.emu, "update"), 1);
+    ck_assert(block_created("blockeeee1"));
+    resp_t *r = google_event("blockeeee1");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(j_str(r->json, "status"), "confirmed");
+    h_free(r);
+    free(want);
+}
+END_TEST
+
+START_TEST(a_tombstone_google_no_longer_knows_falls_back_to_an_insert)
+{
+    /* deleted by us (the id remembered), then gone from Google for good (purged,
+     * or the calendar was emptied): the update answers 404 and an insert follows */
+    char *want = block_body("blockffff1", 10, NULL);
+    plan("blockffff1", NULL, NULL, false, BM_OUTBOX_DELETE); /* Google never had it */
+    drain();
+    plan("blockffff1", NULL, want, false, BM_OUTBOX_PUT);
+    drain();
+    ck_assert_int_eq(pending(), 0);
+    ck_assert_int_eq(dead_letters(), 0);
+    ck_assert_int_eq(counter(&fx.emu, "update"), 1);
+    ck_assert_int_eq(counter(&fx.emu, "insert"), 1);
+    ck_assert(block_created("blockffff1"));
+    free(want);
+}
+END_TEST
+
 START_TEST(delete_of_an_unknown_event_is_done)
 {
     char err[256] = "";
@@ -268,6 +312,8 @@ static Suite *make_suite(void)
     tcase_add_test(tc, puts_insert_new_blocks);
     tcase_add_test(tc, insert_answering_409_revives_with_update);
     tcase_add_test(tc, update_of_a_block_google_lost_inserts_it);
+    tcase_add_test(tc, a_deleted_block_wanted_again_is_revived_with_one_update);
+    tcase_add_test(tc, a_tombstone_google_no_longer_knows_falls_back_to_an_insert);
     tcase_add_test(tc, delete_of_an_unknown_event_is_done);
     tcase_add_test(tc, permanent_error_goes_to_dead_letters_at_once);
     tcase_add_test(tc, transient_part_failures_are_retried);
