@@ -194,16 +194,30 @@ static int set_label(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
         rc = bm_cli_calendar(cli, a->calendar, a->account, &cal);
     if (rc != BM_EXIT_OK)
         return rc;
-    if (bm_store_calendar_set_label(st, cal.id, a->label[0] != '\0' ? a->label : NULL, err,
-                                    sizeof(err)) != BM_OK) {
+    /* The label and a sync of the calendar, in one transaction: a running serve
+     * replans its blocks (their title may show the label) within a worker's
+     * look at the queue, not a poll interval later; without serve, the job
+     * waits for the next one, and the next sync replans anyway (its plan key). */
+    int r = bm_store_begin(st, err, sizeof(err));
+    if (r == BM_OK)
+        r = bm_store_calendar_set_label(st, cal.id, a->label[0] != '\0' ? a->label : NULL, err,
+                                        sizeof(err));
+    if (r == BM_OK && cal.enabled)
+        r = bm_store_job_enqueue(st, cal.id, "label", bm_now_ms(), 0, 0, NULL, err, sizeof(err));
+    if (r == BM_OK)
+        r = bm_store_commit(st, err, sizeof(err));
+    else
+        bm_store_rollback(st);
+    if (r != BM_OK) {
         bm_cli_print_error(NULL, err);
         rc = BM_EXIT_FAIL;
     } else {
         free(cal.label);
         cal.label = a->label[0] != '\0' ? bm_strdup(a->label) : NULL;
-        printf("calendar %s: label \"%s\" (its blocks change title on the next sync when "
-               "its group's block_summary uses {calendar})\n",
-               cal.gcal_id, bm_calendar_label(&cal));
+        char id[1024];
+        printf("calendar %s: label \"%s\" (its blocks change title on its next sync, queued "
+               "now for a running serve, when its group's block_summary uses {calendar})\n",
+               bm_cli_text(cal.gcal_id, id, sizeof(id)), bm_calendar_label(&cal));
     }
     bm_calendar_dispose(&cal);
     return rc;

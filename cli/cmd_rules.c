@@ -55,7 +55,9 @@ static int check_calendar(bm_cli_t *cli, bm_store_t *st, const bm_calendar_t *ca
     int rc = BM_EXIT_OK;
     if (bm_engine_new(&o, st, &e, err, sizeof(err)) != BM_OK ||
         bm_engine_rules_check(e, cal, &r, err, sizeof(err)) != BM_OK) {
-        fprintf(stderr, "busymirror rules: %s: %s\n", cal->gcal_id, err);
+        char msg[1600];
+        snprintf(msg, sizeof(msg), "%s: %s", cal->gcal_id, err);
+        bm_cli_print_error("rules", msg); /* err may quote Google */
         rc = BM_EXIT_FAIL;
         goto out;
     }
@@ -113,14 +115,17 @@ int bm_cmd_rules(bm_cli_t *cli, int argc, char **argv)
         bm_cli_print_error(NULL, err);
         return BM_EXIT_FAIL;
     }
-    print_groups(cli, cals, n);
+    /* An unknown calendar (exit 2) or no Google client (78) fails before
+     * anything is printed, so that stdout never holds half an answer. */
     if (calendar != NULL) {
         rc = bm_cli_google(cli);
         if (rc == BM_EXIT_OK)
             rc = bm_cli_calendar(cli, calendar, account, &cal);
-        if (rc == BM_EXIT_OK)
-            rc = check_calendar(cli, st, &cal);
     }
+    if (rc == BM_EXIT_OK)
+        print_groups(cli, cals, n);
+    if (rc == BM_EXIT_OK && calendar != NULL)
+        rc = check_calendar(cli, st, &cal);
     bm_calendar_dispose(&cal);
     bm_store_calendars_free(cals, n);
     return rc;

@@ -108,9 +108,18 @@ void bm__engine_plan_opts(const bm_engine_t *e, const bm_calendar_t *cal, bm_pla
  * sync, so that a change of its group's rules (or of its label, when the title
  * shows it) replans exactly that group's calendars. */
 char *bm__engine_plan_key(const bm_engine_t *e, const bm_calendar_t *cal);
+/* Whether cal's stored plan key (of its latest full listing) differs from what
+ * cfg and cal's row give now: its group's rules or its label changed since
+ * (config read at a start, calendar set --label): its next sync replans. */
+bool bm__engine_plan_stale(const bm_config_t *cfg, const bm_calendar_t *cal);
 /* A block's busymirror_src: "<sha256(calendar) prefix>/<event>", naming its
  * source without naming the calendar (engine/sync.c; caller frees). */
 char *bm__engine_marker_src(const char *gcal_id, const char *event_id);
+/* What a block row records as wanted (blocks.wanted) for the block blk, as its
+ * body reads back (bm_event_parse_json): its shape and title (engine/sync.c;
+ * caller frees). A block put back by undo is recorded so, and its source's next
+ * full listing writes only what the rules of then want otherwise. */
+char *bm__engine_block_wanted(const bm_event_t *blk);
 /* Whether group's blocks skip events their target holds itself (same iCalUID):
  * the group's skip_shared_events (engine/sync.c; group NULL: the default). */
 bool bm__engine_skip_shared(const bm_engine_t *e, const char *group);

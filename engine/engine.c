@@ -64,16 +64,22 @@ void bm_engine_free(bm_engine_t *e)
     free(e);
 }
 
-void bm__engine_plan_opts(const bm_engine_t *e, const bm_calendar_t *cal, bm_plan_opts_t *o)
+/* What bm__engine_plan_opts sets beyond the window (which *o keeps). */
+static void rules_opts(const bm_config_t *cfg, const bm_calendar_t *cal, bm_plan_opts_t *o)
 {
-    const bm_rules_t *r = bm_config_rules(e->o.cfg, cal->group_name);
-    *o = e->plan; /* the window */
-    o->block_summary = r->block_summary != NULL ? r->block_summary : e->o.cfg->sync.block_summary;
+    const bm_rules_t *r = bm_config_rules(cfg, cal->group_name);
+    o->block_summary = r->block_summary != NULL ? r->block_summary : cfg->sync.block_summary;
     o->busy_event_types = r->event_types;
     o->tentative_is_busy = r->tentative;
     o->rules = r;
     o->label = bm_calendar_label(cal);
     o->time_zone = cal->time_zone;
+}
+
+void bm__engine_plan_opts(const bm_engine_t *e, const bm_calendar_t *cal, bm_plan_opts_t *o)
+{
+    *o = e->plan; /* the window */
+    rules_opts(e->o.cfg, cal, o);
 }
 
 /*
@@ -82,10 +88,10 @@ void bm__engine_plan_opts(const bm_engine_t *e, const bm_calendar_t *cal, bm_pla
  * again; every rule that differs from its default adds a part, and the label
  * counts when the title uses it, the zone when working hours are read in it.
  */
-char *bm__engine_plan_key(const bm_engine_t *e, const bm_calendar_t *cal)
+static char *plan_key(const bm_config_t *cfg, const bm_calendar_t *cal)
 {
-    bm_plan_opts_t o;
-    bm__engine_plan_opts(e, cal, &o);
+    bm_plan_opts_t o = {0};
+    rules_opts(cfg, cal, &o);
     const bm_rules_t *r = o.rules;
     bm_buf_t b;
     bm_buf_init(&b, SIZE_MAX); /* config values and a label: bounded where they are read */
@@ -119,6 +125,19 @@ char *bm__engine_plan_key(const bm_engine_t *e, const bm_calendar_t *cal)
         bm_buf_printf(&b, ";label=%s", o.label != NULL ? o.label : "");
     char *key = bm_buf_steal(&b);
     return key != NULL ? key : bm_strdup("");
+}
+
+char *bm__engine_plan_key(const bm_engine_t *e, const bm_calendar_t *cal)
+{
+    return plan_key(e->o.cfg, cal);
+}
+
+bool bm__engine_plan_stale(const bm_config_t *cfg, const bm_calendar_t *cal)
+{
+    char *key = plan_key(cfg, cal);
+    bool stale = cal->plan_key == NULL || strcmp(cal->plan_key, key) != 0;
+    free(key);
+    return stale;
 }
 
 void bm_engine_totals(const bm_engine_t *e, bm_engine_totals_t *out)

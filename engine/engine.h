@@ -286,7 +286,8 @@ int64_t bm_engine_poll_slot(int64_t calendar_id, int64_t every_ms, int64_t now_m
  * polled_ms, 0: never) since its latest slot, and that slot is not before
  * since_ms (serve's start: slots missed while it was down are not all caught
  * up at once but at their next slot; 0 for the cron poll). A calendar never
- * synced is due at once. */
+ * synced is due at once, and so is one not polled yet whose plan key is stale
+ * (its group's rules or its label changed since its latest full listing). */
 bool bm_engine_poll_due(const bm_config_t *cfg, const bm_calendar_t *cal, int64_t polled_ms,
                         int64_t since_ms, int64_t now_ms);
 /* Enqueues a "poll" job for each calendar of ids, in one transaction. */

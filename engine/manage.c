@@ -487,6 +487,55 @@ static int undo_where(bm_engine_t *e, const bm_audit_t *au, const bm_calendar_t 
     return rc;
 }
 
+/* A block that undo put back in t as au had it, where a source calendar of t's
+ * group gives it (its id is that pair's): recorded as that source's block with
+ * what it was, so that the group's next full listings keep it, rewrite it or
+ * delete it as the rules of then want (a rule changed since the run), instead
+ * of leaving an unmanaged block. A row already there, or no such source (an
+ * orphan put back by undo of a cleanup): nothing recorded. */
+static int adopt_restored(bm_engine_t *e, const bm_audit_t *au, const bm_calendar_t *t,
+                          const bm_calendar_t *all, size_t n_all, char *err, size_t errlen)
+{
+    bm_event_t ev = {0};
+    bm_block_t cur = {0};
+    char *wanted = NULL;
+    const char *event;
+    int rc = bm_store_block_get(e->st, t->id, au->block_id, &cur, err, errlen);
+    bm_block_dispose(&cur);
+    if (rc != BM_ENOTFOUND)
+        return rc; /* BM_OK: a row manages it already */
+    if (au->action != NULL && strcmp(au->action, "cleanup") == 0)
+        return BM_OK;
+    rc = bm_event_parse_json(au->content, strlen(au->content), &ev, err, errlen);
+    event = rc == BM_OK && ev.marker_src != NULL ? strchr(ev.marker_src, '/') : NULL;
+    for (size_t i = 0; event != NULL && rc == BM_OK && i < n_all; i++) {
+        const bm_calendar_t *c = &all[i];
+        char bid[BM_BLOCK_ID_LEN + 1];
+        if (!c->enabled || c->role == BM_ROLE_TARGET || !t->enabled || t->role == BM_ROLE_SOURCE ||
+            strcmp(c->group_name, t->group_name) != 0)
+            continue;
+        bm_plan_block_id(c->group_name, c->gcal_id, event + 1, t->gcal_id, bid);
+        if (strcmp(bid, au->block_id) != 0)
+            continue;
+        wanted = bm__engine_block_wanted(&ev);
+        bm_block_t b = {.target_calendar_id = t->id,
+                        .block_id = au->block_id,
+                        .source_calendar_id = c->id,
+                        .source_event_id = (char *)event + 1,
+                        .wanted = wanted,
+                        .body = au->content,
+                        .created = true,
+                        .state = BM_BLOCK_LIVE};
+        rc = bm_store_block_put(e->st, &b, err, errlen);
+        if (rc == BM_OK) /* in Google again: its tombstone goes */
+            rc = bm_store_block_applied(e->st, t->id, au->block_id, true, NULL, err, errlen);
+        break;
+    }
+    free(wanted);
+    bm_event_dispose(&ev);
+    return rc;
+}
+
 /* Re-creates the block of entry au in its calendar, in Google. */
 static int undo_block(bm_engine_t *e, const bm_audit_t *au, const bm_calendar_t *all, size_t n_all,
                       char *err, size_t errlen)
@@ -507,6 +556,8 @@ static int undo_block(bm_engine_t *e, const bm_audit_t *au, const bm_calendar_t 
         path = bm_gcal_path_events(au->gcal_id);
         rc = bm_gcal_call(e->gcal, &a->g, "POST", path, au->content, &status, NULL, err, errlen);
     }
+    if (rc == BM_OK)
+        rc = adopt_restored(e, au, t, all, n_all, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_audit_mark_undone(e->st, au->id, err, errlen);
     if (rc == BM_OK) /* the group's next full listings adopt the block again */

@@ -29,6 +29,11 @@ bool bm_engine_poll_due(const bm_config_t *cfg, const bm_calendar_t *cal, int64_
 {
     if (cal->last_sync_at <= 0 && polled_ms <= 0)
         return true; /* never synced: its first listing is not a poll to spread */
+    /* Rules (or the label its title shows) changed since its latest full
+     * listing: replanned at once, not a poll interval after a restart, and once
+     * (polled_ms is set from then on; its own backoff retries a failure). */
+    if (polled_ms <= 0 && bm__engine_plan_stale(cfg, cal))
+        return true;
     /* last_sync_at has seconds: count it as late in its second as it may be */
     int64_t last = cal->last_sync_at > 0 ? cal->last_sync_at * 1000 + 999 : 0;
     if (polled_ms > last)

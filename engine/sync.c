@@ -342,6 +342,14 @@ static char *wanted_key(const char *shape, const char *title)
     return block_key(shape, title, "opaque", "private");
 }
 
+char *bm__engine_block_wanted(const bm_event_t *blk)
+{
+    char *shape = bm_plan_shape(blk);
+    char *key = wanted_key(shape, blk->summary);
+    free(shape);
+    return key;
+}
+
 /* sync --dry-run --verbose (or --verbose): the rule that skipped an event. */
 static void print_skip(const sync_ctx_t *c, const char *reason, const char *event_id)
 {

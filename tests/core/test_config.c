@@ -123,6 +123,17 @@ static const struct {
     {"[group bad/name]\nall_day = false\n", ":1: [group bad/name]: group name"},
     {"[group work]\nblock_summary = Bu\xffsy\n", ":2: [group work] block_summary: not UTF-8 text"},
     {"[group work]\nexclude_title = \xff\n", ":2: [group work] exclude_title: not UTF-8 text"},
+    /* bounded repetitions that expand past BM_REGEX_EXPANSION_MAX: seconds per title */
+    {"[group work]\nexclude_title = (a{1,255}){1,255}b\n",
+     ":2: [group work] exclude_title: \"(a{1,255}){1,255}b\" is too costly to match"},
+    {"[group work]\ninclude_title = ((x{1,10}){1,10}){1,10}\n",
+     ":2: [group work] include_title: \"((x{1,10}){1,10}){1,10}\" is too costly"},
+    {"[group work]\nexclude_title = [a-z]{300}\n",
+     ":2: [group work] exclude_title: \"[a-z]{300}\" is too costly"},
+    {"[group work]\nexclude_title = (ab|cd){200,}\n",
+     ":2: [group work] exclude_title: \"(ab|cd){200,}\" is too costly"},
+    {"[group work]\nexclude_title = (x{1,200}){,200}\n",
+     ":2: [group work] exclude_title: \"(x{1,200}){,200}\" is too costly"},
 };
 
 START_TEST(bad_values_name_file_line_and_key)
@@ -136,6 +147,37 @@ START_TEST(bad_values_name_file_line_and_key)
     ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "no file name in: %s", err);
     ck_assert_int_eq(c.engine.batch_size, 50); /* defaults only after a failure */
     ck_assert_int_eq(c.engine.workers, 4);
+    bm_config_dispose(&c);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(regex_cost_is_bounded_and_long_titles_are_cut)
+{
+    /* within the bound: expansions up to 256 extra atoms, brackets and
+     * escapes as one atom, a '{' that is no interval as itself */
+    write_cfg("[group work]\nexclude_title = (.{1,16}){1,16}x|^(lunch|gym)\\b\n"
+              "include_title = [[:alpha:]{}]{1,200}\\{x{2}|a{,3}\n");
+    bm_config_t c;
+    char err[256];
+    bm_config_init(&c);
+    ck_assert_msg(bm_config_load(&c, path, err, sizeof(err)) == BM_OK, "%s", err);
+    const bm_rules_t *r = bm_config_rules(&c, "work");
+    ck_assert(bm_regex_match(&r->exclude_title, "Lunch with Bob"));
+    /* a title is matched on its first BM_REGEX_TITLE_MAX bytes, cut at a character */
+    char title[BM_REGEX_TITLE_MAX + 64];
+    memset(title, 'y', sizeof(title));
+    memcpy(title + BM_REGEX_TITLE_MAX - 1, "\xc3\xa9lunch", 7); /* é straddles the cut */
+    title[sizeof(title) - 1] = '\0';
+    bm_config_dispose(&c);
+    write_cfg("[group work]\nexclude_title = (\xc3\xa9|y)lunch\ninclude_title = y$\n");
+    bm_config_init(&c);
+    ck_assert_msg(bm_config_load(&c, path, err, sizeof(err)) == BM_OK, "%s", err);
+    r = bm_config_rules(&c, "work");
+    ck_assert(!bm_regex_match(&r->exclude_title, title)); /* past the cut */
+    ck_assert(bm_regex_match(&r->include_title, title));  /* ends before the é */
+    title[BM_REGEX_TITLE_MAX - 1] = '\0';
+    ck_assert(bm_regex_match(&r->include_title, title));
     bm_config_dispose(&c);
     unlink(path);
 }
@@ -378,6 +420,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, unreadable_file_is_an_io_error);
     tcase_add_test(tc, a_directory_is_not_a_config_file);
     tcase_add_test(tc, group_sections_hold_each_groups_rules);
+    tcase_add_test(tc, regex_cost_is_bounded_and_long_titles_are_cut);
     tcase_add_test(tc, print_masks_secrets);
     suite_add_tcase(s, tc);
     return s;
