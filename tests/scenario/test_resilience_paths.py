@@ -1,0 +1,124 @@
+"""Resilience paths of serve that the other scenario tests leave out.
+
+- Watchdog: a worker really stuck in one call (the emulator's latency knob,
+  below [google] request_timeout, past [serve] stall_timeout) is noticed: serve
+  logs the stuck role once, stops feeding systemd's watchdog (the test is the
+  NOTIFY_SOCKET: a unix datagram socket that reads serve's READY=1 and
+  WATCHDOG=1), /readyz fails with the reason; when the call returns, the pings
+  and /readyz come back and the change is mirrored.
+"""
+import os
+import socket
+import threading
+import time
+import unittest
+
+from harness import hour, q, timed
+from test_serve import Serve, ServeCase
+
+STALL_S = 5      # [serve] stall_timeout
+HANG_MS = 14000  # a call of the stuck account takes this long: past the stall, below the timeout
+
+
+class NotifySocket:
+    """systemd's side of sd_notify: every datagram serve sends, with its time."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.msgs = []  # (monotonic time, text)
+        self.lock = threading.Lock()
+        self.done = False
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        while not self.done:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                for line in data.decode(errors="replace").splitlines():
+                    self.msgs.append((time.monotonic(), line))
+
+    def times(self, text):
+        with self.lock:
+            return [t for t, m in self.msgs if m == text]
+
+    def close(self):
+        self.done = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+class ResilienceCase(ServeCase):
+    def user_faults(self, email, **kw):
+        self.emu.call("POST", "/_emulator/users/%s/faults" % q(email), kw)
+
+    def user_counters(self, email):
+        return self.emu.call("GET", "/_emulator/users/%s/counters" % q(email))
+
+    def serve_with_notify(self):
+        path = os.path.join(self.dir, "notify.sock")
+        ns = NotifySocket(path)
+        self.addCleanup(ns.close)
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+            s = Serve(self)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        self.servers.append(s)
+        s.wait_ready()
+        return s, ns
+
+
+class Watchdog(ResilienceCase):
+    def test_a_stuck_worker_stops_the_watchdog_and_fails_readyz(self):
+        a, b, c = self.three_calendars()
+        self.configure(serve={"stall_timeout": STALL_S}, google={"request_timeout": 60})
+        s, ns = self.serve_with_notify()
+        self.wait_for("READY=1", lambda: ns.times("READY=1"))
+        self.wait_for("watchdog pings", lambda: len(ns.times("WATCHDOG=1")) >= 2)
+        self.channels_live(3)
+        self.wait_for("idle", lambda: self.db("SELECT count(*) FROM jobs")[0][0] == 0)
+
+        # bob's calls now take HANG_MS: the worker syncing his calendar is stuck
+        self.user_faults("bob@example.com", latency_ms=HANG_MS)
+        t0 = time.monotonic()
+        self.emu.event(c, timed("Stuck", hour(9)))
+        self.wait_for("the stuck role logged", lambda: "a role is stuck" in s.output(),
+                      timeout=HANG_MS / 1000)
+        t_stuck = time.monotonic()
+        code, body = self.admin("/readyz")
+        self.assertEqual(code, 503, body)
+        self.assertIn("has not come round", body)
+        line = [ln for ln in s.output().splitlines() if "a role is stuck" in ln][0]
+        self.assertIn("worker", line)
+        # no ping while it is stuck (systemd would kill and restart serve)
+        time.sleep(2.5)
+        pings = ns.times("WATCHDOG=1")
+        self.assertFalse([t for t in pings if t > t_stuck], "pinged while a worker is stuck")
+        gap = time.monotonic() - max(pings)
+        print("\nwatchdog: stuck noticed %.1f s after the change (stall_timeout %d s); "
+              "no ping for %.1f s" % (t_stuck - t0, STALL_S, gap))
+        self.assertGreaterEqual(t_stuck - t0, STALL_S - 1, "stuck before the stall timeout")
+
+        # the call returns: every role comes round, the pings and /readyz come back
+        self.user_faults("bob@example.com")
+        self.wait_for("pings again", lambda: [t for t in ns.times("WATCHDOG=1") if t > t_stuck],
+                      timeout=HANG_MS / 1000 + 30)
+        self.wait_for("/readyz back", lambda: self.admin("/readyz")[0] == 200)
+        self.assertIn("every role comes round again", s.output())
+        self.assertEqual(s.output().count("a role is stuck"), 1, "logged every second")
+        self.expect_blocks([a, b], {a: 1, b: 1})
+        self.assertIsNone(s.p.poll())
+        self.assertEqual(s.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
