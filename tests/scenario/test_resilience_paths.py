@@ -6,16 +6,25 @@
   NOTIFY_SOCKET: a unix datagram socket that reads serve's READY=1 and
   WATCHDOG=1), /readyz fails with the reason; when the call returns, the pings
   and /readyz come back and the change is mirrored.
+- Claims after a full disk: a block write in flight when the disk fills (its
+  batch is slow: the emulator's latency knob) cannot be recorded, nor its
+  claim given back; when the disk frees, serve releases its own stale claims
+  at once, so the write is settled within seconds, not when the claim expires
+  (5 minutes), and no block is doubled (the insert answers 409 and revives).
 """
 import os
+import resource
 import socket
 import threading
 import time
 import unittest
 
 from harness import hour, q, timed
+from test_degrade import PipedServe
 from test_serve import Serve, ServeCase
 
+SLOW_BATCH_MS = 3000  # bob's calls while the disk fills under his batch
+SETTLE_S = 30        # the stale claim is gone within this (its expiry: 300 s)
 STALL_S = 5      # [serve] stall_timeout
 HANG_MS = 14000  # a call of the stuck account takes this long: past the stall, below the timeout
 
@@ -116,6 +125,61 @@ class Watchdog(ResilienceCase):
         self.assertIn("every role comes round again", s.output())
         self.assertEqual(s.output().count("a role is stuck"), 1, "logged every second")
         self.expect_blocks([a, b], {a: 1, b: 1})
+        self.assertIsNone(s.p.poll())
+        self.assertEqual(s.stop(), 0)
+
+
+def full_disk(pid, dbpath):
+    """Makes serve's writes fail as on a full disk (test_degrade.py); returns
+    what undoes it."""
+    sizes = [os.path.getsize(p) for p in (dbpath, dbpath + "-wal") if os.path.exists(p)]
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (min(sizes), hard))
+    return lambda: resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+
+
+class StaleClaims(ResilienceCase):
+    def test_a_write_in_flight_when_the_disk_fills_is_settled_soon_after(self):
+        a, b, c = self.three_calendars()
+        self.configure(gateway={"commit_timeout_ms": 300})
+        s = PipedServe(self)
+        self.servers.append(s)
+        s.wait_ready()
+        self.channels_live(3)
+        self.wait_for("idle", lambda: self.db("SELECT count(*) FROM jobs")[0][0] == 0)
+        bob = "bob@example.com"
+        self.user_faults(bob, latency_ms=SLOW_BATCH_MS)
+        batches0 = self.emu.counters()["batch"]
+        self.emu.event(a, timed("Written while the disk fills", hour(10)))
+        # alice's own block first (no latency), then bob's batch, slow
+        self.wait_for("alice's block", lambda: len(self.emu.blocks(b)) == 1)
+        self.wait_for("bob's batch in flight", lambda: self.emu.counters()["batch"] > batches0
+                      and self.db("SELECT count(*) FROM outbox WHERE claim_owner IS NOT NULL")
+                      [0][0] == 1)
+        undo = full_disk(s.p.pid, os.path.join(self.dir, "bm.db"))
+        try:
+            self.wait_for("/readyz failing", lambda: self.admin("/readyz")[0] == 503)
+            # the batch answers (Google wrote the block) but nothing can be recorded
+            self.wait_for("the drain failed", lambda: "drain after a sync failed" in s.output(),
+                          timeout=SLOW_BATCH_MS / 1000 + 10)
+            self.assertEqual(len(self.emu.blocks(c)), 1)
+            claimed = self.db("SELECT count(*) FROM outbox WHERE claim_until > ?",
+                              int(time.time() * 1000))[0][0]
+            self.assertEqual(claimed, 1, "the write's claim should outlive the failed commit")
+        finally:
+            undo()
+        self.user_faults(bob)
+        t0 = time.monotonic()
+        self.wait_for("/readyz back", lambda: self.admin("/readyz")[0] == 200)
+        self.wait_for("the write settled", lambda: self.db("SELECT count(*) FROM outbox")[0][0]
+                      == 0, timeout=SETTLE_S)
+        print("\nstale claims: the write in flight when the disk filled settled %.1f s after "
+              "the disk freed (its claim would expire after 300 s)" % (time.monotonic() - t0))
+        self.assertEqual(len(self.emu.blocks(c)), 1, "a block doubled")
+        self.assertEqual(len(self.emu.blocks(b)), 1)
+        self.assertEqual(self.db("SELECT count(*) FROM outbox WHERE claim_owner IS NOT NULL")
+                         [0][0], 0)
+        self.assertEqual(self.db("SELECT count(*) FROM dead_letters")[0][0], 0)
         self.assertIsNone(s.p.poll())
         self.assertEqual(s.stop(), 0)
 
