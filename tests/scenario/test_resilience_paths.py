@@ -11,10 +11,17 @@
   claim given back; when the disk frees, serve releases its own stale claims
   at once, so the write is settled within seconds, not when the claim expires
   (5 minutes), and no block is doubled (the insert answers 409 and revives).
+- The breaker's half-open probe is one call: an account whose breaker opened
+  before and whose open period is over (the persisted state, as serve and
+  sync read it) gets one call through; when it fails, the breaker opens again
+  (for twice as long) with no retry of that call and no other call made (the
+  emulator counts calls per user). Before, the probe was a listing with the
+  client's five retries: 6 calls.
 """
 import os
 import resource
 import socket
+import sqlite3
 import threading
 import time
 import unittest
@@ -183,6 +190,42 @@ class StaleClaims(ResilienceCase):
         self.assertIsNone(s.p.poll())
         self.assertEqual(s.stop(), 0)
 
+
+class BreakerProbe(ResilienceCase):
+    def half_open(self, name):
+        con = sqlite3.connect(os.path.join(self.dir, "bm.db"))
+        try:
+            con.execute("UPDATE accounts SET breaker_failures = 1, breaker_until = ?"
+                        " WHERE name = ?", (int(time.time()) - 1, name))
+            con.commit()
+        finally:
+            con.close()
+
+    def probe(self, **faults):
+        """bob half-open with faults on his calls, changes to list in his calendar and
+        writes due in it; a sync: returns bob's counters and his breaker after it."""
+        a, b, c = self.three_calendars()
+        self.bm("sync")
+        for i in range(20):  # writes for bob's calendar
+            self.emu.event(a, timed("A %d" % i, hour(2) + i * 900, minutes=10))
+        self.emu.event(c, timed("C", hour(30)))  # and a change to list in it
+        self.user_faults("bob@example.com", **faults)
+        self.half_open("bob")
+        self.emu.reset_counters()
+        self.bm("sync", expect=1)
+        n = self.user_counters("bob@example.com")
+        failures, left = self.db("SELECT breaker_failures, breaker_until - ? FROM accounts"
+                                 " WHERE name = 'bob'", int(time.time()))[0]
+        return n, failures, left
+
+    def test_a_failing_probe_is_one_call(self):
+        n, failures, left = self.probe(error_500=1)
+        print("\nhalf-open probe against a failing API: %d calls, breaker open again for %d s"
+              % (n["calls"], left))
+        self.assertEqual(n["calls"], 1, "the half-open probe made more than one call")
+        self.assertEqual(failures, 2)
+        self.assertGreater(left, 60)  # the second open period: twice the first
+        self.assertEqual(len(self.emu.blocks("alice-personal@group.calendar.google.com")), 20)
 
 if __name__ == "__main__":
     unittest.main()
