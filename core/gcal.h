@@ -26,13 +26,13 @@
 #ifndef BM_CORE_GCAL_H
 #define BM_CORE_GCAL_H
 
-#include <stdatomic.h>
 #include "core/event.h"
 #include "core/oauth.h"
 #include "core/retry.h"
 #include "core/util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
