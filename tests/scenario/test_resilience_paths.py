@@ -17,6 +17,12 @@
   (for twice as long) with no retry of that call and no other call made (the
   emulator counts calls per user). Before, the probe was a listing with the
   client's five retries: 6 calls.
+- Every external call has a timeout: a token refresh whose answer comes far
+  past [google] request_timeout (the emulator's token_latency_ms), and the
+  renewer's watch calls of an account whose every call hangs (latency_ms),
+  end at the timeout (with the client's retries) instead of holding their
+  thread: sync fails with a clear error in bounded time, and the renewer opens
+  the other account's channels and comes round.
 """
 import os
 import resource
@@ -226,6 +232,59 @@ class BreakerProbe(ResilienceCase):
         self.assertEqual(failures, 2)
         self.assertGreater(left, 60)  # the second open period: twice the first
         self.assertEqual(len(self.emu.blocks("alice-personal@group.calendar.google.com")), 20)
+
+TIMEOUT_S = 2     # [google] request_timeout of the timeout tests
+HANG_FAR_MS = 60000
+# 6 attempts of at most the timeout each, the client's backoff between them
+# (full jitter, 0.5 s doubling: under 16 s in all) and slack for the sanitizers
+BOUND_S = 6 * TIMEOUT_S + 16 + 10
+
+
+class Timeouts(ResilienceCase):
+    def test_a_token_refresh_past_the_timeout_ends_at_it(self):
+        self.add_account("alice", "alice@example.com")
+        self.bm("calendar", "discover", "--account-id", "alice")
+        self.bm("calendar", "enable", "--calendar-id", "alice@example.com")
+        # no kept access token: the sync must refresh one
+        con = sqlite3.connect(os.path.join(self.dir, "bm.db"))
+        con.execute("UPDATE accounts SET access_token_enc = NULL, access_expires = 0")
+        con.commit()
+        con.close()
+        self.write_config(google={"request_timeout": TIMEOUT_S})
+        self.emu.faults(token_latency_ms=HANG_FAR_MS)
+        t0 = time.monotonic()
+        _, err = self.bm("sync", expect=None, timeout=BOUND_S * 2)
+        took = time.monotonic() - t0
+        print("\ntimeouts: a token refresh answered after %d s gave up after %.1f s "
+              "(request_timeout %d s): %s" % (HANG_FAR_MS // 1000, took, TIMEOUT_S,
+                                             err.strip().splitlines()[-1]))
+        self.assertNotEqual(self.last_rc, 0)
+        self.assertLess(took, BOUND_S)
+        self.assertIn("token endpoint", err)
+        # the account's breaker opened: its calendars wait instead of hammering
+        self.assertGreater(self.db("SELECT breaker_until FROM accounts")[0][0], time.time())
+
+    def test_the_renewers_watch_calls_end_at_the_timeout(self):
+        a, b, c = self.three_calendars()
+        self.configure(google={"request_timeout": TIMEOUT_S})
+        self.user_faults("bob@example.com", latency_ms=HANG_FAR_MS)
+        t0 = time.monotonic()
+        s = Serve(self)
+        self.servers.append(s)
+        # alice's two channels open although bob's watch hangs
+        self.wait_for("alice's channels", lambda: self.db(
+            "SELECT count(*) FROM channels WHERE resource_id IS NOT NULL AND stopped_at IS NULL"
+        )[0][0] == 2, timeout=BOUND_S)
+        self.wait_for("bob's watch given up", lambda: "gave up after" in s.output()
+                      and "watch" in s.output(), timeout=BOUND_S)
+        took = time.monotonic() - t0
+        print("timeouts: bob's hung watch given up %.1f s after serve started" % took)
+        self.assertLess(took, BOUND_S)
+        self.user_faults("bob@example.com")
+        self.wait_for("ready", lambda: self.admin("/readyz")[0] == 200, timeout=BOUND_S)
+        self.assertIsNone(s.p.poll())
+        self.assertEqual(s.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
