@@ -23,16 +23,23 @@
   end at the timeout (with the client's retries) instead of holding their
   thread: sync fails with a clear error in bounded time, and the renewer opens
   the other account's channels and comes round.
+- serve and cron on one database: poll and sync beside serve (75 where serve
+  holds a calendar's lease), then during a full disk (serve's and the
+  commands' writes fail) poll, sync, dlq retry and calendar disable exit 1
+  with the store's error, changing nothing; after it, no change is lost or
+  doubled and nothing stays claimed.
 """
 import os
 import resource
+import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import hour, q, timed
+from harness import BUSYMIRROR, hour, q, timed
 from test_degrade import PipedServe
 from test_serve import Serve, ServeCase
 
@@ -285,6 +292,82 @@ class Timeouts(ResilienceCase):
         self.assertIsNone(s.p.poll())
         self.assertEqual(s.stop(), 0)
 
+
+def limited(limit):
+    """preexec_fn: a command's writes past limit bytes fail as on a full disk."""
+    def f():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return f
+
+
+class ServeAndCron(ResilienceCase):
+    def cli(self, *args, limit=None):
+        cfg = os.path.join(self.dir, "bm.ini")
+        p = subprocess.run([BUSYMIRROR, "-c", cfg, *args], cwd=self.dir, capture_output=True,
+                           text=True, timeout=300,
+                           preexec_fn=limited(limit) if limit is not None else None)
+        self.outputs += [p.stdout, p.stderr]
+        return p.returncode, p.stderr
+
+    def test_poll_sync_dlq_and_disable_beside_a_degraded_serve(self):
+        a, b, c = self.three_calendars()
+        self.configure(gateway={"commit_timeout_ms": 300})
+        s = PipedServe(self)
+        self.servers.append(s)
+        s.wait_ready()
+        self.channels_live(3)
+        self.wait_for("idle", lambda: self.db("SELECT count(*) FROM jobs")[0][0] == 0)
+        # a dead letter: bob's calendar refuses one write for good (403)
+        self.user_faults("bob@example.com", error_403=1, writes_only=1, max_errors=1)
+        self.emu.event(a, timed("Refused once", hour(7)))
+        self.wait_for("a dead letter", lambda: self.db("SELECT count(*) FROM dead_letters")
+                      [0][0] == 1)
+        self.user_faults("bob@example.com")
+        # beside a healthy serve: cron's poll and a sync on the same database
+        self.emu.event(a, timed("Before", hour(8)))
+        for cmd in (("poll",), ("sync",)):
+            rc, err = self.cli(*cmd)
+            print("\nhealthy: %s -> %d" % (" ".join(cmd), rc))
+            self.assertIn(rc, (0, 75), err)  # 75: serve held a calendar's lease
+        self.expect_blocks([b, c], {b: 2, c: 1})
+        # the disk fills, for serve and for the commands alike
+        db = os.path.join(self.dir, "bm.db")
+        limit = min(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
+        undo = full_disk(s.p.pid, db)
+        try:
+            self.emu.event(a, timed("During", hour(9)))
+            self.wait_for("/readyz failing", lambda: self.admin("/readyz")[0] == 503)
+            for cmd, want in ((("poll",), (0, 1)), (("sync",), (1,)),
+                              (("dlq", "retry", "--all"), (1,)),
+                              (("calendar", "disable", "--calendar-id", c), (1,))):
+                rc, err = self.cli(*cmd, limit=limit)
+                last = err.strip().splitlines()[-1] if err.strip() else ""
+                print("full disk: %s -> %d %s" % (" ".join(cmd), rc, last[-200:]))
+                self.assertIn(rc, want, err)
+                if rc != 0:
+                    self.assertIn("disk I/O error", err)
+            # nothing half-done: the dead letter stays, the calendar stays enabled
+            self.assertEqual(self.db("SELECT count(*) FROM dead_letters")[0][0], 1)
+            self.assertEqual(self.db("SELECT enabled FROM calendars WHERE gcal_id = ?", c),
+                             [(1,)])
+        finally:
+            undo()
+        self.wait_for("/readyz back", lambda: self.admin("/readyz")[0] == 200)
+        rc, err = self.cli("dlq", "retry", "--all")
+        self.assertIn(rc, (0, 75), err)
+        rc, err = self.cli("poll")
+        self.assertIn(rc, (0, 75), err)
+        rc, err = self.cli("sync")
+        self.assertIn(rc, (0, 75), err)
+        # no change lost, none doubled, nothing left claimed
+        self.expect_blocks([b, c], {b: 3, c: 3})
+        self.wait_for("nothing claimed", lambda: self.db(
+            "SELECT count(*) FROM outbox WHERE claim_owner IS NOT NULL")[0][0] == 0
+            and self.db("SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL")[0][0] == 0)
+        self.assertEqual(self.db("SELECT count(*) FROM dead_letters")[0][0], 0)
+        self.assertIsNone(s.p.poll())
+        self.assertEqual(s.stop(), 0)
 
 if __name__ == "__main__":
     unittest.main()
