@@ -34,10 +34,8 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#define STOP_GRACE_MS    10000            /* running jobs may finish within this on SIGTERM */
-#define STUCK_MS         (15 * 60 * 1000) /* a worker inside one job longer is hung */
-#define PROBE_TIMEOUT_MS 500              /* /readyz learns within a second that writes wait */
-#define RENEWER_STUCK_MS (5 * 60 * 1000)  /* a watch call has a timeout far below this */
+#define STOP_GRACE_MS    10000 /* running jobs may finish within this on SIGTERM */
+#define PROBE_TIMEOUT_MS 500   /* /readyz learns within a second that writes wait */
 
 typedef struct serve {
     bm_cli_t *cli;
@@ -58,6 +56,7 @@ typedef struct serve {
     pthread_mutex_t why_mu;
     int lock_fd;
     int64_t wrote_ok_ms;   /* the main thread's: when its probe last wrote (bm_mono_ms) */
+    bool stuck;            /* the main thread's: a role was stuck at the last look */
     char **breaker_labels; /* the admin thread's: breaker series it has set */
     size_t n_breaker_labels;
 } serve_t;
@@ -98,6 +97,22 @@ static int commit_notes(void *ud, bm_gateway_note_t *notes, size_t n)
     return BM_OK;
 }
 
+/* Whether every worker and the renewer came round within [serve] stall_timeout:
+ * a worker inside one job longer, or a renewer inside one round longer, is
+ * stuck (every call to Google has a timeout far below the default). */
+static bool roles_alive(serve_t *s, char *why, size_t whylen)
+{
+    int64_t max_ms = (int64_t)s->cfg->serve.stall_timeout * 1000;
+    if (!bm_workers_alive(s->workers, max_ms, why, whylen))
+        return false;
+    int64_t age = bm_renewer_age_ms(s->renewer);
+    if (age > max_ms) {
+        snprintf(why, whylen, "the renewer has not come round for %lld ms", (long long)age);
+        return false;
+    }
+    return true;
+}
+
 static bool ready(void *ud, char *why, size_t whylen)
 {
     serve_t *s = ud;
@@ -115,13 +130,7 @@ static bool ready(void *ud, char *why, size_t whylen)
         pthread_mutex_unlock(&s->why_mu);
         return false;
     }
-    if (!bm_workers_alive(s->workers, STUCK_MS, why, whylen))
-        return false;
-    if (!bm_renewer_alive(s->renewer, RENEWER_STUCK_MS)) {
-        snprintf(why, whylen, "the renewer has not come round for minutes");
-        return false;
-    }
-    return true;
+    return roles_alive(s, why, whylen);
 }
 
 /* One busymirror_breaker_open series per account, 1 while its circuit breaker
@@ -325,6 +334,26 @@ static void probe(serve_t *s)
             BM_KS("error", rc == BM_OK ? "" : err));
 }
 
+/* Feeds systemd's watchdog while every role comes round; a stuck one stops
+ * the pings (logged once, and once more when it comes round again): with
+ * WatchdogSec= set, systemd then kills serve (SIGABRT) and restarts it
+ * (Restart=on-failure), and the stuck job's lease and claims are taken over
+ * by the next start (their owner is gone). Without systemd, /readyz fails
+ * with the same reason for whatever watches it. */
+static void watchdog(serve_t *s)
+{
+    char why[256];
+    bool alive = roles_alive(s, why, sizeof(why));
+    if (alive)
+        notify("WATCHDOG=1");
+    if (!alive && !s->stuck)
+        BM_LOG(BM_LOG_ERROR, BM_MSG("a role is stuck: systemd's watchdog is no longer fed"),
+               BM_KS("why", why), BM_KI("stall_timeout", s->cfg->serve.stall_timeout));
+    else if (alive && s->stuck)
+        BM_LOG(BM_LOG_WARN, BM_MSG("every role comes round again: the watchdog is fed"));
+    s->stuck = !alive;
+}
+
 /* The main thread until SIGTERM or SIGINT: signals, the probe, the watchdog. */
 static void wait_for_stop(serve_t *s, const sigset_t *set)
 {
@@ -342,12 +371,7 @@ static void wait_for_stop(serve_t *s, const sigset_t *set)
             BM_LOG(BM_LOG_INFO, BM_MSG("log reopened"));
         }
         probe(s);
-        char why[256];
-        if (bm_workers_alive(s->workers, STUCK_MS, why, sizeof(why)) &&
-            bm_renewer_alive(s->renewer, RENEWER_STUCK_MS))
-            notify("WATCHDOG=1");
-        else
-            BM_LOG(BM_LOG_ERROR, BM_MSG("a role is stuck: no watchdog ping"), BM_KS("why", why));
+        watchdog(s);
     }
 }
 

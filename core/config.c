@@ -51,6 +51,9 @@ const bm_config_key_t bm_config_keys[] = {
      "event-loop threads"},
     {"gateway", "commit_timeout_ms", BM_CFG_INT, "2000", OFF(gateway.commit_timeout_ms), 50, 60000,
      false, "a notification not committed to the queue within this many ms is answered 503"},
+    {"serve", "stall_timeout", BM_CFG_INT, "900", OFF(serve.stall_timeout), 5, 86400, false,
+     "serve: seconds a worker may spend in one job, or the renewer in one round, before it counts"
+     " as stuck (the systemd watchdog is no longer fed and /readyz fails)"},
     {"admin", "listen", BM_CFG_LISTEN, "127.0.0.1:9464", OFF(admin.listen), 0, 0, false,
      "plain-HTTP admin listener: /healthz, /readyz, /metrics"},
     {"admin", "allow_remote", BM_CFG_BOOL, "false", OFF(admin.allow_remote), 0, 0, false,

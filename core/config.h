@@ -112,6 +112,9 @@ typedef struct bm_config {
         int commit_timeout_ms;
     } gateway;
     struct {
+        int stall_timeout; /* s a role may go without coming round: stuck */
+    } serve;
+    struct {
         char *listen;
         bool allow_remote;
     } admin;

@@ -340,7 +340,7 @@ static int exec(bm_gcal_t *g, bm_gcal_account_t *a, const request_t *rq, bm_http
         } else {
             snprintf(why, sizeof(why), "%s", err != NULL ? err : "network error");
         }
-        if (attempt >= g->max_retries) {
+        if (attempt >= g->max_retries || (a != NULL && atomic_load(&a->probing))) {
             char msg[600];
             snprintf(msg, sizeof(msg), "%s: %s (gave up after %d attempts)", what, why,
                      attempt + 1);

@@ -32,6 +32,7 @@
 #include "core/util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,6 +93,7 @@ typedef struct bm_gcal_account {
     int64_t access_expires_ms; /* wall clock; 0 = no token */
     bool needs_login;          /* set after invalid_grant: calls fail fast with BM_EAUTH */
     bm_retry_bucket_t bucket;  /* pacing under the per-user quota (under mu) */
+    atomic_bool probing;       /* a half-open breaker's probe: a failed call is not retried */
 } bm_gcal_account_t;
 
 void bm_gcal_account_init(bm_gcal_account_t *a, const char *refresh_token, const char *label);

@@ -1932,6 +1932,15 @@ int bm_store_outbox_unclaim_dead(bm_store_t *st, int64_t now_ms, int64_t *n, cha
     return rc;
 }
 
+int bm_store_outbox_unclaim_owner(bm_store_t *st, const char *owner, int64_t *n, char *err,
+                                  size_t errlen)
+{
+    *n = 0;
+    PREP(s, "UPDATE outbox SET claim_owner = NULL, claim_until = 0 WHERE claim_owner = ?");
+    bind_text(&s, 1, owner);
+    return count_changes(st, &s, n, err, errlen, "release own claims");
+}
+
 int bm_store_outbox_in_flight(bm_store_t *st, const char *owner, int64_t now_ms, int64_t *n,
                               char *err, size_t errlen)
 {

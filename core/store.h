@@ -378,6 +378,11 @@ int bm_store_outbox_release(bm_store_t *st, const bm_outbox_item_t *items, size_
  * (a crash, kill -9): their items need not wait for the claims to expire. */
 int bm_store_outbox_unclaim_dead(bm_store_t *st, int64_t now_ms, int64_t *n, char *err,
                                  size_t errlen);
+/* Ends every claim of owner (*n: how many): its own claims, which it could
+ * not give back when the database failed, need not wait out their expiry.
+ * The caller must have no batch of owner's in flight. */
+int bm_store_outbox_unclaim_owner(bm_store_t *st, const char *owner, int64_t *n, char *err,
+                                  size_t errlen);
 /* Items claimed, now, by owners other than owner: writes in flight elsewhere. */
 int bm_store_outbox_in_flight(bm_store_t *st, const char *owner, int64_t now_ms, int64_t *n,
                               char *err, size_t errlen);

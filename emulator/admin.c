@@ -79,9 +79,9 @@ static void users_create(const emu_req_t *rq, emu_resp_t *rs)
  * of range or a key unknown. per_user: only the keys a user's faults have. */
 static bool parse_faults(const jv_t *b, emu_faults_t *f, bool per_user)
 {
-    static const char *const world_only[] = {"drop_notifications", "delay_notifications_ms",
-                                             "short_pages", "ignore_extended_property_filter",
-                                             NULL};
+    static const char *const world_only[] = {
+        "drop_notifications", "delay_notifications_ms",          "token_latency_ms",
+        "short_pages",        "ignore_extended_property_filter", NULL};
     memset(f, 0, sizeof(*f));
     double v;
     bool bad = false;
@@ -117,6 +117,11 @@ static bool parse_faults(const jv_t *b, emu_faults_t *f, bool per_user)
             bad = true;
         f->latency_ms = (int64_t)v;
     }
+    if (num_field(b, "token_latency_ms", &v)) {
+        if (v < 0 || v > 600000)
+            bad = true;
+        f->token_latency_ms = (int64_t)v;
+    }
     if (num_field(b, "refuse_watch", &v)) {
         if (v != 0 && v != 400 && v != 401 && v != 403)
             bad = true;
@@ -134,7 +139,7 @@ static bool parse_faults(const jv_t *b, emu_faults_t *f, bool per_user)
             !is(k, "error_504") && !is(k, "error_429") && !is(k, "error_403") &&
             !is(k, "writes_only") && !is(k, "drop_notifications") && !is(k, "short_pages") &&
             !is(k, "max_errors") && !is(k, "ignore_extended_property_filter") &&
-            !is(k, "refuse_watch"))
+            !is(k, "refuse_watch") && !is(k, "token_latency_ms"))
             bad = true;
         for (size_t j = 0; per_user && world_only[j] != NULL; j++)
             if (is(k, world_only[j]))

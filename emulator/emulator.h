@@ -122,6 +122,7 @@ typedef struct emu_faults {
     double error_500, error_502, error_503, error_504, error_429, error_403, drop_notifications,
         short_pages;
     int64_t latency_ms, delay_notifications_ms;
+    int64_t token_latency_ms; /* world only: /token answers this late */
     int64_t refuse_watch; /* 401/403 push.webhookUrlUnauthorized, 400 pushNotSupported...; 0: off */
     int64_t max_errors;   /* error faults stop after this many (0: no limit) */
     int64_t n_errors;     /* error faults injected since these settings were made */

@@ -158,7 +158,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         (uint64_t)(emu.pending_latency_ms > emu.faults.latency_ms ? emu.pending_latency_ms
                                                                   : emu.faults.latency_ms);
     emu.pending_latency_ms = 0;
-    h2o_timeout_t *t = (is_api || is_batch) && latency > 0 ? latency_timeout(latency) : NULL;
+    if (!is_api && !is_batch)
+        latency = strcmp(rq.path, "/token") == 0 ? (uint64_t)emu.faults.token_latency_ms : 0;
+    h2o_timeout_t *t = latency > 0 ? latency_timeout(latency) : NULL;
     if (t != NULL) {
         deferred_t *d = h2o_mem_alloc_shared(&req->pool, sizeof(*d), deferred_dispose);
         memset(d, 0, sizeof(*d));

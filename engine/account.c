@@ -178,6 +178,11 @@ int bm__engine_account(bm_engine_t *e, int64_t id, engine_account_t **out, char 
         return rc;
     bm__engine_lock(e);
     rc = account_usable(a, err, errlen);
+    /* Half-open (its breaker opened, its open period is over): the next call
+     * is the probe, and a failure of it is not retried: it opens the breaker
+     * again at once, so a recovering account costs the API one call. */
+    if (rc == BM_OK)
+        atomic_store(&a->g.probing, a->breaker_failures > 0);
     bm__engine_unlock(e);
     if (rc == BM_EAUTH)
         bm_err(err, errlen, BM_EAUTH,
@@ -228,6 +233,8 @@ void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhaus
         a->breaker_failures++;
         a->breaker_until = bm_now() + (open_s < BREAKER_MAX_S ? open_s : BREAKER_MAX_S);
     }
+    if (closed)
+        atomic_store(&a->g.probing, false);
     failures = a->breaker_failures;
     until = a->breaker_until;
     bm__engine_unlock(e);

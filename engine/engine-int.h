@@ -65,6 +65,7 @@ struct bm_engine {
     uint64_t rng;
     bm_engine_totals_t totals;
     FILE *out;
+    bool stale_claims; /* claims of claim_owner could not be given back (the store failed) */
 };
 
 void bm__engine_lock(bm_engine_t *e);
@@ -123,6 +124,11 @@ char *bm__engine_block_wanted(const bm_event_t *blk);
 /* Whether group's blocks skip events their target holds itself (same iCalUID):
  * the group's skip_shared_events (engine/sync.c; group NULL: the default). */
 bool bm__engine_skip_shared(const bm_engine_t *e, const char *group);
+/* Gives back e's own outbox claims that a failed store kept (none: nothing
+ * is done), so its writes go out as soon as the store takes writes again
+ * instead of when the claims expire; call it when e has no batch in flight.
+ * Failures leave them for the next call (engine/outbox.c). */
+void bm__engine_unclaim_stale(bm_engine_t *e);
 /* totals.pending := the outbox's size now, what a run leaves, whatever ended it
  * (engine/outbox.c; a dry run keeps 0). */
 void bm__engine_count_pending(bm_engine_t *e);

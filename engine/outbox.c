@@ -89,9 +89,25 @@ static char *item_path(const bm_outbox_item_t *it, bool inserting)
 static void unclaim(bm_engine_t *e, const bm_outbox_item_t *items, size_t n)
 {
     char err[256];
-    if (bm_store_outbox_release(e->st, items, n, err, sizeof(err)) != BM_OK)
-        BM_LOG(BM_LOG_WARN, BM_MSG("cannot release outbox claims: they expire by themselves"),
-               BM_KS("error", err));
+    if (bm_store_outbox_release(e->st, items, n, err, sizeof(err)) != BM_OK) {
+        if (!e->stale_claims)
+            BM_LOG(BM_LOG_WARN,
+                   BM_MSG("cannot release outbox claims: released once the database takes writes"),
+                   BM_KS("error", err));
+        e->stale_claims = true;
+    }
+}
+
+void bm__engine_unclaim_stale(bm_engine_t *e)
+{
+    int64_t n = 0;
+    char err[256];
+    if (!e->stale_claims ||
+        bm_store_outbox_unclaim_owner(e->st, e->claim_owner, &n, err, sizeof(err)) != BM_OK)
+        return;
+    e->stale_claims = false;
+    BM_LOG(BM_LOG_INFO, BM_MSG("released the claims of block writes the database failed under"),
+           BM_KI("count", n));
 }
 
 /* Items claimed by runs that crashed on this host are free again at once. */
@@ -244,6 +260,7 @@ int bm__engine_drain_account(bm_engine_t *e, engine_account_t *a, char *err, siz
     size_t worked = 0;
     if (e->o.dry_run)
         return BM_OK;
+    bm__engine_unclaim_stale(e);
     return drain_account(e, a, &worked, bm_mono_ms(), atomic_load(&e->hub->applied), err, errlen);
 }
 
@@ -400,6 +417,7 @@ int bm_engine_drain(bm_engine_t *e, char *err, size_t errlen)
     rc = unclaim_dead(e, err, errlen);
     if (rc != BM_OK)
         return rc;
+    bm__engine_unclaim_stale(e); /* no batch of e's is in flight here */
     /* Accounts side by side: one account's pacing under its quota (or its open
      * breaker) never delays another's. */
     size_t width = drain_width(e, err, errlen);

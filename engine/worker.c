@@ -380,6 +380,7 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
         bm_job_t job = {0};
         handoff_t h;
         atomic_store(&w->beat_ms, bm_mono_ms());
+        bm__engine_unclaim_stale(e);  /* between jobs: none of its batches is in flight */
         if (take_handoff(p, e, &h)) { /* claimed already, and its account is held now */
             engine_account_t *a = h.a;
             (void)run_job(p, e, h.owner, &h.job, p->o.metrics, &a);

@@ -230,7 +230,12 @@ int bm_renewer_start(const bm_renewer_opts_t *o, bm_renewer_t **out, char *err, 
 
 bool bm_renewer_alive(bm_renewer_t *r, int64_t max_age_ms)
 {
-    return bm_mono_ms() - atomic_load(&r->beat_ms) <= max_age_ms;
+    return bm_renewer_age_ms(r) <= max_age_ms;
+}
+
+int64_t bm_renewer_age_ms(bm_renewer_t *r)
+{
+    return bm_mono_ms() - atomic_load(&r->beat_ms);
 }
 
 void bm_renewer_wake(bm_renewer_t *r)

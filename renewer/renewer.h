@@ -40,6 +40,8 @@ typedef struct bm_renewer_opts {
 int bm_renewer_start(const bm_renewer_opts_t *o, bm_renewer_t **out, char *err, size_t errlen);
 /* Whether its loop went round within max_age_ms. */
 bool bm_renewer_alive(bm_renewer_t *r, int64_t max_age_ms);
+/* Milliseconds since the renewer last came round (its loop beats once a round). */
+int64_t bm_renewer_age_ms(bm_renewer_t *r);
 /* Wakes it to look at the calendars now (one was enabled). */
 void bm_renewer_wake(bm_renewer_t *r);
 /* Ends the thread (a watch call in flight finishes first); channels stay live
