@@ -135,7 +135,7 @@ static int set_enabled(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *
     if (r == BM_OK)
         r = bm_store_calendar_get(cli->store, cal.id, &now, err, sizeof(err));
     if (r != BM_OK) {
-        bm_cli_print_error(NULL, err);
+        bm_cli_print_error("calendar", err);
         rc = r == BM_EEXIST ? BM_EXIT_USAGE : BM_EXIT_FAIL;
         goto out;
     }
@@ -209,7 +209,7 @@ static int set_label(bm_cli_t *cli, const bm_cli_command_t *self, cal_args_t *a)
     else
         bm_store_rollback(st);
     if (r != BM_OK) {
-        bm_cli_print_error(NULL, err);
+        bm_cli_print_error("calendar", err);
         rc = BM_EXIT_FAIL;
     } else {
         free(cal.label);
@@ -277,7 +277,7 @@ static int list(bm_cli_t *cli, cal_args_t *a)
         return rc;
     if (bm_store_calendar_list(st, acct.id, a->calendar, false, &cals, &n, err, sizeof(err)) !=
         BM_OK) {
-        bm_cli_print_error(NULL, err);
+        bm_cli_print_error("calendar", err);
         rc = BM_EXIT_FAIL;
         goto out;
     }
@@ -291,7 +291,7 @@ static int list(bm_cli_t *cli, cal_args_t *a)
     for (size_t i = 0; i < n; i++) {
         int64_t blocks = 0;
         if (bm_store_block_count(st, cals[i].id, &blocks, err, sizeof(err)) != BM_OK) {
-            bm_cli_print_error(NULL, err);
+            bm_cli_print_error("calendar", err);
             rc = BM_EXIT_FAIL;
             goto out;
         }
