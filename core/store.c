@@ -1694,6 +1694,13 @@ int bm_store_shared_hold_occurrences(bm_store_t *st, int64_t target_calendar_id,
     return rc;
 }
 
+int bm_store_shared_forget_calendar(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen)
+{
+    PREP(s, "DELETE FROM shared_blocks WHERE target_calendar_id = ?1 OR source_calendar_id = ?1");
+    bind_int64(&s, 1, calendar_id);
+    return exec_done(st, &s, err, errlen, "forget held-back blocks");
+}
+
 void bm_shared_block_dispose(bm_shared_block_t *b)
 {
     free(b->block_id);

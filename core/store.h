@@ -319,6 +319,9 @@ int bm_store_shared_of_uid(bm_store_t *st, int64_t target_calendar_id, const cha
 int bm_store_shared_hold_occurrences(bm_store_t *st, int64_t target_calendar_id,
                                      const char *master_block_id, const char *ical_uid, char *err,
                                      size_t errlen);
+/* Drops every held-back row whose target or source is calendar_id (it leaves
+ * its group: nothing is held back for it or from it any more). */
+int bm_store_shared_forget_calendar(bm_store_t *st, int64_t calendar_id, char *err, size_t errlen);
 void bm_shared_block_dispose(bm_shared_block_t *b);
 void bm_store_shared_free(bm_shared_block_t *b, size_t n);
 /* Wanted series/single blocks in the target whose source event has ical_uid

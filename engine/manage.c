@@ -138,6 +138,8 @@ int bm_engine_set_membership(bm_engine_t *e, const bm_calendar_t *cal, bool enab
     }
     if (rc == BM_OK && leaving)
         rc = plan_retire(e, cal, run, action, err, errlen);
+    if (rc == BM_OK && leaving) /* nothing is held back for it or from it any more */
+        rc = bm_store_shared_forget_calendar(e->st, cal->id, err, errlen);
     if (rc == BM_OK)
         rc = bm_store_calendar_set_enabled(e->st, cal->id, enabled, group, role, err, errlen);
     if (rc == BM_OK && enabled) /* the group gained a member: its calendars list in full */
