@@ -122,5 +122,64 @@ class LeavingWhileHeldBackTest(EdgesBase):
         self.assert_steady()
 
 
+class TwoAccountsTwoGroupsTest(EdgesBase):
+    """alice's calendar reached as account "alice" (group default, with bob) and as
+    account "work" (group g2, with alice's personal calendar)."""
+
+    P = "alice-personal@group.calendar.google.com"
+
+    def setUp(self):
+        super().setUp()
+        self.write_config(**{"group default": {"exclude_title": "secret", "buffer_after": "15",
+                                               "block_summary": "Default"},
+                             "group g2": {"buffer_before": "10", "block_summary": "G2"}})
+        self.add_account("alice", A)
+        self.emu.calendar(A, self.P, "Alice personal")
+        self.add_account("bob", B)
+        token = "refresh-work"
+        self.emu.call("POST", "/_emulator/users/%s/refresh_tokens" % q(A), {"refresh_token": token})
+        path = os.path.join(self.dir, "work.token")
+        with open(path, "w") as f:
+            f.write(token + "\n")
+        self.bm("account", "add", "--name", "work", "--refresh-token-file", path)
+        for name in ("alice", "work", "bob"):
+            self.bm("calendar", "discover", "--account-id", name)
+        self.bm("calendar", "enable", "--calendar-id", A, "--account-id", "alice")
+        self.bm("calendar", "enable", "--calendar-id", B)
+        self.bm("calendar", "enable", "--calendar-id", A, "--account-id", "work", "--group", "g2")
+        self.bm("calendar", "enable", "--calendar-id", self.P, "--account-id", "alice",
+                "--group", "g2")
+
+    def test_each_groups_rules_apply_once(self):
+        self.emu.event(A, timed("Secret interview", hour(10)))
+        self.emu.event(A, timed("Planning", hour(12)))
+        self.emu.event(B, timed("Standup secret", hour(9)))
+        self.emu.event(B, timed("Review", hour(16)))
+        self.emu.event(self.P, timed("Dentist", hour(18)))
+        n = self.counted()
+        # default: alice <-> bob, "secret" excluded, 15 minutes after
+        self.assertEqual(self.spans(B), [("Default", hour(12), hour(13) + 900)])
+        # g2: alice <-> personal, nothing excluded, 10 minutes before
+        self.assertEqual(self.spans(self.P), [("G2", hour(10) - 600, hour(11)),
+                                              ("G2", hour(12) - 600, hour(13))])
+        # alice's calendar gets bob's (default rules) and the personal one's (g2 rules)
+        self.assertEqual(self.spans(A), [("Default", hour(16), hour(17) + 900),
+                                         ("G2", hour(18) - 600, hour(19))])
+        self.assertEqual(n["insert"], 5)
+        self.assertEqual(n["writes"], 5)
+        self.assert_steady()
+        # a rule change in one group touches that group's blocks only, once
+        self.write_config(**{"group default": {"exclude_title": "secret", "buffer_after": "30",
+                                               "block_summary": "Default"},
+                             "group g2": {"buffer_before": "10", "block_summary": "G2"}})
+        n = self.counted()
+        self.assertEqual(self.spans(B), [("Default", hour(12), hour(13) + 1800)])
+        self.assertEqual(self.spans(A), [("Default", hour(16), hour(17) + 1800),
+                                         ("G2", hour(18) - 600, hour(19))])
+        self.assertEqual(len(self.spans(self.P)), 2)
+        self.assertEqual(n["writes"], 2)
+        self.assert_steady()
+
+
 if __name__ == "__main__":
     unittest.main()
