@@ -125,14 +125,20 @@ static int parse_recurrence(yajl_val obj, bm_event_t *ev, char *err, size_t errl
 
 static int parse_attendees(yajl_val obj, bm_event_t *ev, char *err, size_t errlen)
 {
+    yajl_val org = field(field(obj, "organizer"), "self");
+    ev->organizer_self = org != NULL && YAJL_IS_TRUE(org);
     yajl_val v = field(obj, "attendees");
     if (v == NULL || !YAJL_IS_ARRAY(v))
         return BM_OK;
     for (size_t i = 0; i < v->u.array.len; i++) {
         yajl_val a = v->u.array.values[i];
         yajl_val self = field(a, "self");
-        if (self != NULL && YAJL_IS_TRUE(self))
+        if (self != NULL && YAJL_IS_TRUE(self)) {
+            yajl_val organizes = field(a, "organizer");
+            if (organizes != NULL && YAJL_IS_TRUE(organizes))
+                ev->organizer_self = true;
             return get_str(a, "responseStatus", &ev->self_response, err, errlen);
+        }
     }
     return BM_OK;
 }

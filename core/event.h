@@ -39,6 +39,7 @@ typedef struct bm_event {
     char *recurring_event_id;
     bm_evtime_t original_start;
     char *self_response; /* responseStatus of the attendee with self:true, else NULL */
+    bool organizer_self; /* organizer.self: the calendar's owner organises it */
     /* extendedProperties.private values busymirror writes on its blocks */
     char *marker;     /* value of "busymirror" (non-NULL means: a busymirror block) */
     char *marker_src; /* value of "busymirror_src": source calendar and event */

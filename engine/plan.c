@@ -641,10 +641,13 @@ bool bm_plan_keep(const bm_event_t *ev, const bm_plan_opts_t *o, const char **re
     bool all_day = ev->start.date != NULL;
     if (!bm_plan_is_busy(ev, o, &why) || r == NULL)
         goto out;
-    if (!r->tentative && ev->self_response != NULL && strcmp(ev->self_response, "tentative") == 0)
+    /* self's answer to an invitation: an event self organises is no invitation
+     * (busy whatever self's own attendee entry says), nor is one without a self
+     * attendee */
+    const char *answer = ev->organizer_self ? NULL : ev->self_response;
+    if (!r->tentative && answer != NULL && strcmp(answer, "tentative") == 0)
         why = "tentative";
-    else if (!r->unanswered && ev->self_response != NULL &&
-             strcmp(ev->self_response, "needsAction") == 0)
+    else if (!r->unanswered && answer != NULL && strcmp(answer, "needsAction") == 0)
         why = "unanswered";
     else if (all_day && !r->all_day)
         why = "all_day";

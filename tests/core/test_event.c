@@ -437,7 +437,31 @@ START_TEST(event_another_attendees_decline_is_not_self)
     char err[256] = "";
     ck_assert_msg(parse(json, &ev, err, sizeof(err)) == 0, "%s", err);
     ck_assert_str_eq(ev.self_response, "accepted");
+    ck_assert(ev.organizer_self);  /* self's attendee entry says it organises */
     ck_assert_ptr_null(ev.marker); /* only the private copy marks a block */
+    bm_event_dispose(&ev);
+}
+END_TEST
+
+/* Who organises: organizer.self, or self's own attendee entry; else an invitation. */
+START_TEST(event_organizer_self)
+{
+    bm_event_t ev;
+    char err[256] = "";
+    ck_assert_msg(parse("{\"id\":\"o1\",\"organizer\":{\"email\":\"me@example.com\","
+                        "\"self\":true}}",
+                        &ev, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert(ev.organizer_self);
+    ck_assert_ptr_null(ev.self_response);
+    bm_event_dispose(&ev);
+    ck_assert_msg(parse("{\"id\":\"o2\",\"organizer\":{\"email\":\"bob@example.com\"},"
+                        "\"attendees\":[{\"email\":\"me@example.com\",\"self\":true,"
+                        "\"responseStatus\":\"needsAction\"}]}",
+                        &ev, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert(!ev.organizer_self);
+    ck_assert_str_eq(ev.self_response, "needsAction");
     bm_event_dispose(&ev);
 }
 END_TEST
@@ -467,6 +491,7 @@ Suite *make_suite(void)
     tc = tcase_create("zones_and_attendees");
     tcase_add_test(tc, time_parse_zone_ambiguous_and_skipped_times_follow_rfc5545);
     tcase_add_test(tc, event_another_attendees_decline_is_not_self);
+    tcase_add_test(tc, event_organizer_self);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1229,6 +1229,56 @@ START_TEST(rules_types_all_day_tentative_unanswered)
 }
 END_TEST
 
+/* tentative = false / unanswered = false read self's answer to an invitation.
+ * An event with no self attendee that sits in my calendar is mine: busy. An
+ * event I organise is mine too: busy, whatever my own attendee entry says (Google
+ * leaves the organizer's entry at needsAction when attendees are added by API);
+ * only its status tentative still counts as tentative. */
+START_TEST(rules_tentative_unanswered_who_answers)
+{
+    static const char *const kv[] = {"tentative", "false", "unanswered", "false", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    bm_event_t *e = timed("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z", "UTC");
+    /* attendees, none of them self: no answer of mine to wait for */
+    assert_keep(e, &o, true, "busy");
+    /* organizer self, no attendees */
+    e->organizer_self = true;
+    assert_keep(e, &o, true, "busy");
+    /* organizer self, own attendee entry never answered or "maybe" */
+    set_str(&e->self_response, "needsAction");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->self_response, "tentative");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->self_response, "declined"); /* declined stays declined */
+    assert_keep(e, &o, false, "declined");
+    set_str(&e->self_response, "accepted");
+    set_str(&e->status, "tentative"); /* the event itself is tentative */
+    assert_keep(e, &o, false, "tentative");
+    set_str(&e->status, "confirmed");
+    /* an invitation: self is an attendee, someone else organises */
+    e->organizer_self = false;
+    set_str(&e->self_response, "tentative");
+    assert_keep(e, &o, false, "tentative");
+    set_str(&e->self_response, "needsAction");
+    assert_keep(e, &o, false, "unanswered");
+    set_str(&e->self_response, "accepted");
+    assert_keep(e, &o, true, "busy");
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+
+    /* only unanswered = false: a "maybe" is kept, an unanswered invitation not */
+    static const char *const un[] = {"unanswered", "false", NULL};
+    o = rules_opts(rules(un));
+    e = timed("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z", "UTC");
+    set_str(&e->self_response, "tentative");
+    assert_keep(e, &o, true, "busy");
+    set_str(&e->self_response, "needsAction");
+    assert_keep(e, &o, false, "unanswered");
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
 /* Declined and transparent are never mirrored, whatever the rules allow. */
 START_TEST(rules_never_declined_or_transparent)
 {
@@ -1557,6 +1607,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, rules_title_filters);
     tcase_add_test(tc, rules_title_regex_unicode);
     tcase_add_test(tc, rules_types_all_day_tentative_unanswered);
+    tcase_add_test(tc, rules_tentative_unanswered_who_answers);
     tcase_add_test(tc, rules_never_declined_or_transparent);
     tcase_add_test(tc, rules_working_hours_single_events);
     tcase_add_test(tc, rules_working_hours_across_dst);
