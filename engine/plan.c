@@ -747,11 +747,33 @@ static void shift_value(bm_buf_t *b, const char *v, size_t len, int64_t delta)
     bm_buf_printf(b, "%s%s", tmp, icaltime_is_utc(tt) ? "Z" : "");
 }
 
-static char *shift_line(const char *line, int64_t delta)
+/* The end of an RDATE PERIOD (after its '/'), for an occurrence whose start
+ * moved by delta and whose end moves by after: an explicit end moves by after, a
+ * duration grows by after - delta. What we cannot read stays. */
+static void shift_period_end(bm_buf_t *b, const char *v, size_t len, int64_t delta, int64_t after)
+{
+    char tmp[64];
+    if (len == 0 || len >= sizeof(tmp) || (v[0] != 'P' && v[0] != '+' && v[0] != '-')) {
+        shift_value(b, v, len, after);
+        return;
+    }
+    memcpy(tmp, v, len);
+    tmp[len] = '\0';
+    struct icaldurationtype d = icaldurationtype_from_string(tmp);
+    int64_t secs = icaldurationtype_is_bad_duration(d) ? -1 : icaldurationtype_as_int(d);
+    char *text = NULL;
+    if (secs >= 0 && secs + after - delta > 0 && secs + after - delta <= INT32_MAX)
+        text = icaldurationtype_as_ical_string_r(
+            icaldurationtype_from_int((int)(secs + after - delta)));
+    bm_buf_puts(b, text != NULL ? text : tmp);
+    icalmemory_free_buffer(text);
+}
+
+static char *shift_line(const char *line, int64_t delta, int64_t after)
 {
     const char *value = line_value(line);
     bool dates = line_is(line, "EXDATE") || line_is(line, "RDATE");
-    if (delta == 0 || value == NULL || (!dates && !line_is(line, "RRULE")))
+    if ((delta == 0 && after == 0) || value == NULL || (!dates && !line_is(line, "RRULE")))
         return bm_strdup(line);
     bm_buf_t b;
     bm_buf_init(&b, SIZE_MAX); /* a line already read through a bounded buffer */
@@ -761,7 +783,10 @@ static char *shift_line(const char *line, int64_t delta)
             size_t n = strcspn(p, ",");
             size_t v = strcspn(p, ",/");
             shift_value(&b, p, v, delta);
-            bm_buf_printf(&b, "%.*s", (int)(n - v), p + v); /* a PERIOD's end stays */
+            if (v < n) { /* a PERIOD: start/end or start/duration */
+                bm_buf_puts(&b, "/");
+                shift_period_end(&b, p + v + 1, n - v - 1, delta, after);
+            }
             p += n;
             if (*p == ',') {
                 bm_buf_puts(&b, ",");
@@ -807,7 +832,8 @@ void bm_plan_block_event(const bm_event_t *src, const bm_plan_opts_t *o, bm_even
         out->recurrence = bm_calloc(src->n_recurrence, sizeof(*out->recurrence));
         for (size_t i = 0; i < src->n_recurrence; i++)
             if (src->recurrence[i] != NULL)
-                out->recurrence[out->n_recurrence++] = shift_line(src->recurrence[i], -before);
+                out->recurrence[out->n_recurrence++] =
+                    shift_line(src->recurrence[i], -before, after);
     }
 }
 

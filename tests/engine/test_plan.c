@@ -1498,6 +1498,43 @@ END_TEST
 
 /* A series' block moves as a whole: its EXDATE and UNTIL move with its start, so
  * it has the same occurrences, each shifted, and an instance keeps its id scheme. */
+/* A PERIOD RDATE is an occurrence with its own end: buffers move both ends
+ * (the start earlier, the end later), an explicit end and a duration alike. */
+START_TEST(rules_buffers_on_a_period_rdate)
+{
+    static const char *const kv[] = {"buffer_before", "15", "buffer_after", "10", NULL};
+    bm_plan_opts_t o = rules_opts(rules(kv));
+    bm_event_t *e = weekly("2026-11-25T10:00:00+01:00", "2026-11-25T11:00:00+01:00",
+                           "RRULE:FREQ=WEEKLY;COUNT=2");
+    add_rec(e, "RDATE;VALUE=PERIOD:20261230T130000Z/20261230T150000Z,20261231T080000Z/PT3H");
+    add_rec(e, "RDATE;TZID=Europe/Berlin:20261229T100000");
+    bm_event_t blk;
+    bm_plan_block_event(e, &o, &blk);
+    ck_assert_int_eq(blk.n_recurrence, 3);
+    ck_assert_str_eq(blk.recurrence[1], "RDATE;VALUE=PERIOD:20261230T124500Z/20261230T151000Z,"
+                                        "20261231T074500Z/PT3H25M");
+    ck_assert_str_eq(blk.recurrence[2], "RDATE;TZID=Europe/Berlin:20261229T094500");
+    /* the block's period occurrence covers 12:45-15:10, not 12:45-15:00 */
+    bm_plan_opts_t w = opts("2026-12-30T15:05:00Z", "2026-12-30T15:08:00Z");
+    ck_assert(bm_plan_in_window(&blk, &w));
+    w = opts("2026-12-30T12:46:00Z", "2026-12-30T12:50:00Z");
+    ck_assert(bm_plan_in_window(&blk, &w));
+    w = opts("2026-12-31T11:20:00Z", "2026-12-31T11:22:00Z"); /* 07:45 + 3h25m = 11:10 */
+    ck_assert(!bm_plan_in_window(&blk, &w));
+    w = opts("2026-12-31T11:05:00Z", "2026-12-31T11:08:00Z");
+    ck_assert(bm_plan_in_window(&blk, &w));
+    bm_event_dispose(&blk);
+    /* without buffers the lines are copied as they are */
+    bm_config_dispose(&rules_cfg);
+    o = rules_opts(rules(NULL));
+    bm_plan_block_event(e, &o, &blk);
+    ck_assert_str_eq(blk.recurrence[1], e->recurrence[1]);
+    bm_event_dispose(&blk);
+    ev_free(e);
+    bm_config_dispose(&rules_cfg);
+}
+END_TEST
+
 START_TEST(rules_buffers_on_a_series)
 {
     static const char *const kv[] = {"buffer_before", "15", NULL};
@@ -1614,6 +1651,7 @@ Suite *make_suite(void)
     tcase_add_test(tc, rules_titles);
     tcase_add_test(tc, rules_buffers);
     tcase_add_test(tc, rules_buffers_on_a_series);
+    tcase_add_test(tc, rules_buffers_on_a_period_rdate);
     suite_add_tcase(s, tc);
     return s;
 }
