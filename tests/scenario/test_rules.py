@@ -93,19 +93,25 @@ class RulesTest(Scenario):
                                 workingLocationProperties={"type": "officeLocation"}))
         self.emu.event(A, {"summary": "Holiday", "start": {"date": day(20)},
                            "end": {"date": day(21)}})
-        self.emu.event(A, timed("Maybe", monday(10), attendees=[dict(me[0],
-                                                                    responseStatus="tentative")]))
+        # invitations: someone else organises (an event A organises is A's: busy)
+        carol = {"email": "carol@example.org"}
+        self.emu.event(A, timed("Maybe", monday(10), organizer=carol,
+                                attendees=[dict(me[0], responseStatus="tentative")]))
         self.emu.event(A, timed("Status tentative", monday(11), status="tentative"))
-        self.emu.event(A, timed("Not answered", monday(12), attendees=[
+        self.emu.event(A, timed("Not answered", monday(12), organizer=carol, attendees=[
             dict(me[0], responseStatus="needsAction")]))
         self.emu.event(A, timed("Accepted", monday(13), attendees=me))
+        # A organises it; A's own attendee entry was never answered: still A's, busy
+        self.emu.event(A, timed("Mine with guests", monday(14), attendees=[
+            dict(me[0], responseStatus="needsAction", organizer=True),
+            {"email": B, "responseStatus": "needsAction"}]))
         self.sync()
-        self.assertEqual(len(self.emu.blocks(B)), 5)  # all but workingLocation
-        for rules, n in (({"event_types": "default,workingLocation"}, 6),
-                         ({"all_day": "false"}, 4),
-                         ({"tentative": "false"}, 3),
-                         ({"unanswered": "false"}, 4),
-                         ({"all_day": "false", "tentative": "false", "unanswered": "false"}, 1)):
+        self.assertEqual(len(self.emu.blocks(B)), 6)  # all but workingLocation
+        for rules, n in (({"event_types": "default,workingLocation"}, 7),
+                         ({"all_day": "false"}, 5),
+                         ({"tentative": "false"}, 4),
+                         ({"unanswered": "false"}, 5),
+                         ({"all_day": "false", "tentative": "false", "unanswered": "false"}, 2)):
             self.set_rules(**rules)
             self.sync()
             self.assertEqual(len(self.emu.blocks(B)), n, rules)
