@@ -207,48 +207,73 @@ void bm__engine_needs_login(bm_engine_t *e, engine_account_t *a)
 #define BREAKER_FIRST_S 60
 #define BREAKER_MAX_S   3600
 
-void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted)
+int bm__engine_breaker_step(engine_account_t *a, int rc, bool exhausted, bool write, int64_t now)
+{
+    int *run = write ? &a->consecutive_writes : &a->consecutive;
+    if (rc == BM_OK) {
+        *run = 0;
+        /* closed already, or a read's success: it says nothing of the writes
+         * that opened it */
+        if (a->breaker_failures == 0 || (a->breaker_writes && !write))
+            return 0;
+        a->breaker_failures = 0;
+        a->breaker_until = 0;
+        a->breaker_writes = false;
+        a->consecutive = a->consecutive_writes = 0;
+        return -1;
+    }
+    if (rc != BM_ETRANSIENT)
+        return 0;
+    if (a->breaker_until > now) {
+        *run = 0; /* a call in flight when it opened: it stays open as it is */
+        return 0;
+    }
+    *run += exhausted ? BREAKER_THRESHOLD : 1;
+    if (*run < BREAKER_THRESHOLD)
+        return 0;
+    *run = 0;
+    int64_t open_s = BREAKER_FIRST_S;
+    for (int i = 0; i < a->breaker_failures && open_s < BREAKER_MAX_S; i++)
+        open_s *= 2;
+    a->breaker_failures++;
+    a->breaker_until = now + (open_s < BREAKER_MAX_S ? open_s : BREAKER_MAX_S);
+    a->breaker_writes = write;
+    return 1;
+}
+
+static void breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted, bool write)
 {
     char err[256];
-    bool closed = false, opened = false;
     int failures;
     int64_t until;
     bm__engine_lock(e);
-    if (rc == BM_OK)
-        a->consecutive = 0;
-    else if (rc == BM_ETRANSIENT)
-        a->consecutive += exhausted ? BREAKER_THRESHOLD : 1;
-    if (rc == BM_OK && a->breaker_failures > 0) {
-        closed = true;
-        a->breaker_failures = 0;
-        a->breaker_until = 0;
-    } else if (rc == BM_ETRANSIENT && a->breaker_until > bm_now()) {
-        a->consecutive = 0; /* a call in flight when it opened: it stays open as it is */
-    } else if (rc == BM_ETRANSIENT && a->consecutive >= BREAKER_THRESHOLD) {
-        opened = true;
-        a->consecutive = 0;
-        int64_t open_s = BREAKER_FIRST_S;
-        for (int i = 0; i < a->breaker_failures && open_s < BREAKER_MAX_S; i++)
-            open_s *= 2;
-        a->breaker_failures++;
-        a->breaker_until = bm_now() + (open_s < BREAKER_MAX_S ? open_s : BREAKER_MAX_S);
-    }
-    if (closed)
+    int step = bm__engine_breaker_step(a, rc, exhausted, write, bm_now());
+    if (step < 0)
         atomic_store(&a->g.probing, false);
     failures = a->breaker_failures;
     until = a->breaker_until;
     bm__engine_unlock(e);
-    if (!closed && !opened)
+    if (step == 0)
         return;
-    if (closed)
+    if (step < 0)
         BM_LOG(BM_LOG_INFO, BM_MSG("circuit breaker closed"), BM_KS("account", a->name));
     else
         BM_LOG(BM_LOG_WARN, BM_MSG("circuit breaker open: the account's calendars wait"),
                BM_KS("account", a->name), BM_KI("failures", failures),
-               BM_KI("seconds", until - bm_now()));
+               BM_KI("seconds", until - bm_now()), BM_KS("calls", write ? "writes" : "any"));
     if (!e->o.dry_run &&
         bm_store_account_set_breaker(e->st, a->id, failures, until, err, sizeof(err)) != BM_OK)
         BM_LOG(BM_LOG_ERROR, BM_MSG("cannot save the circuit breaker"), BM_KS("error", err));
+}
+
+void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted)
+{
+    breaker(e, a, rc, exhausted, false);
+}
+
+void bm__engine_breaker_write(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted)
+{
+    breaker(e, a, rc, exhausted, true);
 }
 
 typedef struct discover_ctx {

@@ -28,10 +28,15 @@ typedef struct engine_account {
     char *name;
     char *refresh_token; /* clear text, wiped on free */
     bm_gcal_account_t g;
-    bool broken;             /* needs login or no usable token: skip */
-    int breaker_failures;    /* persisted: times the breaker opened in a row */
-    int64_t breaker_until;   /* persisted: open until then */
-    int consecutive;         /* failed calls in a row in this process */
+    bool broken;            /* needs login or no usable token: skip */
+    int breaker_failures;   /* persisted: times the breaker opened in a row */
+    int64_t breaker_until;  /* persisted: open until then */
+    int consecutive;        /* failed calls in a row in this process (reads, watches) */
+    int consecutive_writes; /* failed block writes (batches) in a row in this process */
+    /* The breaker opened on failed writes: only a write's success heals it (a
+     * listing that works says nothing of them). Not persisted: a new process
+     * takes any success as healing. */
+    bool breaker_writes;
     int64_t saved_access_ms; /* expiry of the access token the store holds */
     /* The engine of this process working on the account (a serve worker running
      * one of its calendars' jobs, or a drain applying its writes), NULL: none;
@@ -142,4 +147,14 @@ size_t bm__engine_batch_size(const bm_engine_t *e);
  * opening; then one call is let through (half-open), and BM_OK closes it. */
 #define BREAKER_THRESHOLD 5
 void bm__engine_breaker(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted);
+/* The same for a block write (a batch or its parts): writes count their
+ * failures apart from the other calls, and a breaker that writes opened is
+ * closed by a write's success only; a read's success leaves it as it is (its
+ * open period over, the next write is a probe, and when that fails it opens
+ * again for twice as long). */
+void bm__engine_breaker_write(bm_engine_t *e, engine_account_t *a, int rc, bool exhausted);
+/* The arithmetic of both, on a's breaker fields only (the caller holds the
+ * hub's lock; exposed for the unit tests): 1 if the outcome opened it, -1 if it
+ * closed it, else 0. now is bm_now()'s seconds. */
+int bm__engine_breaker_step(engine_account_t *a, int rc, bool exhausted, bool write, int64_t now);
 #endif

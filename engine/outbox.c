@@ -131,8 +131,17 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
     bm_gcal_req_t *reqs = NULL;
     char **paths = NULL;
     bool *inserting = NULL;
-    int rc = bm_store_outbox_claim(e->st, a->id, instances, e->claim_owner, bm_now_ms(),
-                                   CLAIM_TTL_MS, bm__engine_batch_size(e), &items, &n, err, errlen);
+    /* An open breaker (it may have opened since this drain began: another
+     * batch's answer) lets nothing through; a half-open one's probe is one
+     * write: the others wait for its answer. */
+    bm__engine_lock(e);
+    bool shut = a->breaker_until > bm_now();
+    bm__engine_unlock(e);
+    bool probe = atomic_load(&a->g.probing);
+    int rc = shut ? bm_err(err, errlen, BM_ETRANSIENT, "circuit breaker open")
+                  : bm_store_outbox_claim(e->st, a->id, instances, e->claim_owner, bm_now_ms(),
+                                          CLAIM_TTL_MS, probe ? 1 : bm__engine_batch_size(e),
+                                          &items, &n, err, errlen);
     *n_done = n;
     if (rc != BM_OK || n == 0)
         goto out;
@@ -153,7 +162,7 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
     a->batch_ms = bm_mono_ms() - t0;
     bm__engine_unlock(e);
     if (rc != BM_OK) {
-        bm__engine_breaker(e, a, rc, true);
+        bm__engine_breaker_write(e, a, rc, true);
         if (rc == BM_EAUTH)
             bm__engine_needs_login(e, a);
         unclaim(e, items, n);
@@ -171,8 +180,9 @@ static int drain_batch(bm_engine_t *e, engine_account_t *a, bool instances, size
         bm_store_rollback(e->st);
         unclaim(e, items, n);
     }
-    /* Every part refused for now (rate limits, outages): the account is failing. */
-    bm__engine_breaker(e, a, n_transient == n ? BM_ETRANSIENT : BM_OK, false);
+    /* Every part refused for now (rate limits, outages): the account is failing;
+     * a probe's failure opens the breaker again at once. */
+    bm__engine_breaker_write(e, a, n_transient == n ? BM_ETRANSIENT : BM_OK, probe);
     bm__engine_lock(e);
     bool open = a->breaker_until > bm_now();
     bm__engine_unlock(e);

@@ -16,7 +16,9 @@
   sync read it) gets one call through; when it fails, the breaker opens again
   (for twice as long) with no retry of that call and no other call made (the
   emulator counts calls per user). Before, the probe was a listing with the
-  client's five retries: 6 calls.
+  client's five retries: 6 calls. A probe that begins with a drain batch
+  carries one part (the others wait for its answer): before, the whole batch
+  (20 parts here).
 - Every external call has a timeout: a token refresh whose answer comes far
   past [google] request_timeout (the emulator's token_latency_ms), and the
   renewer's watch calls of an account whose every call hangs (latency_ms),
@@ -239,6 +241,28 @@ class BreakerProbe(ResilienceCase):
         self.assertEqual(failures, 2)
         self.assertGreater(left, 60)  # the second open period: twice the first
         self.assertEqual(len(self.emu.blocks("alice-personal@group.calendar.google.com")), 20)
+
+    def test_a_probe_that_begins_with_a_batch_sends_one_part(self):
+        a, b, c = self.three_calendars()
+        self.bm("sync")
+        for i in range(20):  # writes due in bob's calendar, and nothing of his to list
+            self.emu.event(a, timed("A %d" % i, hour(2) + i * 900, minutes=10))
+        self.user_faults("bob@example.com", error_500=1, writes_only=1)
+        self.half_open("bob")
+        self.emu.reset_counters()
+        self.bm("sync", "--account-id", "alice", expect=None)
+        n = self.user_counters("bob@example.com")
+        failures, left = self.db("SELECT breaker_failures, breaker_until - ? FROM accounts"
+                                 " WHERE name = 'bob'", int(time.time()))[0]
+        print("\nhalf-open probe that begins with a drain batch: %d batch parts in %d requests,"
+              " breaker open again for %d s" % (n["calls"], n["requests"], left))
+        self.assertEqual(n["calls"], 1, "the probe's batch carried more than one part")
+        self.assertEqual(n["requests"], 1)
+        self.assertEqual(failures, 2)
+        self.assertGreater(left, 60)
+        self.assertEqual(self.db("SELECT count(*) FROM outbox o JOIN calendars c"
+                                 " ON c.id = o.target_calendar_id"
+                                 " WHERE c.gcal_id = 'bob@example.com'")[0][0], 20)
 
 TIMEOUT_S = 2     # [google] request_timeout of the timeout tests
 HANG_FAR_MS = 60000
