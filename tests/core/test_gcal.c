@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "emulator/harness.h"
 #include "google_batch.h"
+#include "tests/core/wipe_probe.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -1350,22 +1351,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- secrets in memory */
 
-static struct {
-    int blocks;
-    int dirty;
-} released;
-
-static void on_release(const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    released.blocks++;
-    for (size_t i = 0; i < n; i++)
-        if (c[i] != 0) {
-            released.dirty++;
-            break;
-        }
-}
-
 START_TEST(token_request_and_answer_are_wiped)
 {
     /* A long refresh token makes the form grow; a long access token, sent in small
@@ -1387,7 +1372,7 @@ START_TEST(token_request_and_answer_are_wiped)
     bm_gcal_account_init(&a, refresh, NULL);
     char err[256] = "";
     memset(&released, 0, sizeof(released));
-    bm__wipe_free_hook = on_release;
+    bm__wipe_free_hook = wipe_probe_on_release;
     int rc = bm_gcal_refresh(g, &a, err, sizeof(err));
     bm__wipe_free_hook = NULL;
     ck_assert_msg(rc == 0, "%s", err);

@@ -1,6 +1,7 @@
 /* tests/core/test_json.c: the bounded JSON parser (depth, size, strictness, wiping). */
 #include "core/json.h"
 #include "core/util.h"
+#include "tests/core/wipe_probe.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -228,22 +229,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- wiping */
 
-static struct {
-    int blocks;
-    int dirty;
-} released;
-
-static void on_release(const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    released.blocks++;
-    for (size_t i = 0; i < n; i++)
-        if (c[i] != 0) {
-            released.dirty++;
-            break;
-        }
-}
-
 START_TEST(scratch_and_tree_are_wiped)
 {
     /* A token with escapes goes through yajl's decode buffer; 5000 characters make
@@ -255,7 +240,7 @@ START_TEST(scratch_and_tree_are_wiped)
         ck_assert_int_eq(bm_buf_puts(&b, "Z"), BM_OK);
     ck_assert_int_eq(bm_buf_puts(&b, "\",\"expires_in\":3599}"), BM_OK);
     memset(&released, 0, sizeof(released));
-    bm__wipe_free_hook = on_release;
+    bm__wipe_free_hook = wipe_probe_on_release;
     char err[256] = "";
     yajl_val v = bm_json_parse(b.data, b.len, err, sizeof(err));
     bm__wipe_free_hook = NULL;

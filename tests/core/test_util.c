@@ -1,6 +1,7 @@
 /* tests/core/test_util.c: bounded buffers (secret ones wiped), error helper, constant-time
  * compare, the file reader. */
 #include "core/util.h"
+#include "tests/core/wipe_probe.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -79,29 +80,10 @@ START_TEST(read_file_strips_and_bounds)
 }
 END_TEST
 
-/* What bm_wipe_free let go of: how many blocks, bytes, and whether any was not zero. */
-static struct {
-    int blocks;
-    size_t bytes;
-    int dirty;
-} released;
-
-static void on_release(const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    released.blocks++;
-    released.bytes += n;
-    for (size_t i = 0; i < n; i++)
-        if (c[i] != 0) {
-            released.dirty++;
-            break;
-        }
-}
-
 START_TEST(secret_buf_wipes_every_block_it_lets_go)
 {
     memset(&released, 0, sizeof(released));
-    bm__wipe_free_hook = on_release;
+    bm__wipe_free_hook = wipe_probe_on_release;
     bm_buf_t b;
     char chunk[100];
     memset(chunk, 'S', sizeof(chunk));
@@ -155,7 +137,7 @@ START_TEST(read_file_wipes_its_buffers_also_on_failure)
     ck_assert_int_eq(write(fd, text, sizeof(text)), (ssize_t)sizeof(text));
     close(fd);
     memset(&released, 0, sizeof(released));
-    bm__wipe_free_hook = on_release;
+    bm__wipe_free_hook = wipe_probe_on_release;
     char *out = NULL, err[256];
     /* too big: what was read so far (a 4096-byte chunk in an 8192-byte block) is wiped */
     ck_assert_int_eq(bm_read_file(path, 5000, &out, err, sizeof(err)), BM_ETOOBIG);

@@ -228,6 +228,16 @@ class Scenario(unittest.TestCase):
         self.bm("account", "add", "--name", name, "--refresh-token-file", path)
         return token
 
+    def enabled_accounts(self, *accounts):
+        """Each (name, email): the account added, its calendars discovered and its
+        primary enabled in the default group."""
+        for name, email in accounts:
+            self.add_account(name, email)
+        for name, _ in accounts:
+            self.bm("calendar", "discover", "--account-id", name)
+        for _, email in accounts:
+            self.bm("calendar", "enable", "--calendar-id", email)
+
     def three_calendars(self):
         """alice (primary + personal) and bob (primary), all enabled in one group."""
         self.add_account("alice", "alice@example.com")

@@ -54,11 +54,7 @@ class EdgesBase(Scenario):
 class LeavingWhileHeldBackTest(EdgesBase):
     def setUp(self):
         super().setUp()
-        self.add_account("alice", A)
-        self.add_account("bob", B)
-        for name, cal in (("alice", A), ("bob", B)):
-            self.bm("calendar", "discover", "--account-id", name)
-            self.bm("calendar", "enable", "--calendar-id", cal)
+        self.enabled_accounts(("alice", A), ("bob", B))
 
     def meeting(self, cal):
         body = timed("Design review", hour(10), iCalUID=UID,

@@ -30,12 +30,7 @@ class PathsBase(Scenario):
         super().setUp()
         self.rules = {}
         self.write_config()
-        self.add_account("alice", A)
-        self.add_account("bob", B)
-        self.bm("calendar", "discover", "--account-id", "alice")
-        self.bm("calendar", "discover", "--account-id", "bob")
-        for c in (A, B):
-            self.bm("calendar", "enable", "--calendar-id", c)
+        self.enabled_accounts(("alice", A), ("bob", B))
 
     def set_rules(self, extra=None, **rules):
         self.rules = dict(rules)
