@@ -129,7 +129,6 @@ static bool stopped(const bm_engine_t *e)
     return e->o.stop != NULL && __atomic_load_n(e->o.stop, __ATOMIC_RELAXED) != 0;
 }
 
-/* A job is done: deleted; its latency observed. */
 /* How long to wait after the n-th failure in a row (n >= 1) of the store. */
 static int64_t store_wait_ms(int n)
 {
@@ -282,6 +281,15 @@ int bm_engine_run_due(bm_engine_t *e, int64_t account_id, int64_t until_ms,
     return stopped(e) ? bm_err(err, errlen, BM_ECANCELED, "stopped") : BM_OK;
 }
 
+/* Runs job while e holds a (NULL: none); lets go of a after, if run_job has not. */
+static void run_held(bm_workers_t *p, bm_engine_t *e, const char *owner, const bm_job_t *job,
+                     engine_account_t *a)
+{
+    (void)run_job(p, e, owner, job, p->o.metrics, &a);
+    if (a != NULL) /* the sync failed: nothing of its own was planned */
+        let_go(p, e, a);
+}
+
 /* Whether another engine holds a (a peek: the answer may change at once). */
 static bool held_elsewhere(bm_engine_t *e, engine_account_t *a)
 {
@@ -364,9 +372,7 @@ static void run_holding(bm_workers_t *p, bm_engine_t *e, const char *owner, bm_j
             return;
         }
     }
-    (void)run_job(p, e, owner, job, p->o.metrics, &a);
-    if (a != NULL) /* the sync failed: nothing of its own was planned */
-        let_go(p, e, a);
+    run_held(p, e, owner, job, a);
 }
 
 /* One worker's life: claim, run, repeat; between jobs, due block writes. */
@@ -382,10 +388,7 @@ static void work(worker_t *w, bm_engine_t *e, bm_store_t *st)
         atomic_store(&w->beat_ms, bm_mono_ms());
         bm__engine_unclaim_stale(e);  /* between jobs: none of its batches is in flight */
         if (take_handoff(p, e, &h)) { /* claimed already, and its account is held now */
-            engine_account_t *a = h.a;
-            (void)run_job(p, e, h.owner, &h.job, p->o.metrics, &a);
-            if (a != NULL)
-                let_go(p, e, a);
+            run_held(p, e, h.owner, &h.job, h.a);
             bm_job_dispose(&h.job);
             continue;
         }
